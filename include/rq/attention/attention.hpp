@@ -1,0 +1,38 @@
+// Decode attention for one KV head straight from compressed pages: the query heads that share the
+// KV head (GQA group) are scored together over one pass of the codes, softmax is computed exactly
+// (max-subtracted), and values are accumulated in V's rotated domain and un-rotated once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "rq/codec/codec.hpp"
+
+namespace rq {
+
+/// A run of consecutive tokens of one (layer, kv head, K or V) stored as codes and side planes:
+/// codes: n_tokens x code_bytes, side: n_tokens x side_bytes (a page, or a part of one).
+struct PageSpan {
+  const uint8_t* codes = nullptr;
+  const uint8_t* side = nullptr;
+  size_t n_tokens = 0;
+};
+
+/// One decode-attention call for one KV head.
+struct AttentionProblem {
+  const Codec* k_codec = nullptr;     // format and rotation of this head's keys
+  const Codec* v_codec = nullptr;     // format and rotation of this head's values
+  size_t gqa_group = 1;               // query heads sharing this KV head
+  const float* queries = nullptr;     // gqa_group x head_dim
+  float scale = 1.0f;                 // softmax scale, usually 1/sqrt(head_dim)
+  std::vector<PageSpan> k_pages;      // keys in token order
+  std::vector<PageSpan> v_pages;      // values, same total token count (page sizes may differ)
+  float* out = nullptr;               // gqa_group x head_dim
+};
+
+/// The scalar reference: Codec::score, exact softmax, Codec::accumulate. Throws
+/// rq::InvalidArgument on inconsistent problems (null pointers, mismatched token counts, dims).
+void attend_reference(const AttentionProblem& problem);
+
+}  // namespace rq
