@@ -15,6 +15,7 @@ class IdentityRotation final : public Rotation {
   RotationKind kind() const noexcept override { return RotationKind::None; }
   void apply(const float* x, float* y) const override;
   void apply_inverse(const float* y, float* x) const override;
+  void apply_padded(const float* x, float* y) const override;
   std::vector<float> parameters() const override { return {}; }
 };
 
@@ -29,6 +30,7 @@ class RotorRotation final : public Rotation {
   RotationKind kind() const noexcept override { return RotationKind::Rotor; }
   void apply(const float* x, float* y) const override;
   void apply_inverse(const float* y, float* x) const override;
+  void apply_padded(const float* x, float* y) const override;
   std::vector<float> parameters() const override { return rotors_; }
   size_t groups() const noexcept { return rotated_dim() / 3; }
   /// Row-major 3x3 matrices, 9 floats per group: y_g = M_g x_g.
@@ -48,6 +50,7 @@ class PlanarRotation final : public Rotation {
   RotationKind kind() const noexcept override { return RotationKind::Planar; }
   void apply(const float* x, float* y) const override;
   void apply_inverse(const float* y, float* x) const override;
+  void apply_padded(const float* x, float* y) const override;
   std::vector<float> parameters() const override { return cos_sin_; }
   const std::vector<float>& cos_sin() const noexcept { return cos_sin_; }
 
@@ -65,6 +68,7 @@ class IsoRotation final : public Rotation {
   RotationKind kind() const noexcept override { return full_ ? RotationKind::IsoFull : RotationKind::IsoFast; }
   void apply(const float* x, float* y) const override;
   void apply_inverse(const float* y, float* x) const override;
+  void apply_padded(const float* x, float* y) const override;
   std::vector<float> parameters() const override { return quaternions_; }
   const std::vector<float>& matrices() const noexcept { return matrices_; }
 
@@ -85,6 +89,7 @@ class HadamardRotation final : public Rotation {
   RotationKind kind() const noexcept override { return second_signs_ ? RotationKind::Turbo : RotationKind::Hadamard; }
   void apply(const float* x, float* y) const override;
   void apply_inverse(const float* y, float* x) const override;
+  void apply_padded(const float* x, float* y) const override;
   std::vector<float> parameters() const override;
   const std::vector<float>& signs1() const noexcept { return s1_; }
   const std::vector<float>& signs2() const noexcept { return s2_; }
@@ -106,6 +111,7 @@ class DenseRotation final : public Rotation {
   RotationKind kind() const noexcept override { return RotationKind::TurboDense; }
   void apply(const float* x, float* y) const override;
   void apply_inverse(const float* y, float* x) const override;
+  void apply_padded(const float* x, float* y) const override;
   std::vector<float> parameters() const override { return matrix_; }
   const std::vector<float>& dense_matrix() const noexcept { return matrix_; }
 

@@ -50,6 +50,9 @@ class Rotation {
   virtual void apply(const float* x, float* y) const = 0;
   /// x[d] = first d coordinates of Pi^T y[n].
   virtual void apply_inverse(const float* y, float* x) const = 0;
+  /// y[n] = Pi * x[n]: like apply, but every one of the n input coordinates is given (the padding
+  /// need not be zero). Used to build matrix() including the padding columns.
+  virtual void apply_padded(const float* x, float* y) const = 0;
   /// The rotation's parameters as one flat array (layout documented per kind in docs/formats.md).
   virtual std::vector<float> parameters() const = 0;
 

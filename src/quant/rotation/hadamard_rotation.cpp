@@ -1,0 +1,98 @@
+// TurboQuant structured rotation: y = D(s2) H/sqrt(n) D(s1) pad(x), n = next power of two >= d,
+// H the (symmetric) Sylvester Walsh-Hadamard matrix. Inverse: x = D(s1) H/sqrt(n) D(s2) y.
+#include <cmath>
+#include <string>
+
+#include "rotation_detail.hpp"
+#include "rq/rotation/block_rotations.hpp"
+
+namespace rq {
+
+namespace {
+
+size_t next_pow2(size_t d) {
+  size_t n = 1;
+  while (n < d) n <<= 1;
+  return n;
+}
+
+bool is_pow2(size_t n) { return n != 0 && (n & (n - 1)) == 0; }
+
+// y[n] = D(s2) H/sqrt(n) D(s1) x, x has in_len given coordinates (the rest are zero).
+void hadamard_forward(const std::vector<float>& s1, const std::vector<float>& s2, size_t in_len, const float* x,
+                      float* y) {
+  const size_t n = s1.size();
+  for (size_t i = 0; i < n; ++i) y[i] = (i < in_len) ? x[i] * s1[i] : 0.0f;
+  fwht_inplace(y, n);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
+  for (size_t i = 0; i < n; ++i) y[i] *= s2[i] * scale;
+}
+
+}  // namespace
+
+void fwht_inplace(float* v, size_t n) {
+  if (!is_pow2(n)) throw InvalidArgument("fwht_inplace: n = " + std::to_string(n) + " is not a power of two");
+  for (size_t half = 1; half < n; half <<= 1) {
+    for (size_t block = 0; block < n; block += 2 * half) {
+      for (size_t i = block; i < block + half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a + b;
+        v[i + half] = a - b;
+      }
+    }
+  }
+}
+
+HadamardRotation::HadamardRotation(size_t dim, bool second_signs, const RotationSeed& seed)
+    : Rotation(dim, next_pow2(dim)), second_signs_(second_signs) {
+  const size_t n = rotated_dim();
+  Rng rng = rotation_detail::stream(seed, second_signs_ ? rotation_detail::Salt::Turbo : rotation_detail::Salt::Hadamard, 0);
+  s1_.resize(n);  // n x +-1
+  s2_.assign(n, 1.0f);
+  for (size_t i = 0; i < n; ++i) s1_[i] = rng.sign();
+  if (second_signs_) {
+    for (size_t i = 0; i < n; ++i) s2_[i] = rng.sign();
+  }
+}
+
+HadamardRotation::HadamardRotation(size_t dim, bool second_signs, const std::vector<float>& signs)
+    : Rotation(dim, next_pow2(dim)), second_signs_(second_signs) {
+  const char* name = second_signs_ ? "turbo" : "hadamard";
+  const size_t n = rotated_dim();
+  rotation_detail::check_count(name, dim, signs, 2 * n, "s1 then s2, n = next power of two >= dim, each +-1");
+  for (size_t i = 0; i < 2 * n; ++i) {
+    if (signs[i] != 1.0f && signs[i] != -1.0f) {
+      throw InvalidArgument(std::string("rotation '") + name + "': sign parameters must be +1 or -1");
+    }
+    if (!second_signs_ && i >= n && signs[i] != 1.0f) {
+      throw InvalidArgument("rotation 'hadamard': s2 must be all +1 (use 'turbo' for random s2)");
+    }
+  }
+  s1_.assign(signs.begin(), signs.begin() + static_cast<std::ptrdiff_t>(n));
+  s2_.assign(signs.begin() + static_cast<std::ptrdiff_t>(n), signs.end());
+}
+
+std::vector<float> HadamardRotation::parameters() const {
+  std::vector<float> p(s1_);
+  p.insert(p.end(), s2_.begin(), s2_.end());
+  return p;
+}
+
+void HadamardRotation::apply(const float* x, float* y) const { hadamard_forward(s1_, s2_, dim(), x, y); }
+
+void HadamardRotation::apply_padded(const float* x, float* y) const {
+  hadamard_forward(s1_, s2_, rotated_dim(), x, y);
+}
+
+void HadamardRotation::apply_inverse(const float* y, float* x) const {
+  // Pi^T = D(s1) H/sqrt(n) D(s2) (H is symmetric); x keeps the first d coordinates.
+  const size_t n = rotated_dim();
+  thread_local std::vector<float> scratch;
+  scratch.resize(n);  // n
+  for (size_t i = 0; i < n; ++i) scratch[i] = y[i] * s2_[i];
+  fwht_inplace(scratch.data(), n);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
+  for (size_t i = 0; i < dim(); ++i) x[i] = scratch[i] * s1_[i] * scale;
+}
+
+}  // namespace rq
