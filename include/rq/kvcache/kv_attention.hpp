@@ -1,0 +1,29 @@
+// Decode attention over a PagedKvCache: the one place where the model runner meets the attention
+// kernel. By default every KV head is one rq::AttentionProblem handed to rq::attend_reference; a
+// faster kernel with the same contract can be swapped in with set_attention_kernel().
+#pragma once
+
+#include <cstddef>
+
+#include "rq/attention/attention.hpp"
+#include "rq/kvcache/kv_cache.hpp"
+
+namespace rq {
+
+/// A kernel with the contract of rq::attend_reference.
+using AttentionKernel = void (*)(const AttentionProblem& problem);
+
+/// Replace the kernel used by attend_cache (nullptr restores attend_reference). Not thread-safe
+/// with respect to running attention.
+void set_attention_kernel(AttentionKernel kernel);
+AttentionKernel attention_kernel();
+
+/// Attention of n_heads query heads over tokens [0, n_tokens) of (seq, layer):
+/// q: n_heads x head_dim, out: n_heads x head_dim. Query head h reads kv head h / (n_heads /
+/// n_kv_heads) (GQA). scale: softmax scale (usually 1/sqrt(head_dim)).
+/// Sink/window fp16 copies (different codecs on different segments) are handled by a segmented
+/// reference path built from Codec::score / Codec::accumulate.
+void attend_cache(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t n_heads,
+                  const float* q, float scale, float* out);
+
+}  // namespace rq

@@ -1,0 +1,104 @@
+// attend_cache: GQA decode attention over the paged cache through one swappable kernel.
+#include "rq/kvcache/kv_attention.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "rq/core/errors.hpp"
+
+namespace rq {
+
+namespace {
+
+std::atomic<AttentionKernel> g_kernel{nullptr};
+
+// Segments with different codecs (fp16 sinks/window beside compressed pages): exact softmax over
+// scores from Codec::score, values via Codec::accumulate, per query head of the group.
+void attend_segments(const std::vector<KvSegment>& segs, size_t gqa_group, size_t d, const float* q, float scale,
+                     float* out) {
+  size_t n = 0;
+  for (const auto& s : segs) n += s.k.n_tokens;
+  std::vector<float> scores(n);  // n_tokens
+  std::vector<float> part(d);    // head_dim
+  for (size_t g = 0; g < gqa_group; ++g) {
+    const float* qg = q + g * d;
+    float* og = out + g * d;
+    size_t off = 0;
+    for (const auto& s : segs) {
+      PreparedQuery pq = s.k_codec->prepare_query(qg);
+      s.k_codec->score(pq, s.k.n_tokens, s.k.codes, s.k.side, scores.data() + off);
+      off += s.k.n_tokens;
+    }
+    float mx = -INFINITY;
+    for (float& x : scores) {
+      x *= scale;
+      mx = std::max(mx, x);
+    }
+    double sum = 0.0;
+    for (float& x : scores) {
+      x = std::exp(x - mx);
+      sum += x;
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (float& x : scores) x *= inv;
+    std::fill(og, og + d, 0.0f);
+    off = 0;
+    for (const auto& s : segs) {
+      s.v_codec->accumulate(s.v.n_tokens, scores.data() + off, s.v.codes, s.v.side, part.data());
+      for (size_t j = 0; j < d; ++j) og[j] += part[j];
+      off += s.v.n_tokens;
+    }
+  }
+}
+
+}  // namespace
+
+void set_attention_kernel(AttentionKernel kernel) { g_kernel.store(kernel); }
+
+AttentionKernel attention_kernel() {
+  AttentionKernel k = g_kernel.load();
+  return k != nullptr ? k : &attend_reference;
+}
+
+void attend_cache(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t n_heads,
+                  const float* q, float scale, float* out) {
+  const size_t H = cache.n_kv_heads(), d = cache.head_dim();
+  if (n_heads == 0 || n_heads % H != 0) {
+    throw InvalidArgument("attend_cache: n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " +
+                          std::to_string(H));
+  }
+  if (n_tokens == 0) throw InvalidArgument("attend_cache: no tokens to attend to");
+  if (q == nullptr || out == nullptr) throw InvalidArgument("attend_cache: null q or out");
+  const size_t group = n_heads / H;
+  const AttentionKernel kernel = attention_kernel();
+  for (size_t h = 0; h < H; ++h) {
+    std::vector<KvSegment> segs = cache.segments(seq, layer, h, n_tokens);
+    const float* qh = q + h * group * d;  // gqa_group x head_dim
+    float* oh = out + h * group * d;      // gqa_group x head_dim
+    bool uniform = true;
+    for (const auto& s : segs) uniform = uniform && s.k_codec == segs[0].k_codec && s.v_codec == segs[0].v_codec;
+    if (!uniform) {
+      attend_segments(segs, group, d, qh, scale, oh);
+      continue;
+    }
+    AttentionProblem p;
+    p.k_codec = segs[0].k_codec;
+    p.v_codec = segs[0].v_codec;
+    p.gqa_group = group;
+    p.queries = qh;
+    p.scale = scale;
+    p.out = oh;
+    p.k_pages.reserve(segs.size());
+    p.v_pages.reserve(segs.size());
+    for (const auto& s : segs) {
+      p.k_pages.push_back(s.k);
+      p.v_pages.push_back(s.v);
+    }
+    kernel(p);
+  }
+}
+
+}  // namespace rq
