@@ -21,6 +21,13 @@
 
 namespace rq {
 
+/// Owned planes of `count` encoded vectors (the checked, allocation-owning API).
+struct EncodedPlanes {
+  size_t count = 0;
+  std::vector<uint8_t> codes;  // count x code_bytes
+  std::vector<uint8_t> side;   // count x side_bytes
+};
+
 /// A query prepared once for scoring many codes.
 struct PreparedQuery {
   std::vector<float> rotated;    // n: Pi * pad(q)
@@ -53,6 +60,14 @@ class Codec {
   /// codes, side -> x: n x d floats.
   void decode(size_t n, const uint8_t* codes, const uint8_t* side, float* x) const;
 
+  /// Checked variants: sizes are validated (rq::InvalidArgument on mismatch).
+  /// x.size() must be a multiple of d.
+  EncodedPlanes encode(const std::vector<float>& x) const;
+  /// Returns count x d floats.
+  std::vector<float> decode(const EncodedPlanes& planes) const;
+  /// q.size() must be d; returns one score per encoded vector.
+  std::vector<float> score(const std::vector<float>& q, const EncodedPlanes& planes) const;
+
   /// q: d floats.
   PreparedQuery prepare_query(const float* q) const;
   /// scores[i] = <q, decode(code i)> for n codes.
@@ -73,6 +88,7 @@ class Codec {
 
  private:
   void check_finite(size_t n, const float* x) const;
+  void check_planes(const EncodedPlanes& planes) const;
   void encode_one(const float* x, uint8_t* code, uint8_t* side, float* scratch) const;
 
   const FormatSpec* format_;

@@ -359,4 +359,44 @@ void Codec::accumulate(size_t n, const float* weights, const uint8_t* codes, con
   finish_accumulate(acc.data(), out);
 }
 
+void Codec::check_planes(const EncodedPlanes& planes) const {
+  if (planes.codes.size() != planes.count * layout_.code_bytes || planes.side.size() != planes.count * layout_.side_bytes) {
+    throw InvalidArgument(where(*format_, dim()) + ": planes hold " + std::to_string(planes.codes.size()) + " code bytes and " +
+                          std::to_string(planes.side.size()) + " side bytes, expected " +
+                          std::to_string(planes.count * layout_.code_bytes) + " and " +
+                          std::to_string(planes.count * layout_.side_bytes) + " for " + std::to_string(planes.count) +
+                          " vectors");
+  }
+}
+
+EncodedPlanes Codec::encode(const std::vector<float>& x) const {
+  if (x.size() % dim() != 0) {
+    throw InvalidArgument(where(*format_, dim()) + ": input holds " + std::to_string(x.size()) +
+                          " floats, not a multiple of the dimension");
+  }
+  EncodedPlanes planes;
+  planes.count = x.size() / dim();
+  planes.codes.resize(planes.count * layout_.code_bytes);
+  planes.side.resize(planes.count * layout_.side_bytes);
+  encode(planes.count, x.data(), planes.codes.data(), planes.side.data());
+  return planes;
+}
+
+std::vector<float> Codec::decode(const EncodedPlanes& planes) const {
+  check_planes(planes);
+  std::vector<float> x(planes.count * dim());
+  decode(planes.count, planes.codes.data(), planes.side.data(), x.data());
+  return x;
+}
+
+std::vector<float> Codec::score(const std::vector<float>& q, const EncodedPlanes& planes) const {
+  check_planes(planes);
+  if (q.size() != dim()) {
+    throw InvalidArgument(where(*format_, dim()) + ": query holds " + std::to_string(q.size()) + " floats");
+  }
+  std::vector<float> scores(planes.count);
+  score(prepare_query(q.data()), planes.count, planes.codes.data(), planes.side.data(), scores.data());
+  return scores;
+}
+
 }  // namespace rq
