@@ -46,7 +46,7 @@ class Rotation {
   /// Coordinates after rotation (d plus padding).
   size_t rotated_dim() const noexcept { return rotated_dim_; }
 
-  /// y[n] = Pi * pad(x[d]).
+  /// y[n] = Pi * pad(x[d]). x and y must not overlap (likewise for apply_inverse and apply_padded).
   virtual void apply(const float* x, float* y) const = 0;
   /// x[d] = first d coordinates of Pi^T y[n].
   virtual void apply_inverse(const float* y, float* x) const = 0;
