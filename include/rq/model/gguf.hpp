@@ -51,8 +51,10 @@ enum class GgufValueType : uint32_t {
 
 const char* gguf_value_type_name(GgufValueType t) noexcept;
 
-/// One metadata value. Scalars fill exactly one of u/i/f/b/str (by type); arrays set elem_type
-/// and items (each item a GgufValue of elem_type; nested arrays are items of type ARRAY).
+/// One metadata value. Scalars fill exactly one of u/i/f/b/str (by type). Arrays set elem_type,
+/// count, and one compact store by element type (so a hostile file cannot blow up memory):
+///   integer/BOOL elements -> ints (U64 values above INT64_MAX are stored bit-cast),
+///   F32/F64 elements -> floats, STRING elements -> strings, ARRAY elements -> items (nested).
 struct GgufValue {
   GgufValueType type = GgufValueType::U8;
   GgufValueType elem_type = GgufValueType::U8;  ///< arrays only
@@ -61,7 +63,11 @@ struct GgufValue {
   double f = 0.0;     ///< F32, F64
   bool b = false;     ///< BOOL
   std::string str;    ///< STRING
-  std::vector<GgufValue> items;  ///< ARRAY
+  uint64_t count = 0;                ///< ARRAY: number of elements
+  std::vector<int64_t> ints;         ///< ARRAY of integers or bools
+  std::vector<double> floats;        ///< ARRAY of F32/F64
+  std::vector<std::string> strings;  ///< ARRAY of STRING
+  std::vector<GgufValue> items;      ///< ARRAY of ARRAY
 
   bool is_integer() const noexcept;
   bool is_float() const noexcept;
