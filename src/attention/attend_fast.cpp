@@ -1,0 +1,228 @@
+// Driver of the fast decode attention: checks problems (as attend_reference does), turns codecs
+// into kernel formats, rotates each query once, splits every head's tokens into work items, runs
+// them on OpenMP threads (SIMD kernels in attend_kernels.cpp) and merges the split-KV partial
+// softmax states exactly, then un-rotates each output row once.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "fast_kernels.hpp"
+#include "rq/attention/attention_fast.hpp"
+#include "rq/core/errors.hpp"
+
+namespace rq {
+namespace attn_detail {
+namespace {
+
+constexpr size_t kMinSplitTokens = 512;   // a work item is never shorter (threading overhead)
+constexpr size_t kSerialTokens = 1024;    // below this many tokens in total, no threads
+constexpr size_t kItemsPerThread = 4;     // load balance of the dynamic schedule
+
+// False when the format has no SIMD kernel (QJL, codes wider than 4 bits).
+bool make_kernel_format(const Codec& codec, KernelFormat& f) {
+  const FormatSpec& spec = codec.format();
+  const FormatLayout& l = codec.layout();
+  if (spec.qjl) return false;
+  f = KernelFormat{};
+  f.n = l.rotated_dim;
+  f.code_bytes = l.code_bytes;
+  f.side_bytes = l.side_bytes;
+  switch (spec.scheme) {
+    case Scheme::F32:
+      f.kind = CodeKind::F32;
+      return true;
+    case Scheme::F16:
+      f.kind = CodeKind::F16;
+      return true;
+    case Scheme::Int8:
+      f.kind = CodeKind::Int8;
+      f.row_scale = true;
+      return true;
+    case Scheme::Int4:
+      f.kind = CodeKind::Packed;
+      f.bits = 4;
+      f.block_scale = true;
+      f.n_blocks = (f.n + 31) / 32;
+      for (int k = 0; k < 16; ++k) f.table[k] = static_cast<float>(k - 8);
+      return true;
+    case Scheme::LloydMax: {
+      if (l.code_bits < 1 || l.code_bits > 4) return false;
+      f.kind = CodeKind::Packed;
+      f.bits = l.code_bits;
+      f.row_scale = true;
+      const auto& c = codec.centroids();
+      for (size_t k = 0; k < c.size() && k < 16; ++k) f.table[k] = c[k];
+      return true;
+    }
+  }
+  return false;
+}
+
+size_t check_problem(const AttentionProblem& p) {
+  if (!p.k_codec || !p.v_codec || !p.queries || !p.out) throw InvalidArgument("attention: null codec, query or output");
+  if (p.gqa_group == 0) throw InvalidArgument("attention: gqa_group must be >= 1");
+  const size_t d = p.k_codec->dim();
+  if (p.v_codec->dim() != d) {
+    throw InvalidArgument("attention: K head_dim " + std::to_string(d) + " != V head_dim " + std::to_string(p.v_codec->dim()));
+  }
+  const auto check_pages = [](const std::vector<PageSpan>& pages, const Codec& c, const char* what) {
+    size_t n = 0;
+    for (const auto& s : pages) {
+      if (s.n_tokens && (!s.codes || (c.layout().side_bytes && !s.side))) {
+        throw InvalidArgument(std::string("attention: a ") + what + " page has null codes or side plane");
+      }
+      n += s.n_tokens;
+    }
+    return n;
+  };
+  const size_t n_k = check_pages(p.k_pages, *p.k_codec, "key");
+  const size_t n_v = check_pages(p.v_pages, *p.v_codec, "value");
+  if (n_k != n_v) throw InvalidArgument("attention: " + std::to_string(n_k) + " keys but " + std::to_string(n_v) + " values");
+  if (n_k == 0) throw InvalidArgument("attention: empty cache (no tokens to attend to)");
+  return n_k;
+}
+
+// Everything prepared for one problem.
+struct HeadPlan {
+  const AttentionProblem* problem = nullptr;
+  bool fast = false;
+  size_t n_tokens = 0;
+  KernelFormat k_format, v_format;
+  std::vector<PageSpan> k_pages, v_pages;  // without empty spans
+  std::vector<float> queries;              // G x k n: rotated, times scale
+  size_t first_item = 0, n_items = 0;
+};
+
+void prepare_head(const AttentionProblem& p, size_t n_tokens, HeadPlan& plan) {
+  plan.problem = &p;
+  plan.n_tokens = n_tokens;
+  plan.fast = make_kernel_format(*p.k_codec, plan.k_format) && make_kernel_format(*p.v_codec, plan.v_format);
+  if (!plan.fast) return;
+  for (const auto& s : p.k_pages) if (s.n_tokens) plan.k_pages.push_back(s);
+  for (const auto& s : p.v_pages) if (s.n_tokens) plan.v_pages.push_back(s);
+  const size_t d = p.k_codec->dim(), n = plan.k_format.n, G = p.gqa_group;
+  plan.queries.resize(G * n);
+  for (size_t h = 0; h < G; ++h) {
+    float* qr = plan.queries.data() + h * n;
+    p.k_codec->rotation().apply(p.queries + h * d, qr);
+    for (size_t j = 0; j < n; ++j) qr[j] *= p.scale;
+  }
+}
+
+// Merge the items of one head and write its output rows.
+void finish_head(const HeadPlan& plan, const std::vector<float>& acc, const std::vector<float>& mx,
+                 const std::vector<double>& denom, size_t acc_offset, size_t state_offset) {
+  const AttentionProblem& p = *plan.problem;
+  const size_t G = p.gqa_group, vn = plan.v_format.n, d = p.v_codec->dim();
+  std::vector<float> total(vn);
+  for (size_t h = 0; h < G; ++h) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (size_t i = 0; i < plan.n_items; ++i) m = std::max(m, mx[state_offset + i * G + h]);
+    double l = 0.0;
+    std::fill(total.begin(), total.end(), 0.0f);
+    for (size_t i = 0; i < plan.n_items; ++i) {
+      const float mi = mx[state_offset + i * G + h];
+      if (mi == -std::numeric_limits<float>::infinity()) continue;
+      const float f = std::exp(mi - m);
+      l += denom[state_offset + i * G + h] * f;
+      const float* a = acc.data() + acc_offset + (i * G + h) * vn;
+      for (size_t j = 0; j < vn; ++j) total[j] += f * a[j];
+    }
+    const float inv = static_cast<float>(1.0 / l);
+    for (auto& v : total) v *= inv;
+    p.v_codec->rotation().apply_inverse(total.data(), p.out + h * d);
+  }
+}
+
+}  // namespace
+}  // namespace attn_detail
+
+bool attend_fast_supported(const Codec& k_codec, const Codec& v_codec) {
+  attn_detail::KernelFormat k, v;
+  return attn_detail::make_kernel_format(k_codec, k) && attn_detail::make_kernel_format(v_codec, v);
+}
+
+void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_threads) {
+  using namespace attn_detail;
+  if (count == 0) return;
+  if (!problems) throw InvalidArgument("attention: null problem list");
+  std::vector<HeadPlan> plans(count);
+  size_t total_tokens = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const size_t n = check_problem(problems[i]);
+    prepare_head(problems[i], n, plans[i]);
+    if (plans[i].fast) total_tokens += n;
+  }
+  const int threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+  const size_t split = std::max(kMinSplitTokens, (total_tokens + threads * kItemsPerThread - 1) /
+                                                     (static_cast<size_t>(threads) * kItemsPerThread));
+
+  // Work items and their output slots.
+  std::vector<WorkItem> items;
+  std::vector<size_t> acc_offset(count, 0), state_offset(count, 0);
+  size_t acc_size = 0, state_size = 0;
+  for (size_t i = 0; i < count; ++i) {
+    HeadPlan& plan = plans[i];
+    if (!plan.fast) continue;
+    plan.first_item = items.size();
+    plan.n_items = (plan.n_tokens + split - 1) / split;
+    acc_offset[i] = acc_size;
+    state_offset[i] = state_size;
+    const size_t G = plan.problem->gqa_group;
+    acc_size += plan.n_items * G * plan.v_format.n;
+    state_size += plan.n_items * G;
+    for (size_t s = 0; s < plan.n_items; ++s) {
+      WorkItem w;
+      w.k_format = &plan.k_format;
+      w.v_format = &plan.v_format;
+      w.gqa_group = G;
+      w.queries = plan.queries.data();
+      w.k_pages = plan.k_pages.data();
+      w.n_k_pages = plan.k_pages.size();
+      w.v_pages = plan.v_pages.data();
+      w.n_v_pages = plan.v_pages.size();
+      w.begin = s * plan.n_tokens / plan.n_items;
+      w.end = (s + 1) * plan.n_tokens / plan.n_items;
+      items.push_back(w);
+    }
+  }
+  std::vector<float> acc(acc_size), mx(state_size);
+  std::vector<double> denom(state_size);
+  for (size_t i = 0; i < count; ++i) {
+    const HeadPlan& plan = plans[i];
+    const size_t G = plan.problem->gqa_group;
+    for (size_t s = 0; s < plan.n_items; ++s) {
+      WorkItem& w = items[plan.first_item + s];
+      w.acc = acc.data() + acc_offset[i] + s * G * plan.v_format.n;
+      w.max = mx.data() + state_offset[i] + s * G;
+      w.denom = denom.data() + state_offset[i] + s * G;
+    }
+  }
+
+  const long n_items = static_cast<long>(items.size());
+  if (total_tokens < kSerialTokens || threads == 1 || n_items == 1) {
+    for (long i = 0; i < n_items; ++i) run_work_item(items[i]);
+  } else {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (long i = 0; i < n_items; ++i) run_work_item(items[i]);
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (plans[i].fast) {
+      finish_head(plans[i], acc, mx, denom, acc_offset[i], state_offset[i]);
+    } else {
+      attend_reference(problems[i]);
+    }
+  }
+}
+
+void attend_fast(const AttentionProblem& problem) { attend_fast_batch(&problem, 1, 0); }
+
+std::vector<std::string> attention_simd_targets() { return attn_detail::simd_targets(); }
+void force_attention_simd_target(const std::string& name) { attn_detail::force_simd_target(name); }
+std::string attention_simd_target() { return attn_detail::current_simd_target(); }
+
+}  // namespace rq

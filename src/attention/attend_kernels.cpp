@@ -1,0 +1,457 @@
+// Per-target SIMD kernels of the fast decode attention (Highway, compiled once per target and
+// dispatched at run time). One work item = a token range of one KV head with all its GQA queries:
+//   for each chunk of <= 128 tokens (inside one K page and one V page):
+//     score   s[q][r] = scale * <Pi q, decode(k_r)>       straight from the codes
+//     softmax online: running max m[q], denominator l[q], rescale acc when m grows
+//     acc[q] += sum_r exp(s[q][r] - m[q]) * decode(v_r)    in V's rotated domain
+// decode() of a group of 8 coordinates: Packed codes -> one 32-bit load, variable shift, mask,
+// register table lookup (vpermps on AVX2); f16 -> F16C; int8 -> widen + convert.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "fast_kernels.hpp"
+#include "rq/core/half.hpp"
+#include "rq/pack/bitpack.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "attend_kernels.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace rq::attn_detail {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::CappedTag<float, 8>;  // 8 lanes on AVX2/AVX3, 4 on SSE4/EMU128, 1 on SCALAR
+using DI = hn::RebindToSigned<DF>;
+using DU = hn::RebindToUnsigned<DF>;
+using VF = hn::Vec<DF>;
+
+constexpr size_t kChunk = 128;  // tokens per online-softmax step (scores stay in L1)
+constexpr size_t kMaxQ = 4;     // queries scored per pass over the codes
+
+inline float load_half(const uint8_t* p) { return half_to_float(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+
+// ------------------------------------------------------------------------------------------------
+// Decoders: value of coordinates [j0, j0 + N) of one row (without the row scale), and the scalar
+// value of one coordinate. `blk` points at the row's block scales (Int4) and is unused otherwise.
+
+struct DecodeF32 {
+  explicit DecodeF32(const KernelFormat&) {}
+  HWY_INLINE VF Vec(const uint8_t* row, size_t j0, const float*) const {
+    return hn::LoadU(DF(), reinterpret_cast<const float*>(row) + j0);
+  }
+  HWY_INLINE float Scalar(const uint8_t* row, size_t j, const float*) const {
+    float v;
+    std::memcpy(&v, row + 4 * j, 4);
+    return v;
+  }
+};
+
+struct DecodeF16 {
+  explicit DecodeF16(const KernelFormat&) {}
+  HWY_INLINE VF Vec(const uint8_t* row, size_t j0, const float*) const {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    return hn::PromoteTo(DF(), hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(row) + j0));
+  }
+  HWY_INLINE float Scalar(const uint8_t* row, size_t j, const float*) const { return load_half(row + 2 * j); }
+};
+
+struct DecodeInt8 {
+  explicit DecodeInt8(const KernelFormat&) {}
+  HWY_INLINE VF Vec(const uint8_t* row, size_t j0, const float*) const {
+    const hn::Rebind<int8_t, DF> d8;
+    return hn::ConvertTo(DF(), hn::PromoteTo(DI(), hn::LoadU(d8, reinterpret_cast<const int8_t*>(row) + j0)));
+  }
+  HWY_INLINE float Scalar(const uint8_t* row, size_t j, const float*) const {
+    return static_cast<float>(static_cast<int8_t>(row[j]));
+  }
+};
+
+template <int kBits, bool kBlock>
+struct DecodePacked {
+  static constexpr size_t N = hn::MaxLanes(DF());
+  static constexpr uint32_t kLevels = 1u << kBits;
+  const float* table;
+  hn::Vec<DU> shifts, mask;
+  VF t0, t1;
+  explicit DecodePacked(const KernelFormat& f) : table(f.table) {
+    const DU du;
+    shifts = hn::Mul(hn::Iota(du, 0), hn::Set(du, static_cast<uint32_t>(kBits)));
+    mask = hn::Set(du, kLevels - 1);
+    t0 = hn::LoadU(DF(), f.table);
+    t1 = hn::LoadU(DF(), f.table + (N < 16 ? N : 0));
+  }
+  HWY_INLINE VF Lookup(hn::Vec<DU> idx) const {
+    const DF df;
+    const DI di;
+    if constexpr (kLevels <= N) {
+      return hn::TableLookupLanes(t0, hn::IndicesFromVec(df, hn::BitCast(di, idx)));
+    } else if constexpr (kLevels <= 2 * N) {
+      const auto low = hn::BitCast(di, hn::And(idx, hn::Set(DU(), static_cast<uint32_t>(N - 1))));
+      const auto lo = hn::TableLookupLanes(t0, hn::IndicesFromVec(df, low));
+      const auto hi = hn::TableLookupLanes(t1, hn::IndicesFromVec(df, low));
+      const auto upper = hn::RebindMask(df, hn::Ne(hn::And(idx, hn::Set(DU(), static_cast<uint32_t>(N))), hn::Zero(DU())));
+      return hn::IfThenElse(upper, hi, lo);
+    } else {
+      return hn::GatherIndex(df, table, hn::BitCast(di, idx));
+    }
+  }
+  HWY_INLINE VF Vec(const uint8_t* row, size_t j0, const float* blk) const {
+    const size_t bit = j0 * kBits;
+    uint32_t word;
+    std::memcpy(&word, row + (bit >> 3), 4);
+    word >>= (bit & 7u);
+    const auto idx = hn::And(hn::Shr(hn::Set(DU(), word), shifts), mask);
+    VF v = Lookup(idx);
+    if constexpr (kBlock) v = hn::Mul(v, hn::Set(DF(), blk[j0 / 32]));
+    return v;
+  }
+  HWY_INLINE float Scalar(const uint8_t* row, size_t j, const float* blk) const {
+    const float v = table[unpack_code(row, j, kBits)];
+    if constexpr (kBlock) return v * blk[j / 32];
+    return v;
+  }
+};
+
+// ------------------------------------------------------------------------------------------------
+// Score: s[q * s_stride + r] = row_scale[r] * <q_q, decode(row r)> for QB queries.
+// q: QB x n (stride q_stride); codes: rows x code_bytes; blk: rows x n_blocks (Int4) or unused.
+// `vec_rows` rows use the SIMD path; the rest (at most the last row of a page) the scalar path.
+
+template <size_t QB, class Dec>
+void ScoreRows(const Dec& dec, const KernelFormat& f, const float* q, size_t q_stride, const uint8_t* codes,
+               size_t rows, size_t vec_rows, const float* row_scale, const float* blk, float* s,
+               size_t s_stride) {
+  const DF df;
+  constexpr size_t N = hn::MaxLanes(DF());
+  const size_t n = f.n, full = n / N * N, nb = f.n_blocks;
+  size_t r = 0;
+  for (; r + 2 <= vec_rows; r += 2) {  // two rows per pass: 2 x QB independent FMA chains
+    const uint8_t* row0 = codes + r * f.code_bytes;
+    const uint8_t* row1 = row0 + f.code_bytes;
+    const float* b0 = blk + r * nb;
+    const float* b1 = b0 + nb;
+    VF a0[QB], a1[QB];
+    for (size_t h = 0; h < QB; ++h) a0[h] = a1[h] = hn::Zero(df);
+    for (size_t j = 0; j < full; j += N) {
+      const VF c0 = dec.Vec(row0, j, b0);
+      const VF c1 = dec.Vec(row1, j, b1);
+      for (size_t h = 0; h < QB; ++h) {
+        const VF qv = hn::LoadU(df, q + h * q_stride + j);
+        a0[h] = hn::MulAdd(c0, qv, a0[h]);
+        a1[h] = hn::MulAdd(c1, qv, a1[h]);
+      }
+    }
+    for (size_t h = 0; h < QB; ++h) {
+      float t0 = hn::GetLane(hn::SumOfLanes(df, a0[h])), t1 = hn::GetLane(hn::SumOfLanes(df, a1[h]));
+      for (size_t j = full; j < n; ++j) {
+        t0 += q[h * q_stride + j] * dec.Scalar(row0, j, b0);
+        t1 += q[h * q_stride + j] * dec.Scalar(row1, j, b1);
+      }
+      s[h * s_stride + r] = t0 * row_scale[r];
+      s[h * s_stride + r + 1] = t1 * row_scale[r + 1];
+    }
+  }
+  for (; r < vec_rows; ++r) {
+    const uint8_t* row = codes + r * f.code_bytes;
+    const float* b = blk + r * nb;
+    VF a[QB];
+    for (size_t h = 0; h < QB; ++h) a[h] = hn::Zero(df);
+    for (size_t j = 0; j < full; j += N) {
+      const VF c = dec.Vec(row, j, b);
+      for (size_t h = 0; h < QB; ++h) a[h] = hn::MulAdd(c, hn::LoadU(df, q + h * q_stride + j), a[h]);
+    }
+    for (size_t h = 0; h < QB; ++h) {
+      float t = hn::GetLane(hn::SumOfLanes(df, a[h]));
+      for (size_t j = full; j < n; ++j) t += q[h * q_stride + j] * dec.Scalar(row, j, b);
+      s[h * s_stride + r] = t * row_scale[r];
+    }
+  }
+  for (; r < rows; ++r) {  // scalar rows: the page's last row when a 4-byte load could run past it
+    const uint8_t* row = codes + r * f.code_bytes;
+    const float* b = blk + r * nb;
+    for (size_t h = 0; h < QB; ++h) {
+      float t = 0.0f;
+      for (size_t j = 0; j < n; ++j) t += q[h * q_stride + j] * dec.Scalar(row, j, b);
+      s[h * s_stride + r] = t * row_scale[r];
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Accumulate: acc[q * acc_stride + j] += sum_r w[q * w_stride + r] * decode(row r)_j for QB queries.
+// w already holds softmax weight x row scale. Coordinates outer (accumulators in registers),
+// rows inner (the chunk's codes stay in L1).
+
+template <size_t QB, class Dec>
+void AccumulateRows(const Dec& dec, const KernelFormat& f, const float* w, size_t w_stride, const uint8_t* codes,
+                    size_t rows, size_t vec_rows, const float* blk, float* acc, size_t acc_stride) {
+  const DF df;
+  constexpr size_t N = hn::MaxLanes(DF());
+  const size_t n = f.n, full = n / N * N, nb = f.n_blocks;
+  size_t j = 0;
+  for (; j + 2 * N <= full; j += 2 * N) {  // two coordinate groups per pass: 2 x QB FMA chains
+    VF a0[QB], a1[QB];
+    for (size_t h = 0; h < QB; ++h) {
+      a0[h] = hn::LoadU(df, acc + h * acc_stride + j);
+      a1[h] = hn::LoadU(df, acc + h * acc_stride + j + N);
+    }
+    for (size_t r = 0; r < vec_rows; ++r) {
+      const uint8_t* row = codes + r * f.code_bytes;
+      const VF c0 = dec.Vec(row, j, blk + r * nb);
+      const VF c1 = dec.Vec(row, j + N, blk + r * nb);
+      for (size_t h = 0; h < QB; ++h) {
+        const VF wv = hn::Set(df, w[h * w_stride + r]);
+        a0[h] = hn::MulAdd(wv, c0, a0[h]);
+        a1[h] = hn::MulAdd(wv, c1, a1[h]);
+      }
+    }
+    for (size_t h = 0; h < QB; ++h) {
+      hn::StoreU(a0[h], df, acc + h * acc_stride + j);
+      hn::StoreU(a1[h], df, acc + h * acc_stride + j + N);
+    }
+  }
+  for (; j < full; j += N) {
+    VF a[QB];
+    for (size_t h = 0; h < QB; ++h) a[h] = hn::LoadU(df, acc + h * acc_stride + j);
+    for (size_t r = 0; r < vec_rows; ++r) {
+      const VF c = dec.Vec(codes + r * f.code_bytes, j, blk + r * nb);
+      for (size_t h = 0; h < QB; ++h) a[h] = hn::MulAdd(hn::Set(df, w[h * w_stride + r]), c, a[h]);
+    }
+    for (size_t h = 0; h < QB; ++h) hn::StoreU(a[h], df, acc + h * acc_stride + j);
+  }
+  for (size_t r = 0; r < rows; ++r) {  // tail coordinates of every row, whole scalar rows
+    const uint8_t* row = codes + r * f.code_bytes;
+    const float* b = blk + r * nb;
+    const size_t j0 = r < vec_rows ? full : 0;
+    for (size_t jj = j0; jj < n; ++jj) {
+      const float c = dec.Scalar(row, jj, b);
+      for (size_t h = 0; h < QB; ++h) acc[h * acc_stride + jj] += w[h * w_stride + r] * c;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Per-chunk side values: row scales (fp16 norm / int8 scale, or 1) and Int4 block scales.
+
+void LoadSide(const KernelFormat& f, const uint8_t* side, size_t rows, float* row_scale, float* blk) {
+  for (size_t r = 0; r < rows; ++r) row_scale[r] = f.row_scale ? load_half(side + r * f.side_bytes) : 1.0f;
+  if (f.block_scale) {
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t b = 0; b < f.n_blocks; ++b) blk[r * f.n_blocks + b] = load_half(side + r * f.side_bytes + 2 * b);
+    }
+  }
+}
+
+// Rows that may use the 4-byte packed loads: all, unless the chunk ends a page and the last row's
+// final groups would read past it.
+size_t VecRows(const KernelFormat& f, size_t rows, bool ends_page) {
+  constexpr size_t N = hn::MaxLanes(DF());
+  if (f.kind != CodeKind::Packed || !ends_page || rows == 0) return rows;
+  const size_t full = f.n / N * N;
+  if (full == 0) return rows;
+  const size_t last_load = ((full - N) * static_cast<size_t>(f.bits)) >> 3;  // first byte of the last 4-byte load
+  return last_load + 4 <= f.code_bytes ? rows : rows - 1;
+}
+
+template <class Dec>
+void ScoreAll(const KernelFormat& f, const float* queries, size_t G, const uint8_t* codes, size_t rows,
+              size_t vec_rows, const float* rs, const float* blk, float* s) {
+  const Dec dec(f);
+  for (size_t h0 = 0; h0 < G; h0 += kMaxQ) {
+    const float* q = queries + h0 * f.n;
+    float* so = s + h0 * kChunk;
+    switch (G - h0 >= kMaxQ ? kMaxQ : G - h0) {
+      case 1: ScoreRows<1>(dec, f, q, f.n, codes, rows, vec_rows, rs, blk, so, kChunk); break;
+      case 2: ScoreRows<2>(dec, f, q, f.n, codes, rows, vec_rows, rs, blk, so, kChunk); break;
+      case 3: ScoreRows<3>(dec, f, q, f.n, codes, rows, vec_rows, rs, blk, so, kChunk); break;
+      default: ScoreRows<4>(dec, f, q, f.n, codes, rows, vec_rows, rs, blk, so, kChunk); break;
+    }
+  }
+}
+
+template <class Dec>
+void AccumulateAll(const KernelFormat& f, const float* w, size_t G, const uint8_t* codes, size_t rows,
+                   size_t vec_rows, const float* blk, float* acc) {
+  const Dec dec(f);
+  for (size_t h0 = 0; h0 < G; h0 += kMaxQ) {
+    const float* wq = w + h0 * kChunk;
+    float* a = acc + h0 * f.n;
+    switch (G - h0 >= kMaxQ ? kMaxQ : G - h0) {
+      case 1: AccumulateRows<1>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.n); break;
+      case 2: AccumulateRows<2>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.n); break;
+      case 3: AccumulateRows<3>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.n); break;
+      default: AccumulateRows<4>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.n); break;
+    }
+  }
+}
+
+// Calls fn.template operator()<Decoder>() for the decoder of format f.
+template <class Fn>
+void WithDecoder(const KernelFormat& f, Fn&& fn) {
+  switch (f.kind) {
+    case CodeKind::F32: fn.template operator()<DecodeF32>(); return;
+    case CodeKind::F16: fn.template operator()<DecodeF16>(); return;
+    case CodeKind::Int8: fn.template operator()<DecodeInt8>(); return;
+    case CodeKind::Packed:
+      if (f.block_scale) {
+        fn.template operator()<DecodePacked<4, true>>();
+        return;
+      }
+      switch (f.bits) {
+        case 1: fn.template operator()<DecodePacked<1, false>>(); return;
+        case 2: fn.template operator()<DecodePacked<2, false>>(); return;
+        case 3: fn.template operator()<DecodePacked<3, false>>(); return;
+        default: fn.template operator()<DecodePacked<4, false>>(); return;
+      }
+  }
+}
+
+// Position inside a list of pages.
+struct PageCursor {
+  const PageSpan* pages;
+  size_t page = 0, offset = 0;
+  PageCursor(const PageSpan* p, size_t n_pages, size_t token) : pages(p) {
+    while (page < n_pages && token >= pages[page].n_tokens) {
+      token -= pages[page].n_tokens;
+      ++page;
+    }
+    offset = token;
+  }
+  size_t remaining() const { return pages[page].n_tokens - offset; }
+  void advance(size_t t) {
+    offset += t;
+    if (offset == pages[page].n_tokens) {
+      ++page;
+      offset = 0;
+    }
+  }
+};
+
+void RunWorkItem(const WorkItem& item) {
+  const DF df;
+  constexpr size_t N = hn::MaxLanes(DF());
+  const KernelFormat& kf = *item.k_format;
+  const KernelFormat& vf = *item.v_format;
+  const size_t G = item.gqa_group;
+  // Scratch: scores / weights G x kChunk, side values per chunk.
+  thread_local std::vector<float> scratch;
+  const size_t max_blocks = kf.n_blocks > vf.n_blocks ? kf.n_blocks : vf.n_blocks;
+  scratch.resize(2 * G * kChunk + 2 * kChunk + kChunk * (max_blocks + 1) + N);
+  float* s = scratch.data();            // G x kChunk
+  float* w = s + G * kChunk;            // G x kChunk
+  float* rs = w + G * kChunk;           // kChunk: K row scales
+  float* vs = rs + kChunk;              // kChunk: V row scales
+  float* blk = vs + kChunk;             // kChunk x n_blocks
+
+  for (size_t h = 0; h < G; ++h) {
+    item.max[h] = -std::numeric_limits<float>::infinity();
+    item.denom[h] = 0.0;
+  }
+  for (size_t i = 0; i < G * vf.n; ++i) item.acc[i] = 0.0f;
+
+  PageCursor kc(item.k_pages, item.n_k_pages, item.begin);
+  PageCursor vc(item.v_pages, item.n_v_pages, item.begin);
+  for (size_t t = item.begin; t < item.end;) {
+    size_t rows = item.end - t;
+    if (rows > kChunk) rows = kChunk;
+    if (rows > kc.remaining()) rows = kc.remaining();
+    if (rows > vc.remaining()) rows = vc.remaining();
+    const PageSpan& kp = item.k_pages[kc.page];
+    const PageSpan& vp = item.v_pages[vc.page];
+
+    // Scores.
+    const uint8_t* kcodes = kp.codes + kc.offset * kf.code_bytes;
+    LoadSide(kf, kp.side ? kp.side + kc.offset * kf.side_bytes : nullptr, rows, rs, blk);
+    const size_t k_vec = VecRows(kf, rows, kc.offset + rows == kp.n_tokens);
+    WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s); });
+
+    // Online softmax: new max, rescale, weights = exp(s - m) x V row scale.
+    const uint8_t* vcodes = vp.codes + vc.offset * vf.code_bytes;
+    LoadSide(vf, vp.side ? vp.side + vc.offset * vf.side_bytes : nullptr, rows, vs, blk);
+    for (size_t h = 0; h < G; ++h) {
+      float* sh = s + h * kChunk;
+      float mx = item.max[h];
+      for (size_t r = 0; r < rows; ++r) mx = sh[r] > mx ? sh[r] : mx;
+      if (mx > item.max[h]) {
+        const float factor = item.max[h] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(item.max[h] - mx);
+        item.denom[h] *= factor;
+        float* a = item.acc + h * vf.n;
+        for (size_t j = 0; j < vf.n; ++j) a[j] *= factor;
+        item.max[h] = mx;
+      }
+      const VF vmax = hn::Set(df, mx), lo = hn::Set(df, -87.0f);
+      float* wh = w + h * kChunk;
+      float sum = 0.0f;
+      size_t r = 0;
+      for (; r + N <= rows; r += N) {
+        const VF p = hn::Exp(df, hn::Max(hn::Sub(hn::LoadU(df, sh + r), vmax), lo));
+        sum += hn::GetLane(hn::SumOfLanes(df, p));
+        hn::StoreU(hn::Mul(p, hn::LoadU(df, vs + r)), df, wh + r);
+      }
+      for (; r < rows; ++r) {
+        const float p = std::exp(sh[r] - mx);
+        sum += p;
+        wh[r] = p * vs[r];
+      }
+      item.denom[h] += sum;
+    }
+
+    // Accumulate values in the rotated domain.
+    const size_t v_vec = VecRows(vf, rows, vc.offset + rows == vp.n_tokens);
+    WithDecoder(vf, [&]<class Dec>() { AccumulateAll<Dec>(vf, w, G, vcodes, rows, v_vec, blk, item.acc); });
+
+    kc.advance(rows);
+    vc.advance(rows);
+    t += rows;
+  }
+}
+
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace rq::attn_detail
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "rq/core/errors.hpp"
+
+namespace rq::attn_detail {
+
+HWY_EXPORT(RunWorkItem);
+HWY_EXPORT(TargetName);
+
+void run_work_item(const WorkItem& item) { HWY_DYNAMIC_DISPATCH(RunWorkItem)(item); }
+
+std::vector<std::string> simd_targets() {
+  std::vector<std::string> names;
+  for (int64_t t : hwy::SupportedAndGeneratedTargets()) names.emplace_back(hwy::TargetName(t));
+  return names;
+}
+
+void force_simd_target(const std::string& name) {
+  if (name.empty()) {
+    hwy::SetSupportedTargetsForTest(0);
+    return;
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+    if (name == hwy::TargetName(t)) {
+      hwy::SetSupportedTargetsForTest(t);
+      return;
+    }
+  }
+  throw InvalidArgument("attention: SIMD target '" + name + "' is not compiled in or not supported here");
+}
+
+std::string current_simd_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+
+}  // namespace rq::attn_detail
+#endif  // HWY_ONCE

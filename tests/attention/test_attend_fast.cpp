@@ -1,0 +1,216 @@
+// The fast attention kernels against the scalar reference, on every SIMD target compiled in and
+// supported by this CPU: all formats, head_dim 64/128 (and an odd one), GQA 1/3/4/6, caches of
+// length 1 to several thousand split into pages of different sizes for K and V.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rq/attention/attention_fast.hpp"
+#include "rq/core/errors.hpp"
+#include "rq/core/rng.hpp"
+
+namespace rq {
+namespace {
+
+// A cache of one KV head: K and V codes in contiguous planes, exposed as pages of varying sizes.
+struct HeadCache {
+  std::unique_ptr<Codec> k_codec, v_codec;
+  std::vector<uint8_t> k_codes, k_side, v_codes, v_side;
+  std::vector<float> queries;  // gqa x d
+  size_t n_tokens = 0;
+};
+
+// Gaussian vectors with a few strong channels (like real K), never all zero.
+std::vector<float> random_vectors(Rng& rng, size_t n, size_t d, float outlier) {
+  std::vector<float> x(n * d);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < d; ++j) x[i * d + j] = static_cast<float>(rng.normal()) * (j % 17 == 3 ? outlier : 1.0f);
+  }
+  return x;
+}
+
+HeadCache make_cache(const std::string& k_format, const std::string& v_format, size_t d, size_t n_tokens, size_t gqa,
+                     uint64_t seed) {
+  HeadCache c;
+  Rng rng(seed);
+  c.k_codec = std::make_unique<Codec>(find_format(k_format), d, RotationSeed{seed, 1, 2, KvRole::K});
+  c.v_codec = std::make_unique<Codec>(find_format(v_format), d, RotationSeed{seed, 1, 2, KvRole::V});
+  c.n_tokens = n_tokens;
+  const auto k = random_vectors(rng, n_tokens, d, 6.0f);
+  const auto v = random_vectors(rng, n_tokens, d, 1.0f);
+  const auto& kl = c.k_codec->layout();
+  const auto& vl = c.v_codec->layout();
+  c.k_codes.resize(n_tokens * kl.code_bytes);
+  c.k_side.resize(n_tokens * kl.side_bytes + 1);
+  c.v_codes.resize(n_tokens * vl.code_bytes);
+  c.v_side.resize(n_tokens * vl.side_bytes + 1);
+  c.k_codec->encode(n_tokens, k.data(), c.k_codes.data(), c.k_side.data());
+  c.v_codec->encode(n_tokens, v.data(), c.v_codes.data(), c.v_side.data());
+  c.queries = random_vectors(rng, gqa, d, 2.0f);
+  return c;
+}
+
+// Split [0, n) into spans of the given cyclic sizes.
+std::vector<PageSpan> make_pages(const std::vector<uint8_t>& codes, const std::vector<uint8_t>& side, const Codec& codec,
+                                 size_t n, const std::vector<size_t>& sizes) {
+  std::vector<PageSpan> pages;
+  const auto& l = codec.layout();
+  size_t t = 0, k = 0;
+  while (t < n) {
+    const size_t len = std::min(n - t, sizes[k++ % sizes.size()]);
+    pages.push_back({codes.data() + t * l.code_bytes, l.side_bytes ? side.data() + t * l.side_bytes : nullptr, len});
+    t += len;
+  }
+  return pages;
+}
+
+AttentionProblem make_problem(const HeadCache& c, size_t gqa, float scale, float* out) {
+  AttentionProblem p;
+  p.k_codec = c.k_codec.get();
+  p.v_codec = c.v_codec.get();
+  p.gqa_group = gqa;
+  p.queries = c.queries.data();
+  p.scale = scale;
+  p.k_pages = make_pages(c.k_codes, c.k_side, *c.k_codec, c.n_tokens, {64, 200, 1, 33});
+  p.v_pages = make_pages(c.v_codes, c.v_side, *c.v_codec, c.n_tokens, {128, 7, 96});
+  p.out = out;
+  return p;
+}
+
+// max |a - b| / max |b|
+double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double err = 0.0, ref = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    err = std::max(err, static_cast<double>(std::fabs(a[i] - b[i])));
+    ref = std::max(ref, static_cast<double>(std::fabs(b[i])));
+  }
+  return err / std::max(ref, 1e-30);
+}
+
+// Runs fast vs reference on the current target; returns the relative error.
+double compare(const std::string& kf, const std::string& vf, size_t d, size_t n_tokens, size_t gqa, float scale,
+               uint64_t seed) {
+  const HeadCache c = make_cache(kf, vf, d, n_tokens, gqa, seed);
+  std::vector<float> ref(gqa * d), fast(gqa * d, -1.0f);
+  attend_reference(make_problem(c, gqa, scale, ref.data()));
+  attend_fast(make_problem(c, gqa, scale, fast.data()));
+  for (float v : fast) EXPECT_TRUE(std::isfinite(v));
+  return rel_error(fast, ref);
+}
+
+class PerTarget : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { force_attention_simd_target(GetParam()); }
+  void TearDown() override { force_attention_simd_target(""); }
+};
+
+TEST_P(PerTarget, DispatchesToTheForcedTarget) { EXPECT_EQ(attention_simd_target(), GetParam()); }
+
+TEST_P(PerTarget, EveryFormatMatchesReference) {
+  uint64_t seed = 100;
+  for (const auto& f : format_table()) {
+    for (size_t d : {64u, 128u}) {
+      for (size_t n : {1u, 2u, 37u, 300u}) {
+        for (size_t gqa : {1u, 4u}) {
+          const double err = compare(std::string(f.name), std::string(f.name), d, n, gqa, 1.0f / std::sqrt(float(d)), ++seed);
+          EXPECT_LT(err, 1e-4) << f.name << " d=" << d << " n=" << n << " gqa=" << gqa;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(PerTarget, MixedFormatsOddDimsAndGroups) {
+  const char* pairs[][2] = {{"rotor3", "turbo3"}, {"f16", "rotor2"}, {"q4", "q8"}, {"turbo4", "q4h"},
+                            {"planar3", "iso4"}, {"isofull2", "none3"}, {"turbodense3", "f32"}};
+  uint64_t seed = 7000;
+  for (const auto& pr : pairs) {
+    for (size_t d : {5u, 40u, 96u, 130u}) {
+      for (size_t gqa : {3u, 6u}) {
+        const double err = compare(pr[0], pr[1], d, 259, gqa, 0.3f, ++seed);
+        EXPECT_LT(err, 1e-4) << pr[0] << "/" << pr[1] << " d=" << d << " gqa=" << gqa;
+      }
+    }
+  }
+}
+
+TEST_P(PerTarget, LongContextsWithThreadsAndPeakySoftmax) {
+  uint64_t seed = 9000;
+  for (const char* f : {"rotor3", "turbo3", "f16", "q8", "q4", "turbo2", "rotor4"}) {
+    for (size_t n : {5000u, 4097u}) {
+      // scale 1.0: very peaky softmax, the running max moves between chunks and splits.
+      for (float scale : {1.0f / std::sqrt(128.0f), 1.0f}) {
+        const double err = compare(f, f, 128, n, 4, scale, ++seed);
+        EXPECT_LT(err, 2e-4) << f << " n=" << n << " scale=" << scale;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, PerTarget, ::testing::ValuesIn(attention_simd_targets()),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST(AttendFast, HasAtLeastOneTarget) {
+  const auto targets = attention_simd_targets();
+  ASSERT_FALSE(targets.empty());
+  EXPECT_EQ(attention_simd_target(), targets.front());
+}
+
+TEST(AttendFast, BatchOfHeadsMatchesReferencePerHead) {
+  const size_t d = 128, gqa = 4;
+  std::vector<HeadCache> caches;
+  const size_t lengths[] = {1, 900, 3000, 17, 2048, 5, 1024, 333};
+  for (size_t h = 0; h < 8; ++h) caches.push_back(make_cache(h % 2 ? "rotor3" : "turbo3", "rotor3", d, lengths[h], gqa, 50 + h));
+  std::vector<float> ref(8 * gqa * d), fast(8 * gqa * d);
+  std::vector<AttentionProblem> problems;
+  for (size_t h = 0; h < 8; ++h) {
+    attend_reference(make_problem(caches[h], gqa, 0.1f, ref.data() + h * gqa * d));
+    problems.push_back(make_problem(caches[h], gqa, 0.1f, fast.data() + h * gqa * d));
+  }
+  for (int threads : {0, 1, 2, 3}) {
+    std::fill(fast.begin(), fast.end(), 0.0f);
+    attend_fast_batch(problems.data(), problems.size(), threads);
+    EXPECT_LT(rel_error(fast, ref), 1e-4) << "threads=" << threads;
+  }
+}
+
+TEST(AttendFast, QjlFallsBackToReference) {
+  EXPECT_FALSE(attend_fast_supported(Codec(find_format("turbo3_qjl"), 64), Codec(find_format("rotor3"), 64)));
+  EXPECT_TRUE(attend_fast_supported(Codec(find_format("rotor3"), 64), Codec(find_format("f16"), 64)));
+  EXPECT_LT(compare("turbo3_qjl", "rotor3", 64, 100, 2, 0.125f, 3), 1e-6);
+}
+
+TEST(AttendFast, RejectsInconsistentProblems) {
+  const HeadCache c = make_cache("rotor3", "rotor3", 64, 10, 1, 1);
+  std::vector<float> out(64);
+  AttentionProblem p = make_problem(c, 1, 0.125f, out.data());
+  AttentionProblem bad = p;
+  bad.v_pages.pop_back();
+  EXPECT_THROW(attend_fast(bad), InvalidArgument);
+  bad = p;
+  bad.k_pages.clear();
+  bad.v_pages.clear();
+  EXPECT_THROW(attend_fast(bad), InvalidArgument);
+  bad = p;
+  bad.queries = nullptr;
+  EXPECT_THROW(attend_fast(bad), InvalidArgument);
+  bad = p;
+  bad.gqa_group = 0;
+  EXPECT_THROW(attend_fast(bad), InvalidArgument);
+  bad = p;
+  bad.k_pages[0].codes = nullptr;
+  EXPECT_THROW(attend_fast(bad), InvalidArgument);
+  const Codec other(find_format("rotor3"), 128);
+  bad = p;
+  bad.v_codec = &other;
+  EXPECT_THROW(attend_fast(bad), InvalidArgument);
+  EXPECT_THROW(force_attention_simd_target("NO_SUCH_TARGET"), InvalidArgument);
+  EXPECT_THROW(attend_fast_batch(nullptr, 2), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace rq
