@@ -27,16 +27,27 @@ RQ_HD uint32_t unpack_code(const uint8_t* row, size_t j, int bits) {
 
 /// Pack n codes (each < 2^bits) into row; writes exactly packed_bytes(n, bits) bytes.
 RQ_HD void pack_codes(const uint8_t* codes, size_t n, int bits, uint8_t* row) {
-  const size_t nbytes = packed_bytes(n, bits);
-  for (size_t i = 0; i < nbytes; ++i) row[i] = 0;
-  for (size_t j = 0; j < n; ++j) {
-    const size_t bit = j * static_cast<size_t>(bits);
-    const size_t byte = bit >> 3;
-    const unsigned shift = static_cast<unsigned>(bit & 7u);
-    const uint32_t v = static_cast<uint32_t>(codes[j]) << shift;
-    row[byte] = static_cast<uint8_t>(row[byte] | (v & 0xffu));
-    if (shift + static_cast<unsigned>(bits) > 8u) row[byte + 1] = static_cast<uint8_t>(row[byte + 1] | (v >> 8));
+  // Groups of 8 codes fill exactly `bits` bytes.
+  const size_t groups = n / 8;
+  const unsigned b = static_cast<unsigned>(bits);
+  for (size_t g = 0; g < groups; ++g) {
+    uint64_t w = 0;
+    for (unsigned l = 0; l < 8; ++l) w |= static_cast<uint64_t>(codes[8 * g + l]) << (b * l);
+    for (unsigned k = 0; k < b; ++k) row[g * b + k] = static_cast<uint8_t>(w >> (8 * k));
   }
+  uint32_t acc = 0;      // pending bits, LSB first
+  unsigned pending = 0;  // number of pending bits (< 8 between codes)
+  size_t out = groups * b;
+  for (size_t j = groups * 8; j < n; ++j) {
+    acc |= static_cast<uint32_t>(codes[j]) << pending;
+    pending += static_cast<unsigned>(bits);
+    while (pending >= 8u) {
+      row[out++] = static_cast<uint8_t>(acc & 0xffu);
+      acc >>= 8;
+      pending -= 8u;
+    }
+  }
+  if (pending) row[out] = static_cast<uint8_t>(acc & 0xffu);
 }
 
 /// Unpack n codes from row.

@@ -29,6 +29,28 @@ float load_half(const uint8_t* side, size_t i) {
   return half_to_float(static_cast<uint16_t>(side[2 * i] | (side[2 * i + 1] << 8)));
 }
 
+// Sum of squares in double with four independent accumulators (no serial add chain).
+double sum_of_squares(const float* x, size_t n) {
+  double a[4] = {0, 0, 0, 0};
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    for (size_t l = 0; l < 4; ++l) a[l] += static_cast<double>(x[j + l]) * x[j + l];
+  }
+  for (; j < n; ++j) a[0] += static_cast<double>(x[j]) * x[j];
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+// sum_j table[idx_j]^2, likewise.
+double sum_of_squares_lookup(const uint8_t* idx, size_t n, const float* table) {
+  double a[4] = {0, 0, 0, 0};
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    for (size_t l = 0; l < 4; ++l) a[l] += static_cast<double>(table[idx[j + l]]) * table[idx[j + l]];
+  }
+  for (; j < n; ++j) a[0] += static_cast<double>(table[idx[j]]) * table[idx[j]];
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 std::string where(const FormatSpec& f, size_t dim) {
   return "format " + std::string(f.name) + " (d=" + std::to_string(dim) + ")";
 }
@@ -78,6 +100,9 @@ size_t Codec::accumulator_dim() const noexcept { return layout_.rotated_dim + (f
 
 void Codec::check_finite(size_t n, const float* x) const {
   const size_t d = dim();
+  uint32_t any_bad = 0;  // exponent all ones <=> NaN or Inf; checked without branches first
+  for (size_t i = 0; i < n * d; ++i) any_bad |= ((float_bits(x[i]) & 0x7f800000u) == 0x7f800000u) ? 1u : 0u;
+  if (!any_bad) return;
   for (size_t i = 0; i < n * d; ++i) {
     if (!std::isfinite(x[i])) {
       throw InvalidInput(where(*format_, d) + ": vector " + std::to_string(i / d) + " component " +
@@ -93,7 +118,7 @@ void Codec::encode(size_t n, const float* x, uint8_t* codes, uint8_t* side) cons
   check_finite(n, x);
   // Encode into scratch planes first: an error on vector i must leave the caller's planes untouched.
   std::vector<uint8_t> code_tmp(n * layout_.code_bytes), side_tmp(n * layout_.side_bytes);
-  std::vector<float> scratch(3 * layout_.rotated_dim + layout_.dim + 8);
+  std::vector<float> scratch(3 * layout_.rotated_dim + 8);  // see encode_one
   for (size_t i = 0; i < n; ++i) {
     try {
       encode_one(x + i * dim(), code_tmp.data() + i * layout_.code_bytes, side_tmp.data() + i * layout_.side_bytes,
@@ -109,8 +134,8 @@ void Codec::encode(size_t n, const float* x, uint8_t* codes, uint8_t* side) cons
 void Codec::encode_one(const float* x, uint8_t* code, uint8_t* side, float* scratch) const {
   const size_t d = dim(), n = layout_.rotated_dim;
   float* y = scratch;           // n: rotated coordinates
-  float* u = scratch + n;       // d: normalized input
-  uint8_t* idx = reinterpret_cast<uint8_t*>(scratch + n + d);  // n one-byte codes (2n floats of room)
+  float* u = scratch + n;       // d (room for n): normalized input, then n code counters
+  uint8_t* idx = reinterpret_cast<uint8_t*>(scratch + 2 * n);  // n one-byte codes
   const auto half_overflow = [&](float v, const char* what) {
     if (!(std::fabs(v) <= kHalfMax)) {
       throw InvalidInput(where(*format_, d) + ": " + what + " " + std::to_string(v) +
@@ -165,11 +190,9 @@ void Codec::encode_one(const float* x, uint8_t* code, uint8_t* side, float* scra
       break;
   }
   // Lloyd-Max: norm, normalize, rotate, quantize, pack.
-  double sq = 0.0;
-  for (size_t j = 0; j < d; ++j) sq += static_cast<double>(x[j]) * x[j];
-  const float norm = static_cast<float>(std::sqrt(sq));
+  const float norm = static_cast<float>(std::sqrt(sum_of_squares(x, d)));
   const int bits = layout_.code_bits;
-  const size_t levels_minus_1 = thresholds_.size();
+  const size_t levels_minus_1 = thresholds_.size();  // 2^bits - 1
   if (norm == 0.0f) {
     // Zero vector: codes of 0, stored norm 0 (and gamma 0, signs +1).
     const uint8_t zero_code = static_cast<uint8_t>(quantize_scalar(*codebook_, 0.0));
@@ -186,13 +209,16 @@ void Codec::encode_one(const float* x, uint8_t* code, uint8_t* side, float* scra
   const float inv = 1.0f / norm;
   for (size_t j = 0; j < d; ++j) u[j] = x[j] * inv;
   rotation_->apply(u, y);
-  double cnorm_sq = 0.0;
-  for (size_t j = 0; j < n; ++j) {
-    uint32_t k = 0;
-    for (size_t t = 0; t < levels_minus_1; ++t) k += y[j] >= thresholds_[t] ? 1u : 0u;
-    idx[j] = static_cast<uint8_t>(k);
-    cnorm_sq += static_cast<double>(centroids_[k]) * centroids_[k];
+  // Nearest centroid = number of thresholds <= y_j (thresholds sorted, ties go up). Counted one
+  // threshold at a time over all coordinates, a loop the compiler vectorizes.
+  uint32_t* count = reinterpret_cast<uint32_t*>(u);  // u is no longer needed
+  for (size_t j = 0; j < n; ++j) count[j] = 0;
+  for (size_t t = 0; t < levels_minus_1; ++t) {
+    const float th = thresholds_[t];
+    for (size_t j = 0; j < n; ++j) count[j] += y[j] >= th ? 1u : 0u;
   }
+  for (size_t j = 0; j < n; ++j) idx[j] = static_cast<uint8_t>(count[j]);
+  const double cnorm_sq = format_->norm_correction ? sum_of_squares_lookup(idx, n, centroids_.data()) : 0.0;
   pack_codes(idx, n, bits, code);
   if (!format_->qjl) {
     float stored = norm;

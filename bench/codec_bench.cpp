@@ -1,0 +1,93 @@
+// Micro-benchmarks of the reference codec, one thread: encode, decode, score and accumulate
+// throughput per format at head_dim 64 and 128 (items/s = vectors/s).
+//   build/bench/rq_bench_codec --benchmark_filter='encode/(rotor3|turbo3)/128'
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "rq/codec/codec.hpp"
+#include "rq/core/rng.hpp"
+
+namespace {
+
+constexpr size_t kVectors = 4096;
+
+std::vector<float> unit_vectors(size_t n, size_t d, uint64_t seed) {
+  rq::Rng rng(seed);
+  std::vector<float> x(n * d);
+  for (size_t i = 0; i < n; ++i) {
+    double sq = 0;
+    for (size_t j = 0; j < d; ++j) sq += std::pow(x[i * d + j] = static_cast<float>(rng.normal()), 2);
+    for (size_t j = 0; j < d; ++j) x[i * d + j] /= static_cast<float>(std::sqrt(sq));
+  }
+  return x;
+}
+
+struct Fixture {
+  rq::Codec codec;
+  std::vector<float> x, out;
+  std::vector<uint8_t> codes, side;
+  Fixture(const rq::FormatSpec& f, size_t d)
+      : codec(f, d), x(unit_vectors(kVectors, d, 1)), out(kVectors * d),
+        codes(kVectors * codec.layout().code_bytes), side(kVectors * codec.layout().side_bytes) {
+    codec.encode(kVectors, x.data(), codes.data(), side.data());
+  }
+};
+
+void bench_encode(benchmark::State& state, const rq::FormatSpec* f, size_t d) {
+  Fixture fx(*f, d);
+  for (auto _ : state) {
+    fx.codec.encode(kVectors, fx.x.data(), fx.codes.data(), fx.side.data());
+    benchmark::DoNotOptimize(fx.codes.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kVectors));
+}
+
+void bench_decode(benchmark::State& state, const rq::FormatSpec* f, size_t d) {
+  Fixture fx(*f, d);
+  for (auto _ : state) {
+    fx.codec.decode(kVectors, fx.codes.data(), fx.side.data(), fx.out.data());
+    benchmark::DoNotOptimize(fx.out.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kVectors));
+}
+
+void bench_score(benchmark::State& state, const rq::FormatSpec* f, size_t d) {
+  Fixture fx(*f, d);
+  const rq::PreparedQuery q = fx.codec.prepare_query(fx.x.data());
+  for (auto _ : state) {
+    fx.codec.score(q, kVectors, fx.codes.data(), fx.side.data(), fx.out.data());
+    benchmark::DoNotOptimize(fx.out.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kVectors));
+}
+
+void bench_accumulate(benchmark::State& state, const rq::FormatSpec* f, size_t d) {
+  Fixture fx(*f, d);
+  std::vector<float> w(kVectors, 1.0f / kVectors);
+  for (auto _ : state) {
+    fx.codec.accumulate(kVectors, w.data(), fx.codes.data(), fx.side.data(), fx.out.data());
+    benchmark::DoNotOptimize(fx.out.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kVectors));
+}
+
+// The format table drives the benchmark matrix.
+const int registered = [] {
+  for (const auto& f : rq::format_table()) {
+    for (size_t d : {64u, 128u}) {
+      const std::string suffix = "/" + std::string(f.name) + "/" + std::to_string(d);
+      benchmark::RegisterBenchmark(("encode" + suffix).c_str(), bench_encode, &f, d);
+      benchmark::RegisterBenchmark(("decode" + suffix).c_str(), bench_decode, &f, d);
+      benchmark::RegisterBenchmark(("score" + suffix).c_str(), bench_score, &f, d);
+      benchmark::RegisterBenchmark(("accumulate" + suffix).c_str(), bench_accumulate, &f, d);
+    }
+  }
+  return 0;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what is missing, fetches the default model, builds
+# the release and the ASan+UBSan variants and runs every test suite in both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_deps.sh
+export RQ_MODEL="$(scripts/fetch_model.sh)"
+scripts/build.sh release
+(cd build && ctest --output-on-failure)
+scripts/build.sh asan
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+(cd build-asan && RQ_SANITIZED=1 ctest --output-on-failure)
