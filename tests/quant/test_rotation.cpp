@@ -229,13 +229,16 @@ TEST(Rotation, LoadedRotorsAreNormalized) {
 
 TEST(Rotation, FwhtMatchesSylvesterMatrix) {
   rq::Rng rng(10);
-  const size_t n = 16;
-  std::vector<float> v = random_vector(rng, n), w = v;
-  rq::fwht_inplace(w.data(), n);
-  for (size_t i = 0; i < n; ++i) {
-    double expected = 0.0;
-    for (size_t j = 0; j < n; ++j) expected += ((__builtin_popcountll(i & j) % 2) ? -1.0 : 1.0) * v[j];
-    EXPECT_NEAR(w[i], expected, 1e-4);
+  std::vector<float> v;
+  for (size_t n : {1, 2, 4, 8, 16, 64}) {
+    v = random_vector(rng, n);
+    std::vector<float> w = v;
+    rq::fwht_inplace(w.data(), n);
+    for (size_t i = 0; i < n; ++i) {
+      double expected = 0.0;  // Sylvester H[i][j] = (-1)^popcount(i & j)
+      for (size_t j = 0; j < n; ++j) expected += ((__builtin_popcountll(i & j) % 2) ? -1.0 : 1.0) * v[j];
+      EXPECT_NEAR(w[i], expected, 1e-4 * (1 + n)) << "n=" << n << " i=" << i;
+    }
   }
   EXPECT_THROW(rq::fwht_inplace(v.data(), 12), rq::InvalidArgument);
   EXPECT_THROW(rq::fwht_inplace(v.data(), 0), rq::InvalidArgument);

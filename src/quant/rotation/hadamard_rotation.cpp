@@ -32,32 +32,42 @@ void hadamard_forward(const std::vector<float>& s1, const std::vector<float>& s2
 
 void fwht_inplace(float* v, size_t n) {
   if (!is_pow2(n)) throw InvalidArgument("fwht_inplace: n = " + std::to_string(n) + " is not a power of two");
-  size_t half = 1;
-  if (n >= 8) {
-    // Stages half = 1, 2, 4 as one straight-line radix-8 butterfly per block of 8.
-    for (size_t b = 0; b < n; b += 8) {
-      float* p = v + b;
-      const float a0 = p[0] + p[1], a1 = p[0] - p[1], a2 = p[2] + p[3], a3 = p[2] - p[3];
-      const float a4 = p[4] + p[5], a5 = p[4] - p[5], a6 = p[6] + p[7], a7 = p[6] - p[7];
-      const float c0 = a0 + a2, c1 = a1 + a3, c2 = a0 - a2, c3 = a1 - a3;
-      const float c4 = a4 + a6, c5 = a5 + a7, c6 = a4 - a6, c7 = a5 - a7;
-      p[0] = c0 + c4;
-      p[1] = c1 + c5;
-      p[2] = c2 + c6;
-      p[3] = c3 + c7;
-      p[4] = c0 - c4;
-      p[5] = c1 - c5;
-      p[6] = c2 - c6;
-      p[7] = c3 - c7;
+  if (n < 8) {
+    // n = 1, 2, 4: plain butterflies.
+    for (size_t half = 1; half < n; half <<= 1) {
+      for (size_t block = 0; block < n; block += 2 * half) {
+        for (size_t i = block; i < block + half; ++i) {
+          const float a = v[i], b = v[i + half];
+          v[i] = a + b;
+          v[i + half] = a - b;
+        }
+      }
     }
-    half = 8;
+    return;
   }
-  // Remaining stages: contiguous runs of `half` butterflies, which the compiler vectorizes.
-  for (; half < n; half <<= 1) {
+  // Stages half = 1, 2, 4 as one straight-line radix-8 butterfly per block of 8.
+  for (size_t b = 0; b < n; b += 8) {
+    float* p = v + b;
+    const float a0 = p[0] + p[1], a1 = p[0] - p[1], a2 = p[2] + p[3], a3 = p[2] - p[3];
+    const float a4 = p[4] + p[5], a5 = p[4] - p[5], a6 = p[6] + p[7], a7 = p[6] - p[7];
+    const float c0 = a0 + a2, c1 = a1 + a3, c2 = a0 - a2, c3 = a1 - a3;
+    const float c4 = a4 + a6, c5 = a5 + a7, c6 = a4 - a6, c7 = a5 - a7;
+    p[0] = c0 + c4;
+    p[1] = c1 + c5;
+    p[2] = c2 + c6;
+    p[3] = c3 + c7;
+    p[4] = c0 - c4;
+    p[5] = c1 - c5;
+    p[6] = c2 - c6;
+    p[7] = c3 - c7;
+  }
+  // Remaining stages (half >= 8, a multiple of 4): contiguous runs in fixed 4-wide chunks, which
+  // the compiler vectorizes without runtime trip-count checks.
+  for (size_t half = 8; half < n; half <<= 1) {
     for (size_t block = 0; block < n; block += 2 * half) {
       float* lo = v + block;
       float* hi = lo + half;
-      for (size_t i = 0; i < half; i += 4) {  // half is a multiple of 4: fixed 4-wide chunks
+      for (size_t i = 0; i < half; i += 4) {
         float a[4], b[4];
         for (size_t k = 0; k < 4; ++k) a[k] = lo[i + k], b[k] = hi[i + k];
         for (size_t k = 0; k < 4; ++k) lo[i + k] = a[k] + b[k], hi[i + k] = a[k] - b[k];
