@@ -60,16 +60,18 @@ void PlanarRotation::apply_inverse(const float* y, float* x) const {
   // Transpose of [[c, -s], [s, c]] is [[c, s], [-s, c]].
   const size_t pairs = cos_sin_.size() / 2;
   const size_t d = dim();
-  for (size_t p = 0; p < pairs; ++p) {
+  const size_t full = d / kPair;
+  for (size_t p = 0; p < full; ++p) {
+    const float c = cos_sin_[2 * p], s = cos_sin_[2 * p + 1];
+    const float y0 = y[2 * p], y1 = y[2 * p + 1];
+    x[2 * p] = c * y0 + s * y1;
+    x[2 * p + 1] = -s * y0 + c * y1;
+  }
+  for (size_t p = full; p < pairs; ++p) {
     const float c = cos_sin_[2 * p], s = cos_sin_[2 * p + 1];
     const float y0 = y[2 * p], y1 = y[2 * p + 1];
     const float out[kPair] = {c * y0 + s * y1, -s * y0 + c * y1};
-    if (2 * p + 1 < d) {
-      x[2 * p] = out[0];
-      x[2 * p + 1] = out[1];
-    } else {
-      rotation_detail::store_block(out, d, p, kPair, x);
-    }
+    rotation_detail::store_block(out, d, p, kPair, x);
   }
 }
 
