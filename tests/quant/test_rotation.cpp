@@ -264,6 +264,8 @@ TEST(Rotation, ErrorCases) {
   }
   EXPECT_THROW(rq::make_rotation(static_cast<RotationKind>(200), 8, seed), rq::InvalidArgument);
   EXPECT_THROW(rq::make_rotation(RotationKind::TurboDense, 100000, seed), rq::InvalidArgument);
+  EXPECT_THROW(rq::make_rotation(RotationKind::Rotor, size_t{1} << 30, seed), rq::InvalidArgument);
+  EXPECT_THROW(rq::make_rotation(RotationKind::Planar, 20000, seed)->matrix(), rq::CapacityError);
   // Bad values.
   EXPECT_THROW(rq::rotation_from_parameters(RotationKind::Rotor, 3, {0, 0, 0, 0}), rq::InvalidArgument);
   EXPECT_THROW(rq::rotation_from_parameters(RotationKind::Rotor, 3, {std::nanf(""), 0, 0, 1}), rq::InvalidArgument);

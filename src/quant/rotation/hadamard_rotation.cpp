@@ -22,7 +22,9 @@ bool is_pow2(size_t n) { return n != 0 && (n & (n - 1)) == 0; }
 void hadamard_forward(const std::vector<float>& s1, const std::vector<float>& s2, size_t in_len, const float* x,
                       float* y) {
   const size_t n = s1.size();
-  for (size_t i = 0; i < n; ++i) y[i] = (i < in_len) ? x[i] * s1[i] : 0.0f;
+  const size_t given = in_len < n ? in_len : n;
+  for (size_t i = 0; i < given; ++i) y[i] = x[i] * s1[i];
+  for (size_t i = given; i < n; ++i) y[i] = 0.0f;
   fwht_inplace(y, n);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
   for (size_t i = 0; i < n; ++i) y[i] *= s2[i] * scale;

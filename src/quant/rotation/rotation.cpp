@@ -12,6 +12,8 @@ namespace {
 
 // Largest input dimension any rotation accepts (keeps padded sizes far from overflow).
 constexpr size_t kMaxDim = size_t{1} << 24;
+// Largest rotated dimension matrix() materializes (n^2 doubles: 512 MiB).
+constexpr size_t kMaxMatrixDim = 8192;
 
 bool known_kind(RotationKind kind) {
   switch (kind) {
@@ -115,6 +117,9 @@ std::unique_ptr<Rotation> rotation_from_parameters(RotationKind kind, size_t dim
 
 std::vector<double> Rotation::matrix() const {
   const size_t n = rotated_dim();
+  if (n > kMaxMatrixDim) {
+    throw CapacityError("Rotation::matrix: n = " + std::to_string(n) + " exceeds " + std::to_string(kMaxMatrixDim));
+  }
   std::vector<double> m(n * n);  // n x n, row-major
   std::vector<float> basis(n, 0.0f), image(n);
   for (size_t j = 0; j < n; ++j) {
