@@ -119,3 +119,40 @@ write("gguf_bad_too_many_dims.bin", gguf([], [tensor_info("w", [1, 1, 1, 1, 4], 
 write("gguf_bad_row_not_block_multiple.bin", gguf([], [tensor_info("w", [33], 8, 0)], q8_block * 2))
 write("gguf_bad_bytes_overflow.bin",
       gguf([], [tensor_info("w", [(1 << 62) // 32 * 32, 1], 8, 0)], q8_block))
+
+# A tiny byte-level BPE vocabulary: the 256 byte tokens, three merges and two special tokens.
+def byte_chars():
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    m = dict(zip(bs, cs))
+    return [chr(m[b]) for b in range(256)]
+
+
+def tokenizer_kvs(tokens, types, merges, extra=()):
+    return [
+        kv("general.architecture", STRING, s("llama")),
+        kv("tokenizer.ggml.model", STRING, s("gpt2")),
+        kv("tokenizer.ggml.pre", STRING, s("smollm")),
+        kv("tokenizer.ggml.tokens", ARRAY, struct.pack("<IQ", STRING, len(tokens))
+           + b"".join(s(t) for t in tokens)),
+        kv("tokenizer.ggml.token_type", ARRAY, struct.pack("<IQ", I32, len(types))
+           + b"".join(struct.pack("<i", t) for t in types)),
+        kv("tokenizer.ggml.merges", ARRAY, struct.pack("<IQ", STRING, len(merges))
+           + b"".join(s(m) for m in merges)),
+        kv("tokenizer.ggml.bos_token_id", U32, struct.pack("<I", 256 + 3)),
+        kv("tokenizer.ggml.eos_token_id", U32, struct.pack("<I", 256 + 4)),
+    ] + list(extra)
+
+
+tiny_tokens = byte_chars() + ["he", "ll", "hell", "<|im_start|>", "<|im_end|>", "\u0120w"]
+tiny_types = [1] * 256 + [1, 1, 1, 3, 3, 1]
+tiny_merges = ["h e", "l l", "he ll", "\u0120 w"]
+write("gguf_ok_tiny_tokenizer.bin", gguf(tokenizer_kvs(tiny_tokens, tiny_types, tiny_merges), []))
+write("tok_bad_unk_out_of_range.bin", gguf(tokenizer_kvs(
+    tiny_tokens, tiny_types, tiny_merges,
+    [kv("tokenizer.ggml.unknown_token_id", U32, struct.pack("<I", 99999))]), []))
