@@ -76,7 +76,8 @@ class IsoRotation final : public Rotation {
   void build_matrices();
   bool full_;
   std::vector<float> quaternions_;
-  std::vector<float> matrices_;
+  std::vector<float> matrices_;  // quads x 4x4, row-major
+  std::vector<float> columns_;   // quads x 4x4, column-major (the same matrices, for apply)
 };
 
 /// TurboQuant structured: y = D(s2) H/sqrt(n) D(s1) pad(x), n = next power of two >= d, H the

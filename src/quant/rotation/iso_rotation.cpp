@@ -29,10 +29,12 @@ Quat unit_quat(const float* p) {
   return {p[0] / n, p[1] / n, p[2] / n, p[3] / n};
 }
 
-// y[4] = M[4x4] x[4], row-major.
-inline void mat4_apply(const float* m, const float* x, float* y) {
+// y[4] = M[4x4] x[4] with M given column-major: four 4-wide multiply-adds.
+inline void mat4_apply_columns(const float* cols, const float* x, float* y) {
   const float x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-  for (int i = 0; i < 4; ++i) y[i] = m[4 * i] * x0 + m[4 * i + 1] * x1 + m[4 * i + 2] * x2 + m[4 * i + 3] * x3;
+  float out[4];
+  for (int i = 0; i < 4; ++i) out[i] = cols[i] * x0 + cols[4 + i] * x1 + cols[8 + i] * x2 + cols[12 + i] * x3;
+  for (int i = 0; i < 4; ++i) y[i] = out[i];
 }
 
 // x[4] = M^T y[4].
@@ -41,14 +43,15 @@ inline void mat4_apply_transposed(const float* m, const float* y, float* x) {
   for (int j = 0; j < 4; ++j) x[j] = m[j] * y0 + m[4 + j] * y1 + m[8 + j] * y2 + m[12 + j] * y3;
 }
 
-void iso_forward(const std::vector<float>& mats, size_t in_len, const float* x, float* y) {
-  const size_t quads = mats.size() / 16;
+// Forward over all quads from the column-major matrices; only in_len input coordinates exist.
+void iso_forward(const std::vector<float>& cols, size_t in_len, const float* x, float* y) {
+  const size_t quads = cols.size() / 16;
   const size_t full = in_len / kQuad < quads ? in_len / kQuad : quads;
-  for (size_t q = 0; q < full; ++q) mat4_apply(&mats[q * 16], x + q * kQuad, y + q * kQuad);
+  for (size_t q = 0; q < full; ++q) mat4_apply_columns(&cols[q * 16], x + q * kQuad, y + q * kQuad);
   for (size_t q = full; q < quads; ++q) {
     float in[kQuad];
     rotation_detail::load_block(x, in_len, q, kQuad, in);
-    mat4_apply(&mats[q * 16], in, y + q * kQuad);
+    mat4_apply_columns(&cols[q * 16], in, y + q * kQuad);
   }
 }
 
@@ -108,11 +111,15 @@ void IsoRotation::build_matrices() {
       for (size_t i = 0; i < 4; ++i) matrices_[q * 16 + i * 4 + j] = static_cast<float>(image[i]);
     }
   }
+  columns_.resize(quads * 16);  // quads x 4x4 column-major
+  for (size_t q = 0; q < quads; ++q)
+    for (size_t i = 0; i < 4; ++i)
+      for (size_t j = 0; j < 4; ++j) columns_[q * 16 + j * 4 + i] = matrices_[q * 16 + i * 4 + j];
 }
 
-void IsoRotation::apply(const float* x, float* y) const { iso_forward(matrices_, dim(), x, y); }
+void IsoRotation::apply(const float* x, float* y) const { iso_forward(columns_, dim(), x, y); }
 
-void IsoRotation::apply_padded(const float* x, float* y) const { iso_forward(matrices_, rotated_dim(), x, y); }
+void IsoRotation::apply_padded(const float* x, float* y) const { iso_forward(columns_, rotated_dim(), x, y); }
 
 void IsoRotation::apply_inverse(const float* y, float* x) const {
   const size_t quads = matrices_.size() / 16;
