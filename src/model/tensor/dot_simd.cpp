@@ -200,7 +200,19 @@ struct ResolvedDot {
   size_t block_size;
 };
 
+/// Picks the SIMD target once. Without this, the dispatch table holds Highway's
+/// choose-and-call stub until the first call returns, and a pointer fetched before that
+/// would re-detect the CPU on every row.
+void init_dispatch() {
+  static const bool once = [] {
+    hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+    return true;
+  }();
+  (void)once;
+}
+
 ResolvedDot resolve(GgmlType type, size_t n) {
+  init_dispatch();
   const TypeTraits& t = blocks::check_compute(type, n);
   switch (type) {
     case GgmlType::F32: return {HWY_DYNAMIC_DISPATCH(DotF32), 1};
@@ -230,13 +242,16 @@ void matvec(GgmlType type, const void* W, size_t rows, size_t cols, const float*
   const size_t count = cols / k.block_size;
   const uint8_t* base = static_cast<const uint8_t*>(W);
   const long long n_rows = static_cast<long long>(rows);
-#pragma omp parallel for schedule(static) if (rows * cols >= 32768)
+#pragma omp parallel for schedule(static) if (rows * cols >= (size_t{1} << 18))
   for (long long r = 0; r < n_rows; ++r) {
     y[r] = k.fn(base + static_cast<size_t>(r) * stride, x, count);
   }
 }
 
-const char* dot_simd_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+const char* dot_simd_target() {
+  init_dispatch();
+  return HWY_DYNAMIC_DISPATCH(TargetName)();
+}
 
 }  // namespace rq::model
 #endif  // HWY_ONCE
