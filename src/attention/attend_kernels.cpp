@@ -74,10 +74,20 @@ struct DecodeInt8 {
   }
 };
 
+// On AVX2/AVX3 with 8 float lanes, TableLookupLanes is vpermps, which reads only the low 3 bits of
+// each index: the unpacked codes need no mask (tables of 2 or 4 levels are replicated to 8), and a
+// 16-level table is two lookups blended on bit 3 (moved into the sign bit).
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3)
+constexpr bool kPermutexIgnoresHighBits = true;
+#else
+constexpr bool kPermutexIgnoresHighBits = false;
+#endif
+
 template <int kBits, bool kBlock>
 struct DecodePacked {
   static constexpr size_t N = hn::MaxLanes(DF());
   static constexpr uint32_t kLevels = 1u << kBits;
+  static constexpr bool kFast8 = kPermutexIgnoresHighBits && N == 8;
   const float* table;
   hn::Vec<DU> shifts, mask;
   VF t0, t1;
@@ -85,14 +95,26 @@ struct DecodePacked {
     const DU du;
     shifts = hn::Mul(hn::Iota(du, 0), hn::Set(du, static_cast<uint32_t>(kBits)));
     mask = hn::Set(du, kLevels - 1);
-    t0 = hn::LoadU(DF(), f.table);
-    t1 = hn::LoadU(DF(), f.table + (N < 16 ? N : 0));
+    if constexpr (kFast8) {
+      float rep[16];
+      for (size_t k = 0; k < 16; ++k) rep[k] = f.table[k % kLevels];  // replicate small tables
+      t0 = hn::LoadU(DF(), rep);
+      t1 = hn::LoadU(DF(), rep + 8);
+    } else {
+      t0 = hn::LoadU(DF(), f.table);
+      t1 = hn::LoadU(DF(), f.table + (N < 16 ? N : 0));
+    }
   }
   HWY_INLINE VF Lookup(hn::Vec<DU> idx) const {
     const DF df;
     const DI di;
-    if constexpr (kLevels <= N) {
-      return hn::TableLookupLanes(t0, hn::IndicesFromVec(df, hn::BitCast(di, idx)));
+    if constexpr (kFast8) {
+      const auto lo = hn::TableLookupLanes(t0, hn::IndicesFromVec(df, hn::BitCast(di, idx)));
+      if constexpr (kLevels <= 8) return lo;
+      const auto hi = hn::TableLookupLanes(t1, hn::IndicesFromVec(df, hn::BitCast(di, idx)));
+      return hn::IfNegativeThenElse(hn::BitCast(df, hn::ShiftLeft<28>(idx)), hi, lo);
+    } else if constexpr (kLevels <= N) {
+      return hn::TableLookupLanes(t0, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(idx, mask))));
     } else if constexpr (kLevels <= 2 * N) {
       const auto low = hn::BitCast(di, hn::And(idx, hn::Set(DU(), static_cast<uint32_t>(N - 1))));
       const auto lo = hn::TableLookupLanes(t0, hn::IndicesFromVec(df, low));
@@ -100,16 +122,19 @@ struct DecodePacked {
       const auto upper = hn::RebindMask(df, hn::Ne(hn::And(idx, hn::Set(DU(), static_cast<uint32_t>(N))), hn::Zero(DU())));
       return hn::IfThenElse(upper, hi, lo);
     } else {
-      return hn::GatherIndex(df, table, hn::BitCast(di, idx));
+      return hn::GatherIndex(df, table, hn::BitCast(di, hn::And(idx, mask)));
     }
   }
   HWY_INLINE VF Vec(const uint8_t* row, size_t j0, const float* blk) const {
-    const size_t bit = j0 * kBits;
     uint32_t word;
-    std::memcpy(&word, row + (bit >> 3), 4);
-    word >>= (bit & 7u);
-    const auto idx = hn::And(hn::Shr(hn::Set(DU(), word), shifts), mask);
-    VF v = Lookup(idx);
+    if constexpr (N % 8 == 0) {
+      std::memcpy(&word, row + j0 / 8 * kBits, 4);  // 8 codes are exactly kBits bytes
+    } else {
+      const size_t bit = j0 * kBits;
+      std::memcpy(&word, row + (bit >> 3), 4);
+      word >>= (bit & 7u);
+    }
+    VF v = Lookup(hn::Shr(hn::Set(DU(), word), shifts));
     if constexpr (kBlock) v = hn::Mul(v, hn::Set(DF(), blk[j0 / 32]));
     return v;
   }
@@ -120,10 +145,26 @@ struct DecodePacked {
   }
 };
 
+// Keeps a loaded vector in a register: without this the compiler folds the load into both FMAs
+// that use it, doubling the loads of the two-row loops (they are load-port bound on Zen 3).
+HWY_INLINE VF InRegister(VF v) {
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3) && (defined(__GNUC__) || defined(__clang__))
+  __asm__("" : "+x"(v.raw));
+#endif
+  return v;
+}
+
 // ------------------------------------------------------------------------------------------------
 // Score: s[q * s_stride + r] = row_scale[r] * <q_q, decode(row r)> for QB queries.
 // q: QB x n (stride q_stride); codes: rows x code_bytes; blk: rows x n_blocks (Int4) or unused.
 // `vec_rows` rows use the SIMD path; the rest (at most the last row of a page) the scalar path.
+
+// Independent FMA chains: FMA latency 4 x 2 pipes needs >= 8 accumulators in flight, so small
+// query batches unroll over coordinate groups instead.
+template <size_t QB>
+constexpr size_t kScoreUnroll = QB >= 3 ? 1 : (QB == 2 ? 2 : 4);  // x 2 rows x QB queries
+template <size_t QB>
+constexpr size_t kAccUnroll = QB >= 3 ? 2 : (QB == 2 ? 4 : 8);    // x QB queries
 
 template <size_t QB, class Dec>
 void ScoreRows(const Dec& dec, const KernelFormat& f, const float* q, size_t q_stride, const uint8_t* codes,
@@ -131,29 +172,48 @@ void ScoreRows(const Dec& dec, const KernelFormat& f, const float* q, size_t q_s
                size_t s_stride) {
   const DF df;
   constexpr size_t N = hn::MaxLanes(DF());
+  constexpr size_t U = kScoreUnroll<QB>;
   const size_t n = f.n, full = n / N * N, nb = f.n_blocks;
   size_t r = 0;
-  for (; r + 2 <= vec_rows; r += 2) {  // two rows per pass: 2 x QB independent FMA chains
+  for (; r + 2 <= vec_rows; r += 2) {  // two rows per pass share the query loads
     const uint8_t* row0 = codes + r * f.code_bytes;
     const uint8_t* row1 = row0 + f.code_bytes;
     const float* b0 = blk + r * nb;
     const float* b1 = b0 + nb;
-    VF a0[QB], a1[QB];
-    for (size_t h = 0; h < QB; ++h) a0[h] = a1[h] = hn::Zero(df);
-    for (size_t j = 0; j < full; j += N) {
+    VF a0[QB][U], a1[QB][U];
+    for (size_t h = 0; h < QB; ++h) {
+      for (size_t u = 0; u < U; ++u) a0[h][u] = a1[h][u] = hn::Zero(df);
+    }
+    size_t j = 0;
+    for (; j + U * N <= full; j += U * N) {
+      for (size_t u = 0; u < U; ++u) {
+        const VF c0 = dec.Vec(row0, j + u * N, b0);
+        const VF c1 = dec.Vec(row1, j + u * N, b1);
+        for (size_t h = 0; h < QB; ++h) {
+          const VF qv = InRegister(hn::LoadU(df, q + h * q_stride + j + u * N));
+          a0[h][u] = hn::MulAdd(c0, qv, a0[h][u]);
+          a1[h][u] = hn::MulAdd(c1, qv, a1[h][u]);
+        }
+      }
+    }
+    for (; j < full; j += N) {
       const VF c0 = dec.Vec(row0, j, b0);
       const VF c1 = dec.Vec(row1, j, b1);
       for (size_t h = 0; h < QB; ++h) {
-        const VF qv = hn::LoadU(df, q + h * q_stride + j);
-        a0[h] = hn::MulAdd(c0, qv, a0[h]);
-        a1[h] = hn::MulAdd(c1, qv, a1[h]);
+        const VF qv = InRegister(hn::LoadU(df, q + h * q_stride + j));
+        a0[h][0] = hn::MulAdd(c0, qv, a0[h][0]);
+        a1[h][0] = hn::MulAdd(c1, qv, a1[h][0]);
       }
     }
     for (size_t h = 0; h < QB; ++h) {
-      float t0 = hn::GetLane(hn::SumOfLanes(df, a0[h])), t1 = hn::GetLane(hn::SumOfLanes(df, a1[h]));
-      for (size_t j = full; j < n; ++j) {
-        t0 += q[h * q_stride + j] * dec.Scalar(row0, j, b0);
-        t1 += q[h * q_stride + j] * dec.Scalar(row1, j, b1);
+      for (size_t u = 1; u < U; ++u) {
+        a0[h][0] = hn::Add(a0[h][0], a0[h][u]);
+        a1[h][0] = hn::Add(a1[h][0], a1[h][u]);
+      }
+      float t0 = hn::GetLane(hn::SumOfLanes(df, a0[h][0])), t1 = hn::GetLane(hn::SumOfLanes(df, a1[h][0]));
+      for (size_t jj = full; jj < n; ++jj) {
+        t0 += q[h * q_stride + jj] * dec.Scalar(row0, jj, b0);
+        t1 += q[h * q_stride + jj] * dec.Scalar(row1, jj, b1);
       }
       s[h * s_stride + r] = t0 * row_scale[r];
       s[h * s_stride + r + 1] = t1 * row_scale[r + 1];
@@ -195,27 +255,25 @@ void AccumulateRows(const Dec& dec, const KernelFormat& f, const float* w, size_
                     size_t rows, size_t vec_rows, const float* blk, float* acc, size_t acc_stride) {
   const DF df;
   constexpr size_t N = hn::MaxLanes(DF());
+  constexpr size_t U = kAccUnroll<QB>;
   const size_t n = f.n, full = n / N * N, nb = f.n_blocks;
   size_t j = 0;
-  for (; j + 2 * N <= full; j += 2 * N) {  // two coordinate groups per pass: 2 x QB FMA chains
-    VF a0[QB], a1[QB];
+  for (; j + U * N <= full; j += U * N) {
+    VF a[QB][U];
     for (size_t h = 0; h < QB; ++h) {
-      a0[h] = hn::LoadU(df, acc + h * acc_stride + j);
-      a1[h] = hn::LoadU(df, acc + h * acc_stride + j + N);
+      for (size_t u = 0; u < U; ++u) a[h][u] = hn::LoadU(df, acc + h * acc_stride + j + u * N);
     }
     for (size_t r = 0; r < vec_rows; ++r) {
       const uint8_t* row = codes + r * f.code_bytes;
-      const VF c0 = dec.Vec(row, j, blk + r * nb);
-      const VF c1 = dec.Vec(row, j + N, blk + r * nb);
-      for (size_t h = 0; h < QB; ++h) {
-        const VF wv = hn::Set(df, w[h * w_stride + r]);
-        a0[h] = hn::MulAdd(wv, c0, a0[h]);
-        a1[h] = hn::MulAdd(wv, c1, a1[h]);
+      VF wv[QB];
+      for (size_t h = 0; h < QB; ++h) wv[h] = hn::Set(df, w[h * w_stride + r]);
+      for (size_t u = 0; u < U; ++u) {
+        const VF c = dec.Vec(row, j + u * N, blk + r * nb);
+        for (size_t h = 0; h < QB; ++h) a[h][u] = hn::MulAdd(wv[h], c, a[h][u]);
       }
     }
     for (size_t h = 0; h < QB; ++h) {
-      hn::StoreU(a0[h], df, acc + h * acc_stride + j);
-      hn::StoreU(a1[h], df, acc + h * acc_stride + j + N);
+      for (size_t u = 0; u < U; ++u) hn::StoreU(a[h][u], df, acc + h * acc_stride + j + u * N);
     }
   }
   for (; j < full; j += N) {
@@ -241,13 +299,28 @@ void AccumulateRows(const Dec& dec, const KernelFormat& f, const float* w, size_
 // ------------------------------------------------------------------------------------------------
 // Per-chunk side values: row scales (fp16 norm / int8 scale, or 1) and Int4 block scales.
 
-void LoadSide(const KernelFormat& f, const uint8_t* side, size_t rows, float* row_scale, float* blk) {
-  for (size_t r = 0; r < rows; ++r) row_scale[r] = f.row_scale ? load_half(side + r * f.side_bytes) : 1.0f;
-  if (f.block_scale) {
-    for (size_t r = 0; r < rows; ++r) {
-      for (size_t b = 0; b < f.n_blocks; ++b) blk[r * f.n_blocks + b] = load_half(side + r * f.side_bytes + 2 * b);
-    }
+// out[i] = fp16 value i of `src` (little-endian binary16), i < count.
+void HalvesToFloats(const uint8_t* src, size_t count, float* out) {
+  const DF df;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  constexpr size_t N = hn::MaxLanes(DF());
+  size_t i = 0;
+  for (; i + N <= count; i += N) {
+    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(src) + i)), df, out + i);
   }
+  for (; i < count; ++i) out[i] = load_half(src + 2 * i);
+}
+
+void LoadSide(const KernelFormat& f, const uint8_t* side, size_t rows, float* row_scale, float* blk) {
+  if (!f.row_scale) {
+    for (size_t r = 0; r < rows; ++r) row_scale[r] = 1.0f;
+  } else if (f.side_bytes == 2) {
+    HalvesToFloats(side, rows, row_scale);
+  } else {
+    for (size_t r = 0; r < rows; ++r) row_scale[r] = load_half(side + r * f.side_bytes);
+  }
+  // Int4: the side plane is exactly rows x n_blocks fp16 scales.
+  if (f.block_scale) HalvesToFloats(side, rows * f.n_blocks, blk);
 }
 
 // Rows that may use the 4-byte packed loads: all, unless the chunk ends a page and the last row's
