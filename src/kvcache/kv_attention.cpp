@@ -63,6 +63,34 @@ AttentionKernel attention_kernel() {
   return k != nullptr ? k : &attend_reference;
 }
 
+void attend_cache_head(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t kv_head,
+                       size_t gqa_group, const float* q, float scale, float* out) {
+  if (n_tokens == 0) throw InvalidArgument("attend_cache: no tokens to attend to");
+  if (q == nullptr || out == nullptr) throw InvalidArgument("attend_cache: null q or out");
+  if (gqa_group == 0) throw InvalidArgument("attend_cache: gqa_group must be >= 1");
+  std::vector<KvSegment> segs = cache.segments(seq, layer, kv_head, n_tokens);
+  bool uniform = true;
+  for (const auto& s : segs) uniform = uniform && s.k_codec == segs[0].k_codec && s.v_codec == segs[0].v_codec;
+  if (!uniform) {
+    attend_segments(segs, gqa_group, cache.head_dim(), q, scale, out);
+    return;
+  }
+  AttentionProblem p;
+  p.k_codec = segs[0].k_codec;
+  p.v_codec = segs[0].v_codec;
+  p.gqa_group = gqa_group;
+  p.queries = q;
+  p.scale = scale;
+  p.out = out;
+  p.k_pages.reserve(segs.size());
+  p.v_pages.reserve(segs.size());
+  for (const auto& s : segs) {
+    p.k_pages.push_back(s.k);
+    p.v_pages.push_back(s.v);
+  }
+  attention_kernel()(p);
+}
+
 void attend_cache(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t n_heads,
                   const float* q, float scale, float* out) {
   const size_t H = cache.n_kv_heads(), d = cache.head_dim();
@@ -70,34 +98,10 @@ void attend_cache(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_t
     throw InvalidArgument("attend_cache: n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " +
                           std::to_string(H));
   }
-  if (n_tokens == 0) throw InvalidArgument("attend_cache: no tokens to attend to");
-  if (q == nullptr || out == nullptr) throw InvalidArgument("attend_cache: null q or out");
   const size_t group = n_heads / H;
-  const AttentionKernel kernel = attention_kernel();
   for (size_t h = 0; h < H; ++h) {
-    std::vector<KvSegment> segs = cache.segments(seq, layer, h, n_tokens);
-    const float* qh = q + h * group * d;  // gqa_group x head_dim
-    float* oh = out + h * group * d;      // gqa_group x head_dim
-    bool uniform = true;
-    for (const auto& s : segs) uniform = uniform && s.k_codec == segs[0].k_codec && s.v_codec == segs[0].v_codec;
-    if (!uniform) {
-      attend_segments(segs, group, d, qh, scale, oh);
-      continue;
-    }
-    AttentionProblem p;
-    p.k_codec = segs[0].k_codec;
-    p.v_codec = segs[0].v_codec;
-    p.gqa_group = group;
-    p.queries = qh;
-    p.scale = scale;
-    p.out = oh;
-    p.k_pages.reserve(segs.size());
-    p.v_pages.reserve(segs.size());
-    for (const auto& s : segs) {
-      p.k_pages.push_back(s.k);
-      p.v_pages.push_back(s.v);
-    }
-    kernel(p);
+    // q, out of kv head h: gqa_group x head_dim
+    attend_cache_head(cache, seq, layer, n_tokens, h, group, q + h * group * d, scale, out + h * group * d);
   }
 }
 

@@ -26,4 +26,9 @@ AttentionKernel attention_kernel();
 void attend_cache(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t n_heads,
                   const float* q, float scale, float* out);
 
+/// The same for one kv head only: q, out: gqa_group x head_dim (query heads kv_head*gqa_group ..).
+/// Lets callers spread (token, kv head) pairs over threads.
+void attend_cache_head(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t kv_head,
+                       size_t gqa_group, const float* q, float scale, float* out);
+
 }  // namespace rq
