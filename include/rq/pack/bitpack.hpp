@@ -25,19 +25,36 @@ RQ_HD uint32_t unpack_code(const uint8_t* row, size_t j, int bits) {
   return (v >> shift) & ((1u << bits) - 1u);
 }
 
+/// Pack 8 codes of B bits into exactly B bytes (the unit of every packed row).
+template <int B>
+RQ_HD void pack_group8(const uint8_t* codes, uint8_t* out) {
+  uint64_t w = 0;
+  for (int l = 0; l < 8; ++l) w |= static_cast<uint64_t>(codes[l]) << (B * l);
+  for (int k = 0; k < B; ++k) out[k] = static_cast<uint8_t>(w >> (8 * k));
+}
+
+template <int B>
+RQ_HD size_t pack_groups(const uint8_t* codes, size_t groups, uint8_t* row) {
+  for (size_t g = 0; g < groups; ++g) pack_group8<B>(codes + 8 * g, row + g * B);
+  return groups * B;
+}
+
 /// Pack n codes (each < 2^bits) into row; writes exactly packed_bytes(n, bits) bytes.
 RQ_HD void pack_codes(const uint8_t* codes, size_t n, int bits, uint8_t* row) {
-  // Groups of 8 codes fill exactly `bits` bytes.
   const size_t groups = n / 8;
-  const unsigned b = static_cast<unsigned>(bits);
-  for (size_t g = 0; g < groups; ++g) {
-    uint64_t w = 0;
-    for (unsigned l = 0; l < 8; ++l) w |= static_cast<uint64_t>(codes[8 * g + l]) << (b * l);
-    for (unsigned k = 0; k < b; ++k) row[g * b + k] = static_cast<uint8_t>(w >> (8 * k));
+  size_t out = 0;
+  switch (bits) {  // whole groups with the shift amounts known at compile time
+    case 1: out = pack_groups<1>(codes, groups, row); break;
+    case 2: out = pack_groups<2>(codes, groups, row); break;
+    case 3: out = pack_groups<3>(codes, groups, row); break;
+    case 4: out = pack_groups<4>(codes, groups, row); break;
+    case 5: out = pack_groups<5>(codes, groups, row); break;
+    case 6: out = pack_groups<6>(codes, groups, row); break;
+    case 7: out = pack_groups<7>(codes, groups, row); break;
+    default: out = pack_groups<8>(codes, groups, row); break;
   }
-  uint32_t acc = 0;      // pending bits, LSB first
+  uint32_t acc = 0;      // the tail: pending bits, LSB first
   unsigned pending = 0;  // number of pending bits (< 8 between codes)
-  size_t out = groups * b;
   for (size_t j = groups * 8; j < n; ++j) {
     acc |= static_cast<uint32_t>(codes[j]) << pending;
     pending += static_cast<unsigned>(bits);
