@@ -1,0 +1,15 @@
+# Runs CMD with ARGS and passes only if it exits non-zero (but not by a signal) and its output
+# contains EXPECT. Used by the CLI behaviour tests.
+execute_process(COMMAND ${CMD} ${ARGS} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(all "${out}${err}")
+if(rc EQUAL 0)
+  message(FATAL_ERROR "expected failure, got exit 0; output:\n${all}")
+endif()
+if(NOT rc MATCHES "^[0-9]+$" OR rc GREATER 125)
+  message(FATAL_ERROR "command crashed (${rc}); output:\n${all}")
+endif()
+string(FIND "${all}" "${EXPECT}" pos)
+if(pos EQUAL -1)
+  message(FATAL_ERROR "output lacks '${EXPECT}':\n${all}")
+endif()
+message(STATUS "failed as expected (exit ${rc}): ${all}")
