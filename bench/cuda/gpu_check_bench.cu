@@ -1,0 +1,273 @@
+// rotorquant GPU check + benchmark: one program that (1) checks the CUDA kernels against the CPU
+// reference codec (rq::Codec, rq::attend_reference) on random and edge-case inputs and prints
+// PASS/FAIL lines, then (2) times the fused append and the split-KV decode and writes JSON.
+// Built by scripts/gpu_bench.sh with plain nvcc (no third-party libraries needed).
+//
+// Usage: gpu_check_bench [--json FILE] [--check-only] [--bench-only]
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "rq/cuda/harness.hpp"
+#include "rq/attention/attention.hpp"
+#include "rq/core/half.hpp"
+#include "rq/cuda/append.hpp"
+#include "rq/cuda/decode.hpp"
+#include "rq/pack/bitpack.hpp"
+
+using namespace rq;
+using namespace rq::cuda;
+using namespace rq::cuda::harness;
+
+namespace {
+
+int g_failures = 0;
+
+void report(bool ok, const std::string& what) {
+  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
+  if (!ok) ++g_failures;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (3) Benchmarks.
+__global__ void fill_random_kernel(uint32_t* p, size_t n_words, uint32_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n_words; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t x = static_cast<uint32_t>(i) * 0x9e3779b9u ^ seed;
+    x ^= x >> 16, x *= 0x7feb352du, x ^= x >> 15, x *= 0x846ca68bu, x ^= x >> 16;
+    p[i] = x;
+  }
+}
+
+__global__ void fill_norms_kernel(uint16_t* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t x = static_cast<uint32_t>(i) * 0x85ebca6bu ^ seed;
+    x ^= x >> 13, x *= 0xc2b2ae35u, x ^= x >> 16;
+    p[i] = float_to_half(0.5f + 1.5f * static_cast<float>(x & 0xffffu) / 65536.0f);
+  }
+}
+
+void fill_random(void* p, size_t bytes, uint32_t seed) {
+  fill_random_kernel<<<1024, 256>>>(static_cast<uint32_t*>(p), bytes / 4, seed);
+  check(cudaGetLastError(), "fill");
+}
+
+struct Timer {
+  DeviceBuffer<uint8_t> flush{256u << 20};  // bigger than the 60 MB L2: every timed launch starts cold
+  cudaEvent_t a{}, b{};
+  Timer() {
+    check(cudaEventCreate(&a), "event");
+    check(cudaEventCreate(&b), "event");
+  }
+  ~Timer() {
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+  }
+  template <typename F>
+  double median_us(F&& launch, int iters) {
+    launch();  // warm-up
+    check(cudaDeviceSynchronize(), "warm-up");
+    std::vector<double> t;
+    for (int i = 0; i < iters; ++i) {
+      check(cudaMemsetAsync(flush.get(), i & 0xff, flush.size()), "flush");
+      check(cudaEventRecord(a), "record");
+      launch();
+      check(cudaEventRecord(b), "record");
+      check(cudaEventSynchronize(b), "sync");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, a, b), "elapsed");
+      t.push_back(1000.0 * ms);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
+};
+
+struct Row {
+  std::string bench, format;
+  long long n = 0, batch = 0, context = 0;
+  double us = 0, bytes = 0, gbps = 0, bw_fraction = 0;
+};
+
+double copy_bandwidth_gbps(Timer& timer) {
+  const size_t bytes = size_t(1) << 30;
+  DeviceBuffer<uint8_t> src(bytes), dst(bytes);
+  fill_random(src.get(), bytes, 1);
+  const double us = timer.median_us([&] { check(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice), "copy"); }, 10);
+  return 2.0 * static_cast<double>(bytes) / (us * 1e3);  // read + write, GB/s
+}
+
+void bench_append(const std::string& format, long long n_vectors, double copy_gbps, Timer& timer, std::vector<Row>& rows) {
+  const int H = 8, d = 128, page = 64;
+  const int T = static_cast<int>(n_vectors / (2 * H));  // K and V of T tokens x H heads
+  RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
+  const int pages = (T + page - 1) / page;
+  DeviceCache kcache(H, page, pages, kc.device.payload_bytes), vcache(H, page, pages, vc.device.payload_bytes);
+  DeviceBuffer<uint16_t> xk(static_cast<size_t>(T) * H * d), xv(static_cast<size_t>(T) * H * d);
+  // random fp16 in a sane range: random bits with the exponent forced to [2^-2, 2^1]
+  std::vector<uint16_t> hx(static_cast<size_t>(T) * H * d);
+  Rng rng(42 + n_vectors);
+  for (auto& v : hx) v = static_cast<uint16_t>((rng.next_u64() & 0x83ffu) | (0x34u << 8) | ((rng.next_u64() & 3u) << 10));
+  xk.upload(hx);
+  for (auto& v : hx) v = static_cast<uint16_t>((rng.next_u64() & 0x83ffu) | (0x34u << 8) | ((rng.next_u64() & 3u) << 10));
+  xv.upload(hx);
+  std::vector<int64_t> slots(static_cast<size_t>(T));
+  std::iota(slots.begin(), slots.end(), 0);  // contiguous slots (prefill-like); pages in order
+  DeviceBuffer<int64_t> dslots;
+  dslots.upload(slots);
+  AppendParams p;
+  p.n_tokens = T;
+  p.n_kv_heads = H;
+  p.slot_mapping = dslots.get();
+  p.jobs[0] = AppendJob{xk.get(), static_cast<int64_t>(H) * d, InputType::F16, kc.device, kcache.geometry, kcache.planes()};
+  p.jobs[1] = AppendJob{xv.get(), static_cast<int64_t>(H) * d, InputType::F16, vc.device, vcache.geometry, vcache.planes()};
+  const double us = timer.median_us([&] { check(launch_quantize_append(p, nullptr), "append"); }, 30);
+  Row r;
+  r.bench = "append";
+  r.format = format;
+  r.n = n_vectors;
+  r.us = us;
+  // bytes moved: fp16 input + codes + norm + slot ids
+  r.bytes = static_cast<double>(n_vectors) * (2.0 * d + kc.device.payload_bytes + 2.0) + 8.0 * T;
+  r.gbps = r.bytes / (us * 1e3);
+  r.bw_fraction = r.gbps / copy_gbps;
+  rows.push_back(r);
+  std::printf("  append %-7s n=%8lld  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(), n_vectors, us, r.gbps, 100 * r.bw_fraction);
+}
+
+void bench_decode(const std::string& format, int B, int ctx, int sms, double copy_gbps, Timer& timer, std::vector<Row>& rows) {
+  const int H = 8, Hq = 32, d = 128, page = 64;
+  RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
+  std::vector<int32_t> lens(static_cast<size_t>(B), ctx);
+  Rng rng(7 + B + ctx);
+  PageTables pt(lens, page, rng);
+  DeviceCache kcache(H, page, pt.total_pages, kc.device.payload_bytes), vcache(H, page, pt.total_pages, vc.device.payload_bytes);
+  for (DeviceCache* c : {&kcache, &vcache}) {
+    fill_random(c->codes.get(), c->codes.size(), 11);
+    if (c->tail.size()) fill_random(c->tail.get(), c->tail.size() / 4 * 4, 13);
+    fill_norms_kernel<<<1024, 256>>>(c->norms.get(), c->norms.size(), 17);
+  }
+  std::vector<float> q(static_cast<size_t>(B) * Hq * d);
+  for (auto& v : q) v = static_cast<float>(rng.normal());
+  DeviceBuffer<float> dq, dout(q.size());
+  dq.upload(q);
+  DeviceBuffer<int32_t> dlens, dtable;
+  dlens.upload(lens);
+  dtable.upload(pt.table);
+  DecodeParams p;
+  p.batch = B;
+  p.n_q_heads = Hq;
+  p.n_kv_heads = H;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  p.queries = dq.get();
+  p.out = dout.get();
+  p.seq_lens = dlens.get();
+  p.page_table = dtable.get();
+  p.max_pages_per_seq = pt.max_pages;
+  p.k_codec = kc.device;
+  p.v_codec = vc.device;
+  p.k_geometry = kcache.geometry;
+  p.v_geometry = vcache.geometry;
+  p.k_planes = kcache.planes();
+  p.v_planes = vcache.planes();
+  p.plan = plan_decode(B, ctx, H, sms);
+  DeviceBuffer<uint8_t> ws(decode_workspace_bytes(B, Hq, kc.device.rotated_dim, p.plan));
+  p.workspace = ws.get();
+  const double us = timer.median_us([&] { check(launch_decode_attention(p, nullptr), "decode"); }, 20);
+  const std::vector<float> out = dout.download();
+  bool finite = true;
+  for (float v : out) finite = finite && std::isfinite(v);
+  if (!finite) report(false, "decode benchmark output is not finite (" + format + ")");
+  Row r;
+  r.bench = "decode";
+  r.format = format;
+  r.batch = B;
+  r.context = ctx;
+  r.us = us;
+  const double per_token = 2.0 * (kc.device.payload_bytes + 2.0);  // K and V: codes + fp16 norm
+  r.bytes = static_cast<double>(B) * ctx * H * per_token + 2.0 * q.size() * sizeof(float);
+  r.gbps = r.bytes / (us * 1e3);
+  r.bw_fraction = r.gbps / copy_gbps;
+  rows.push_back(r);
+  std::printf("  decode %-7s B=%3d ctx=%7d  splits=%4d x %6d  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(), B, ctx,
+              p.plan.max_splits, p.plan.tokens_per_split, us, r.gbps, 100 * r.bw_fraction);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json_path;
+  bool do_check = true, do_bench = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (a == "--check-only") do_bench = false;
+    else if (a == "--bench-only") do_check = false;
+  }
+  try {
+    if (device_count() == 0) {
+      std::printf("SKIP no CUDA device\n");
+      return 0;
+    }
+    cudaDeviceProp prop{};
+    check(cudaGetDeviceProperties(&prop, 0), "properties");
+    std::printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
+    Rng rng(20261129);
+    if (do_check) {
+      for (const auto& f : format_table()) {
+        if (f.scheme != Scheme::LloydMax || f.qjl || !gpu_supports(Codec(f, 128))) continue;
+        const AppendCheck c = check_append(std::string(f.name), InputType::F16, rng);
+        report(c.ok(), c.text);
+      }
+      for (const char* f : {"rotor3", "turbo3"}) {
+        const AppendCheck c = check_append(f, InputType::BF16, rng);
+        report(c.ok(), c.text);
+      }
+      report(check_append_policy(rng).ok(), "append input policy: NaN/Inf rows stored as zeros, flag raised, bad dim refused");
+      for (const char* f : {"rotor3", "turbo3", "planar3", "iso3", "isofull3", "rotor2", "turbo4"}) {
+        const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng);
+        report(c.ok(), c.text);
+      }
+      for (int hq : {8, 16, 64}) {
+        const DecodeCheck c = check_decode("rotor3", hq, prop.multiProcessorCount, rng);
+        report(c.ok(), c.text);
+      }
+      std::printf("correctness: %s (%d failures)\n", g_failures ? "FAIL" : "PASS", g_failures);
+    }
+    if (do_bench) {
+      Timer timer;
+      const double copy = copy_bandwidth_gbps(timer);
+      std::printf("device copy bandwidth (read + write): %.1f GB/s\n", copy);
+      std::vector<Row> rows;
+      for (const char* f : {"rotor3", "turbo3"})
+        for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL}) bench_append(f, n, copy, timer, rows);
+      const int shapes[][2] = {{1, 4096}, {1, 32768}, {1, 131072}, {8, 32768}, {16, 65536}, {32, 8192}};
+      for (const char* f : {"rotor3", "turbo3"})
+        for (const auto& s : shapes) bench_decode(f, s[0], s[1], prop.multiProcessorCount, copy, timer, rows);
+      if (!json_path.empty()) {
+        FILE* fp = std::fopen(json_path.c_str(), "w");
+        if (!fp) throw IoError("cannot write " + json_path);
+        std::fprintf(fp, "{\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"rows\": [\n", prop.name, prop.multiProcessorCount, copy);
+        for (size_t i = 0; i < rows.size(); ++i) {
+          const Row& r = rows[i];
+          std::fprintf(fp, "  {\"bench\": \"%s\", \"format\": \"%s\", ", r.bench.c_str(), r.format.c_str());
+          if (r.bench == "append") std::fprintf(fp, "\"n\": %lld, ", r.n);
+          else std::fprintf(fp, "\"batch\": %lld, \"context\": %lld, ", r.batch, r.context);
+          std::fprintf(fp, "\"us\": %.3f, \"bytes\": %.0f, \"gbps\": %.1f, \"bw_fraction\": %.4f}%s\n", r.us, r.bytes, r.gbps,
+                       r.bw_fraction, i + 1 < rows.size() ? "," : "");
+        }
+        std::fprintf(fp, "]}\n");
+        std::fclose(fp);
+      }
+    }
+  } catch (const std::exception& e) {
+    std::printf("FAIL exception: %s\n", e.what());
+    return 2;
+  }
+  return g_failures ? 1 : 0;
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Joins the CUDA and PyTorch results of scripts/gpu_bench.sh into one JSON file (bench/results/
+format: date, device, command, rows with bench, format, n or batch+context, us, bw_fraction,
+speedup_vs_torch) and prints a markdown table."""
+import argparse
+import datetime
+import json
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuda", required=True)
+    ap.add_argument("--torch", required=True)
+    ap.add_argument("--command", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    cu = json.load(open(a.cuda))
+    try:
+        th = json.load(open(a.torch))
+    except (OSError, ValueError):
+        th = {"rows": []}
+    ref = {}
+    for r in th["rows"]:
+        key = (r["bench"], r.get("n"), r.get("batch"), r.get("context"))
+        ref[key] = r
+    rows = []
+    for r in cu["rows"]:
+        key = (r["bench"], r.get("n"), r.get("batch"), r.get("context"))
+        t = ref.get(key)
+        out = dict(r)
+        out["torch_us"] = t["us"] if t else None
+        out["torch_impl"] = t["impl"] if t else None
+        out["speedup_vs_torch"] = (t["us"] / r["us"]) if t else None
+        rows.append(out)
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": cu["device"],
+        "sm_count": cu.get("sm_count"),
+        "command": a.command,
+        "copy_gbps": cu["copy_gbps"],
+        "torch": th.get("torch"),
+        "rows": rows,
+    }
+    with open(a.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"device: {cu['device']}, copy bandwidth {cu['copy_gbps']:.0f} GB/s (read + write)")
+    print("| bench | format | n / batch x context | us | GB/s | of copy BW | torch us | speedup |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        shape = str(r["n"]) if r["bench"] == "append" else f"{r['batch']} x {r['context']}"
+        tu = f"{r['torch_us']:.1f}" if r["torch_us"] else "-"
+        sp = f"{r['speedup_vs_torch']:.2f}x" if r["speedup_vs_torch"] else "-"
+        print(f"| {r['bench']} | {r['format']} | {shape} | {r['us']:.2f} | {r['gbps']:.0f} | "
+              f"{100 * r['bw_fraction']:.1f}% | {tu} | {sp} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+// Fused quantize-and-append kernel (include/rq/cuda/append.hpp).
+//
+// One thread encodes one vector: the whole pipeline of rq::Codec::encode_one for Lloyd-Max
+// formats, in the same operation order, with explicit round-to-nearest intrinsics so that nvcc
+// cannot contract a multiply and an add into an FMA (the CPU reference does not either). Norms are
+// summed in double like the reference, so codes and stored norms are bit-identical.
+// Block (64 tokens, one head, one role): the head's rotation parameters are staged in shared
+// memory and read by all threads at the same address (broadcast).
+#include <cuda_fp16.h>
+
+#include "kernel_common.cuh"
+#include "rq/core/half.hpp"
+#include "rq/cuda/append.hpp"
+
+namespace rq::cuda {
+namespace {
+
+using detail::static_for;
+
+constexpr int kAppendThreads = 64;
+constexpr int kMaxRotationFloats = 512;  // d = 128: iso 32 x 16, rotor 43 x 9, planar 64 x 4, turbo 2 x 128
+
+// Coordinates after rotation: D for turbo (64 and 128 are powers of two), else D padded to blocks.
+template <int D, int FAM>
+constexpr int kRotatedDim = FAM == 0 ? D : FAM * ((D + FAM - 1) / FAM);
+
+// Loads the D input components of one vector as floats (exact conversions).
+template <int D>
+__device__ __forceinline__ void load_vector(const void* base, int64_t offset, InputType type, float (&x)[D]) {
+  if (type == InputType::F32) {
+    const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(base) + offset);
+#pragma unroll
+    for (int i = 0; i < D / 4; ++i) {
+      const float4 v = __ldg(p + i);
+      x[4 * i] = v.x, x[4 * i + 1] = v.y, x[4 * i + 2] = v.z, x[4 * i + 3] = v.w;
+    }
+    return;
+  }
+  const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(base) + offset);
+  const bool bf16 = type == InputType::BF16;
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) {
+    const uint4 v = __ldg(p + i);
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const uint32_t lo = w[k] & 0xffffu, hi = w[k] >> 16;
+      if (bf16) {
+        x[8 * i + 2 * k] = __uint_as_float(lo << 16);
+        x[8 * i + 2 * k + 1] = __uint_as_float(hi << 16);
+      } else {
+        x[8 * i + 2 * k] = __half2float(__ushort_as_half(static_cast<unsigned short>(lo)));
+        x[8 * i + 2 * k + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(hi)));
+      }
+    }
+  }
+}
+
+// Count of thresholds <= v: the reference's branchless binary search, thresholds in shared memory.
+template <int BITS>
+__device__ __forceinline__ uint32_t quantize(float v, const float* thr) {
+  uint32_t k = 0;
+#pragma unroll
+  for (uint32_t step = 1u << (BITS - 1); step > 0; step >>= 1) k += (v >= thr[k + step - 1]) ? step : 0u;
+  return k;
+}
+
+template <int D, int BITS, int FAM>
+__global__ void __launch_bounds__(kAppendThreads) quantize_append_kernel(AppendParams p) {
+  constexpr int N = kRotatedDim<D, FAM>;
+  constexpr int LEVELS = 1 << BITS;
+  constexpr int PAYLOAD = (N * BITS + 7) / 8;
+  constexpr int WORDS = (PAYLOAD + 3) / 4;
+  constexpr int MAIN = PAYLOAD / 16 * 16;
+  constexpr int TAIL = PAYLOAD - MAIN;
+
+  const AppendJob& job = p.jobs[blockIdx.z];
+  const int head = blockIdx.y;
+  __shared__ __align__(16) float s_rot[kMaxRotationFloats];
+  __shared__ float s_thr[LEVELS - 1];
+  __shared__ float s_cent[LEVELS];
+  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  for (int i = threadIdx.x; i < job.codec.rotation_stride && i < kMaxRotationFloats; i += blockDim.x) s_rot[i] = rot[i];
+  if (threadIdx.x < LEVELS - 1) s_thr[threadIdx.x] = job.codec.thresholds[threadIdx.x];
+  if (threadIdx.x < LEVELS) s_cent[threadIdx.x] = job.codec.centroids[threadIdx.x];
+  __syncthreads();
+
+  const int token = blockIdx.x * blockDim.x + threadIdx.x;
+  if (token >= p.n_tokens) return;
+  const int64_t slot = p.slot_mapping[token];
+  if (slot < 0) return;
+
+  float x[N];  // input, then (in place) the rotated unit vector
+#pragma unroll
+  for (int j = D; j < N; ++j) x[j] = 0.0f;
+  load_vector<D>(job.x, token * job.token_stride + static_cast<int64_t>(head) * D, job.type,
+                 reinterpret_cast<float(&)[D]>(x));
+
+  // 1. norm in double with the reference's four accumulators (lane j % 4, leftovers into lane 0,
+  //    then (a0 + a1) + (a2 + a3)); products of floats are exact in double, so FMA is harmless.
+  double acc4[4] = {0.0, 0.0, 0.0, 0.0};
+#pragma unroll
+  for (int j = 0; j < D; ++j) acc4[j < D / 4 * 4 ? j % 4 : 0] += static_cast<double>(x[j]) * static_cast<double>(x[j]);
+  const double sq = (acc4[0] + acc4[1]) + (acc4[2] + acc4[3]);
+  const bool finite = isfinite(sq);
+  const float norm = finite ? static_cast<float>(sqrt(sq)) : 0.0f;
+  bool zero = norm == 0.0f;
+
+  // 2. u = x * (1 / norm), 3. rotate, 4. quantize + pack, accumulating ||C[idx]||^2 in double.
+  const float inv = zero ? 0.0f : __fdiv_rn(1.0f, norm);
+#pragma unroll
+  for (int j = 0; j < D; ++j) x[j] = __fmul_rn(x[j], inv);
+
+  uint32_t words[WORDS];
+#pragma unroll
+  for (int w = 0; w < WORDS; ++w) words[w] = 0;
+  double cn4[4] = {0.0, 0.0, 0.0, 0.0};  // sum of C[idx]^2, same accumulator pattern as the norm
+  const uint32_t zero_code = static_cast<uint32_t>(job.codec.zero_code);
+  auto emit = [&](auto jc, float v) {
+    constexpr int J = decltype(jc)::value;
+    uint32_t k = quantize<BITS>(v, s_thr);
+    k = zero ? zero_code : k;
+    const float c = s_cent[k];
+    cn4[J < N / 4 * 4 ? J % 4 : 0] += static_cast<double>(c) * static_cast<double>(c);
+    detail::pack_word_code<BITS, J>(words, k);
+  };
+
+  if constexpr (FAM == 0) {
+    // y = D(s2) H/sqrt(n) D(s1) u: signs, FWHT in the reference's butterfly order, scale.
+#pragma unroll
+    for (int j = 0; j < N; ++j) x[j] = __fmul_rn(x[j], s_rot[j]);
+    static_for<0, 31 - __builtin_clz(N)>([&](auto sc) {  // half = 1, 2, ..., N/2
+      constexpr int H = 1 << decltype(sc)::value;
+#pragma unroll
+      for (int blk = 0; blk < N; blk += 2 * H) {
+#pragma unroll
+        for (int i = 0; i < H; ++i) {
+          const float a = x[blk + i], b = x[blk + i + H];
+          x[blk + i] = __fadd_rn(a, b);
+          x[blk + i + H] = __fsub_rn(a, b);
+        }
+      }
+    });
+    const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(N)));
+    static_for<0, N>([&](auto jc) {
+      constexpr int J = decltype(jc)::value;
+      emit(jc, __fmul_rn(x[J], __fmul_rn(s_rot[N + J], scale)));
+    });
+  } else {
+    // Block-diagonal: y_r = sum_k M[r][k] u_k, left to right, per block of FAM coordinates.
+    static_for<0, N / FAM>([&](auto bc) {
+      constexpr int B = decltype(bc)::value;
+      const float* m = s_rot + B * FAM * FAM;
+      static_for<0, FAM>([&](auto rc) {
+        constexpr int R = decltype(rc)::value;
+        float y = __fmul_rn(m[R * FAM], x[B * FAM]);
+#pragma unroll
+        for (int k = 1; k < FAM; ++k) y = __fadd_rn(y, __fmul_rn(m[R * FAM + k], x[B * FAM + k]));
+        emit(std::integral_constant<int, B * FAM + R>{}, y);
+      });
+    });
+  }
+
+  // 5. stored norm: nu / ||C[idx]|| (norm correction) or nu, as binary16.
+  const double cnorm_sq = (cn4[0] + cn4[1]) + (cn4[2] + cn4[3]);
+  float stored = norm;
+  if (!zero && job.codec.norm_correction && cnorm_sq > 0.0) {
+    stored = static_cast<float>(static_cast<double>(norm) / sqrt(cnorm_sq));
+  }
+  if (!finite || !(fabsf(stored) <= kHalfMax)) {
+    // The CPU codec refuses this vector; store a zero vector and report it.
+    if (p.error_flag) atomicExch(p.error_flag, 1);
+    zero = true;
+    stored = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WORDS; ++w) words[w] = 0;
+    static_for<0, N>([&](auto jc) { detail::pack_word_code<BITS, decltype(jc)::value>(words, zero_code); });
+  }
+  if (zero) stored = 0.0f;
+
+  const int page_size = job.geometry.page_size;
+  const size_t row = job.geometry.row(static_cast<int>(slot / page_size), head, static_cast<int>(slot % page_size));
+  if constexpr (MAIN > 0) {
+    uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + row * MAIN);
+#pragma unroll
+    for (int i = 0; i < MAIN / 16; ++i) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
+  }
+  if constexpr (TAIL > 0) {
+    uint8_t* dst = job.planes.tail + row * TAIL;
+#pragma unroll
+    for (int i = 0; i < TAIL; ++i) dst[i] = static_cast<uint8_t>(words[(MAIN + i) >> 2] >> (8 * ((MAIN + i) & 3)));
+  }
+  job.planes.norms[row] = float_to_half(stored);
+}
+
+template <int D, int BITS, int FAM>
+cudaError_t launch_one(const AppendParams& p, cudaStream_t stream) {
+  const dim3 grid((p.n_tokens + kAppendThreads - 1) / kAppendThreads, p.n_kv_heads, p.n_jobs);
+  quantize_append_kernel<D, BITS, FAM><<<grid, kAppendThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <int D, int BITS>
+cudaError_t dispatch_family(const AppendParams& p, cudaStream_t stream) {
+  switch (p.jobs[0].codec.family) {
+    case RotationFamily::Hadamard: return launch_one<D, BITS, 0>(p, stream);
+    case RotationFamily::Block2: return launch_one<D, BITS, 2>(p, stream);
+    case RotationFamily::Block3: return launch_one<D, BITS, 3>(p, stream);
+    case RotationFamily::Block4: return launch_one<D, BITS, 4>(p, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+template <int D>
+cudaError_t dispatch_bits(const AppendParams& p, cudaStream_t stream) {
+  switch (p.jobs[0].codec.bits) {
+    case 2: return dispatch_family<D, 2>(p, stream);
+    case 3: return dispatch_family<D, 3>(p, stream);
+    case 4: return dispatch_family<D, 4>(p, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
+  if (p.n_jobs < 1 || p.n_jobs > 2 || p.n_kv_heads < 1 || p.n_tokens < 0 || !p.slot_mapping) return cudaErrorInvalidValue;
+  if (p.n_tokens == 0) return cudaSuccess;
+  const DeviceCodec& c0 = p.jobs[0].codec;
+  for (int j = 0; j < p.n_jobs; ++j) {
+    const AppendJob& job = p.jobs[j];
+    const DeviceCodec& c = job.codec;
+    if (c.dim != c0.dim || c.bits != c0.bits || c.family != c0.family || c.rotated_dim != c0.rotated_dim) {
+      return cudaErrorInvalidValue;
+    }
+    if (!job.x || !c.rotation || !c.centroids || !c.thresholds || !job.planes.norms ||
+        job.geometry.n_kv_heads != p.n_kv_heads || c.rotation_stride > kMaxRotationFloats ||
+        job.geometry.row_main_bytes + job.geometry.row_tail_bytes != c.payload_bytes ||
+        (job.geometry.row_main_bytes && !job.planes.codes) || (job.geometry.row_tail_bytes && !job.planes.tail) ||
+        job.token_stride < static_cast<int64_t>(p.n_kv_heads) * c.dim) {
+      return cudaErrorInvalidValue;
+    }
+  }
+  if (c0.dim != 128) return cudaErrorInvalidValue;  // the kernels are instantiated for head_dim 128
+  return dispatch_bits<128>(p, stream);
+}
+
+}  // namespace rq::cuda

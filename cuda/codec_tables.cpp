@@ -1,0 +1,90 @@
+// Host side of device_codec.hpp: reads a reference codec's rotation, centroids and thresholds.
+#include <string>
+
+#include "rq/codec/codec.hpp"
+#include "rq/core/errors.hpp"
+#include "rq/cuda/device_codec.hpp"
+#include "rq/rotation/block_rotations.hpp"
+
+namespace rq::cuda {
+namespace {
+
+// Why `codec` cannot run on the GPU kernels, or an empty string.
+std::string unsupported_reason(const Codec& codec) {
+  const FormatSpec& f = codec.format();
+  if (f.scheme != Scheme::LloydMax) return "only Lloyd-Max formats run on the GPU";
+  if (f.qjl) return "QJL formats do not run on the GPU";
+  if (f.bits < 2 || f.bits > 4) return "the GPU kernels take 2, 3 or 4 bits";
+  if (codec.dim() != 128) return "the GPU kernels are built for head_dim 128";
+  switch (f.rotation) {
+    case RotationKind::Rotor:
+    case RotationKind::Planar:
+    case RotationKind::IsoFast:
+    case RotationKind::IsoFull:
+    case RotationKind::Turbo:
+      return {};
+    default:
+      return std::string("rotation '") + rotation_name(f.rotation) + "' does not run on the GPU";
+  }
+}
+
+// Appends one head's rotation parameters in the kernels' layout; returns its family.
+RotationFamily append_rotation(const Rotation& r, std::vector<float>& out) {
+  if (const auto* rotor = dynamic_cast<const RotorRotation*>(&r)) {
+    out.insert(out.end(), rotor->matrices().begin(), rotor->matrices().end());
+    return RotationFamily::Block3;
+  }
+  if (const auto* iso = dynamic_cast<const IsoRotation*>(&r)) {
+    out.insert(out.end(), iso->matrices().begin(), iso->matrices().end());
+    return RotationFamily::Block4;
+  }
+  if (const auto* planar = dynamic_cast<const PlanarRotation*>(&r)) {
+    const auto& cs = planar->cos_sin();
+    for (size_t p = 0; p + 1 < cs.size(); p += 2) {
+      const float c = cs[p], s = cs[p + 1];
+      out.insert(out.end(), {c, -s, s, c});  // y0 = c x0 - s x1, y1 = s x0 + c x1
+    }
+    return RotationFamily::Block2;
+  }
+  if (const auto* had = dynamic_cast<const HadamardRotation*>(&r)) {
+    out.insert(out.end(), had->signs1().begin(), had->signs1().end());
+    out.insert(out.end(), had->signs2().begin(), had->signs2().end());
+    return RotationFamily::Hadamard;
+  }
+  throw InvalidArgument(std::string("GPU codec tables: rotation '") + rotation_name(r.kind()) + "' is not supported");
+}
+
+}  // namespace
+
+bool gpu_supports(const Codec& codec) { return unsupported_reason(codec).empty(); }
+
+HostCodecTables make_codec_tables(const std::vector<const Codec*>& per_head) {
+  if (per_head.empty() || !per_head[0]) throw InvalidArgument("GPU codec tables: no codecs given");
+  const Codec& first = *per_head[0];
+  const std::string why = unsupported_reason(first);
+  if (!why.empty()) throw InvalidArgument("GPU codec tables for " + std::string(first.format().name) + ": " + why);
+  HostCodecTables t;
+  const FormatLayout& l = first.layout();
+  t.info.dim = static_cast<int32_t>(l.dim);
+  t.info.rotated_dim = static_cast<int32_t>(l.rotated_dim);
+  t.info.bits = l.code_bits;
+  t.info.payload_bytes = static_cast<int32_t>(l.payload_bytes);
+  t.info.norm_correction = first.format().norm_correction ? 1 : 0;
+  t.info.zero_code = static_cast<int32_t>(quantize_scalar(*first.codebook(), 0.0));
+  t.centroids = first.centroids();
+  for (double v : first.codebook()->thresholds) t.thresholds.push_back(static_cast<float>(v));
+  for (size_t h = 0; h < per_head.size(); ++h) {
+    const Codec* c = per_head[h];
+    if (!c || c->format().name != first.format().name || c->dim() != first.dim()) {
+      throw InvalidArgument("GPU codec tables: head " + std::to_string(h) + " has a different format or dim");
+    }
+    const size_t before = t.rotation.size();
+    t.info.family = append_rotation(c->rotation(), t.rotation);
+    const auto stride = static_cast<int32_t>(t.rotation.size() - before);
+    if (h > 0 && stride != t.info.rotation_stride) throw InvalidArgument("GPU codec tables: rotation sizes differ");
+    t.info.rotation_stride = stride;
+  }
+  return t;
+}
+
+}  // namespace rq::cuda

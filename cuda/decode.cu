@@ -1,0 +1,405 @@
+// Split-KV decode attention over the compressed paged cache (include/rq/cuda/decode.hpp).
+#include <cfloat>
+
+#include "kernel_common.cuh"
+#include "rq/core/half.hpp"
+#include "rq/cuda/decode.hpp"
+
+namespace rq::cuda {
+namespace {
+
+using detail::static_for;
+
+constexpr int kThreads = 128;  // 4 warps; one token per thread per tile
+constexpr int kTile = kThreads;
+constexpr int kMaxN = 256;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// Workspace carve-up (floats): q_rot [B][Hq][N], partial_o [B][Hq][splits][N], partial_ml [B][Hq][splits][2].
+struct Workspace {
+  float* q_rot;
+  float* partial_o;
+  float* partial_ml;
+};
+
+__host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads, int n, int max_splits) {
+  float* f = static_cast<float*>(base);
+  const size_t bh = static_cast<size_t>(batch) * n_q_heads;
+  Workspace w;
+  w.q_rot = f;
+  w.partial_o = f + bh * n;
+  w.partial_ml = w.partial_o + bh * max_splits * n;
+  return w;
+}
+
+// In-place rotation of buf[n] (shared memory) by one head's parameters, all threads of the block.
+// forward: y = Pi x; inverse: x = Pi^T y. tmp is shared scratch of n floats.
+__device__ void rotate_shared(const DeviceCodec& c, int head, bool inverse, float* buf, float* tmp) {
+  const int n = c.rotated_dim;
+  const float* prm = c.rotation + static_cast<size_t>(head) * c.rotation_stride;
+  if (c.family == RotationFamily::Hadamard) {
+    const float* s_in = inverse ? prm + n : prm;  // forward: D(s1) first; inverse: D(s2) first
+    const float* s_out = inverse ? prm : prm + n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) buf[i] *= s_in[i];
+    __syncthreads();
+    for (int h = 1; h < n; h <<= 1) {
+      for (int k = threadIdx.x; k < n / 2; k += blockDim.x) {
+        const int i = (k / h) * 2 * h + (k % h);
+        const float a = buf[i], b = buf[i + h];
+        buf[i] = a + b;
+        buf[i + h] = a - b;
+      }
+      __syncthreads();
+    }
+    const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(n)));
+    for (int i = threadIdx.x; i < n; i += blockDim.x) buf[i] *= s_out[i] * scale;
+    __syncthreads();
+    return;
+  }
+  const int bs = static_cast<int>(c.family);
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    const int b = j / bs, r = j % bs;
+    const float* m = prm + b * bs * bs;
+    float acc = 0.0f;
+    for (int k = 0; k < bs; ++k) acc += (inverse ? m[k * bs + r] : m[r * bs + k]) * buf[b * bs + k];
+    tmp[j] = acc;
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < n; j += blockDim.x) buf[j] = tmp[j];
+  __syncthreads();
+}
+
+// 1. q_rot[b][hq][:] = (scale * log2 e) * Pi_K(kv head) pad(q[b][hq]).
+__global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p) {
+  __shared__ float buf[kMaxN], tmp[kMaxN];
+  const int hq = blockIdx.x, b = blockIdx.y;
+  const int d = p.k_codec.dim, n = p.k_codec.rotated_dim;
+  const int group = p.n_q_heads / p.n_kv_heads;
+  const float* q = p.queries + (static_cast<size_t>(b) * p.n_q_heads + hq) * d;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) buf[j] = j < d ? q[j] : 0.0f;
+  __syncthreads();
+  rotate_shared(p.k_codec, hq / group, false, buf, tmp);
+  const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, n, p.plan.max_splits);
+  float* out = ws.q_rot + (static_cast<size_t>(b) * p.n_q_heads + hq) * n;
+  const float s = p.scale * kLog2e;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) out[j] = buf[j] * s;
+}
+
+template <int G>
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Loads one codes row (main part + tail) of `row` into register words; WORDS+ words, zero-filled.
+template <int MAIN, int TAIL, int WORDS>
+__device__ __forceinline__ void load_row(const PagedPlanes& pl, size_t row, uint32_t (&w)[WORDS]) {
+#pragma unroll
+  for (int i = 0; i < WORDS; ++i) w[i] = 0;
+  if constexpr (MAIN > 0) {
+    const uint4* src = reinterpret_cast<const uint4*>(pl.codes + row * MAIN);
+#pragma unroll
+    for (int i = 0; i < MAIN / 16; ++i) {
+      const uint4 v = __ldg(src + i);
+      w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+    }
+  }
+  if constexpr (TAIL > 0) {
+    const uint8_t* src = pl.tail + row * TAIL;
+#pragma unroll
+    for (int i = 0; i < TAIL; ++i) w[(MAIN + i) >> 2] |= static_cast<uint32_t>(__ldg(src + i)) << (8 * ((MAIN + i) & 3));
+  }
+}
+
+// 2. One block = (split, kv head, sequence): tokens [split*tps, min(len, (split+1)*tps)).
+template <int N, int BITS, int G>
+__global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) {
+  constexpr int LEVELS = 1 << BITS;
+  constexpr int PAYLOAD = (N * BITS + 7) / 8;
+  constexpr int WORDS = (PAYLOAD + 3) / 4;
+  constexpr int MAIN = PAYLOAD / 16 * 16;
+  constexpr int TAIL = PAYLOAD - MAIN;
+  constexpr int CPL = N / 32;          // V coordinates per lane, contiguous: [lane*CPL, lane*CPL+CPL)
+  constexpr int EXTRA = N - 32 * CPL;  // leftover coordinates 32*CPL + lane, for lane < EXTRA
+  constexpr int ACC = CPL + (EXTRA > 0 ? 1 : 0);
+  constexpr int VSTRIDE = WORDS + 1;   // one zero word after each row: two-word reads never overrun
+
+  const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+  const int len = p.seq_lens[b];
+  const int start = split * p.plan.tokens_per_split;
+  if (start >= len) return;
+  const int end = min(len, start + p.plan.tokens_per_split);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+  __shared__ __align__(16) float s_q[N][G];        // rotated, pre-scaled queries of the group
+  __shared__ float s_ck[LEVELS], s_cv[LEVELS];
+  __shared__ uint32_t s_v[kTile][VSTRIDE];         // V codes rows of the tile
+  __shared__ __align__(16) float s_w[kTile][G];    // softmax weight * V norm per token
+  __shared__ float s_red[kThreads / 32][G];
+  __shared__ float s_acc[kThreads / 32][G][N];
+
+  const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, N, p.plan.max_splits);
+  const float* q_rot = ws.q_rot + (static_cast<size_t>(b) * p.n_q_heads + kvh * G) * N;
+  for (int i = tid; i < N * G; i += kThreads) s_q[i % N][i / N] = q_rot[(i / N) * N + i % N];
+  if (tid < LEVELS) {
+    s_ck[tid] = p.k_codec.centroids[tid];
+    s_cv[tid] = p.v_codec.centroids[tid];
+  }
+  __syncthreads();
+
+  float m_run[G], l_run[G], acc[G][ACC];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    m_run[g] = -INFINITY;
+    l_run[g] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < ACC; ++c) acc[g][c] = 0.0f;
+  }
+  const int page_size = p.k_geometry.page_size;
+  const int32_t* pages = p.page_table + static_cast<size_t>(b) * p.max_pages_per_seq;
+
+  for (int t0 = start; t0 < end; t0 += kTile) {
+    const int t = t0 + tid;
+    const bool valid = t < end;
+    uint32_t kw[WORDS], vw[WORDS];
+    float nu_k = 0.0f, nu_v = 0.0f;
+    if (valid) {
+      const int page = pages[t / page_size];
+      const int off = t % page_size;
+      const size_t krow = p.k_geometry.row(page, kvh, off);
+      const size_t vrow = p.v_geometry.row(page, kvh, off);
+      load_row<MAIN, TAIL>(p.k_planes, krow, kw);
+      load_row<MAIN, TAIL>(p.v_planes, vrow, vw);
+      nu_k = half_to_float(p.k_planes.norms[krow]);
+      nu_v = half_to_float(p.v_planes.norms[vrow]);
+    } else {
+#pragma unroll
+      for (int i = 0; i < WORDS; ++i) kw[i] = vw[i] = 0;
+    }
+#pragma unroll
+    for (int i = 0; i < WORDS; ++i) s_v[tid][i] = vw[i];
+    s_v[tid][WORDS] = 0;
+
+    // Scores: s_g = nu_k * <q_rot_g, C[idx]> (already in log2 units).
+    float s[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) s[g] = 0.0f;
+    static_for<0, N>([&](auto jc) {
+      constexpr int J = decltype(jc)::value;
+      const float c = s_ck[detail::unpack_word_code<BITS, J>(kw)];
+      if constexpr (G == 4) {
+        const float4 q = *reinterpret_cast<const float4*>(&s_q[J][0]);
+        s[0] = fmaf(q.x, c, s[0]);
+        s[1] = fmaf(q.y, c, s[1]);
+        s[2] = fmaf(q.z, c, s[2]);
+        s[3] = fmaf(q.w, c, s[3]);
+      } else {
+#pragma unroll
+        for (int g = 0; g < G; ++g) s[g] = fmaf(s_q[J][g], c, s[g]);
+      }
+    });
+    float m_new[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      s[g] = valid ? s[g] * nu_k : -INFINITY;
+      const float wm = warp_max<G>(s[g]);
+      if (lane == 0) s_red[warp][g] = wm;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float mt = s_red[0][g];
+#pragma unroll
+      for (int w = 1; w < kThreads / 32; ++w) mt = fmaxf(mt, s_red[w][g]);
+      m_new[g] = fmaxf(m_run[g], mt);  // finite: thread 0 of every tile is a valid token
+      const float alpha = exp2f(m_run[g] - m_new[g]);
+      const float pw = valid ? exp2f(s[g] - m_new[g]) : 0.0f;
+      l_run[g] = l_run[g] * alpha + pw;
+      s_w[tid][g] = pw * nu_v;
+#pragma unroll
+      for (int c = 0; c < ACC; ++c) acc[g][c] *= alpha;
+      m_run[g] = m_new[g];
+    }
+    __syncthreads();
+
+    // Values: warp w takes the tile's tokens [32w, 32w+32); lane owns CPL (+1) coordinates.
+    const int n_tile = min(kTile, end - t0);
+    const int i_end = min(32 * warp + 32, n_tile);
+    const int bit0 = lane * CPL * BITS;
+    const int wi = bit0 >> 5, sh = bit0 & 31;
+    const int xbit = (32 * CPL + lane) * BITS;  // extra coordinate (lane < EXTRA)
+    for (int i = 32 * warp; i < i_end; ++i) {
+      float w[G];
+      if constexpr (G == 4) {
+        const float4 v = *reinterpret_cast<const float4*>(&s_w[i][0]);
+        w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+      } else {
+#pragma unroll
+        for (int g = 0; g < G; ++g) w[g] = s_w[i][g];
+      }
+      const uint32_t bits = __funnelshift_r(s_v[i][wi], s_v[i][wi + 1], sh);
+#pragma unroll
+      for (int c = 0; c < CPL; ++c) {
+        const float cv = s_cv[(bits >> (c * BITS)) & (LEVELS - 1)];
+#pragma unroll
+        for (int g = 0; g < G; ++g) acc[g][c] = fmaf(w[g], cv, acc[g][c]);
+      }
+      if constexpr (EXTRA > 0) {
+        if (lane < EXTRA) {
+          const uint32_t xb = __funnelshift_r(s_v[i][xbit >> 5], s_v[i][(xbit >> 5) + 1], xbit & 31);
+          const float cv = s_cv[xb & (LEVELS - 1)];
+#pragma unroll
+          for (int g = 0; g < G; ++g) acc[g][CPL] = fmaf(w[g], cv, acc[g][CPL]);
+        }
+      }
+    }
+    __syncthreads();  // s_v, s_w, s_red are rewritten by the next tile
+  }
+
+  // Reduce the four warps' accumulators and the thread-partial softmax sums; write the partial.
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+#pragma unroll
+    for (int c = 0; c < CPL; ++c) s_acc[warp][g][lane * CPL + c] = acc[g][c];
+    if constexpr (EXTRA > 0) {
+      if (lane < EXTRA) s_acc[warp][g][32 * CPL + lane] = acc[g][CPL];
+    }
+    const float ls = warp_sum(l_run[g]);
+    if (lane == 0) s_red[warp][g] = ls;
+  }
+  __syncthreads();
+  const size_t bh0 = static_cast<size_t>(b) * p.n_q_heads + kvh * G;
+  for (int i = tid; i < G * N; i += kThreads) {
+    const int g = i / N, j = i % N;
+    float o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kThreads / 32; ++w) o += s_acc[w][g][j];
+    ws.partial_o[((bh0 + g) * p.plan.max_splits + split) * N + j] = o;
+  }
+  if (tid < G) {
+    float l = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kThreads / 32; ++w) l += s_red[w][tid];
+    float* ml = ws.partial_ml + ((bh0 + tid) * p.plan.max_splits + split) * 2;
+    ml[0] = m_run[tid];
+    ml[1] = l;
+  }
+}
+
+// 3. out[b][hq] = Pi_V^T (sum_s 2^(m_s - M) o_s) / (sum_s 2^(m_s - M) l_s).
+__global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
+  __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
+  __shared__ float s_norm;
+  const int hq = blockIdx.x, b = blockIdx.y;
+  const int d = p.v_codec.dim, n = p.v_codec.rotated_dim;
+  const int group = p.n_q_heads / p.n_kv_heads;
+  const int len = p.seq_lens[b];
+  float* out = p.out + (static_cast<size_t>(b) * p.n_q_heads + hq) * d;
+  if (len <= 0) {
+    for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = 0.0f;
+    return;
+  }
+  const int splits = (len + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split;
+  const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, n, p.plan.max_splits);
+  const size_t bh = static_cast<size_t>(b) * p.n_q_heads + hq;
+  const float* ml = ws.partial_ml + bh * p.plan.max_splits * 2;
+  if (threadIdx.x == 0) {
+    float mx = -INFINITY;
+    for (int s = 0; s < splits; ++s) mx = fmaxf(mx, ml[2 * s]);
+    float l = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float f = exp2f(ml[2 * s] - mx);
+      if (s < 1024) s_scale[s] = f;
+      l += f * ml[2 * s + 1];
+    }
+    s_norm = 1.0f / l;
+  }
+  __syncthreads();
+  const float* po = ws.partial_o + bh * p.plan.max_splits * n;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    float o = 0.0f;
+    for (int s = 0; s < splits; ++s) o += s_scale[s] * po[static_cast<size_t>(s) * n + j];
+    buf[j] = o * s_norm;
+  }
+  __syncthreads();
+  rotate_shared(p.v_codec, hq / group, true, buf, tmp);
+  for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = buf[j];
+}
+
+template <int N, int BITS>
+cudaError_t launch_split_g(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
+  switch (p.n_q_heads / p.n_kv_heads) {
+    case 1: decode_split_kernel<N, BITS, 1><<<grid, kThreads, 0, stream>>>(p); break;
+    case 2: decode_split_kernel<N, BITS, 2><<<grid, kThreads, 0, stream>>>(p); break;
+    case 4: decode_split_kernel<N, BITS, 4><<<grid, kThreads, 0, stream>>>(p); break;
+    case 8: decode_split_kernel<N, BITS, 8><<<grid, kThreads, 0, stream>>>(p); break;
+    default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+template <int N>
+cudaError_t launch_split_bits(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
+  switch (p.k_codec.bits) {
+    case 2: return launch_split_g<N, 2>(p, grid, stream);
+    case 3: return launch_split_g<N, 3>(p, grid, stream);
+    case 4: return launch_split_g<N, 4>(p, grid, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace
+
+DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count) {
+  DecodePlan plan;
+  const long long heads = static_cast<long long>(batch > 0 ? batch : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);
+  const long long target = 4LL * (sm_count > 0 ? sm_count : 132);  // blocks wanted in flight
+  const long long splits = (target + heads - 1) / heads;
+  const long long len = max_seq_len > 0 ? max_seq_len : 1;
+  long long tps = (len + splits - 1) / splits;
+  tps = ((tps + 255) / 256) * 256;  // at least 256 tokens (two tiles) per split
+  plan.tokens_per_split = static_cast<int32_t>(tps);
+  plan.max_splits = static_cast<int32_t>((len + tps - 1) / tps);
+  return plan;
+}
+
+size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const DecodePlan& plan) {
+  const size_t bh = static_cast<size_t>(batch) * n_q_heads;
+  return sizeof(float) * (bh * rotated_dim + bh * plan.max_splits * (rotated_dim + 2));
+}
+
+cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) {
+  if (p.batch <= 0) return cudaSuccess;
+  const DeviceCodec& k = p.k_codec;
+  const DeviceCodec& v = p.v_codec;
+  if (p.n_kv_heads <= 0 || p.n_q_heads % p.n_kv_heads != 0 || !p.queries || !p.out || !p.seq_lens ||
+      !p.page_table || !p.workspace || p.plan.tokens_per_split <= 0 || p.plan.max_splits <= 0 ||
+      p.plan.max_splits > 1024 || k.dim != v.dim || k.bits != v.bits || k.rotated_dim != v.rotated_dim ||
+      k.rotated_dim > kMaxN || p.k_geometry.page_size != p.v_geometry.page_size ||
+      p.k_geometry.n_kv_heads != p.n_kv_heads || p.v_geometry.n_kv_heads != p.n_kv_heads ||
+      p.k_geometry.row_main_bytes + p.k_geometry.row_tail_bytes != k.payload_bytes ||
+      p.v_geometry.row_main_bytes + p.v_geometry.row_tail_bytes != v.payload_bytes) {
+    return cudaErrorInvalidValue;
+  }
+  prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
+  cudaError_t st = cudaGetLastError();
+  if (st != cudaSuccess) return st;
+  const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
+  switch (k.rotated_dim) {
+    case 128: st = launch_split_bits<128>(p, grid, stream); break;
+    case 129: st = launch_split_bits<129>(p, grid, stream); break;
+    default: return cudaErrorInvalidValue;
+  }
+  if (st != cudaSuccess) return st;
+  merge_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace rq::cuda

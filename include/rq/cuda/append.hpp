@@ -1,0 +1,42 @@
+// Fused quantize-and-append: normalize, rotate, quantize, pack and store one step's K and V vectors
+// of every KV head and every sequence into the paged cache (paged_layout.hpp), in one launch.
+// Bit-exact with rq::Codec::encode (same operation order, no FMA contraction, fp64 norms).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "rq/cuda/device_codec.hpp"
+#include "rq/cuda/paged_layout.hpp"
+
+namespace rq::cuda {
+
+enum class InputType : int32_t { F16 = 0, BF16 = 1, F32 = 2 };
+
+/// One role (K or V): its input rows, format and cache.
+struct AppendJob {
+  const void* x = nullptr;   // [n_tokens][token_stride] elements; head h at x + t*token_stride + h*dim
+  int64_t token_stride = 0;  // elements between consecutive tokens (>= n_kv_heads * dim)
+  InputType type = InputType::F16;
+  DeviceCodec codec;
+  PagedGeometry geometry;
+  PagedPlanes planes;
+};
+
+struct AppendParams {
+  int32_t n_tokens = 0;                  // new tokens over all sequences
+  int32_t n_kv_heads = 0;
+  const int64_t* slot_mapping = nullptr; // [n_tokens]: page * page_size + offset; < 0 skips the token
+  AppendJob jobs[2];                     // K then V (or one role)
+  int32_t n_jobs = 2;
+  int32_t* error_flag = nullptr;         // optional [1]: set to 1 on NaN/Inf input or fp16 overflow
+};
+
+/// Launches the append for all jobs. The jobs must share dim, bits and rotation family (one kernel);
+/// otherwise call once per job (n_jobs = 1). Returns the launch status; no synchronization.
+/// Vectors the CPU codec would refuse (NaN/Inf, norm over 65504) are stored as zero vectors and
+/// raise *error_flag.
+cudaError_t launch_quantize_append(const AppendParams& params, cudaStream_t stream);
+
+}  // namespace rq::cuda

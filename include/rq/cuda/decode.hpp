@@ -1,0 +1,50 @@
+// Split-KV decode attention straight over the compressed paged cache: one query token per
+// sequence, sequences of different lengths, GQA. Three launches:
+//   1. rotate each query once by its KV head's K rotation (and fold in scale * log2 e);
+//   2. split: block (split, kv head, seq) scores its chunk of tokens from the K codes, keeps an
+//      online softmax, accumulates p * nu_v * C[idx_v] in V's rotated domain, writes a partial;
+//   3. merge: combines the partials of a (seq, query head) and un-rotates the output once.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "rq/cuda/device_codec.hpp"
+#include "rq/cuda/paged_layout.hpp"
+
+namespace rq::cuda {
+
+struct DecodePlan {
+  int32_t tokens_per_split = 0;  // multiple of the 128-token tile
+  int32_t max_splits = 0;        // splits of the longest sequence
+};
+
+/// Chooses the split so that batch x kv heads x splits fills `sm_count` multiprocessors.
+DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count);
+
+struct DecodeParams {
+  int32_t batch = 0;
+  int32_t n_q_heads = 0;
+  int32_t n_kv_heads = 0;              // n_q_heads / n_kv_heads = GQA group (1, 2, 4 or 8)
+  float scale = 1.0f;                  // softmax scale, usually 1/sqrt(head_dim)
+  const float* queries = nullptr;      // [batch][n_q_heads][dim]
+  float* out = nullptr;                // [batch][n_q_heads][dim]
+  const int32_t* seq_lens = nullptr;   // [batch]; a sequence of length 0 gets zeros
+  const int32_t* page_table = nullptr; // [batch][max_pages_per_seq]
+  int32_t max_pages_per_seq = 0;
+  DeviceCodec k_codec, v_codec;        // same dim, bits and rotated_dim (rotations may differ)
+  PagedGeometry k_geometry, v_geometry;  // same page_size and n_kv_heads
+  PagedPlanes k_planes, v_planes;
+  DecodePlan plan;
+  void* workspace = nullptr;           // decode_workspace_bytes(...) bytes of device memory
+};
+
+/// Workspace for rotated queries and per-split partial results.
+size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const DecodePlan& plan);
+
+/// Launches the three kernels; returns the first failing status.
+cudaError_t launch_decode_attention(const DecodeParams& params, cudaStream_t stream);
+
+}  // namespace rq::cuda

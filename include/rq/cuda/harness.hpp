@@ -1,0 +1,435 @@
+// Host-side harness shared by the GPU check/benchmark program (bench/cuda) and the GoogleTest
+// suite (tests/cuda): device buffers, codec tables on the device, paged caches, and the checks of
+// the CUDA kernels against the CPU reference (rq::Codec::encode, rq::attend_reference).
+// Host code only (CUDA runtime API); needs a device at run time.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "rq/attention/attention.hpp"
+#include "rq/codec/codec.hpp"
+#include "rq/core/half.hpp"
+#include "rq/cuda/append.hpp"
+#include "rq/cuda/decode.hpp"
+#include "rq/pack/bitpack.hpp"
+#include "rq/core/rng.hpp"
+#include "rq/cuda/cuda_check.hpp"
+#include "rq/cuda/device_codec.hpp"
+#include "rq/cuda/paged_layout.hpp"
+#include "rq/format/format.hpp"
+
+namespace rq::cuda::harness {
+
+/// Owning device allocation of n elements of T.
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t n) { resize(n); }
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void resize(size_t n) {
+    reset();
+    n_ = n;
+    if (n) check(cudaMalloc(&p_, n * sizeof(T)), "cudaMalloc");
+  }
+  void reset() {
+    if (p_) cudaFree(p_);
+    p_ = nullptr;
+    n_ = 0;
+  }
+  void upload(const std::vector<T>& h) {
+    resize(h.size());
+    if (n_) check(cudaMemcpy(p_, h.data(), n_ * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  }
+  std::vector<T> download() const {
+    std::vector<T> h(n_);
+    if (n_) check(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost), "download");
+    return h;
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+/// One role's codecs (one per KV head) and their tables on the device.
+struct RoleCodecs {
+  std::vector<std::unique_ptr<Codec>> per_head;
+  HostCodecTables host;
+  DeviceBuffer<float> rotation, centroids, thresholds;
+  DeviceCodec device;
+
+  RoleCodecs(const std::string& format, int n_heads, int dim, KvRole role, uint64_t seed = 0x5eedull) {
+    std::vector<const Codec*> ptrs;
+    for (int h = 0; h < n_heads; ++h) {
+      RotationSeed s;
+      s.seed = seed;
+      s.head = static_cast<uint32_t>(h);
+      s.role = role;
+      per_head.push_back(std::make_unique<Codec>(find_format(format), static_cast<size_t>(dim), s));
+      ptrs.push_back(per_head.back().get());
+    }
+    host = make_codec_tables(ptrs);
+    rotation.upload(host.rotation);
+    centroids.upload(host.centroids);
+    thresholds.upload(host.thresholds);
+    device = host.info;
+    device.rotation = rotation.get();
+    device.centroids = centroids.get();
+    device.thresholds = thresholds.get();
+  }
+};
+
+/// One cache (K or V) in the paged layout.
+struct DeviceCache {
+  PagedGeometry geometry;
+  DeviceBuffer<uint8_t> codes, tail;
+  DeviceBuffer<uint16_t> norms;
+  DeviceCache(int n_heads, int page_size, int num_pages, int payload_bytes) {
+    geometry = make_paged_geometry(n_heads, page_size, num_pages, payload_bytes);
+    codes.resize(geometry.codes_bytes());
+    tail.resize(geometry.tail_bytes());
+    norms.resize(geometry.rows());
+  }
+  PagedPlanes planes() const { return PagedPlanes{codes.get(), tail.get(), norms.get()}; }
+};
+
+/// Host copy of a cache, readable as CPU codec rows.
+struct HostCache {
+  PagedGeometry g;
+  std::vector<uint8_t> codes, tail;
+  std::vector<uint16_t> norms;
+  explicit HostCache(const DeviceCache& c) : g(c.geometry), codes(c.codes.download()), tail(c.tail.download()), norms(c.norms.download()) {}
+  /// The CPU codec's codes row (main ++ tail) of a cache row.
+  std::vector<uint8_t> cpu_row(size_t row) const {
+    std::vector<uint8_t> r(codes.begin() + row * g.row_main_bytes, codes.begin() + (row + 1) * g.row_main_bytes);
+    r.insert(r.end(), tail.begin() + row * g.row_tail_bytes, tail.begin() + (row + 1) * g.row_tail_bytes);
+    return r;
+  }
+};
+
+/// Page tables: sequence b owns ceil(len_b / page_size) pages, drawn from a shuffled pool.
+struct PageTables {
+  std::vector<int32_t> table;  // [batch][max_pages]
+  int max_pages = 0;
+  int total_pages = 0;
+  PageTables(const std::vector<int32_t>& lens, int page_size, Rng& rng) {
+    for (int32_t l : lens) max_pages = std::max(max_pages, (l + page_size - 1) / page_size);
+    max_pages = std::max(max_pages, 1);
+    for (int32_t l : lens) total_pages += (l + page_size - 1) / page_size;
+    std::vector<int32_t> pool(static_cast<size_t>(std::max(total_pages, 1)));
+    std::iota(pool.begin(), pool.end(), 0);
+    for (size_t i = pool.size(); i > 1; --i) std::swap(pool[i - 1], pool[rng.next_u64() % i]);
+    table.assign(lens.size() * static_cast<size_t>(max_pages), -1);
+    size_t next = 0;
+    for (size_t b = 0; b < lens.size(); ++b) {
+      for (int p = 0; p < (lens[b] + page_size - 1) / page_size; ++p) table[b * max_pages + p] = pool[next++];
+    }
+    total_pages = std::max(total_pages, 1);
+  }
+  /// Physical slot of token t of sequence b.
+  int64_t slot(size_t b, int t, int page_size) const {
+    return static_cast<int64_t>(table[b * max_pages + t / page_size]) * page_size + t % page_size;
+  }
+};
+
+inline uint16_t bf16_bits(float f) {  // round to nearest even
+  const uint32_t u = float_bits(f);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// Random inputs with a few edge rows: zero vectors, tiny and large norms, one hot vectors.
+inline std::vector<float> random_vectors(size_t n, int d, Rng& rng) {
+  std::vector<float> x(n * d);
+  for (size_t i = 0; i < n; ++i) {
+    const int kind = static_cast<int>(i % 17);
+    const double scale = kind == 3 ? 1e-3 : kind == 5 ? 60.0 : 1.0 + 3.0 * rng.uniform();
+    for (int j = 0; j < d; ++j) {
+      double v = rng.normal() * scale;
+      if (kind == 7) v = (j == static_cast<int>(i % d)) ? 2.5 : 0.0;  // one-hot
+      if (kind == 11 && j % 16 == 0) v *= 20.0;                        // outlier channels
+      x[i * d + j] = static_cast<float>(v);
+    }
+    if (kind == 13) std::fill(x.begin() + i * d, x.begin() + (i + 1) * d, 0.0f);  // zero vector
+  }
+  return x;
+}
+
+/// Outcome of one append check: GPU planes vs rq::Codec::encode.
+struct AppendCheck {
+  size_t rows = 0, row_mismatch = 0, codes = 0, code_mismatch = 0, norm_mismatch = 0;
+  int error_flag = 0;
+  std::string text;
+  /// Exact math allows bit identity; a 1e-4 code fraction is tolerated for libm-level differences.
+  bool ok() const {
+    return error_flag == 0 && static_cast<double>(code_mismatch) <= 1e-4 * static_cast<double>(codes) &&
+           norm_mismatch <= rows / 1000;
+  }
+};
+
+inline AppendCheck check_append(const std::string& format, InputType type, Rng& rng) {
+  const int H = 8, d = 128, page = 16;
+  const std::vector<int32_t> lens = {1, 37, 130, 255};  // new tokens per sequence (odd sizes)
+  PageTables pt(lens, page, rng);
+  RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
+  const int payload = kc.device.payload_bytes;
+  DeviceCache kcache(H, page, pt.total_pages, payload), vcache(H, page, pt.total_pages, payload);
+  std::vector<int64_t> slots;
+  for (size_t b = 0; b < lens.size(); ++b)
+    for (int t = 0; t < lens[b]; ++t) slots.push_back(pt.slot(b, t, page));
+  const int T = static_cast<int>(slots.size());
+  // K and V inputs: [T][H][d], rounded to the input type so the CPU sees the same floats.
+  std::vector<float> xk = random_vectors(static_cast<size_t>(T) * H, d, rng), xv = random_vectors(static_cast<size_t>(T) * H, d, rng);
+  std::vector<uint16_t> hk(xk.size()), hv(xv.size());
+  for (size_t i = 0; i < xk.size(); ++i) {
+    if (type == InputType::F16) {
+      hk[i] = float_to_half(xk[i]), hv[i] = float_to_half(xv[i]);
+      xk[i] = half_to_float(hk[i]), xv[i] = half_to_float(hv[i]);
+    } else {
+      hk[i] = bf16_bits(xk[i]), hv[i] = bf16_bits(xv[i]);
+      xk[i] = bits_float(static_cast<uint32_t>(hk[i]) << 16), xv[i] = bits_float(static_cast<uint32_t>(hv[i]) << 16);
+    }
+  }
+  DeviceBuffer<uint16_t> dk, dv;
+  dk.upload(hk);
+  dv.upload(hv);
+  DeviceBuffer<int64_t> dslots;
+  dslots.upload(slots);
+  DeviceBuffer<int32_t> flag;
+  flag.upload({0});
+  AppendParams p;
+  p.n_tokens = T;
+  p.n_kv_heads = H;
+  p.slot_mapping = dslots.get();
+  p.jobs[0] = AppendJob{dk.get(), static_cast<int64_t>(H) * d, type, kc.device, kcache.geometry, kcache.planes()};
+  p.jobs[1] = AppendJob{dv.get(), static_cast<int64_t>(H) * d, type, vc.device, vcache.geometry, vcache.planes()};
+  p.n_jobs = 2;
+  p.error_flag = flag.get();
+  check(launch_quantize_append(p, nullptr), "append launch");
+  check(cudaDeviceSynchronize(), "append sync");
+  const HostCache hkc(kcache), hvc(vcache);
+  size_t codes = 0, code_mismatch = 0, rows = 0, row_mismatch = 0, norm_mismatch = 0;
+  const FormatLayout& L = kc.per_head[0]->layout();
+  std::vector<uint8_t> ref_code(L.code_bytes), ref_side(L.side_bytes);
+  for (int role = 0; role < 2; ++role) {
+    const HostCache& hc = role ? hvc : hkc;
+    const std::vector<float>& x = role ? xv : xk;
+    const RoleCodecs& rc = role ? vc : kc;
+    for (int t = 0; t < T; ++t) {
+      for (int h = 0; h < H; ++h) {
+        rc.per_head[h]->encode(1, x.data() + (static_cast<size_t>(t) * H + h) * d, ref_code.data(), ref_side.data());
+        const size_t row = hc.g.row(static_cast<int>(slots[t] / page), h, static_cast<int>(slots[t] % page));
+        const std::vector<uint8_t> got = hc.cpu_row(row);
+        ++rows;
+        row_mismatch += std::memcmp(got.data(), ref_code.data(), L.payload_bytes) != 0;
+        for (size_t j = 0; j < L.rotated_dim; ++j) {
+          ++codes;
+          code_mismatch += unpack_code(got.data(), j, L.code_bits) != unpack_code(ref_code.data(), j, L.code_bits);
+        }
+        const uint16_t ref_norm = static_cast<uint16_t>(ref_side[0] | (ref_side[1] << 8));
+        norm_mismatch += hc.norms[row] != ref_norm;
+      }
+    }
+  }
+  AppendCheck res;
+  res.rows = rows, res.row_mismatch = row_mismatch, res.codes = codes, res.code_mismatch = code_mismatch;
+  res.norm_mismatch = norm_mismatch;
+  res.error_flag = flag.download()[0];
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "append %-8s %s: %zu rows, byte-identical rows %zu/%zu, mismatching codes %.2e, norms %zu",
+                format.c_str(), type == InputType::F16 ? "fp16" : "bf16", rows, rows - row_mismatch, rows,
+                static_cast<double>(code_mismatch) / static_cast<double>(codes), norm_mismatch);
+  res.text = buf;
+  return res;
+}
+
+/// Outcome of the input-policy check.
+struct PolicyCheck {
+  bool flag_raised = false, bad_rows_zero = false, good_rows_kept = false, rejects_bad_dim = false;
+  bool ok() const { return flag_raised && bad_rows_zero && good_rows_kept && rejects_bad_dim; }
+};
+
+/// NaN/Inf inputs: stored as zero vectors, error flag raised, other rows untouched.
+inline PolicyCheck check_append_policy(Rng& rng) {
+  const int H = 2, d = 128, page = 16, T = 3;
+  RoleCodecs kc("turbo3", H, d, KvRole::K);
+  DeviceCache cache(H, page, 1, kc.device.payload_bytes);
+  std::vector<float> x = random_vectors(static_cast<size_t>(T) * H, d, rng);
+  x[5] = NAN;
+  x[d * 3 + 1] = INFINITY;
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) h[i] = float_to_half(x[i]);
+  DeviceBuffer<uint16_t> dx;
+  dx.upload(h);
+  DeviceBuffer<int64_t> slots;
+  slots.upload({0, 1, 2});
+  DeviceBuffer<int32_t> flag;
+  flag.upload({0});
+  AppendParams p;
+  p.n_tokens = T;
+  p.n_kv_heads = H;
+  p.slot_mapping = slots.get();
+  p.jobs[0] = AppendJob{dx.get(), static_cast<int64_t>(H) * d, InputType::F16, kc.device, cache.geometry, cache.planes()};
+  p.n_jobs = 1;
+  p.error_flag = flag.get();
+  check(launch_quantize_append(p, nullptr), "append launch");
+  check(cudaDeviceSynchronize(), "append sync");
+  const HostCache hc(cache);
+  PolicyCheck res;
+  res.bad_rows_zero = hc.norms[hc.g.row(0, 0, 0)] == 0 && hc.norms[hc.g.row(0, 1, 1)] == 0;
+  res.good_rows_kept = hc.norms[hc.g.row(0, 1, 0)] != 0 && hc.norms[hc.g.row(0, 0, 2)] != 0;
+  res.flag_raised = flag.download()[0] == 1;
+  // Invalid parameters come back as an error status, not a crash.
+  AppendParams bad = p;
+  bad.jobs[0].codec.dim = 96;
+  res.rejects_bad_dim = launch_quantize_append(bad, nullptr) == cudaErrorInvalidValue;
+  return res;
+}
+
+/// Outcome of one decode check: GPU split-KV attention vs rq::attend_reference.
+struct DecodeCheck {
+  double rel_err = 0.0;  // max |gpu - cpu| / max |cpu|
+  bool finite = true;    // every output written (outputs are poisoned with NaN first)
+  std::string text;
+  bool ok() const { return finite && rel_err < 1e-4; }
+};
+
+/// Decode over the same (GPU-written) pages on both sides; sequence lengths 1, 7, 129, 1000, 2500, 0.
+inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sms, Rng& rng) {
+  const int H = 8, d = 128, page = 16;
+  const int G = n_q_heads / H;
+  const std::vector<int32_t> lens = {1, 7, 129, 1000, 2500, 0};
+  const int B = static_cast<int>(lens.size());
+  PageTables pt(lens, page, rng);
+  RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
+  const int payload = kc.device.payload_bytes;
+  DeviceCache kcache(H, page, pt.total_pages, payload), vcache(H, page, pt.total_pages, payload);
+  std::vector<int64_t> slots;
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < lens[b]; ++t) slots.push_back(pt.slot(b, t, page));
+  const int T = static_cast<int>(slots.size());
+  std::vector<float> xk = random_vectors(static_cast<size_t>(T) * H, d, rng), xv = random_vectors(static_cast<size_t>(T) * H, d, rng);
+  DeviceBuffer<float> dk, dv;
+  dk.upload(xk);
+  dv.upload(xv);
+  DeviceBuffer<int64_t> dslots;
+  dslots.upload(slots);
+  AppendParams ap;
+  ap.n_tokens = T;
+  ap.n_kv_heads = H;
+  ap.slot_mapping = dslots.get();
+  ap.jobs[0] = AppendJob{dk.get(), static_cast<int64_t>(H) * d, InputType::F32, kc.device, kcache.geometry, kcache.planes()};
+  ap.jobs[1] = AppendJob{dv.get(), static_cast<int64_t>(H) * d, InputType::F32, vc.device, vcache.geometry, vcache.planes()};
+  check(launch_quantize_append(ap, nullptr), "append launch");
+
+  std::vector<float> q(static_cast<size_t>(B) * n_q_heads * d);
+  for (auto& v : q) v = static_cast<float>(rng.normal());
+  DeviceBuffer<float> dq, dout;
+  dq.upload(q);
+  dout.resize(q.size());
+  DeviceBuffer<int32_t> dlens, dtable;
+  dlens.upload(lens);
+  dtable.upload(pt.table);
+  DecodeParams p;
+  p.batch = B;
+  p.n_q_heads = n_q_heads;
+  p.n_kv_heads = H;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  p.queries = dq.get();
+  p.out = dout.get();
+  p.seq_lens = dlens.get();
+  p.page_table = dtable.get();
+  p.max_pages_per_seq = pt.max_pages;
+  p.k_codec = kc.device;
+  p.v_codec = vc.device;
+  p.k_geometry = kcache.geometry;
+  p.v_geometry = vcache.geometry;
+  p.k_planes = kcache.planes();
+  p.v_planes = vcache.planes();
+  p.plan = plan_decode(B, *std::max_element(lens.begin(), lens.end()), H, sms);
+  DeviceBuffer<uint8_t> ws(decode_workspace_bytes(B, n_q_heads, kc.device.rotated_dim, p.plan));
+  p.workspace = ws.get();
+  check(cudaMemset(dout.get(), 0xff, q.size() * sizeof(float)), "poison");  // NaN: unwritten outputs fail
+  check(launch_decode_attention(p, nullptr), "decode launch");
+  check(cudaDeviceSynchronize(), "decode sync");
+  const std::vector<float> out = dout.download();
+
+  const HostCache hkc(kcache), hvc(vcache);
+  double max_err = 0.0, max_ref = 0.0;
+  bool finite = true;
+  std::vector<float> ref(static_cast<size_t>(G) * d);
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < H; ++h) {
+      const float* got = out.data() + (static_cast<size_t>(b) * n_q_heads + h * G) * d;
+      if (lens[b] == 0) {
+        for (int i = 0; i < G * d; ++i) finite = finite && got[i] == 0.0f;
+        continue;
+      }
+      // CPU views of this head's pages: rows re-joined (main ++ tail), norms as the side plane.
+      std::vector<std::vector<uint8_t>> kcodes, vcodes;
+      std::vector<std::vector<uint16_t>> kside, vside;
+      AttentionProblem prob;
+      prob.k_codec = kc.per_head[h].get();
+      prob.v_codec = vc.per_head[h].get();
+      prob.gqa_group = static_cast<size_t>(G);
+      prob.queries = q.data() + (static_cast<size_t>(b) * n_q_heads + h * G) * d;
+      prob.scale = p.scale;
+      prob.out = ref.data();
+      for (int pg = 0; pg * page < lens[b]; ++pg) {
+        const int n = std::min(page, lens[b] - pg * page);
+        const int phys = pt.table[static_cast<size_t>(b) * pt.max_pages + pg];
+        for (int role = 0; role < 2; ++role) {
+          const HostCache& hc = role ? hvc : hkc;
+          std::vector<uint8_t> c;
+          std::vector<uint16_t> s;
+          for (int o = 0; o < n; ++o) {
+            const size_t row = hc.g.row(phys, h, o);
+            const auto r = hc.cpu_row(row);
+            c.insert(c.end(), r.begin(), r.end());
+            s.push_back(hc.norms[row]);
+          }
+          (role ? vcodes : kcodes).push_back(std::move(c));
+          (role ? vside : kside).push_back(std::move(s));
+        }
+      }
+      for (size_t i = 0; i < kcodes.size(); ++i) {
+        const size_t n = kside[i].size();
+        prob.k_pages.push_back(PageSpan{kcodes[i].data(), reinterpret_cast<const uint8_t*>(kside[i].data()), n});
+        prob.v_pages.push_back(PageSpan{vcodes[i].data(), reinterpret_cast<const uint8_t*>(vside[i].data()), n});
+      }
+      attend_reference(prob);
+      for (int i = 0; i < G * d; ++i) {
+        finite = finite && std::isfinite(got[i]);
+        max_err = std::max(max_err, static_cast<double>(std::fabs(got[i] - ref[i])));
+        max_ref = std::max(max_ref, static_cast<double>(std::fabs(ref[i])));
+      }
+    }
+  }
+  const double rel = max_err / std::max(max_ref, 1e-30);
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "decode %-8s Hq=%d Hkv=%d lens {1,7,129,1000,2500,0}: max |gpu-cpu| / max |ref| = %.2e",
+                format.c_str(), n_q_heads, H, rel);
+  DecodeCheck res;
+  res.rel_err = rel;
+  res.finite = finite;
+  res.text = buf;
+  return res;
+}
+
+
+}  // namespace rq::cuda::harness

@@ -1,0 +1,79 @@
+// Host-only tests of the CUDA module: paged geometry, codec tables. They need no GPU.
+#include <gtest/gtest.h>
+
+#include "rq/codec/codec.hpp"
+#include "rq/core/errors.hpp"
+#include "rq/cuda/device_codec.hpp"
+#include "rq/cuda/paged_layout.hpp"
+#include "rq/format/format.hpp"
+#include "rq/rotation/block_rotations.hpp"
+
+namespace rq::cuda {
+namespace {
+
+TEST(PagedGeometry, SplitsRowsIntoAlignedMainAndTail) {
+  for (int payload : {16, 48, 49, 33, 65, 15, 1}) {
+    const PagedGeometry g = make_paged_geometry(8, 16, 3, payload);
+    EXPECT_EQ(g.row_main_bytes % 16, 0);
+    EXPECT_LT(g.row_tail_bytes, 16);
+    EXPECT_EQ(g.row_main_bytes + g.row_tail_bytes, payload);
+    EXPECT_EQ(g.rows(), 3u * 8u * 16u);
+    EXPECT_EQ(g.codes_bytes() + g.tail_bytes(), g.rows() * static_cast<size_t>(payload));
+    EXPECT_EQ(g.norms_bytes(), g.rows() * 2);
+  }
+  const PagedGeometry g = make_paged_geometry(8, 16, 3, 49);
+  EXPECT_EQ(g.row(0, 0, 0), 0u);
+  EXPECT_EQ(g.row(0, 0, 15), 15u);
+  EXPECT_EQ(g.row(0, 1, 0), 16u);
+  EXPECT_EQ(g.row(2, 7, 15), g.rows() - 1);
+}
+
+TEST(CodecTables, RotorThreeBitsAtD128) {
+  std::vector<Codec> codecs;
+  for (uint32_t h = 0; h < 3; ++h) {
+    RotationSeed s;
+    s.head = h;
+    codecs.emplace_back(find_format("rotor3"), 128, s);
+  }
+  const HostCodecTables t = make_codec_tables({&codecs[0], &codecs[1], &codecs[2]});
+  EXPECT_EQ(t.info.family, RotationFamily::Block3);
+  EXPECT_EQ(t.info.rotated_dim, 129);
+  EXPECT_EQ(t.info.bits, 3);
+  EXPECT_EQ(t.info.payload_bytes, 49);
+  EXPECT_EQ(t.info.rotation_stride, 43 * 9);
+  ASSERT_EQ(t.rotation.size(), 3u * 43u * 9u);
+  const auto& m1 = dynamic_cast<const RotorRotation&>(codecs[1].rotation()).matrices();
+  for (size_t i = 0; i < m1.size(); ++i) EXPECT_EQ(t.rotation[43 * 9 + i], m1[i]);
+  EXPECT_EQ(t.centroids, codecs[0].centroids());
+  ASSERT_EQ(t.thresholds.size(), 7u);
+  for (size_t i = 0; i + 1 < t.thresholds.size(); ++i) EXPECT_LT(t.thresholds[i], t.thresholds[i + 1]);
+}
+
+TEST(CodecTables, TurboPlanarIsoFamilies) {
+  const Codec turbo(find_format("turbo4"), 128), planar(find_format("planar2"), 128), iso(find_format("iso3"), 128);
+  const HostCodecTables tt = make_codec_tables({&turbo});
+  EXPECT_EQ(tt.info.family, RotationFamily::Hadamard);
+  EXPECT_EQ(tt.info.rotation_stride, 256);
+  const HostCodecTables tp = make_codec_tables({&planar});
+  EXPECT_EQ(tp.info.family, RotationFamily::Block2);
+  const auto& cs = dynamic_cast<const PlanarRotation&>(planar.rotation()).cos_sin();
+  EXPECT_EQ(tp.rotation[0], cs[0]);
+  EXPECT_EQ(tp.rotation[1], -cs[1]);
+  EXPECT_EQ(tp.rotation[2], cs[1]);
+  EXPECT_EQ(make_codec_tables({&iso}).info.family, RotationFamily::Block4);
+}
+
+TEST(CodecTables, RefusesWhatTheKernelsCannotRun) {
+  const Codec f16(find_format("f16"), 128), qjl(find_format("turbo3_qjl"), 128), d64(find_format("rotor3"), 64),
+      dense(find_format("turbodense3"), 128);
+  for (const Codec* c : {&f16, &qjl, &d64, &dense}) {
+    EXPECT_FALSE(gpu_supports(*c)) << c->format().name;
+    EXPECT_THROW(make_codec_tables({c}), InvalidArgument) << c->format().name;
+  }
+  EXPECT_THROW(make_codec_tables({}), InvalidArgument);
+  const Codec a(find_format("rotor3"), 128), b(find_format("turbo3"), 128);
+  EXPECT_THROW(make_codec_tables({&a, &b}), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace rq::cuda

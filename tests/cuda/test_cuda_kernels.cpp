@@ -1,0 +1,85 @@
+// GPU tests of the CUDA kernels against the CPU reference. Each skips without a CUDA device (CI).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "rq/cuda/harness.hpp"
+
+namespace rq::cuda {
+namespace {
+
+using namespace harness;
+
+#define RQ_REQUIRE_GPU()                                            \
+  do {                                                              \
+    if (device_count() == 0) GTEST_SKIP() << "no CUDA device";      \
+  } while (0)
+
+int sm_count() {
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "properties");
+  return prop.multiProcessorCount;
+}
+
+class AppendMatchesCodec : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AppendMatchesCodec, Fp16InputsBitExact) {
+  RQ_REQUIRE_GPU();
+  Rng rng(1234);
+  const AppendCheck c = check_append(GetParam(), InputType::F16, rng);
+  EXPECT_TRUE(c.ok()) << c.text;
+  EXPECT_GT(c.rows, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, AppendMatchesCodec,
+                         ::testing::Values("rotor3", "turbo3", "rotor2", "rotor4", "turbo2", "turbo4", "planar3",
+                                           "iso3", "isofull3"));
+
+TEST(AppendMatchesCodecBf16, RotorAndTurbo) {
+  RQ_REQUIRE_GPU();
+  Rng rng(99);
+  for (const char* f : {"rotor3", "turbo3"}) {
+    const AppendCheck c = check_append(f, InputType::BF16, rng);
+    EXPECT_TRUE(c.ok()) << c.text;
+  }
+}
+
+TEST(AppendPolicy, NanInfStoredAsZerosAndFlagged) {
+  RQ_REQUIRE_GPU();
+  Rng rng(5);
+  const PolicyCheck c = check_append_policy(rng);
+  EXPECT_TRUE(c.flag_raised);
+  EXPECT_TRUE(c.bad_rows_zero);
+  EXPECT_TRUE(c.good_rows_kept);
+  EXPECT_TRUE(c.rejects_bad_dim);
+}
+
+class DecodeMatchesReference : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
+
+TEST_P(DecodeMatchesReference, OddLengthsAndGqa) {
+  RQ_REQUIRE_GPU();
+  Rng rng(77);
+  const DecodeCheck c = check_decode(std::get<0>(GetParam()), std::get<1>(GetParam()), sm_count(), rng);
+  EXPECT_TRUE(c.ok()) << c.text;
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, DecodeMatchesReference,
+                         ::testing::Values(std::make_tuple("rotor3", 32), std::make_tuple("turbo3", 32),
+                                           std::make_tuple("planar3", 32), std::make_tuple("iso3", 32),
+                                           std::make_tuple("rotor3", 8), std::make_tuple("rotor3", 16),
+                                           std::make_tuple("turbo4", 64), std::make_tuple("rotor2", 32)));
+
+TEST(DecodePlan, CoversTheLongestSequence) {
+  for (int len : {1, 100, 4096, 131072}) {
+    for (int batch : {1, 16}) {
+      const DecodePlan p = plan_decode(batch, len, 8, 132);
+      EXPECT_GT(p.tokens_per_split, 0);
+      EXPECT_EQ(p.tokens_per_split % 256, 0);
+      EXPECT_GE(static_cast<long long>(p.tokens_per_split) * p.max_splits, len);
+      EXPECT_LE(p.max_splits, 1024);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rq::cuda
