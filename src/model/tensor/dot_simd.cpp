@@ -1,8 +1,8 @@
 // Fast row dot products (quantized row · float32 activation) with Highway: this file is compiled
 // once per SIMD target (foreach_target) and dot_row dispatches at run time to the best target
-// the CPU supports. Legacy 32-blocks (Q4_0, Q4_1, Q8_0) are decoded in registers; K-quant
-// super-blocks are decoded to a 256-float stack buffer by the scalar reference decoder, then
-// multiplied in SIMD. matvec runs dot_row over rows with OpenMP.
+// the CPU supports. Every block type is decoded in registers (bytes widened to int32 lanes,
+// converted to float, FMA with the activation); block scales are applied once per block or
+// sub-block. matvec runs the row kernel over rows with OpenMP.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tensor/dot_simd.cpp"  // relative to src/model (private include dir)
 #include <hwy/foreach_target.h>  // NOLINT: must come before highway.h
@@ -140,30 +140,129 @@ float DotQ4_1(const uint8_t* row, const float* x, size_t nb) {
   return reduce(d, acc);
 }
 
-/// K-quants: scalar decode of each 256-block, SIMD multiply.
-template <void (*Decode)(const uint8_t*, float*), size_t kBytes>
-float DotDecoded(const uint8_t* row, const float* x, size_t nb) {
+/// Q4_K: per 64-element chunk c, qs[32c + l] holds element l of sub-block 2c (low nibble) and
+/// of sub-block 2c+1 (high nibble). Σ (d·sc·q − dmin·m)·x = d·sc·Σ q·x − dmin·m·Σ x.
+float DotQ4_K(const uint8_t* row, const float* x, size_t nb) {
   const DF d;
+  const hn::Rebind<uint8_t, DF> du8;
+  const hn::Rebind<int32_t, DF> di32;
   const size_t N = hn::Lanes(d);
-  HWY_ALIGN float w[blocks::kQK_K];  // one decoded super-block
+  const auto mask = hn::Set(di32, 0xF);
   auto acc = hn::Zero(d);
-  for (size_t b = 0; b < nb; ++b, row += kBytes, x += blocks::kQK_K) {
-    Decode(row, w);
-    for (size_t j = 0; j < blocks::kQK_K; j += N) {
-      acc = hn::MulAdd(hn::Load(d, w + j), hn::LoadU(d, x + j), acc);
+  for (size_t b = 0; b < nb; ++b, row += blocks::kQ4_KBytes, x += blocks::kQK_K) {
+    const float dd = blocks::load_half(row);
+    const float dmin = blocks::load_half(row + 2);
+    const uint8_t* scales = row + 4;
+    const uint8_t* qs = row + 16;
+    for (int c = 0; c < 4; ++c) {
+      const float* xc = x + 64 * c;
+      auto qx_lo = hn::Zero(d), qx_hi = hn::Zero(d), xs_lo = hn::Zero(d), xs_hi = hn::Zero(d);
+      for (size_t l = 0; l < 32; l += N) {
+        const auto v = hn::PromoteTo(di32, hn::LoadU(du8, qs + 32 * c + l));
+        const auto x_lo = hn::LoadU(d, xc + l);
+        const auto x_hi = hn::LoadU(d, xc + 32 + l);
+        qx_lo = hn::MulAdd(hn::ConvertTo(d, hn::And(v, mask)), x_lo, qx_lo);
+        qx_hi = hn::MulAdd(hn::ConvertTo(d, hn::ShiftRight<4>(v)), x_hi, qx_hi);
+        xs_lo = hn::Add(xs_lo, x_lo);
+        xs_hi = hn::Add(xs_hi, x_hi);
+      }
+      uint8_t sc, m;
+      blocks::k4_scale_min(scales, 2 * c, &sc, &m);
+      acc = hn::MulAdd(hn::Set(d, dd * sc), qx_lo, acc);
+      acc = hn::MulAdd(hn::Set(d, -dmin * m), xs_lo, acc);
+      blocks::k4_scale_min(scales, 2 * c + 1, &sc, &m);
+      acc = hn::MulAdd(hn::Set(d, dd * sc), qx_hi, acc);
+      acc = hn::MulAdd(hn::Set(d, -dmin * m), xs_hi, acc);
     }
   }
   return reduce(d, acc);
 }
 
-float DotQ4_K(const uint8_t* row, const float* x, size_t nb) {
-  return DotDecoded<blocks::decode_q4_k, blocks::kQ4_KBytes>(row, x, nb);
-}
+/// Q5_K: Q4_K plus a fifth bit, bit s of qh[l] for sub-block s.
 float DotQ5_K(const uint8_t* row, const float* x, size_t nb) {
-  return DotDecoded<blocks::decode_q5_k, blocks::kQ5_KBytes>(row, x, nb);
+  const DF d;
+  const hn::Rebind<uint8_t, DF> du8;
+  const hn::Rebind<int32_t, DF> di32;
+  const size_t N = hn::Lanes(d);
+  const auto mask = hn::Set(di32, 0xF);
+  const auto one = hn::Set(di32, 1);
+  auto acc = hn::Zero(d);
+  for (size_t b = 0; b < nb; ++b, row += blocks::kQ5_KBytes, x += blocks::kQK_K) {
+    const float dd = blocks::load_half(row);
+    const float dmin = blocks::load_half(row + 2);
+    const uint8_t* scales = row + 4;
+    const uint8_t* qh = row + 16;
+    const uint8_t* qs = row + 48;
+    for (int c = 0; c < 4; ++c) {
+      const float* xc = x + 64 * c;
+      auto qx_lo = hn::Zero(d), qx_hi = hn::Zero(d), xs_lo = hn::Zero(d), xs_hi = hn::Zero(d);
+      for (size_t l = 0; l < 32; l += N) {
+        const auto v = hn::PromoteTo(di32, hn::LoadU(du8, qs + 32 * c + l));
+        const auto h = hn::PromoteTo(di32, hn::LoadU(du8, qh + l));
+        const auto h_lo = hn::ShiftLeft<4>(hn::And(hn::ShiftRightSame(h, 2 * c), one));
+        const auto h_hi = hn::ShiftLeft<4>(hn::And(hn::ShiftRightSame(h, 2 * c + 1), one));
+        const auto x_lo = hn::LoadU(d, xc + l);
+        const auto x_hi = hn::LoadU(d, xc + 32 + l);
+        qx_lo = hn::MulAdd(hn::ConvertTo(d, hn::Or(hn::And(v, mask), h_lo)), x_lo, qx_lo);
+        qx_hi = hn::MulAdd(hn::ConvertTo(d, hn::Or(hn::ShiftRight<4>(v), h_hi)), x_hi, qx_hi);
+        xs_lo = hn::Add(xs_lo, x_lo);
+        xs_hi = hn::Add(xs_hi, x_hi);
+      }
+      uint8_t sc, m;
+      blocks::k4_scale_min(scales, 2 * c, &sc, &m);
+      acc = hn::MulAdd(hn::Set(d, dd * sc), qx_lo, acc);
+      acc = hn::MulAdd(hn::Set(d, -dmin * m), xs_lo, acc);
+      blocks::k4_scale_min(scales, 2 * c + 1, &sc, &m);
+      acc = hn::MulAdd(hn::Set(d, dd * sc), qx_hi, acc);
+      acc = hn::MulAdd(hn::Set(d, -dmin * m), xs_hi, acc);
+    }
+  }
+  return reduce(d, acc);
 }
+
+/// Q6_K: each 128-element half has ql[64], qh[32], 8 scales; element l + 32k (k = 0..3) takes
+/// its low nibble from ql[l + 32(k%2)] (low for k < 2, high for k >= 2), two high bits from
+/// qh[l] >> 2k, scale scales[l/16 + 2k]. Vectors never straddle a 16-element scale group.
 float DotQ6_K(const uint8_t* row, const float* x, size_t nb) {
-  return DotDecoded<blocks::decode_q6_k, blocks::kQ6_KBytes>(row, x, nb);
+  const DF d;
+  const hn::Rebind<uint8_t, DF> du8;
+  const hn::Rebind<int32_t, DF> di32;
+  const size_t N = hn::Lanes(d);
+  const auto mask4 = hn::Set(di32, 0xF);
+  const auto mask2 = hn::Set(di32, 3);
+  const auto bias = hn::Set(di32, 32);
+  auto acc = hn::Zero(d);
+  for (size_t b = 0; b < nb; ++b, row += blocks::kQ6_KBytes, x += blocks::kQK_K) {
+    const float dd = blocks::load_half(row + 208);
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = row + 64 * half;
+      const uint8_t* qh = row + 128 + 32 * half;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(row + 192) + 8 * half;
+      const float* xh = x + 128 * half;
+      for (size_t l = 0; l < 32; l += N) {
+        const size_t is = l / 16;
+        const auto a = hn::PromoteTo(di32, hn::LoadU(du8, ql + l));
+        const auto c = hn::PromoteTo(di32, hn::LoadU(du8, ql + 32 + l));
+        const auto h = hn::PromoteTo(di32, hn::LoadU(du8, qh + l));
+        const auto q1 = hn::Sub(hn::Or(hn::And(a, mask4), hn::ShiftLeft<4>(hn::And(h, mask2))), bias);
+        const auto q2 = hn::Sub(
+            hn::Or(hn::And(c, mask4), hn::ShiftLeft<4>(hn::And(hn::ShiftRight<2>(h), mask2))), bias);
+        const auto q3 = hn::Sub(
+            hn::Or(hn::ShiftRight<4>(a), hn::ShiftLeft<4>(hn::And(hn::ShiftRight<4>(h), mask2))), bias);
+        const auto q4 = hn::Sub(hn::Or(hn::ShiftRight<4>(c), hn::ShiftLeft<4>(hn::ShiftRight<6>(h))), bias);
+        auto t = hn::Mul(hn::Set(d, static_cast<float>(sc[is])),
+                         hn::Mul(hn::ConvertTo(d, q1), hn::LoadU(d, xh + l)));
+        t = hn::MulAdd(hn::Set(d, static_cast<float>(sc[is + 2])),
+                       hn::Mul(hn::ConvertTo(d, q2), hn::LoadU(d, xh + 32 + l)), t);
+        t = hn::MulAdd(hn::Set(d, static_cast<float>(sc[is + 4])),
+                       hn::Mul(hn::ConvertTo(d, q3), hn::LoadU(d, xh + 64 + l)), t);
+        t = hn::MulAdd(hn::Set(d, static_cast<float>(sc[is + 6])),
+                       hn::Mul(hn::ConvertTo(d, q4), hn::LoadU(d, xh + 96 + l)), t);
+        acc = hn::MulAdd(hn::Set(d, dd), t, acc);
+      }
+    }
+  }
+  return reduce(d, acc);
 }
 
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
