@@ -1,6 +1,7 @@
 // ggml tensor types: hand-made blocks decode to known values; the SIMD dot product and matvec
 // agree with the scalar reference on random blocks of every supported type.
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <cmath>
 #include <cstring>
@@ -266,6 +267,34 @@ TEST(TensorTypes, MatvecMatchesReference) {
           << type_name(type) << " row " << r;
     }
   }
+}
+
+// Every SIMD target compiled into dot_simd.cpp that this CPU can run (e.g. AVX3, AVX2, SSE4,
+// SSSE3, EMU128) agrees with the scalar reference, not just the one dispatch picks.
+TEST(TensorTypes, EverySimdTargetMatchesReference) {
+  Rng rng(0x5eed0003);
+  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  ASSERT_FALSE(targets.empty());
+  for (int64_t target : targets) {
+    hwy::SetSupportedTargetsForTest(target);
+    hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+    SCOPED_TRACE(hwy::TargetName(target));
+    EXPECT_STREQ(dot_simd_target(), hwy::TargetName(target));
+    for (GgmlType type : kComputeTypes) {
+      const size_t bs = type_traits(type).block_size;
+      for (size_t n : {bs == 1 ? size_t{77} : bs, 3 * bs}) {
+        const auto row = random_row(type, n, rng);
+        const auto x = random_vector(n, rng);
+        const float fast = dot_row(type, row.data(), x.data(), n);
+        const float ref = dot_row_reference(type, row.data(), x.data(), n);
+        EXPECT_LE(std::fabs(fast - ref), 1e-4 * abs_dot(type, row, x) + 1e-30)
+            << type_name(type) << " n=" << n;
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+  hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+  std::printf("checked %zu SIMD targets\n", targets.size());
 }
 
 TEST(TensorTypes, ReportsSimdTarget) {
