@@ -200,13 +200,14 @@ TEST(LlamaReference, GreedyContinuationIsDeterministic) {
   NEED_MODEL();
   const std::string prompt = "The capital of France is";
   for (const char* fmt : {"f16", "rotor3"}) {
-    const auto a = greedy(*M, prompt, 12, fmt);
-    const auto b = greedy(*M, prompt, 12, fmt);
+    const auto a = greedy(*M, prompt, 8, fmt);
+    const auto b = greedy(*M, prompt, 8, fmt);
     EXPECT_EQ(a, b) << fmt;
-    std::printf("[%s] %s|%s\n", fmt, prompt.c_str(), M->tok->decode(a).c_str());
+    const std::string text = M->tok->decode(a);
+    std::printf("[%s] %s|%s\n", fmt, prompt.c_str(), text.c_str());
+    // Golden-ish: the f16-cache continuation names the capital.
+    if (std::string(fmt) == "f16") EXPECT_NE(text.find("Paris"), std::string::npos) << text;
   }
-  const std::string text = M->tok->decode(greedy(*M, prompt, 8, "f16"));
-  EXPECT_NE(text.find("Paris"), std::string::npos) << text;
 }
 
 TEST(LlamaModelLoad, HyperParametersFromMetadata) {
