@@ -7,6 +7,15 @@
 // u32 value_type, value), n_tensors × (string name, u32 n_dims, n_dims × u64 ne, u32 type,
 // u64 offset), padding to general.alignment (default 32), tensor data. A string is u64 length +
 // bytes (no NUL). An array is u32 element type + u64 count + elements (arrays may nest).
+//
+// Tensor types: any id in the ggml type table (tensor_types.hpp) opens and is listed, with its
+// byte size, even when this library cannot compute with it (e.g. Q5_0, IQ2_XXS); those throw
+// "unsupported tensor type N (name)" only when dequantized / multiplied. An id that is not in the
+// table makes open() throw rq::FormatError "tensor 'x': unsupported tensor type N", because the
+// tensor's size, and so the validity of the whole data section, cannot be checked.
+// Also refused: versions other than 2/3, n_dims > 4, a row length that is not a multiple of the
+// block size, general.alignment that is not a power of two, tensor offsets that are not multiples
+// of the alignment, duplicate keys or tensor names, arrays nested deeper than 8.
 #pragma once
 
 #include <array>
