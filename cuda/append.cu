@@ -56,12 +56,19 @@ __device__ __forceinline__ void load_vector(const void* base, int64_t offset, In
   }
 }
 
-// Count of thresholds <= v: the reference's branchless binary search, thresholds in shared memory.
+// Count of thresholds <= v: the reference's branchless binary search over the sorted thresholds,
+// held in registers; the threshold of each step is picked with selects (no dependent loads).
 template <int BITS>
-__device__ __forceinline__ uint32_t quantize(float v, const float* thr) {
+__device__ __forceinline__ uint32_t quantize(float v, const float (&thr)[(1 << BITS) - 1]) {
+  constexpr int L = 1 << BITS;
   uint32_t k = 0;
+  detail::static_for<0, BITS>([&](auto lc) {
+    constexpr int S = L >> (decltype(lc)::value + 1);  // step: L/2, L/4, ..., 1
+    float th = thr[S - 1];
 #pragma unroll
-  for (uint32_t step = 1u << (BITS - 1); step > 0; step >>= 1) k += (v >= thr[k + step - 1]) ? step : 0u;
+    for (int j = 2 * S; j < L; j += 2 * S) th = (k == static_cast<uint32_t>(j)) ? thr[j + S - 1] : th;
+    k += (v >= th) ? static_cast<uint32_t>(S) : 0u;
+  });
   return k;
 }
 
@@ -77,13 +84,17 @@ __global__ void __launch_bounds__(kAppendThreads) quantize_append_kernel(AppendP
   const AppendJob& job = p.jobs[blockIdx.z];
   const int head = blockIdx.y;
   __shared__ __align__(16) float s_rot[kMaxRotationFloats];
-  __shared__ float s_thr[LEVELS - 1];
-  __shared__ float s_cent[LEVELS];
+  __shared__ double s_c2[LEVELS];  // C[k]^2, exact in double
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
   for (int i = threadIdx.x; i < job.codec.rotation_stride && i < kMaxRotationFloats; i += blockDim.x) s_rot[i] = rot[i];
-  if (threadIdx.x < LEVELS - 1) s_thr[threadIdx.x] = job.codec.thresholds[threadIdx.x];
-  if (threadIdx.x < LEVELS) s_cent[threadIdx.x] = job.codec.centroids[threadIdx.x];
+  if (threadIdx.x < LEVELS) {
+    const double c = job.codec.centroids[threadIdx.x];
+    s_c2[threadIdx.x] = c * c;
+  }
   __syncthreads();
+  float thr[LEVELS - 1];
+#pragma unroll
+  for (int i = 0; i < LEVELS - 1; ++i) thr[i] = __ldg(job.codec.thresholds + i);
 
   const int token = blockIdx.x * blockDim.x + threadIdx.x;
   if (token >= p.n_tokens) return;
@@ -118,10 +129,9 @@ __global__ void __launch_bounds__(kAppendThreads) quantize_append_kernel(AppendP
   const uint32_t zero_code = static_cast<uint32_t>(job.codec.zero_code);
   auto emit = [&](auto jc, float v) {
     constexpr int J = decltype(jc)::value;
-    uint32_t k = quantize<BITS>(v, s_thr);
+    uint32_t k = quantize<BITS>(v, thr);
     k = zero ? zero_code : k;
-    const float c = s_cent[k];
-    cn4[J < N / 4 * 4 ? J % 4 : 0] += static_cast<double>(c) * static_cast<double>(c);
+    cn4[J < N / 4 * 4 ? J % 4 : 0] += s_c2[k];
     detail::pack_word_code<BITS, J>(words, k);
   };
 

@@ -1,4 +1,5 @@
 // Split-KV decode attention over the compressed paged cache (include/rq/cuda/decode.hpp).
+#include <algorithm>
 #include <cfloat>
 
 #include "kernel_common.cuh"
@@ -6,6 +7,11 @@
 #include "rq/cuda/decode.hpp"
 
 namespace rq::cuda {
+namespace detail {
+bool tc_decode_supported(const DecodeParams& p);
+cudaError_t launch_split_tc(const DecodeParams& p, cudaStream_t stream);
+}  // namespace detail
+
 namespace {
 
 using detail::static_for;
@@ -357,14 +363,16 @@ cudaError_t launch_split_bits(const DecodeParams& p, dim3 grid, cudaStream_t str
 
 }  // namespace
 
-DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count) {
+DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact) {
   DecodePlan plan;
   const long long heads = static_cast<long long>(batch > 0 ? batch : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);
-  const long long target = 4LL * (sm_count > 0 ? sm_count : 132);  // blocks wanted in flight
+  // exact: 4 blocks of 128 threads per SM; tensor cores: 16 warps (splits) per SM.
+  const long long target = (exact ? 4LL : 16LL) * (sm_count > 0 ? sm_count : 132);
   const long long splits = (target + heads - 1) / heads;
   const long long len = max_seq_len > 0 ? max_seq_len : 1;
+  const long long unit = exact ? 256 : 64;  // two 128-token tiles / one 64-token chunk
   long long tps = (len + splits - 1) / splits;
-  tps = ((tps + 255) / 256) * 256;  // at least 256 tokens (two tiles) per split
+  tps = std::max(((tps + unit - 1) / unit) * unit, 2 * unit);
   plan.tokens_per_split = static_cast<int32_t>(tps);
   plan.max_splits = static_cast<int32_t>((len + tps - 1) / tps);
   return plan;
@@ -375,6 +383,8 @@ size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const D
   return sizeof(float) * (bh * rotated_dim + bh * plan.max_splits * (rotated_dim + 2));
 }
 
+bool tensor_core_decode(const DecodeParams& p) { return !p.exact && detail::tc_decode_supported(p); }
+
 cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) {
   if (p.batch <= 0) return cudaSuccess;
   const DeviceCodec& k = p.k_codec;
@@ -382,7 +392,8 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   if (p.n_kv_heads <= 0 || p.n_q_heads % p.n_kv_heads != 0 || !p.queries || !p.out || !p.seq_lens ||
       !p.page_table || !p.workspace || p.plan.tokens_per_split <= 0 || p.plan.max_splits <= 0 ||
       p.plan.max_splits > 1024 || k.dim != v.dim || k.bits != v.bits || k.rotated_dim != v.rotated_dim ||
-      k.rotated_dim > kMaxN || p.k_geometry.page_size != p.v_geometry.page_size ||
+      k.rotated_dim > kMaxN || p.k_geometry.page_size != p.v_geometry.page_size || p.k_geometry.page_size <= 0 ||
+      (p.k_geometry.page_size & (p.k_geometry.page_size - 1)) != 0 ||
       p.k_geometry.n_kv_heads != p.n_kv_heads || p.v_geometry.n_kv_heads != p.n_kv_heads ||
       p.k_geometry.row_main_bytes + p.k_geometry.row_tail_bytes != k.payload_bytes ||
       p.v_geometry.row_main_bytes + p.v_geometry.row_tail_bytes != v.payload_bytes) {
@@ -392,10 +403,14 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   cudaError_t st = cudaGetLastError();
   if (st != cudaSuccess) return st;
   const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
-  switch (k.rotated_dim) {
-    case 128: st = launch_split_bits<128>(p, grid, stream); break;
-    case 129: st = launch_split_bits<129>(p, grid, stream); break;
-    default: return cudaErrorInvalidValue;
+  if (tensor_core_decode(p)) {
+    st = detail::launch_split_tc(p, stream);
+  } else {
+    switch (k.rotated_dim) {
+      case 128: st = launch_split_bits<128>(p, grid, stream); break;
+      case 129: st = launch_split_bits<129>(p, grid, stream); break;
+      default: return cudaErrorInvalidValue;
+    }
   }
   if (st != cudaSuccess) return st;
   merge_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);

@@ -89,7 +89,7 @@ struct Timer {
 };
 
 struct Row {
-  std::string bench, format;
+  std::string bench, format, kernel = "fused";
   long long n = 0, batch = 0, context = 0;
   double us = 0, bytes = 0, gbps = 0, bw_fraction = 0;
 };
@@ -140,7 +140,8 @@ void bench_append(const std::string& format, long long n_vectors, double copy_gb
   std::printf("  append %-7s n=%8lld  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(), n_vectors, us, r.gbps, 100 * r.bw_fraction);
 }
 
-void bench_decode(const std::string& format, int B, int ctx, int sms, double copy_gbps, Timer& timer, std::vector<Row>& rows) {
+void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact, double copy_gbps, Timer& timer,
+                  std::vector<Row>& rows) {
   const int H = 8, Hq = 32, d = 128, page = 64;
   RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
   std::vector<int32_t> lens(static_cast<size_t>(B), ctx);
@@ -175,7 +176,8 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, double cop
   p.v_geometry = vcache.geometry;
   p.k_planes = kcache.planes();
   p.v_planes = vcache.planes();
-  p.plan = plan_decode(B, ctx, H, sms);
+  p.plan = plan_decode(B, ctx, H, sms, exact);
+  p.exact = exact ? 1 : 0;
   DeviceBuffer<uint8_t> ws(decode_workspace_bytes(B, Hq, kc.device.rotated_dim, p.plan));
   p.workspace = ws.get();
   const double us = timer.median_us([&] { check(launch_decode_attention(p, nullptr), "decode"); }, 20);
@@ -186,6 +188,7 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, double cop
   Row r;
   r.bench = "decode";
   r.format = format;
+  r.kernel = tensor_core_decode(p) ? "tensor-core" : "exact-fp32";
   r.batch = B;
   r.context = ctx;
   r.us = us;
@@ -194,8 +197,8 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, double cop
   r.gbps = r.bytes / (us * 1e3);
   r.bw_fraction = r.gbps / copy_gbps;
   rows.push_back(r);
-  std::printf("  decode %-7s B=%3d ctx=%7d  splits=%4d x %6d  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(), B, ctx,
-              p.plan.max_splits, p.plan.tokens_per_split, us, r.gbps, 100 * r.bw_fraction);
+  std::printf("  decode %-7s %-11s B=%3d ctx=%7d  splits=%4d x %6d  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(),
+              r.kernel.c_str(), B, ctx, p.plan.max_splits, p.plan.tokens_per_split, us, r.gbps, 100 * r.bw_fraction);
 }
 
 }  // namespace
@@ -229,13 +232,15 @@ int main(int argc, char** argv) {
         report(c.ok(), c.text);
       }
       report(check_append_policy(rng).ok(), "append input policy: NaN/Inf rows stored as zeros, flag raised, bad dim refused");
-      for (const char* f : {"rotor3", "turbo3", "planar3", "iso3", "isofull3", "rotor2", "turbo4"}) {
-        const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng);
-        report(c.ok(), c.text);
-      }
-      for (int hq : {8, 16, 64}) {
-        const DecodeCheck c = check_decode("rotor3", hq, prop.multiProcessorCount, rng);
-        report(c.ok(), c.text);
+      for (bool exact : {true, false}) {
+        for (const char* f : {"rotor3", "turbo3", "planar3", "iso3", "isofull3", "rotor2", "turbo2", "turbo4"}) {
+          const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact);
+          report(c.ok(), c.text);
+        }
+        for (int hq : {8, 16, 64}) {
+          const DecodeCheck c = check_decode("rotor3", hq, prop.multiProcessorCount, rng, exact);
+          report(c.ok(), c.text);
+        }
       }
       std::printf("correctness: %s (%d failures)\n", g_failures ? "FAIL" : "PASS", g_failures);
     }
@@ -247,15 +252,17 @@ int main(int argc, char** argv) {
       for (const char* f : {"rotor3", "turbo3"})
         for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL}) bench_append(f, n, copy, timer, rows);
       const int shapes[][2] = {{1, 4096}, {1, 32768}, {1, 131072}, {8, 32768}, {16, 65536}, {32, 8192}};
-      for (const char* f : {"rotor3", "turbo3"})
-        for (const auto& s : shapes) bench_decode(f, s[0], s[1], prop.multiProcessorCount, copy, timer, rows);
+      for (bool exact : {false, true})
+        for (const char* f : {"rotor3", "turbo3"})
+          for (const auto& s : shapes) bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows);
       if (!json_path.empty()) {
         FILE* fp = std::fopen(json_path.c_str(), "w");
         if (!fp) throw IoError("cannot write " + json_path);
         std::fprintf(fp, "{\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"rows\": [\n", prop.name, prop.multiProcessorCount, copy);
         for (size_t i = 0; i < rows.size(); ++i) {
           const Row& r = rows[i];
-          std::fprintf(fp, "  {\"bench\": \"%s\", \"format\": \"%s\", ", r.bench.c_str(), r.format.c_str());
+          std::fprintf(fp, "  {\"bench\": \"%s\", \"format\": \"%s\", \"kernel\": \"%s\", ", r.bench.c_str(), r.format.c_str(),
+                       r.kernel.c_str());
           if (r.bench == "append") std::fprintf(fp, "\"n\": %lld, ", r.n);
           else std::fprintf(fp, "\"batch\": %lld, \"context\": %lld, ", r.batch, r.context);
           std::fprintf(fp, "\"us\": %.3f, \"bytes\": %.0f, \"gbps\": %.1f, \"bw_fraction\": %.4f}%s\n", r.us, r.bytes, r.gbps,

@@ -44,13 +44,13 @@ def main():
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1)
     print(f"device: {cu['device']}, copy bandwidth {cu['copy_gbps']:.0f} GB/s (read + write)")
-    print("| bench | format | n / batch x context | us | GB/s | of copy BW | torch us | speedup |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| bench | format | kernel | n / batch x context | us | GB/s | of copy BW | torch us | speedup |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         shape = str(r["n"]) if r["bench"] == "append" else f"{r['batch']} x {r['context']}"
         tu = f"{r['torch_us']:.1f}" if r["torch_us"] else "-"
         sp = f"{r['speedup_vs_torch']:.2f}x" if r["speedup_vs_torch"] else "-"
-        print(f"| {r['bench']} | {r['format']} | {shape} | {r['us']:.2f} | {r['gbps']:.0f} | "
+        print(f"| {r['bench']} | {r['format']} | {r.get('kernel', '')} | {shape} | {r['us']:.2f} | {r['gbps']:.0f} | "
               f"{100 * r['bw_fraction']:.1f}% | {tu} | {sp} |")
 
 

@@ -56,10 +56,17 @@ TEST(AppendPolicy, NanInfStoredAsZerosAndFlagged) {
 
 class DecodeMatchesReference : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
-TEST_P(DecodeMatchesReference, OddLengthsAndGqa) {
+TEST_P(DecodeMatchesReference, OddLengthsAndGqaExact) {
   RQ_REQUIRE_GPU();
   Rng rng(77);
-  const DecodeCheck c = check_decode(std::get<0>(GetParam()), std::get<1>(GetParam()), sm_count(), rng);
+  const DecodeCheck c = check_decode(std::get<0>(GetParam()), std::get<1>(GetParam()), sm_count(), rng, true);
+  EXPECT_TRUE(c.ok()) << c.text;
+}
+
+TEST_P(DecodeMatchesReference, OddLengthsAndGqaTensorCores) {
+  RQ_REQUIRE_GPU();
+  Rng rng(78);
+  const DecodeCheck c = check_decode(std::get<0>(GetParam()), std::get<1>(GetParam()), sm_count(), rng, false);
   EXPECT_TRUE(c.ok()) << c.text;
 }
 
@@ -72,11 +79,13 @@ INSTANTIATE_TEST_SUITE_P(Formats, DecodeMatchesReference,
 TEST(DecodePlan, CoversTheLongestSequence) {
   for (int len : {1, 100, 4096, 131072}) {
     for (int batch : {1, 16}) {
-      const DecodePlan p = plan_decode(batch, len, 8, 132);
-      EXPECT_GT(p.tokens_per_split, 0);
-      EXPECT_EQ(p.tokens_per_split % 256, 0);
-      EXPECT_GE(static_cast<long long>(p.tokens_per_split) * p.max_splits, len);
-      EXPECT_LE(p.max_splits, 1024);
+      for (bool exact : {false, true}) {
+        const DecodePlan p = plan_decode(batch, len, 8, 132, exact);
+        EXPECT_GT(p.tokens_per_split, 0);
+        EXPECT_EQ(p.tokens_per_split % (exact ? 256 : 64), 0);
+        EXPECT_GE(static_cast<long long>(p.tokens_per_split) * p.max_splits, len);
+        EXPECT_LE(p.max_splits, 1024);
+      }
     }
   }
 }

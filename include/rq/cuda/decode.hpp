@@ -17,12 +17,13 @@
 namespace rq::cuda {
 
 struct DecodePlan {
-  int32_t tokens_per_split = 0;  // multiple of the 128-token tile
+  int32_t tokens_per_split = 0;  // multiple of 64 (tensor cores) or 256 (exact)
   int32_t max_splits = 0;        // splits of the longest sequence
 };
 
-/// Chooses the split so that batch x kv heads x splits fills `sm_count` multiprocessors.
-DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count);
+/// Chooses the split so that batch x kv heads x splits fills `sm_count` multiprocessors. A split
+/// is one warp of the tensor-core kernel, one 128-thread block of the exact kernel.
+DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact = false);
 
 struct DecodeParams {
   int32_t batch = 0;
@@ -37,14 +38,20 @@ struct DecodeParams {
   DeviceCodec k_codec, v_codec;        // same dim, bits and rotated_dim (rotations may differ)
   PagedGeometry k_geometry, v_geometry;  // same page_size and n_kv_heads
   PagedPlanes k_planes, v_planes;
-  DecodePlan plan;
+  DecodePlan plan;                     // from plan_decode(..., exact)
+  int32_t exact = 0;                   // 1: fp32 CUDA-core kernel (CPU reference to float rounding);
+                                       // 0: tensor-core kernel where supported (2-3 bits), fp16
+                                       //    centroids, hi+lo fp16 queries and weights
   void* workspace = nullptr;           // decode_workspace_bytes(...) bytes of device memory
 };
 
 /// Workspace for rotated queries and per-split partial results.
 size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const DecodePlan& plan);
 
-/// Launches the three kernels; returns the first failing status.
+/// Whether the tensor-core split kernel handles these parameters (otherwise the exact one runs).
+bool tensor_core_decode(const DecodeParams& params);
+
+/// Launches the three kernels; returns the first failing status. page_size must be a power of two.
 cudaError_t launch_decode_attention(const DecodeParams& params, cudaStream_t stream);
 
 }  // namespace rq::cuda
