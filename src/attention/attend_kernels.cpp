@@ -440,14 +440,15 @@ void RunWorkItem(const WorkItem& item) {
     const PageSpan& kp = item.k_pages[kc.page];
     const PageSpan& vp = item.v_pages[vc.page];
 
-    // Scores.
     const uint8_t* kcodes = kp.codes + kc.offset * kf.code_bytes;
+    const uint8_t* vcodes = vp.codes + vc.offset * vf.code_bytes;
+
+    // Scores.
     LoadSide(kf, kp.side ? kp.side + kc.offset * kf.side_bytes : nullptr, rows, rs, blk);
     const size_t k_vec = VecRows(kf, rows, kc.offset + rows == kp.n_tokens);
     WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s); });
 
     // Online softmax: new max, rescale, weights = exp(s - m) x V row scale.
-    const uint8_t* vcodes = vp.codes + vc.offset * vf.code_bytes;
     LoadSide(vf, vp.side ? vp.side + vc.offset * vf.side_bytes : nullptr, rows, vs, blk);
     for (size_t h = 0; h < G; ++h) {
       float* sh = s + h * kChunk;
