@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <array>
 #include <limits>
 #include <mutex>
@@ -30,6 +31,14 @@ struct MergeResult {
   int32_t id;
 };
 
+/// Hash that lets unordered_map<std::string, ...> be searched with a string_view (no copy).
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <typename V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
 uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
 }
@@ -40,7 +49,7 @@ struct Tokenizer::Impl {
   std::vector<std::string> tokens;     // vocabulary strings (byte-level form)
   std::vector<std::string> pieces;     // decoded bytes of each token
   std::vector<int64_t> token_types;    // per token (kTokenNormal if the file has none)
-  std::unordered_map<std::string, int32_t> token_to_id;
+  StringMap<int32_t> token_to_id;
   std::unordered_map<uint64_t, MergeResult> merges;
   std::array<int32_t, 256> byte_token{};  // id of the single-byte token, -1 if absent
   // Special tokens matched in text, longest first.
@@ -53,10 +62,10 @@ struct Tokenizer::Impl {
   std::string style_label;
 
   mutable std::mutex cache_mutex;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
+  mutable StringMap<std::vector<int32_t>> cache;
 
   int32_t lookup(std::string_view s) const {
-    auto it = token_to_id.find(std::string(s));
+    auto it = token_to_id.find(s);
     return it == token_to_id.end() ? -1 : it->second;
   }
 
@@ -64,7 +73,7 @@ struct Tokenizer::Impl {
   void bpe_piece(std::string_view bytes, std::vector<int32_t>& out) const {
     {
       std::lock_guard<std::mutex> lock(cache_mutex);
-      auto it = cache.find(std::string(bytes));
+      auto it = cache.find(bytes);
       if (it != cache.end()) {
         out.insert(out.end(), it->second.begin(), it->second.end());
         return;
