@@ -1,5 +1,5 @@
 // Internal: ggml block layouts (byte offsets, all little endian) and the scalar block decoders
-// that the reference dequantizer and the SIMD dot products share.
+// of the reference dequantizer (the SIMD dot products in dot_simd.cpp follow the same layouts).
 //
 //   Q4_0 (32 elems, 18 B): f16 d | u8 qs[16]             x[j] = d * (nib_j - 8)
 //   Q4_1 (32 elems, 20 B): f16 d | f16 m | u8 qs[16]     x[j] = d * nib_j + m
