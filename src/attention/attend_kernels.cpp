@@ -205,12 +205,31 @@ void ScoreRows(const Dec& dec, const KernelFormat& f, const float* q, size_t q_s
         a1[h][0] = hn::MulAdd(c1, qv, a1[h][0]);
       }
     }
+    float sums[2 * QB];  // row 0 queries, then row 1 queries
     for (size_t h = 0; h < QB; ++h) {
       for (size_t u = 1; u < U; ++u) {
         a0[h][0] = hn::Add(a0[h][0], a0[h][u]);
         a1[h][0] = hn::Add(a1[h][0], a1[h][u]);
       }
-      float t0 = hn::GetLane(hn::SumOfLanes(df, a0[h][0])), t1 = hn::GetLane(hn::SumOfLanes(df, a1[h][0]));
+    }
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3)
+    if constexpr (QB == 4 && N == 8) {
+      // 8 horizontal sums at once: two rounds of hadd, then fold the 128-bit halves.
+      const __m256 p0 = _mm256_hadd_ps(a0[0][0].raw, a0[1][0].raw), p1 = _mm256_hadd_ps(a0[2][0].raw, a0[3][0].raw);
+      const __m256 p2 = _mm256_hadd_ps(a1[0][0].raw, a1[1][0].raw), p3 = _mm256_hadd_ps(a1[2][0].raw, a1[3][0].raw);
+      const __m256 u0 = _mm256_hadd_ps(p0, p1), u1 = _mm256_hadd_ps(p2, p3);
+      const __m256 tot = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+      _mm256_storeu_ps(sums, tot);
+    } else
+#endif
+    {
+      for (size_t h = 0; h < QB; ++h) {
+        sums[h] = hn::GetLane(hn::SumOfLanes(df, a0[h][0]));
+        sums[QB + h] = hn::GetLane(hn::SumOfLanes(df, a1[h][0]));
+      }
+    }
+    for (size_t h = 0; h < QB; ++h) {
+      float t0 = sums[h], t1 = sums[QB + h];
       for (size_t jj = full; jj < n; ++jj) {
         t0 += q[h * q_stride + jj] * dec.Scalar(row0, jj, b0);
         t1 += q[h * q_stride + jj] * dec.Scalar(row1, jj, b1);
