@@ -78,11 +78,12 @@ void bench_accumulate(benchmark::State& state, const rq::FormatSpec* f, size_t d
 const int registered = [] {
   for (const auto& f : rq::format_table()) {
     for (size_t d : {64u, 128u}) {
-      const std::string suffix = "/" + std::string(f.name) + "/" + std::to_string(d);
-      benchmark::RegisterBenchmark(("encode" + suffix).c_str(), bench_encode, &f, d);
-      benchmark::RegisterBenchmark(("decode" + suffix).c_str(), bench_decode, &f, d);
-      benchmark::RegisterBenchmark(("score" + suffix).c_str(), bench_score, &f, d);
-      benchmark::RegisterBenchmark(("accumulate" + suffix).c_str(), bench_accumulate, &f, d);
+      std::string suffix = "/";
+      suffix.append(f.name).append("/").append(std::to_string(d));
+      benchmark::RegisterBenchmark(std::string("encode").append(suffix).c_str(), bench_encode, &f, d);
+      benchmark::RegisterBenchmark(std::string("decode").append(suffix).c_str(), bench_decode, &f, d);
+      benchmark::RegisterBenchmark(std::string("score").append(suffix).c_str(), bench_score, &f, d);
+      benchmark::RegisterBenchmark(std::string("accumulate").append(suffix).c_str(), bench_accumulate, &f, d);
     }
   }
   return 0;

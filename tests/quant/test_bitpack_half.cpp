@@ -26,7 +26,9 @@ TEST(BitPack, RoundTripsEveryWidthAndLength) {
       for (size_t j = 0; j < n; ++j) ASSERT_EQ(unpack_code(row.data(), j, bits), codes[j]);
       // Unused high bits of the last byte are zero.
       const size_t used = n * bits % 8;
-      if (used) EXPECT_EQ(row[packed_bytes(n, bits) - 1] >> used, 0);
+      if (used) {
+        EXPECT_EQ(row[packed_bytes(n, bits) - 1] >> used, 0);
+      }
     }
   }
 }
