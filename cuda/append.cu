@@ -56,19 +56,14 @@ __device__ __forceinline__ void load_vector(const void* base, int64_t offset, In
   }
 }
 
-// Count of thresholds <= v: the reference's branchless binary search over the sorted thresholds,
-// held in registers; the threshold of each step is picked with selects (no dependent loads).
+// Count of thresholds <= v: the reference's branchless binary search over the sorted thresholds
+// (shared memory: the 2^b - 1 floats sit in distinct banks, so lanes never conflict). Measured on
+// the H200: faster at 1M vectors than picking each step's threshold from registers with selects.
 template <int BITS>
-__device__ __forceinline__ uint32_t quantize(float v, const float (&thr)[(1 << BITS) - 1]) {
-  constexpr int L = 1 << BITS;
+__device__ __forceinline__ uint32_t quantize(float v, const float* thr) {
   uint32_t k = 0;
-  detail::static_for<0, BITS>([&](auto lc) {
-    constexpr int S = L >> (decltype(lc)::value + 1);  // step: L/2, L/4, ..., 1
-    float th = thr[S - 1];
 #pragma unroll
-    for (int j = 2 * S; j < L; j += 2 * S) th = (k == static_cast<uint32_t>(j)) ? thr[j + S - 1] : th;
-    k += (v >= th) ? static_cast<uint32_t>(S) : 0u;
-  });
+  for (uint32_t step = 1u << (BITS - 1); step > 0; step >>= 1) k += (v >= thr[k + step - 1]) ? step : 0u;
   return k;
 }
 
@@ -84,6 +79,7 @@ __global__ void __launch_bounds__(kAppendThreads) quantize_append_kernel(AppendP
   const AppendJob& job = p.jobs[blockIdx.z];
   const int head = blockIdx.y;
   __shared__ __align__(16) float s_rot[kMaxRotationFloats];
+  __shared__ float s_thr[LEVELS - 1];
   __shared__ double s_c2[LEVELS];  // C[k]^2, exact in double
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
   for (int i = threadIdx.x; i < job.codec.rotation_stride && i < kMaxRotationFloats; i += blockDim.x) s_rot[i] = rot[i];
@@ -91,10 +87,8 @@ __global__ void __launch_bounds__(kAppendThreads) quantize_append_kernel(AppendP
     const double c = job.codec.centroids[threadIdx.x];
     s_c2[threadIdx.x] = c * c;
   }
+  if (threadIdx.x < LEVELS - 1) s_thr[threadIdx.x] = job.codec.thresholds[threadIdx.x];
   __syncthreads();
-  float thr[LEVELS - 1];
-#pragma unroll
-  for (int i = 0; i < LEVELS - 1; ++i) thr[i] = __ldg(job.codec.thresholds + i);
 
   const int token = blockIdx.x * blockDim.x + threadIdx.x;
   if (token >= p.n_tokens) return;
@@ -129,7 +123,7 @@ __global__ void __launch_bounds__(kAppendThreads) quantize_append_kernel(AppendP
   const uint32_t zero_code = static_cast<uint32_t>(job.codec.zero_code);
   auto emit = [&](auto jc, float v) {
     constexpr int J = decltype(jc)::value;
-    uint32_t k = quantize<BITS>(v, thr);
+    uint32_t k = quantize<BITS>(v, s_thr);
     k = zero ? zero_code : k;
     cn4[J < N / 4 * 4 ? J % 4 : 0] += s_c2[k];
     detail::pack_word_code<BITS, J>(words, k);

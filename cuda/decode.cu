@@ -171,27 +171,39 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
   const int page_size = p.k_geometry.page_size;
   const int32_t* pages = p.page_table + static_cast<size_t>(b) * p.max_pages_per_seq;
 
+  const int page_shift = __ffs(page_size) - 1;  // page_size is a power of two
+  // Rows of this thread's token in the current tile; the next tile's rows are loaded one tile
+  // ahead (software pipelining) so that their memory latency overlaps this tile's arithmetic.
+  uint32_t kw[WORDS], vw[WORDS];
+  float nu_k = 0.0f, nu_v = 0.0f;
+  auto load_tile = [&](int t0, uint32_t (&kd)[WORDS], uint32_t (&vd)[WORDS], float& nk, float& nv) {
+    const int t = t0 + tid;
+    if (t < end) {
+      const int page = __ldg(pages + (t >> page_shift));
+      const int off = t & (page_size - 1);
+      const size_t krow = p.k_geometry.row(page, kvh, off);
+      const size_t vrow = p.v_geometry.row(page, kvh, off);
+      load_row<MAIN, TAIL>(p.k_planes, krow, kd);
+      load_row<MAIN, TAIL>(p.v_planes, vrow, vd);
+      nk = half_to_float(__ldg(p.k_planes.norms + krow));
+      nv = half_to_float(__ldg(p.v_planes.norms + vrow));
+    } else {
+#pragma unroll
+      for (int i = 0; i < WORDS; ++i) kd[i] = vd[i] = 0;
+      nk = nv = 0.0f;
+    }
+  };
+  load_tile(start, kw, vw, nu_k, nu_v);
+
   for (int t0 = start; t0 < end; t0 += kTile) {
     const int t = t0 + tid;
     const bool valid = t < end;
-    uint32_t kw[WORDS], vw[WORDS];
-    float nu_k = 0.0f, nu_v = 0.0f;
-    if (valid) {
-      const int page = pages[t / page_size];
-      const int off = t % page_size;
-      const size_t krow = p.k_geometry.row(page, kvh, off);
-      const size_t vrow = p.v_geometry.row(page, kvh, off);
-      load_row<MAIN, TAIL>(p.k_planes, krow, kw);
-      load_row<MAIN, TAIL>(p.v_planes, vrow, vw);
-      nu_k = half_to_float(p.k_planes.norms[krow]);
-      nu_v = half_to_float(p.v_planes.norms[vrow]);
-    } else {
-#pragma unroll
-      for (int i = 0; i < WORDS; ++i) kw[i] = vw[i] = 0;
-    }
 #pragma unroll
     for (int i = 0; i < WORDS; ++i) s_v[tid][i] = vw[i];
     s_v[tid][WORDS] = 0;
+    uint32_t kw_next[WORDS], vw_next[WORDS];
+    float nu_k_next = 0.0f, nu_v_next = 0.0f;
+    load_tile(t0 + kTile, kw_next, vw_next, nu_k_next, nu_v_next);
 
     // Scores: s_g = nu_k * <q_rot_g, C[idx]> (already in log2 units).
     float s[G];
@@ -267,6 +279,10 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
       }
     }
     __syncthreads();  // s_v, s_w, s_red are rewritten by the next tile
+#pragma unroll
+    for (int i = 0; i < WORDS; ++i) kw[i] = kw_next[i], vw[i] = vw_next[i];
+    nu_k = nu_k_next;
+    nu_v = nu_v_next;
   }
 
   // Reduce the four warps' accumulators and the thread-partial softmax sums; write the partial.
@@ -366,8 +382,8 @@ cudaError_t launch_split_bits(const DecodeParams& p, dim3 grid, cudaStream_t str
 DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact) {
   DecodePlan plan;
   const long long heads = static_cast<long long>(batch > 0 ? batch : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);
-  // exact: 4 blocks of 128 threads per SM; tensor cores: 16 warps (splits) per SM.
-  const long long target = (exact ? 4LL : 16LL) * (sm_count > 0 ? sm_count : 132);
+  // exact: 8 blocks of 128 threads per SM; tensor cores: 16 warps (splits) per SM.
+  const long long target = (exact ? 8LL : 16LL) * (sm_count > 0 ? sm_count : 132);
   const long long splits = (target + heads - 1) / heads;
   const long long len = max_seq_len > 0 ? max_seq_len : 1;
   const long long unit = exact ? 256 : 64;  // two 128-token tiles / one 64-token chunk

@@ -55,30 +55,54 @@ __device__ __forceinline__ uint32_t field(const uint32_t (&w)[WORDS]) {
   return W == 32 ? v : (v & ((1u << W) - 1u));
 }
 
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_1() { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+// Shared-memory layout of one block (dynamic, bytes): see tc_smem_bytes().
+template <int N, int BITS>
+struct TcLayout {
+  static constexpr int PAIRS = 1 << (2 * BITS);
+  static constexpr int PAYLOAD = (N * BITS + 7) / 8;
+  static constexpr int MAIN = PAYLOAD / 16 * 16;
+  static constexpr int TAIL = PAYLOAD - MAIN;
+  static constexpr int ROWW = MAIN / 4;                 // words per staged row
+  static constexpr int CODEW = kChunk * ROWW + 4;       // words per staged chunk (+ overrun pad)
+  static constexpr size_t lut_k = 0;                                       // uint2 [PAIRS][32]
+  static constexpr size_t lut_v = lut_k + sizeof(uint2) * PAIRS * 32;      // uint32 [PAIRS][32]
+  static constexpr size_t w = lut_v + sizeof(uint32_t) * PAIRS * 32;       // float [warps][64][12]
+  static constexpr size_t codes = w + sizeof(float) * kWarps * kChunk * kWStride;  // uint32 [warps][K,V][CODEW]
+  static constexpr size_t norms = codes + sizeof(uint32_t) * kWarps * 2 * CODEW;  // uint16 [warps][K,V][64]
+  static constexpr size_t tails = norms + sizeof(uint16_t) * kWarps * 2 * kChunk; // uint8 [warps][K,V][64]
+  static constexpr size_t bytes = tails + kWarps * 2 * kChunk;
+};
+
 template <int N, int BITS>
 __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodeParams p) {
-  constexpr int PAYLOAD = (N * BITS + 7) / 8;
-  constexpr int MAIN = PAYLOAD / 16 * 16;
-  constexpr int TAIL = PAYLOAD - MAIN;
-  constexpr int PAIRS = 1 << (2 * BITS);  // table entries: two codes
+  using L = TcLayout<N, BITS>;
+  constexpr int PAIRS = L::PAIRS, MAIN = L::MAIN, TAIL = L::TAIL, ROWW = L::ROWW, CODEW = L::CODEW;
   constexpr int KSTEPS = 8 + (N > 128 ? 1 : 0);
-  constexpr int KW = BITS;                // words of a lane's K slice: 32 coords x BITS bits
+  constexpr int KW = BITS;  // words of a lane's K slice: 32 coords x BITS bits
   static_assert(N == 128 || N == 129, "tensor-core decode: 128 coordinates (+ rotor's pad)");
-  static_assert(MAIN == 16 * BITS, "main row = 128 coordinates");
+  static_assert(MAIN == 16 * BITS && TAIL <= 1, "main row = 128 coordinates");
 
-  __shared__ uint32_t s_lut_k[PAIRS][32], s_lut_v[PAIRS][32];  // per-lane copies: no bank conflicts
-  __shared__ float s_cv[1 << BITS];
-  __shared__ float s_w[kWarps][kChunk][kWStride];                 // p * nu_v per token, query
+  extern __shared__ __align__(16) uint8_t smem[];
+  uint2(*lut_k)[32] = reinterpret_cast<uint2(*)[32]>(smem + L::lut_k);        // (hi, lo) fp16 pairs
+  uint32_t(*lut_v)[32] = reinterpret_cast<uint32_t(*)[32]>(smem + L::lut_v);  // per-lane copies
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
   for (int i = threadIdx.x; i < PAIRS * 32; i += blockDim.x) {
     const int f = i / 32;
     const int i0 = f & ((1 << BITS) - 1), i1 = f >> BITS;
-    s_lut_k[f][i % 32] = pack_half2(p.k_codec.centroids[i0], p.k_codec.centroids[i1]);
-    s_lut_v[f][i % 32] = pack_half2(p.v_codec.centroids[i0], p.v_codec.centroids[i1]);
+    uint2 e;
+    split_half2(p.k_codec.centroids[i0], p.k_codec.centroids[i1], e.x, e.y);
+    lut_k[f][i % 32] = e;
+    lut_v[f][i % 32] = pack_half2(p.v_codec.centroids[i0], p.v_codec.centroids[i1]);
   }
-  if (threadIdx.x < (1 << BITS)) s_cv[threadIdx.x] = p.v_codec.centroids[threadIdx.x];
   __syncthreads();
 
   const int split = blockIdx.x * kWarps + warp, kvh = blockIdx.y, b = blockIdx.z;
@@ -87,6 +111,15 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
   if (start >= len) return;
   const int end = min(len, start + p.plan.tokens_per_split);
   const int group = p.n_q_heads / p.n_kv_heads;
+
+  float(*sw)[kWStride] = reinterpret_cast<float(*)[kWStride]>(smem + L::w) + warp * kChunk;
+  uint32_t* s_kc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 0) * CODEW;
+  uint32_t* s_vc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 1) * CODEW;
+  uint16_t* s_kn = reinterpret_cast<uint16_t*>(smem + L::norms) + (warp * 2 + 0) * kChunk;
+  uint16_t* s_vn = reinterpret_cast<uint16_t*>(smem + L::norms) + (warp * 2 + 1) * kChunk;
+  uint8_t* s_kt = smem + L::tails + (warp * 2 + 0) * kChunk;
+  uint8_t* s_vt = smem + L::tails + (warp * 2 + 1) * kChunk;
+  if (lane < 4) s_kc[kChunk * ROWW + lane] = s_vc[kChunk * ROWW + lane] = 0u;
 
   // Query B fragments for all k-steps: lane holds query `gid`, coordinates of slice `tig`.
   uint32_t qhi[KSTEPS][2], qlo[KSTEPS][2];
@@ -115,65 +148,75 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
 #pragma unroll
   for (int m = 0; m < KSTEPS; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.0f;
 
-  const int page_shift = __ffs(p.k_geometry.page_size) - 1;  // page_size is a power of two
-  const int page_mask = p.k_geometry.page_size - 1;
+  const int page_size = p.k_geometry.page_size;  // power of two, >= 64: a chunk is inside one page
+  const int page_shift = __ffs(page_size) - 1;
   const int32_t* pages = p.page_table + static_cast<size_t>(b) * p.max_pages_per_seq;
-  auto row_of = [&](const PagedGeometry& g, int t) { return g.row(__ldg(pages + (t >> page_shift)), kvh, t & page_mask); };
-  float (*sw)[kWStride] = s_w[warp];
+  // Stage the 64 rows of chunk t0 (contiguous in its page) into shared memory, asynchronously.
+  auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn, uint8_t* dt) {
+    if (t0 < end) {
+      const size_t row0 = g.row(__ldg(pages + (t0 >> page_shift)), kvh, t0 & (page_size - 1));
+      const uint8_t* src = pl.codes + row0 * MAIN;
+#pragma unroll
+      for (int i = lane; i < kChunk * MAIN / 16; i += 32) cp_async16(dst + 4 * i, src + 16 * i);
+      if (lane < kChunk * 2 / 16) cp_async16(dn + 8 * lane, pl.norms + row0 + 8 * lane);
+      if constexpr (TAIL > 0) {
+        if (lane < kChunk / 16) cp_async16(dt + 16 * lane, pl.tail + row0 + 16 * lane);
+      }
+    }
+    cp_async_commit();
+  };
+  stage(start, p.k_geometry, p.k_planes, s_kc, s_kn, s_kt);
+  stage(start, p.v_geometry, p.v_planes, s_vc, s_vn, s_vt);
 
   for (int t0 = start; t0 < end; t0 += kChunk) {
+    cp_async_wait_1();  // this chunk's K (its V may still be in flight)
+    __syncwarp();
     // ---- K: scores of 4 blocks of 16 tokens; lane: tokens gid, gid + 8; queries 2 tig, 2 tig + 1.
     float s[4][4];
-    float nu_v[4][2];
 #pragma unroll
     for (int mb = 0; mb < 4; ++mb) {
       uint32_t kw[2][KW];
       uint32_t tail[2] = {0u, 0u};
-      float nu_k[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int t = t0 + 16 * mb + gid + 8 * h;
-        if (t < end) {
-          const size_t kr = row_of(p.k_geometry, t);
-          const uint32_t* src = reinterpret_cast<const uint32_t*>(p.k_planes.codes + kr * MAIN) + KW * tig;
+        const int tl = 16 * mb + gid + 8 * h;
 #pragma unroll
-          for (int i = 0; i < KW; ++i) kw[h][i] = __ldg(src + i);
-          if constexpr (TAIL > 0) tail[h] = __ldg(p.k_planes.tail + kr * TAIL);
-          nu_k[h] = half_to_float(p.k_planes.norms[kr]);
-          nu_v[mb][h] = half_to_float(p.v_planes.norms[row_of(p.v_geometry, t)]);
-        } else {
-#pragma unroll
-          for (int i = 0; i < KW; ++i) kw[h][i] = 0u;
-          nu_k[h] = -INFINITY;  // marks the token invalid
-          nu_v[mb][h] = 0.0f;
-        }
+        for (int i = 0; i < KW; ++i) kw[h][i] = s_kc[tl * ROWW + KW * tig + i];
+        if constexpr (TAIL > 0) tail[h] = s_kt[tl];
       }
       float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       static_for<0, 8>([&](auto sc) {
         constexpr int S = decltype(sc)::value;
-        uint32_t a[4];
-        a[0] = s_lut_k[field<(4 * S) * BITS, 2 * BITS>(kw[0])][lane];
-        a[1] = s_lut_k[field<(4 * S) * BITS, 2 * BITS>(kw[1])][lane];
-        a[2] = s_lut_k[field<(4 * S + 2) * BITS, 2 * BITS>(kw[0])][lane];
-        a[3] = s_lut_k[field<(4 * S + 2) * BITS, 2 * BITS>(kw[1])][lane];
-        mma16816(d, a, qhi[S][0], qhi[S][1]);
-        mma16816(d, a, qlo[S][0], qlo[S][1]);
+        const uint2 e0 = lut_k[field<(4 * S) * BITS, 2 * BITS>(kw[0])][lane];
+        const uint2 e1 = lut_k[field<(4 * S) * BITS, 2 * BITS>(kw[1])][lane];
+        const uint2 e2 = lut_k[field<(4 * S + 2) * BITS, 2 * BITS>(kw[0])][lane];
+        const uint2 e3 = lut_k[field<(4 * S + 2) * BITS, 2 * BITS>(kw[1])][lane];
+        const uint32_t ah[4] = {e0.x, e1.x, e2.x, e3.x}, al[4] = {e0.y, e1.y, e2.y, e3.y};
+        mma16816(d, ah, qhi[S][0], qhi[S][1]);
+        mma16816(d, ah, qlo[S][0], qlo[S][1]);
+        mma16816(d, al, qhi[S][0], qhi[S][1]);
       });
       if constexpr (KSTEPS > 8) {
-        uint32_t a[4];
-        a[0] = s_lut_k[tail[0] & ((1u << BITS) - 1u)][lane];
-        a[1] = s_lut_k[tail[1] & ((1u << BITS) - 1u)][lane];
-        a[2] = a[3] = 0u;
-        mma16816(d, a, qhi[8][0], qhi[8][1]);
-        mma16816(d, a, qlo[8][0], qlo[8][1]);
+        const uint2 e0 = lut_k[tail[0] & ((1u << BITS) - 1u)][lane];
+        const uint2 e1 = lut_k[tail[1] & ((1u << BITS) - 1u)][lane];
+        const uint32_t ah[4] = {e0.x, e1.x, 0u, 0u}, al[4] = {e0.y, e1.y, 0u, 0u};
+        mma16816(d, ah, qhi[8][0], qhi[8][1]);
+        mma16816(d, ah, qlo[8][0], qlo[8][1]);
+        mma16816(d, al, qhi[8][0], qhi[8][1]);
       }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const bool ok = nu_k[h] != -INFINITY;
-        s[mb][2 * h] = ok ? d[2 * h] * nu_k[h] : -INFINITY;
-        s[mb][2 * h + 1] = ok ? d[2 * h + 1] * nu_k[h] : -INFINITY;
+        const int tl = 16 * mb + gid + 8 * h;
+        const bool ok = t0 + tl < end;
+        const float nu = half_to_float(s_kn[tl]);
+        s[mb][2 * h] = ok ? d[2 * h] * nu : -INFINITY;
+        s[mb][2 * h + 1] = ok ? d[2 * h + 1] * nu : -INFINITY;
       }
     }
+    __syncwarp();
+    stage(t0 + kChunk, p.k_geometry, p.k_planes, s_kc, s_kn, s_kt);  // next chunk's K, in flight during V
+    cp_async_wait_1();  // this chunk's V
+    __syncwarp();
     // ---- online softmax per query (lane's queries 2 tig + c); max over the warp's 64 tokens.
     float alpha[2];
 #pragma unroll
@@ -191,9 +234,10 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
       for (int mb = 0; mb < 4; ++mb) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const float pw = exp2f(s[mb][2 * h + c] - m_new);
+          const int tl = 16 * mb + gid + 8 * h;
+          const float pw = exp2f(s[mb][2 * h + c] - m_new);  // 0 for invalid tokens
           lsum += pw;
-          s[mb][2 * h + c] = pw * nu_v[mb][h];
+          s[mb][2 * h + c] = t0 + tl < end ? pw * half_to_float(s_vn[tl]) : 0.0f;
         }
       }
       l_run[c] = l_run[c] * alpha[c] + lsum;
@@ -216,6 +260,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
 
     // ---- V: 4 k-steps of 16 tokens; lane: tokens 2 tig, 2 tig + 1, 2 tig + 8, 2 tig + 9;
     //      coordinates 16 gid + 2 m (row gid) and 16 gid + 2 m + 1 (row gid + 8) of M-tile m.
+    const int vbit0 = 16 * BITS * gid;
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {
       uint32_t vbits[4][2];
@@ -223,19 +268,10 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const int tl = 16 * ks + 2 * tig + (k & 1) + 8 * (k >> 1);
-        const int t = t0 + tl;
-        if (t < end) {
-          const size_t vr = row_of(p.v_geometry, t);
-          const uint32_t* src = reinterpret_cast<const uint32_t*>(p.v_planes.codes + vr * MAIN);
-          const int bit0 = 16 * BITS * gid;
-          vbits[k][0] = __ldg(src + (bit0 >> 5));
-          vbits[k][1] = (bit0 >> 5) + 1 < MAIN / 4 ? __ldg(src + (bit0 >> 5) + 1) : 0u;
-          vbits[k][0] = __funnelshift_r(vbits[k][0], vbits[k][1], bit0 & 31);
-          vbits[k][1] = vbits[k][1] >> (bit0 & 31);
-          if constexpr (TAIL > 0) vtail[k] = __ldg(p.v_planes.tail + vr * TAIL);
-        } else {
-          vbits[k][0] = vbits[k][1] = 0u;
-        }
+        const uint32_t w0 = s_vc[tl * ROWW + (vbit0 >> 5)], w1 = s_vc[tl * ROWW + (vbit0 >> 5) + 1];
+        vbits[k][0] = __funnelshift_r(w0, w1, vbit0 & 31);
+        vbits[k][1] = w1 >> (vbit0 & 31);
+        if constexpr (TAIL > 0) vtail[k] = s_vt[tl];
       }
       // weights: B fragment (tokens 2 tig, 2 tig + 1 | 2 tig + 8, 2 tig + 9) x query gid
       const float w0 = sw[16 * ks + 2 * tig][gid], w1 = sw[16 * ks + 2 * tig + 1][gid];
@@ -254,7 +290,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
           if constexpr (BIT + 2 * BITS <= 32) f = (v64lo >> BIT) & ((1u << (2 * BITS)) - 1u);
           else if constexpr (BIT >= 32) f = (v64hi >> (BIT - 32)) & ((1u << (2 * BITS)) - 1u);
           else f = __funnelshift_r(v64lo, v64hi, BIT) & ((1u << (2 * BITS)) - 1u);
-          l[k] = s_lut_v[f][lane];
+          l[k] = lut_v[f][lane];
         }
         uint32_t a[4];
         a[0] = __byte_perm(l[0], l[1], 0x5410);  // coord c0, tokens 2 tig, 2 tig + 1
@@ -267,7 +303,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
       if constexpr (KSTEPS > 8) {  // coordinate 128 as row 0 of a 9th M-tile
         uint32_t l[4];
 #pragma unroll
-        for (int k = 0; k < 4; ++k) l[k] = s_lut_v[vtail[k] & ((1u << BITS) - 1u)][lane];
+        for (int k = 0; k < 4; ++k) l[k] = lut_v[vtail[k] & ((1u << BITS) - 1u)][lane];
         uint32_t a[4];
         a[0] = __byte_perm(l[0], l[1], 0x5410);
         a[1] = 0u;
@@ -277,8 +313,10 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
         mma16816(acc[8], a, blo[0], blo[1]);
       }
     }
-    __syncwarp();  // s_w is rewritten by the next chunk
+    __syncwarp();  // s_w and the V stage are rewritten next
+    stage(t0 + kChunk, p.v_geometry, p.v_planes, s_vc, s_vn, s_vt);
   }
+  asm volatile("cp.async.wait_all;\n" ::);
 
   // ---- partial result of this split: o[query][coord] (queries < group), m, l.
   float* ws = static_cast<float*>(p.workspace);
@@ -312,15 +350,24 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
   }
 }
 
+template <int N, int BITS>
+cudaError_t launch_tc(const DecodeParams& p, cudaStream_t stream) {
+  const dim3 grid((p.plan.max_splits + kWarps - 1) / kWarps, p.n_kv_heads, p.batch);
+  constexpr size_t bytes = TcLayout<N, BITS>::bytes;
+  const cudaError_t st = cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(bytes));
+  if (st != cudaSuccess) return st;
+  decode_split_tc_kernel<N, BITS><<<grid, kWarps * 32, bytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
 template <int N>
 cudaError_t launch_tc_bits(const DecodeParams& p, cudaStream_t stream) {
-  const dim3 grid((p.plan.max_splits + kWarps - 1) / kWarps, p.n_kv_heads, p.batch);
   switch (p.k_codec.bits) {
-    case 2: decode_split_tc_kernel<N, 2><<<grid, kWarps * 32, 0, stream>>>(p); break;
-    case 3: decode_split_tc_kernel<N, 3><<<grid, kWarps * 32, 0, stream>>>(p); break;
+    case 2: return launch_tc<N, 2>(p, stream);
+    case 3: return launch_tc<N, 3>(p, stream);
     default: return cudaErrorInvalidValue;
   }
-  return cudaGetLastError();
 }
 
 }  // namespace
@@ -328,7 +375,7 @@ cudaError_t launch_tc_bits(const DecodeParams& p, cudaStream_t stream) {
 bool tc_decode_supported(const DecodeParams& p) {
   const int group = p.n_kv_heads > 0 ? p.n_q_heads / p.n_kv_heads : 0;
   return (p.k_codec.bits == 2 || p.k_codec.bits == 3) && (p.k_codec.rotated_dim == 128 || p.k_codec.rotated_dim == 129) &&
-         group >= 1 && group <= 8;
+         group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk;
 }
 
 cudaError_t launch_split_tc(const DecodeParams& p, cudaStream_t stream) {
