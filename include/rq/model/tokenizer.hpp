@@ -36,9 +36,16 @@ struct ChatMessage {
 };
 
 /// ChatML: "<|im_start|>{role}\n{content}<|im_end|>\n" per message, then (if
-/// add_generation_prompt) "<|im_start|>assistant\n".
+/// add_generation_prompt) "<|im_start|>assistant\n". Adds no message of its own; SmolLM2's
+/// GGUF template (tokenizer.chat_template) also inserts a system message with
+/// kSmolLM2DefaultSystemPrompt when the first message is not a system one: pass it explicitly
+/// to reproduce that exactly.
 std::string format_chatml(const std::vector<ChatMessage>& messages,
                           bool add_generation_prompt = true);
+
+/// The system prompt SmolLM2-Instruct's chat template inserts by default.
+inline constexpr const char* kSmolLM2DefaultSystemPrompt =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 class Tokenizer {
  public:
