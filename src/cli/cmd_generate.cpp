@@ -88,7 +88,9 @@ void run(const GenerateOptions& o) {
   cfg.max_tokens_per_seq = ctx;
   cfg.sink_tokens = o.sinks;
   cfg.window_tokens = o.window;
-  cfg.window_slack = o.window > 0 ? o.batch : 0;
+  // No ring slack: prompt tokens early in a batch may read part of their window from the
+  // compressed pages (conservative); generated tokens always see their last W tokens in fp16.
+  cfg.window_slack = 0;
   PagedKvCache cache(cfg);
   model::LlamaRunner runner(model, cache);
   runner.set_batch(o.batch);

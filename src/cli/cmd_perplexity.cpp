@@ -25,7 +25,8 @@ namespace {
 
 struct PerplexityOptions {
   std::string model, file;
-  size_t ctx = 512, chunks = 40, batch = 512;
+  size_t ctx = 512, chunks = 40, batch = 512, first_chunk = 0;
+  std::string partial;
   std::string ctk = "f16", ctv = "f16";
   std::string formats, configs;
   bool json = false;
@@ -69,7 +70,10 @@ nlohmann::json result_json(const model::PerplexityResult& r) {
           {"kv_bytes_per_token", r.kv_bytes_per_token()},
           {"kv_bytes_allocated", r.kv_bytes_allocated},
           {"kv_f16_bytes", r.kv_f16_bytes},
-          {"tokens", r.tokens}};
+          {"tokens", r.tokens},
+          {"nll_sum", r.nll_sum},
+          {"kld_sum", r.kld_sum},
+          {"top1_agree", r.top1_agree}};
 }
 
 void run(const PerplexityOptions& o) {
@@ -83,6 +87,7 @@ void run(const PerplexityOptions& o) {
   model::PerplexityConfig cfg;
   cfg.ctx = o.ctx;
   cfg.chunks = o.chunks;
+  cfg.first_chunk = o.first_chunk;
   cfg.batch = o.batch;
   cfg.caches = choices;
   cfg.sink_tokens = o.sinks;
@@ -91,21 +96,12 @@ void run(const PerplexityOptions& o) {
   std::fprintf(stderr, "perplexity: %zu tokens in %s, ctx %zu, %zu chunks, %zu cache configurations, threads %d%s\n",
                tokens.size(), o.file.c_str(), o.ctx, o.chunks, choices.size(), model::model_threads(),
                (o.sinks || o.window) ? fmt::format(", fp16 sinks {} window {}", o.sinks, o.window).c_str() : "");
-  auto progress = [&](size_t done, size_t total, const std::vector<model::PerplexityResult>& rs) {
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::string line = fmt::format("[{}/{}] {:.0f}s", done, total, el);
-    for (const auto& r : rs) line += fmt::format(" | {} {:.3f}", r.cache.label(), r.ppl());
-    std::fprintf(stderr, "\r%s", line.c_str());
-    if (done == total) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  };
-  const auto results = model::evaluate_perplexity(*session.model, tokens, cfg, progress);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (o.json) {
+  auto make_json = [&](const std::vector<model::PerplexityResult>& results, size_t done, double secs) {
     nlohmann::json settings = {{"model", o.model.empty() ? default_model_path() : o.model},
                                {"file", o.file},
                                {"ctx", o.ctx},
-                               {"chunks", results.empty() ? 0 : results[0].tokens / (o.ctx - 1 - o.ctx / 2)},
+                               {"first_chunk", o.first_chunk},
+                               {"chunks", done},
                                {"reference", "f16/f16"},
                                {"fp16_sinks", o.sinks},
                                {"fp16_window", o.window},
@@ -119,7 +115,30 @@ void run(const PerplexityOptions& o) {
       out = {{"settings", settings}, {"results", nlohmann::json::array()}};
       for (const auto& r : results) out["results"].push_back(result_json(r));
     }
-    std::printf("%s\n", out.dump(2).c_str());
+    return out;
+  };
+  auto progress = [&](size_t done, size_t total, const std::vector<model::PerplexityResult>& rs) {
+    if (!o.partial.empty()) {  // state after every window, so a long run can be cut short
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const std::string tmp = o.partial + ".tmp";
+      if (std::FILE* fp = std::fopen(tmp.c_str(), "w")) {
+        std::fputs(make_json(rs, done, el).dump(2).c_str(), fp);
+        std::fclose(fp);
+        std::rename(tmp.c_str(), o.partial.c_str());
+      }
+    }
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::string line = fmt::format("[{}/{}] {:.0f}s", done, total, el);
+    for (const auto& r : rs) line += fmt::format(" | {} {:.3f}", r.cache.label(), r.ppl());
+    std::fprintf(stderr, "\r%s", line.c_str());
+    if (done == total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+  const auto results = model::evaluate_perplexity(*session.model, tokens, cfg, progress);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (o.json) {
+    const size_t per_window = o.ctx - 1 - o.ctx / 2;
+    std::printf("%s\n", make_json(results, results.empty() ? 0 : results[0].tokens / per_window, secs).dump(2).c_str());
     return;
   }
   std::printf("| K | V | PPL | mean KLD vs f16 | top-1 vs f16 | KV bytes/token | vs f16 |\n|---|---|---|---|---|---|---|\n");
@@ -138,6 +157,8 @@ const CommandRegistration registration("perplexity", [](CLI::App& app) {
   cmd->add_option("-f,--file", opts->file, "text file")->required()->check(CLI::ExistingFile);
   cmd->add_option("--ctx", opts->ctx, "tokens per window")->check(CLI::Range(4, 1 << 20));
   cmd->add_option("--chunks", opts->chunks, "windows to score (0: all)");
+  cmd->add_option("--first-chunk", opts->first_chunk, "index of the first window (split a long run)");
+  cmd->add_option("--partial", opts->partial, "rewrite this JSON file with the running totals after every window");
   cmd->add_option("--batch", opts->batch, "tokens per forward batch")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--ctk", opts->ctk, "K cache format");
   cmd->add_option("--ctv", opts->ctv, "V cache format");

@@ -206,7 +206,9 @@ TEST(LlamaReference, GreedyContinuationIsDeterministic) {
     const std::string text = M->tok->decode(a);
     std::printf("[%s] %s|%s\n", fmt, prompt.c_str(), text.c_str());
     // Golden-ish: the f16-cache continuation names the capital.
-    if (std::string(fmt) == "f16") EXPECT_NE(text.find("Paris"), std::string::npos) << text;
+    if (std::string(fmt) == "f16") {
+      EXPECT_NE(text.find("Paris"), std::string::npos) << text;
+    }
   }
 }
 

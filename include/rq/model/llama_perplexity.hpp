@@ -25,6 +25,7 @@ struct CacheChoice {
 struct PerplexityConfig {
   size_t ctx = 512;                  // tokens per window
   size_t chunks = 40;                // windows to score (0: all that fit)
+  size_t first_chunk = 0;            // index of the first window (to split a run; sums add up)
   size_t batch = 512;                // tokens per forward batch
   std::vector<CacheChoice> caches;   // configurations to evaluate
   CacheChoice reference;             // KL / top-1 reference (f16 / f16)

@@ -75,7 +75,12 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, const
     throw InvalidArgument("perplexity: the text has " + std::to_string(tokens.size()) + " tokens, fewer than one window of " +
                           std::to_string(config.ctx));
   }
-  const size_t n_chunks = config.chunks == 0 ? available : std::min(config.chunks, available);
+  if (config.first_chunk >= available) {
+    throw InvalidArgument("perplexity: --first-chunk " + std::to_string(config.first_chunk) + " is beyond the " +
+                          std::to_string(available) + " windows of the text");
+  }
+  const size_t left = available - config.first_chunk;
+  const size_t n_chunks = config.chunks == 0 ? left : std::min(config.chunks, left);
   const size_t ctx = config.ctx, first = ctx / 2, V = model.hparams().n_vocab;
   const size_t batch = std::max<size_t>(1, config.batch);
   // Validate every format name before the long run starts.
@@ -90,7 +95,8 @@ std::vector<PerplexityResult> evaluate_perplexity(const LlamaModel& model, const
   WindowOut ref, cur;
   std::vector<int32_t> window(ctx);
   for (size_t c = 0; c < n_chunks; ++c) {
-    std::copy(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx, window.begin());
+    const size_t w0 = (config.first_chunk + c) * ctx;
+    std::copy(tokens.begin() + static_cast<long>(w0), tokens.begin() + static_cast<long>(w0 + ctx), window.begin());
     if (config.bos >= 0) window[0] = config.bos;
     run_window(model, config.reference, 0, 0, window.data(), ctx, first, batch, ref);
     for (size_t i = 0; i < results.size(); ++i) {
