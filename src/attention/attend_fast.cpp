@@ -29,6 +29,7 @@ bool make_kernel_format(const Codec& codec, KernelFormat& f) {
   if (spec.qjl) return false;
   f = KernelFormat{};
   f.n = l.rotated_dim;
+  f.stride = f.n;
   f.code_bytes = l.code_bytes;
   f.side_bytes = l.side_bytes;
   switch (spec.scheme) {
@@ -47,6 +48,7 @@ bool make_kernel_format(const Codec& codec, KernelFormat& f) {
       f.bits = 4;
       f.block_scale = true;
       f.n_blocks = (f.n + 31) / 32;
+      f.stride = (f.n + 7) / 8 * 8;
       for (int k = 0; k < 16; ++k) f.table[k] = static_cast<float>(k - 8);
       return true;
     case Scheme::LloydMax: {
@@ -54,6 +56,7 @@ bool make_kernel_format(const Codec& codec, KernelFormat& f) {
       f.kind = CodeKind::Packed;
       f.bits = l.code_bits;
       f.row_scale = true;
+      f.stride = (f.n + 7) / 8 * 8;
       const auto& c = codec.centroids();
       for (size_t k = 0; k < c.size() && k < 16; ++k) f.table[k] = c[k];
       return true;
@@ -105,9 +108,9 @@ void prepare_head(const AttentionProblem& p, size_t n_tokens, HeadPlan& plan) {
   for (const auto& s : p.k_pages) if (s.n_tokens) plan.k_pages.push_back(s);
   for (const auto& s : p.v_pages) if (s.n_tokens) plan.v_pages.push_back(s);
   const size_t d = p.k_codec->dim(), n = plan.k_format.n, G = p.gqa_group;
-  plan.queries.resize(G * n);
+  plan.queries.assign(G * plan.k_format.stride, 0.0f);  // zero lanes beyond n
   for (size_t h = 0; h < G; ++h) {
-    float* qr = plan.queries.data() + h * n;
+    float* qr = plan.queries.data() + h * plan.k_format.stride;
     p.k_codec->rotation().apply(p.queries + h * d, qr);
     for (size_t j = 0; j < n; ++j) qr[j] *= p.scale;
   }
@@ -117,7 +120,7 @@ void prepare_head(const AttentionProblem& p, size_t n_tokens, HeadPlan& plan) {
 void finish_head(const HeadPlan& plan, const std::vector<float>& acc, const std::vector<float>& mx,
                  const std::vector<double>& denom, size_t acc_offset, size_t state_offset) {
   const AttentionProblem& p = *plan.problem;
-  const size_t G = p.gqa_group, vn = plan.v_format.n, d = p.v_codec->dim();
+  const size_t G = p.gqa_group, vn = plan.v_format.n, vs = plan.v_format.stride, d = p.v_codec->dim();
   std::vector<float> total(vn);
   for (size_t h = 0; h < G; ++h) {
     float m = -std::numeric_limits<float>::infinity();
@@ -129,7 +132,7 @@ void finish_head(const HeadPlan& plan, const std::vector<float>& acc, const std:
       if (mi == -std::numeric_limits<float>::infinity()) continue;
       const float f = std::exp(mi - m);
       l += denom[state_offset + i * G + h] * f;
-      const float* a = acc.data() + acc_offset + (i * G + h) * vn;
+      const float* a = acc.data() + acc_offset + (i * G + h) * vs;
       for (size_t j = 0; j < vn; ++j) total[j] += f * a[j];
     }
     const float inv = static_cast<float>(1.0 / l);
@@ -173,7 +176,7 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
     acc_offset[i] = acc_size;
     state_offset[i] = state_size;
     const size_t G = plan.problem->gqa_group;
-    acc_size += plan.n_items * G * plan.v_format.n;
+    acc_size += plan.n_items * G * plan.v_format.stride;
     state_size += plan.n_items * G;
     for (size_t s = 0; s < plan.n_items; ++s) {
       WorkItem w;
@@ -197,7 +200,7 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
     const size_t G = plan.problem->gqa_group;
     for (size_t s = 0; s < plan.n_items; ++s) {
       WorkItem& w = items[plan.first_item + s];
-      w.acc = acc.data() + acc_offset[i] + s * G * plan.v_format.n;
+      w.acc = acc.data() + acc_offset[i] + s * G * plan.v_format.stride;
       w.max = mx.data() + state_offset[i] + s * G;
       w.denom = denom.data() + state_offset[i] + s * G;
     }

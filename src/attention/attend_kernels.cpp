@@ -154,6 +154,14 @@ HWY_INLINE VF InRegister(VF v) {
   return v;
 }
 
+// Coordinates handled by whole vectors: Packed rows are decoded up to `stride` (the garbage lanes
+// of the last group are finite table values and meet zero-padded queries / ignored accumulator
+// lanes); the other kinds stop at the last full vector and finish with scalar code.
+HWY_INLINE size_t VecCoords(const KernelFormat& f) {
+  constexpr size_t N = hn::MaxLanes(DF());
+  return f.kind == CodeKind::Packed ? f.stride : f.n / N * N;
+}
+
 // ------------------------------------------------------------------------------------------------
 // Score: s[q * s_stride + r] = row_scale[r] * <q_q, decode(row r)> for QB queries.
 // q: QB x n (stride q_stride); codes: rows x code_bytes; blk: rows x n_blocks (Int4) or unused.
@@ -173,7 +181,7 @@ void ScoreRows(const Dec& dec, const KernelFormat& f, const float* q, size_t q_s
   const DF df;
   constexpr size_t N = hn::MaxLanes(DF());
   constexpr size_t U = kScoreUnroll<QB>;
-  const size_t n = f.n, full = n / N * N, nb = f.n_blocks;
+  const size_t n = f.n, full = VecCoords(f), nb = f.n_blocks;
   size_t r = 0;
   for (; r + 2 <= vec_rows; r += 2) {  // two rows per pass share the query loads
     const uint8_t* row0 = codes + r * f.code_bytes;
@@ -275,7 +283,7 @@ void AccumulateRows(const Dec& dec, const KernelFormat& f, const float* w, size_
   const DF df;
   constexpr size_t N = hn::MaxLanes(DF());
   constexpr size_t U = kAccUnroll<QB>;
-  const size_t n = f.n, full = n / N * N, nb = f.n_blocks;
+  const size_t n = f.n, full = VecCoords(f), nb = f.n_blocks;
   size_t j = 0;
   for (; j + U * N <= full; j += U * N) {
     VF a[QB][U];
@@ -347,7 +355,7 @@ void LoadSide(const KernelFormat& f, const uint8_t* side, size_t rows, float* ro
 size_t VecRows(const KernelFormat& f, size_t rows, bool ends_page) {
   constexpr size_t N = hn::MaxLanes(DF());
   if (f.kind != CodeKind::Packed || !ends_page || rows == 0) return rows;
-  const size_t full = f.n / N * N;
+  const size_t full = VecCoords(f);
   if (full == 0) return rows;
   const size_t last_load = ((full - N) * static_cast<size_t>(f.bits)) >> 3;  // first byte of the last 4-byte load
   return last_load + 4 <= f.code_bytes ? rows : rows - 1;
@@ -358,13 +366,13 @@ void ScoreAll(const KernelFormat& f, const float* queries, size_t G, const uint8
               size_t vec_rows, const float* rs, const float* blk, float* s) {
   const Dec dec(f);
   for (size_t h0 = 0; h0 < G; h0 += kMaxQ) {
-    const float* q = queries + h0 * f.n;
+    const float* q = queries + h0 * f.stride;
     float* so = s + h0 * kChunk;
     switch (G - h0 >= kMaxQ ? kMaxQ : G - h0) {
-      case 1: ScoreRows<1>(dec, f, q, f.n, codes, rows, vec_rows, rs, blk, so, kChunk); break;
-      case 2: ScoreRows<2>(dec, f, q, f.n, codes, rows, vec_rows, rs, blk, so, kChunk); break;
-      case 3: ScoreRows<3>(dec, f, q, f.n, codes, rows, vec_rows, rs, blk, so, kChunk); break;
-      default: ScoreRows<4>(dec, f, q, f.n, codes, rows, vec_rows, rs, blk, so, kChunk); break;
+      case 1: ScoreRows<1>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk); break;
+      case 2: ScoreRows<2>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk); break;
+      case 3: ScoreRows<3>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk); break;
+      default: ScoreRows<4>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk); break;
     }
   }
 }
@@ -375,12 +383,12 @@ void AccumulateAll(const KernelFormat& f, const float* w, size_t G, const uint8_
   const Dec dec(f);
   for (size_t h0 = 0; h0 < G; h0 += kMaxQ) {
     const float* wq = w + h0 * kChunk;
-    float* a = acc + h0 * f.n;
+    float* a = acc + h0 * f.stride;
     switch (G - h0 >= kMaxQ ? kMaxQ : G - h0) {
-      case 1: AccumulateRows<1>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.n); break;
-      case 2: AccumulateRows<2>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.n); break;
-      case 3: AccumulateRows<3>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.n); break;
-      default: AccumulateRows<4>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.n); break;
+      case 1: AccumulateRows<1>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride); break;
+      case 2: AccumulateRows<2>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride); break;
+      case 3: AccumulateRows<3>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride); break;
+      default: AccumulateRows<4>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride); break;
     }
   }
 }
@@ -447,7 +455,7 @@ void RunWorkItem(const WorkItem& item) {
     item.max[h] = -std::numeric_limits<float>::infinity();
     item.denom[h] = 0.0;
   }
-  for (size_t i = 0; i < G * vf.n; ++i) item.acc[i] = 0.0f;
+  for (size_t i = 0; i < G * vf.stride; ++i) item.acc[i] = 0.0f;
 
   PageCursor kc(item.k_pages, item.n_k_pages, item.begin);
   PageCursor vc(item.v_pages, item.n_v_pages, item.begin);
@@ -476,8 +484,8 @@ void RunWorkItem(const WorkItem& item) {
       if (mx > item.max[h]) {
         const float factor = item.max[h] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(item.max[h] - mx);
         item.denom[h] *= factor;
-        float* a = item.acc + h * vf.n;
-        for (size_t j = 0; j < vf.n; ++j) a[j] *= factor;
+        float* a = item.acc + h * vf.stride;
+        for (size_t j = 0; j < vf.stride; ++j) a[j] *= factor;
         item.max[h] = mx;
       }
       const VF vmax = hn::Set(df, mx), lo = hn::Set(df, -87.0f);

@@ -24,6 +24,9 @@ struct KernelFormat {
   CodeKind kind = CodeKind::F32;
   int bits = 0;              // Packed: bits per code
   size_t n = 0;              // rotated_dim: coordinates per row
+  size_t stride = 0;         // floats per query / accumulator row: n, rounded up to 8 for Packed
+                             // (the last partial group of codes is decoded as a whole vector; its
+                             // extra lanes meet zero query lanes and land in ignored accumulator lanes)
   size_t code_bytes = 0;     // bytes per row of the codes plane
   size_t side_bytes = 0;     // bytes per row of the side plane
   bool row_scale = false;    // side[0] is an fp16 factor for the whole row (norm or int8 scale)
@@ -37,14 +40,14 @@ struct WorkItem {
   const KernelFormat* k_format = nullptr;
   const KernelFormat* v_format = nullptr;
   size_t gqa_group = 1;
-  const float* queries = nullptr;  // gqa_group x k_format->n: rotated, times the softmax scale
+  const float* queries = nullptr;  // gqa_group x k_format->stride: rotated, times the softmax scale, 0-padded
   const PageSpan* k_pages = nullptr;
   size_t n_k_pages = 0;
   const PageSpan* v_pages = nullptr;
   size_t n_v_pages = 0;
   size_t begin = 0, end = 0;  // tokens [begin, end) of the head
   // Outputs: online-softmax partial state.
-  float* acc = nullptr;      // gqa_group x v_format->n: sum_i exp(s_i - m) v_i (rotated domain)
+  float* acc = nullptr;      // gqa_group x v_format->stride: sum_i exp(s_i - m) v_i (rotated domain)
   float* max = nullptr;      // gqa_group: m
   double* denom = nullptr;   // gqa_group: sum_i exp(s_i - m)
 };
