@@ -23,7 +23,7 @@ struct DecodePlan {
 
 /// Chooses the split so that batch x kv heads x splits fills `sm_count` multiprocessors. A split
 /// is one warp of the tensor-core kernel, one 128-thread block of the exact kernel.
-DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact = false);
+DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact = true);
 
 struct DecodeParams {
   int32_t batch = 0;
@@ -39,9 +39,10 @@ struct DecodeParams {
   PagedGeometry k_geometry, v_geometry;  // same page_size and n_kv_heads
   PagedPlanes k_planes, v_planes;
   DecodePlan plan;                     // from plan_decode(..., exact)
-  int32_t exact = 0;                   // 1: fp32 CUDA-core kernel (CPU reference to float rounding);
-                                       // 0: tensor-core kernel where supported (2-3 bits), fp16
-                                       //    centroids, hi+lo fp16 queries and weights
+  int32_t exact = 1;                   // 1 (default): fp32 CUDA-core kernel, CPU reference to float
+                                       //   rounding; 0: tensor-core kernel where supported (2-3 bits,
+                                       //   d = 128, page_size >= 64): hi+lo fp16 queries, weights and
+                                       //   K centroids, fp16 V centroids (~2.5e-4 relative error)
   void* workspace = nullptr;           // decode_workspace_bytes(...) bytes of device memory
 };
 
