@@ -389,6 +389,8 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
   const long long unit = exact ? 256 : 64;  // two 128-token tiles / one 64-token chunk
   long long tps = (len + splits - 1) / splits;
   tps = std::max(((tps + unit - 1) / unit) * unit, 2 * unit);
+  const long long min_tps = ((len + 1023) / 1024 + unit - 1) / unit * unit;  // at most 1024 splits (merge)
+  tps = std::max(tps, min_tps);
   plan.tokens_per_split = static_cast<int32_t>(tps);
   plan.max_splits = static_cast<int32_t>((len + tps - 1) / tps);
   return plan;

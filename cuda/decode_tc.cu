@@ -375,7 +375,7 @@ cudaError_t launch_tc_bits(const DecodeParams& p, cudaStream_t stream) {
 bool tc_decode_supported(const DecodeParams& p) {
   const int group = p.n_kv_heads > 0 ? p.n_q_heads / p.n_kv_heads : 0;
   return (p.k_codec.bits == 2 || p.k_codec.bits == 3) && (p.k_codec.rotated_dim == 128 || p.k_codec.rotated_dim == 129) &&
-         group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk;
+         group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk && p.plan.tokens_per_split % kChunk == 0;
 }
 
 cudaError_t launch_split_tc(const DecodeParams& p, cudaStream_t stream) {

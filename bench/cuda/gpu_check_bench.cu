@@ -102,7 +102,7 @@ double copy_bandwidth_gbps(Timer& timer) {
   return 2.0 * static_cast<double>(bytes) / (us * 1e3);  // read + write, GB/s
 }
 
-void bench_append(const std::string& format, long long n_vectors, double copy_gbps, Timer& timer, std::vector<Row>& rows) {
+void bench_append(const std::string& format, long long n_vectors, int lanes, double copy_gbps, Timer& timer, std::vector<Row>& rows) {
   const int H = 8, d = 128, page = 64;
   const int T = static_cast<int>(n_vectors / (2 * H));  // K and V of T tokens x H heads
   RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
@@ -126,10 +126,12 @@ void bench_append(const std::string& format, long long n_vectors, double copy_gb
   p.slot_mapping = dslots.get();
   p.jobs[0] = AppendJob{xk.get(), static_cast<int64_t>(H) * d, InputType::F16, kc.device, kcache.geometry, kcache.planes()};
   p.jobs[1] = AppendJob{xv.get(), static_cast<int64_t>(H) * d, InputType::F16, vc.device, vcache.geometry, vcache.planes()};
+  p.lanes_per_vector = lanes;
   const double us = timer.median_us([&] { check(launch_quantize_append(p, nullptr), "append"); }, 30);
   Row r;
   r.bench = "append";
   r.format = format;
+  r.kernel = lanes == 4 ? "quad" : "thread";
   r.n = n_vectors;
   r.us = us;
   // bytes moved: fp16 input + codes + norm + slot ids
@@ -137,7 +139,8 @@ void bench_append(const std::string& format, long long n_vectors, double copy_gb
   r.gbps = r.bytes / (us * 1e3);
   r.bw_fraction = r.gbps / copy_gbps;
   rows.push_back(r);
-  std::printf("  append %-7s n=%8lld  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(), n_vectors, us, r.gbps, 100 * r.bw_fraction);
+  std::printf("  append %-7s %-6s n=%8lld  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(), r.kernel.c_str(), n_vectors, us,
+              r.gbps, 100 * r.bw_fraction);
 }
 
 void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact, double copy_gbps, Timer& timer,
@@ -224,14 +227,21 @@ int main(int argc, char** argv) {
     if (do_check) {
       for (const auto& f : format_table()) {
         if (f.scheme != Scheme::LloydMax || f.qjl || !gpu_supports(Codec(f, 128))) continue;
-        const AppendCheck c = check_append(std::string(f.name), InputType::F16, rng);
-        report(c.ok(), c.text);
+        for (int lanes : {4, 1}) {
+          const AppendCheck c = check_append(std::string(f.name), InputType::F16, rng, lanes);
+          report(c.ok(), c.text);
+        }
       }
       for (const char* f : {"rotor3", "turbo3"}) {
-        const AppendCheck c = check_append(f, InputType::BF16, rng);
-        report(c.ok(), c.text);
+        for (int lanes : {4, 1}) {
+          const AppendCheck c = check_append(f, InputType::BF16, rng, lanes);
+          report(c.ok(), c.text);
+        }
       }
-      report(check_append_policy(rng).ok(), "append input policy: NaN/Inf rows stored as zeros, flag raised, bad dim refused");
+      for (int lanes : {4, 1}) {
+        report(check_append_policy(rng, lanes).ok(), std::string("append input policy (") + (lanes == 4 ? "quad" : "thread") +
+                                                         "): NaN/Inf rows stored as zeros, flag raised, bad dim refused");
+      }
       for (bool exact : {true, false}) {
         for (const char* f : {"rotor3", "turbo3", "planar3", "iso3", "isofull3", "rotor2", "turbo2", "turbo4"}) {
           const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact);
@@ -249,8 +259,9 @@ int main(int argc, char** argv) {
       const double copy = copy_bandwidth_gbps(timer);
       std::printf("device copy bandwidth (read + write): %.1f GB/s\n", copy);
       std::vector<Row> rows;
-      for (const char* f : {"rotor3", "turbo3"})
-        for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL}) bench_append(f, n, copy, timer, rows);
+      for (int lanes : {4, 1})
+        for (const char* f : {"rotor3", "turbo3"})
+          for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL}) bench_append(f, n, lanes, copy, timer, rows);
       const int shapes[][2] = {{1, 4096}, {1, 32768}, {1, 131072}, {8, 32768}, {16, 65536}, {32, 8192}};
       for (bool exact : {false, true})
         for (const char* f : {"rotor3", "turbo3"})

@@ -26,9 +26,12 @@ class AppendMatchesCodec : public ::testing::TestWithParam<std::string> {};
 TEST_P(AppendMatchesCodec, Fp16InputsBitExact) {
   RQ_REQUIRE_GPU();
   Rng rng(1234);
-  const AppendCheck c = check_append(GetParam(), InputType::F16, rng);
-  EXPECT_TRUE(c.ok()) << c.text;
-  EXPECT_GT(c.rows, 0u);
+  for (int lanes : {4, 1}) {
+    const AppendCheck c = check_append(GetParam(), InputType::F16, rng, lanes);
+    EXPECT_TRUE(c.ok()) << c.text;
+    EXPECT_EQ(c.row_mismatch, 0u) << c.text;
+    EXPECT_GT(c.rows, 0u);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, AppendMatchesCodec,
@@ -47,11 +50,13 @@ TEST(AppendMatchesCodecBf16, RotorAndTurbo) {
 TEST(AppendPolicy, NanInfStoredAsZerosAndFlagged) {
   RQ_REQUIRE_GPU();
   Rng rng(5);
-  const PolicyCheck c = check_append_policy(rng);
-  EXPECT_TRUE(c.flag_raised);
-  EXPECT_TRUE(c.bad_rows_zero);
-  EXPECT_TRUE(c.good_rows_kept);
-  EXPECT_TRUE(c.rejects_bad_dim);
+  for (int lanes : {4, 1}) {
+    const PolicyCheck c = check_append_policy(rng, lanes);
+    EXPECT_TRUE(c.flag_raised);
+    EXPECT_TRUE(c.bad_rows_zero);
+    EXPECT_TRUE(c.good_rows_kept);
+    EXPECT_TRUE(c.rejects_bad_dim);
+  }
 }
 
 class DecodeMatchesReference : public ::testing::TestWithParam<std::tuple<std::string, int>> {};

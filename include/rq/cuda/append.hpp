@@ -31,6 +31,7 @@ struct AppendParams {
   AppendJob jobs[2];                     // K then V (or one role)
   int32_t n_jobs = 2;
   int32_t* error_flag = nullptr;         // optional [1]: set to 1 on NaN/Inf input or fp16 overflow
+  int32_t lanes_per_vector = 4;          // 4: a quad of lanes per vector (default); 1: one thread
 };
 
 /// Launches the append for all jobs. The jobs must share dim, bits and rotation family (one kernel);

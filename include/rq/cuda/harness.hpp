@@ -182,7 +182,7 @@ struct AppendCheck {
   }
 };
 
-inline AppendCheck check_append(const std::string& format, InputType type, Rng& rng) {
+inline AppendCheck check_append(const std::string& format, InputType type, Rng& rng, int lanes_per_vector = 4) {
   const int H = 8, d = 128, page = 16;
   const std::vector<int32_t> lens = {1, 37, 130, 255};  // new tokens per sequence (odd sizes)
   PageTables pt(lens, page, rng);
@@ -220,6 +220,7 @@ inline AppendCheck check_append(const std::string& format, InputType type, Rng& 
   p.jobs[1] = AppendJob{dv.get(), static_cast<int64_t>(H) * d, type, vc.device, vcache.geometry, vcache.planes()};
   p.n_jobs = 2;
   p.error_flag = flag.get();
+  p.lanes_per_vector = lanes_per_vector;
   check(launch_quantize_append(p, nullptr), "append launch");
   check(cudaDeviceSynchronize(), "append sync");
   const HostCache hkc(kcache), hvc(vcache);
@@ -251,8 +252,9 @@ inline AppendCheck check_append(const std::string& format, InputType type, Rng& 
   res.norm_mismatch = norm_mismatch;
   res.error_flag = flag.download()[0];
   char buf[256];
-  std::snprintf(buf, sizeof buf, "append %-8s %s: %zu rows, byte-identical rows %zu/%zu, mismatching codes %.2e, norms %zu",
-                format.c_str(), type == InputType::F16 ? "fp16" : "bf16", rows, rows - row_mismatch, rows,
+  std::snprintf(buf, sizeof buf, "append %-8s %s %s: %zu rows, byte-identical rows %zu/%zu, mismatching codes %.2e, norms %zu",
+                format.c_str(), type == InputType::F16 ? "fp16" : "bf16", lanes_per_vector == 4 ? "quad  " : "thread",
+                rows, rows - row_mismatch, rows,
                 static_cast<double>(code_mismatch) / static_cast<double>(codes), norm_mismatch);
   res.text = buf;
   return res;
@@ -265,7 +267,7 @@ struct PolicyCheck {
 };
 
 /// NaN/Inf inputs: stored as zero vectors, error flag raised, other rows untouched.
-inline PolicyCheck check_append_policy(Rng& rng) {
+inline PolicyCheck check_append_policy(Rng& rng, int lanes_per_vector = 4) {
   const int H = 2, d = 128, page = 16, T = 3;
   RoleCodecs kc("turbo3", H, d, KvRole::K);
   DeviceCache cache(H, page, 1, kc.device.payload_bytes);
@@ -287,6 +289,7 @@ inline PolicyCheck check_append_policy(Rng& rng) {
   p.jobs[0] = AppendJob{dx.get(), static_cast<int64_t>(H) * d, InputType::F16, kc.device, cache.geometry, cache.planes()};
   p.n_jobs = 1;
   p.error_flag = flag.get();
+  p.lanes_per_vector = lanes_per_vector;
   check(launch_quantize_append(p, nullptr), "append launch");
   check(cudaDeviceSynchronize(), "append sync");
   const HostCache hc(cache);
