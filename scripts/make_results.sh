@@ -10,6 +10,9 @@
 # RQ_TEXT (default ../shared/data/wikitext-2-raw/wiki.test.raw relative to the repo root),
 # CTX, CHUNKS, JOBS (parallel perplexity processes, default: number of cores), THREADS (threads
 # per process, default 1), DUMP_TOKENS (default 512), OUT (default docs/results.md).
+# PPL_DIR=dir: skip the perplexity runs and merge the `rotorquant perplexity --json` outputs
+# (ppl_*.json, each holding a disjoint range of windows, e.g. from --first-chunk/--partial runs
+# finished separately) found in dir.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${RQ_BIN:-$ROOT/build/src/cli/rotorquant}
@@ -38,6 +41,10 @@ CONFIGS=(f16:f16 q8:q8 q4:q4 turbo2:turbo2 turbo3:turbo3 turbo4:turbo4 rotor2:ro
 # Windows are split over JOBS processes (each evaluates every configuration in lockstep with its own
 # f16 reference on its windows); the per-window sums (NLL, KL, top-1 hits, tokens) add up exactly.
 START=$(date +%s)
+if [[ -n "${PPL_DIR:-}" ]]; then
+  cp "$PPL_DIR"/ppl_*.json "$WORK"/
+  JOBS="merged $(ls "$PPL_DIR"/ppl_*.json | wc -l) result files from"
+else
 LIST=$(IFS=,; echo "${CONFIGS[*]}")
 pids=()
 for ((j = 0; j < JOBS; ++j)); do
@@ -51,9 +58,10 @@ done
 for p in "${pids[@]}"; do
   wait "$p" || { echo "make_results: a perplexity job failed:" >&2; cat "$WORK"/ppl_*.log >&2; exit 1; }
 done
+fi
 PPL_SECONDS=$(( $(date +%s) - START ))
 
-"$BIN" kv-dump -f "$TEXT" --tokens "$DUMP_TOKENS" -o "$WORK/kv.dump" -t "$JOBS" 2>"$WORK/dump.log"
+"$BIN" kv-dump -f "$TEXT" --tokens "$DUMP_TOKENS" -o "$WORK/kv.dump" -t "$(nproc)" 2>"$WORK/dump.log"
 "$BIN" eval-kv "$WORK/kv.dump" --json >"$WORK/eval_kv.json"
 
 python3 - "$WORK" "$OUT" "$CTX" "$CHUNKS" "$JOBS" "$THREADS" "$PPL_SECONDS" "${CONFIGS[@]}" <<'PY'
@@ -97,7 +105,11 @@ L.append("- K and V are quantized from the first token (no fp16 prefill, no fp16
          "only the compressed cache. KLD = mean KL(P_f16 || P), top-1 = agreement of the argmax with the f16-cache "
          "run on the same windows. KV bytes/token = bytes the paged cache allocated for a full window (all 30 "
          "layers, K+V, page padding included) / ctx.")
-L.append(f"- perplexity wall time: {secs} s ({jobs} processes x {threads} thread(s))\n")
+if jobs.startswith("merged"):
+    L.append(f"- perplexity: {jobs} single-thread processes, each over a disjoint range of windows; sums of NLL, KL and "
+             "top-1 hits added (exact)\n")
+else:
+    L.append(f"- perplexity wall time: {secs} s ({jobs} processes x {threads} thread(s), windows split between them)\n")
 def table(title, keys):
     L.append(f"## {title}\n")
     L.append("| K | V | PPL | mean KLD | top-1 | KV bytes/token | vs f16 |")
