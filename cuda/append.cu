@@ -213,7 +213,7 @@ __global__ void __launch_bounds__(4 * kQuadVectors) quantize_append_quad_kernel(
   constexpr int MAIN = PAYLOAD / 16 * 16;
   constexpr int TAIL = PAYLOAD - MAIN;
   constexpr int QC = D / 4;            // coordinates per lane: [QC q, QC q + QC)
-  constexpr int XS = N + 4;            // shared row stride (floats)
+  constexpr int XS = (N + 4 + 3) / 4 * 4;  // shared row stride (floats), 16-byte multiple
   static_assert(D == 128 && MAIN == 4 * QC * BITS / 8 && TAIL <= 1, "quad append: head_dim 128");
 
   const AppendJob& job = p.jobs[blockIdx.z];
