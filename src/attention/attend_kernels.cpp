@@ -350,15 +350,21 @@ void LoadSide(const KernelFormat& f, const uint8_t* side, size_t rows, float* ro
   if (f.block_scale) HalvesToFloats(side, rows * f.n_blocks, blk);
 }
 
-// Rows that may use the 4-byte packed loads: all, unless the chunk ends a page and the last row's
-// final groups would read past it.
-size_t VecRows(const KernelFormat& f, size_t rows, bool ends_page) {
+// Rows that may use the 4-byte packed loads: all but those of the page's last rows whose final
+// load would read past the page (rows_after: rows of the page after this chunk).
+size_t VecRows(const KernelFormat& f, size_t rows, size_t rows_after) {
   constexpr size_t N = hn::MaxLanes(DF());
-  if (f.kind != CodeKind::Packed || !ends_page || rows == 0) return rows;
+  if (f.kind != CodeKind::Packed || rows == 0) return rows;
   const size_t full = VecCoords(f);
   if (full == 0) return rows;
   const size_t last_load = ((full - N) * static_cast<size_t>(f.bits)) >> 3;  // first byte of the last 4-byte load
-  return last_load + 4 <= f.code_bytes ? rows : rows - 1;
+  if (last_load + 4 <= f.code_bytes) return rows;
+  // The load runs `overrun` bytes past its row: the page's last `unsafe` rows go the scalar way.
+  const size_t overrun = last_load + 4 - f.code_bytes;
+  const size_t unsafe = (overrun + f.code_bytes - 1) / f.code_bytes;
+  if (unsafe <= rows_after) return rows;
+  const size_t scalar = unsafe - rows_after;
+  return scalar >= rows ? 0 : rows - scalar;
 }
 
 template <class Dec>
@@ -472,7 +478,7 @@ void RunWorkItem(const WorkItem& item) {
 
     // Scores.
     LoadSide(kf, kp.side ? kp.side + kc.offset * kf.side_bytes : nullptr, rows, rs, blk);
-    const size_t k_vec = VecRows(kf, rows, kc.offset + rows == kp.n_tokens);
+    const size_t k_vec = VecRows(kf, rows, kp.n_tokens - kc.offset - rows);
     WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s); });
 
     // Online softmax: new max, rescale, weights = exp(s - m) x V row scale.
@@ -506,7 +512,7 @@ void RunWorkItem(const WorkItem& item) {
     }
 
     // Accumulate values in the rotated domain.
-    const size_t v_vec = VecRows(vf, rows, vc.offset + rows == vp.n_tokens);
+    const size_t v_vec = VecRows(vf, rows, vp.n_tokens - vc.offset - rows);
     WithDecoder(vf, [&]<class Dec>() { AccumulateAll<Dec>(vf, w, G, vcodes, rows, v_vec, blk, item.acc); });
 
     kc.advance(rows);
