@@ -370,7 +370,9 @@ __global__ void __launch_bounds__(4 * kQuadVectors) quantize_append_quad_kernel(
 
 template <int D, int BITS, int FAM>
 cudaError_t launch_one(const AppendParams& p, cudaStream_t stream) {
-  if (p.lanes_per_vector == 4) {
+  const long long vectors = static_cast<long long>(p.n_tokens) * p.n_kv_heads * p.n_jobs;
+  const int lanes = p.lanes_per_vector ? p.lanes_per_vector : (vectors <= 16384 ? 4 : 1);
+  if (lanes == 4) {
     const dim3 grid((p.n_tokens + kQuadVectors - 1) / kQuadVectors, p.n_kv_heads, p.n_jobs);
     quantize_append_quad_kernel<D, BITS, FAM><<<grid, 4 * kQuadVectors, 0, stream>>>(p);
   } else {
@@ -405,7 +407,7 @@ cudaError_t dispatch_bits(const AppendParams& p, cudaStream_t stream) {
 
 cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
   if (p.n_jobs < 1 || p.n_jobs > 2 || p.n_kv_heads < 1 || p.n_tokens < 0 || !p.slot_mapping ||
-      (p.lanes_per_vector != 1 && p.lanes_per_vector != 4)) {
+      (p.lanes_per_vector != 0 && p.lanes_per_vector != 1 && p.lanes_per_vector != 4)) {
     return cudaErrorInvalidValue;
   }
   if (p.n_tokens == 0) return cudaSuccess;

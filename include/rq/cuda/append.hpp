@@ -31,7 +31,10 @@ struct AppendParams {
   AppendJob jobs[2];                     // K then V (or one role)
   int32_t n_jobs = 2;
   int32_t* error_flag = nullptr;         // optional [1]: set to 1 on NaN/Inf input or fp16 overflow
-  int32_t lanes_per_vector = 4;          // 4: a quad of lanes per vector (default); 1: one thread
+  int32_t lanes_per_vector = 0;          // 4: a quad of lanes per vector (shorter serial chain: faster
+                                         //    for small steps); 1: one thread per vector (fewer
+                                         //    instructions: faster for large ones); 0: choose (quad
+                                         //    up to 16K vectors per launch, measured on the H200)
 };
 
 /// Launches the append for all jobs. The jobs must share dim, bits and rotation family (one kernel);
