@@ -241,10 +241,14 @@ void PagedKvCache::append(SeqId seq, size_t layer, size_t n_tokens, const float*
     const size_t slot = pos % ps;
     for (size_t h = 0; h < H; ++h) {
       const size_t row = h * n_tokens + t;
-      std::memcpy(page + plane_offset(h, KvRole::K, false) + slot * k_code_bytes_, &kc[row * k_code_bytes_], k_code_bytes_);
-      std::memcpy(page + plane_offset(h, KvRole::K, true) + slot * k_side_bytes_, &ks[row * k_side_bytes_], k_side_bytes_);
-      std::memcpy(page + plane_offset(h, KvRole::V, false) + slot * v_code_bytes_, &vc[row * v_code_bytes_], v_code_bytes_);
-      std::memcpy(page + plane_offset(h, KvRole::V, true) + slot * v_side_bytes_, &vs[row * v_side_bytes_], v_side_bytes_);
+      // Side planes can be empty (f16, f32): never form a pointer into an empty vector.
+      auto copy_row = [&](KvRole role, bool side, const std::vector<uint8_t>& src, size_t bytes) {
+        if (bytes) std::memcpy(page + plane_offset(h, role, side) + slot * bytes, src.data() + row * bytes, bytes);
+      };
+      copy_row(KvRole::K, false, kc, k_code_bytes_);
+      copy_row(KvRole::K, true, ks, k_side_bytes_);
+      copy_row(KvRole::V, false, vc, v_code_bytes_);
+      copy_row(KvRole::V, true, vs, v_side_bytes_);
     }
     // fp16 copies: layout [role][head][slot][d]
     auto put_f16 = [&](std::vector<uint16_t>& store, size_t n_slots, size_t slot16) {
