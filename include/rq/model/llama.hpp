@@ -116,7 +116,9 @@ class LlamaRunner {
   /// every layer), in batches of at most `batch` tokens. Logits of tokens i >= logits_from are
   /// written to logits: (n - logits_from) x n_vocab floats (logits may be null if logits_from >= n).
   /// Throws rq::InvalidArgument for token ids outside the vocabulary, rq::CapacityError when the
-  /// cache is full.
+  /// cache is full (both checked before anything is appended). If a cache append fails later
+  /// (e.g. rq::InvalidInput for a non-finite activation), earlier layers already hold the batch:
+  /// the sequence is then out of step (the next forward throws) and should be removed.
   void forward(SeqId seq, const int32_t* tokens, size_t n, size_t logits_from, float* logits);
 
   /// Convenience: logits of the last token only (n_vocab floats).
