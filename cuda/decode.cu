@@ -384,7 +384,10 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
   const long long heads = static_cast<long long>(batch > 0 ? batch : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);
   // exact: 8 blocks of 128 threads per SM; tensor cores: 16 warps (splits) per SM.
   const long long target = (exact ? 8LL : 16LL) * (sm_count > 0 ? sm_count : 132);
-  const long long splits = (target + heads - 1) / heads;
+  // Tensor cores: blocks of 8 splits (warps), two blocks per SM: round the splits per head to the
+  // nearest multiple of 8 so that the grid is close to one full wave (e.g. 128 heads x 16 splits).
+  const long long splits =
+      exact ? (target + heads - 1) / heads : std::max(8LL, (target + 4 * heads) / (8 * heads) * 8);
   const long long len = max_seq_len > 0 ? max_seq_len : 1;
   const long long unit = exact ? 256 : 64;  // two 128-token tiles / one 64-token chunk
   long long tps = (len + splits - 1) / splits;

@@ -22,7 +22,7 @@ namespace {
 
 using detail::static_for;
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;    // splits per block: two blocks of 8 warps per SM (128 registers, ~101 KB shared each)
 constexpr int kChunk = 64;     // tokens per warp iteration
 constexpr int kWStride = 12;   // floats per token row of the weight tile (bank-conflict free)
 
@@ -55,6 +55,29 @@ __device__ __forceinline__ uint32_t field(const uint32_t (&w)[WORDS]) {
   return W == 32 ? v : (v & ((1u << W) - 1u));
 }
 
+// Exact fp16 -> fp32 (hardware conversion; stored norms are finite).
+__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+
+// 2^x without the denormal range fix-up of exp2f (MUFU.EX2, flush to zero; 2^-inf = 0).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Byte offset of entry (field, lane) in a per-lane-replicated table [fields][32] of 32-bit words:
+// field = bits [BIT, BIT + W) of the word array, lane4 = 4 * lane. One shift and one LOP3.
+template <int BIT, int W, int WORDS>
+__device__ __forceinline__ uint32_t lut_offset(const uint32_t (&w)[WORDS], uint32_t lane4) {
+  constexpr int kWord = BIT >> 5, kShift = BIT & 31;
+  constexpr uint32_t kMask = ((1u << W) - 1u) << 7;  // row stride 128 bytes
+  uint32_t v;
+  if constexpr (kShift < 7) v = w[kWord] << (7 - kShift);
+  else if constexpr (kShift + W > 32) v = __funnelshift_r(w[kWord], w[kWord + 1], kShift - 7);
+  else v = w[kWord] >> (kShift - 7);
+  return (v & kMask) | lane4;
+}
+
 __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src));
@@ -71,9 +94,13 @@ struct TcLayout {
   static constexpr int TAIL = PAYLOAD - MAIN;
   static constexpr int ROWW = MAIN / 4;                 // words per staged row
   static constexpr int CODEW = kChunk * ROWW + 4;       // words per staged chunk (+ overrun pad)
-  static constexpr size_t lut_k = 0;                                       // uint2 [PAIRS][32]
-  static constexpr size_t lut_v = lut_k + sizeof(uint2) * PAIRS * 32;      // uint32 [PAIRS][32]
-  static constexpr size_t w = lut_v + sizeof(uint32_t) * PAIRS * 32;       // float [warps][64][12]
+  // Tables, in a static shared array (its address is an immediate in the LDS instructions):
+  static constexpr size_t lut_khi = 0;                                        // uint32 [PAIRS][32]
+  static constexpr size_t lut_klo = lut_khi + sizeof(uint32_t) * PAIRS * 32;  // uint32 [PAIRS][32]
+  static constexpr size_t lut_v = lut_klo + sizeof(uint32_t) * PAIRS * 32;    // uint32 [PAIRS][32]
+  static constexpr size_t lut_bytes = lut_v + sizeof(uint32_t) * PAIRS * 32;
+  // Dynamic shared memory:
+  static constexpr size_t w = 0;                                           // float [warps][64][12]
   static constexpr size_t codes = w + sizeof(float) * kWarps * kChunk * kWStride;  // uint32 [warps][K,V][CODEW]
   static constexpr size_t norms = codes + sizeof(uint32_t) * kWarps * 2 * CODEW;  // uint16 [warps][K,V][64]
   static constexpr size_t tails = norms + sizeof(uint16_t) * kWarps * 2 * kChunk; // uint8 [warps][K,V][64]
@@ -81,7 +108,7 @@ struct TcLayout {
 };
 
 template <int N, int BITS>
-__global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodeParams p) {
+__global__ void __launch_bounds__(kWarps * 32, 2) decode_split_tc_kernel(DecodeParams p) {
   using L = TcLayout<N, BITS>;
   constexpr int PAIRS = L::PAIRS, MAIN = L::MAIN, TAIL = L::TAIL, ROWW = L::ROWW, CODEW = L::CODEW;
   constexpr int KSTEPS = 8 + (N > 128 ? 1 : 0);
@@ -90,17 +117,21 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
   static_assert(MAIN == 16 * BITS && TAIL <= 1, "main row = 128 coordinates");
 
   extern __shared__ __align__(16) uint8_t smem[];
-  uint2(*lut_k)[32] = reinterpret_cast<uint2(*)[32]>(smem + L::lut_k);        // (hi, lo) fp16 pairs
-  uint32_t(*lut_v)[32] = reinterpret_cast<uint32_t(*)[32]>(smem + L::lut_v);  // per-lane copies
+  __shared__ __align__(128) uint8_t s_lut[L::lut_bytes];
+  uint32_t(*lut_khi)[32] = reinterpret_cast<uint32_t(*)[32]>(s_lut + L::lut_khi);  // fp16 pairs, hi parts
+  uint32_t(*lut_klo)[32] = reinterpret_cast<uint32_t(*)[32]>(s_lut + L::lut_klo);  // lo parts
+  uint32_t(*lut_v)[32] = reinterpret_cast<uint32_t(*)[32]>(s_lut + L::lut_v);      // per-lane copies
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
+  const uint32_t lane4 = 4u * static_cast<uint32_t>(lane);
   for (int i = threadIdx.x; i < PAIRS * 32; i += blockDim.x) {
     const int f = i / 32;
     const int i0 = f & ((1 << BITS) - 1), i1 = f >> BITS;
-    uint2 e;
-    split_half2(p.k_codec.centroids[i0], p.k_codec.centroids[i1], e.x, e.y);
-    lut_k[f][i % 32] = e;
+    uint32_t hi, lo;
+    split_half2(p.k_codec.centroids[i0], p.k_codec.centroids[i1], hi, lo);
+    lut_khi[f][i % 32] = hi;
+    lut_klo[f][i % 32] = lo;
     lut_v[f][i % 32] = pack_half2(p.v_codec.centroids[i0], p.v_codec.centroids[i1]);
   }
   __syncthreads();
@@ -187,19 +218,24 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
       float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       static_for<0, 8>([&](auto sc) {
         constexpr int S = decltype(sc)::value;
-        const uint2 e0 = lut_k[field<(4 * S) * BITS, 2 * BITS>(kw[0])][lane];
-        const uint2 e1 = lut_k[field<(4 * S) * BITS, 2 * BITS>(kw[1])][lane];
-        const uint2 e2 = lut_k[field<(4 * S + 2) * BITS, 2 * BITS>(kw[0])][lane];
-        const uint2 e3 = lut_k[field<(4 * S + 2) * BITS, 2 * BITS>(kw[1])][lane];
-        const uint32_t ah[4] = {e0.x, e1.x, e2.x, e3.x}, al[4] = {e0.y, e1.y, e2.y, e3.y};
+        const uint32_t o0 = lut_offset<(4 * S) * BITS, 2 * BITS>(kw[0], lane4);
+        const uint32_t o1 = lut_offset<(4 * S) * BITS, 2 * BITS>(kw[1], lane4);
+        const uint32_t o2 = lut_offset<(4 * S + 2) * BITS, 2 * BITS>(kw[0], lane4);
+        const uint32_t o3 = lut_offset<(4 * S + 2) * BITS, 2 * BITS>(kw[1], lane4);
+        const uint8_t* khi = s_lut + L::lut_khi;
+        const uint8_t* klo = s_lut + L::lut_klo;
+        const uint32_t ah[4] = {*reinterpret_cast<const uint32_t*>(khi + o0), *reinterpret_cast<const uint32_t*>(khi + o1),
+                                *reinterpret_cast<const uint32_t*>(khi + o2), *reinterpret_cast<const uint32_t*>(khi + o3)};
+        const uint32_t al[4] = {*reinterpret_cast<const uint32_t*>(klo + o0), *reinterpret_cast<const uint32_t*>(klo + o1),
+                                *reinterpret_cast<const uint32_t*>(klo + o2), *reinterpret_cast<const uint32_t*>(klo + o3)};
         mma16816(d, ah, qhi[S][0], qhi[S][1]);
         mma16816(d, ah, qlo[S][0], qlo[S][1]);
         mma16816(d, al, qhi[S][0], qhi[S][1]);
       });
       if constexpr (KSTEPS > 8) {
-        const uint2 e0 = lut_k[tail[0] & ((1u << BITS) - 1u)][lane];
-        const uint2 e1 = lut_k[tail[1] & ((1u << BITS) - 1u)][lane];
-        const uint32_t ah[4] = {e0.x, e1.x, 0u, 0u}, al[4] = {e0.y, e1.y, 0u, 0u};
+        const uint32_t f0 = tail[0] & ((1u << BITS) - 1u), f1 = tail[1] & ((1u << BITS) - 1u);
+        const uint32_t ah[4] = {lut_khi[f0][lane], lut_khi[f1][lane], 0u, 0u};
+        const uint32_t al[4] = {lut_klo[f0][lane], lut_klo[f1][lane], 0u, 0u};
         mma16816(d, ah, qhi[8][0], qhi[8][1]);
         mma16816(d, ah, qlo[8][0], qlo[8][1]);
         mma16816(d, al, qhi[8][0], qhi[8][1]);
@@ -208,7 +244,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
       for (int h = 0; h < 2; ++h) {
         const int tl = 16 * mb + gid + 8 * h;
         const bool ok = t0 + tl < end;
-        const float nu = half_to_float(s_kn[tl]);
+        const float nu = h2f(s_kn[tl]);
         s[mb][2 * h] = ok ? d[2 * h] * nu : -INFINITY;
         s[mb][2 * h + 1] = ok ? d[2 * h + 1] * nu : -INFINITY;
       }
@@ -218,6 +254,15 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
     cp_async_wait_1();  // this chunk's V
     __syncwarp();
     // ---- online softmax per query (lane's queries 2 tig + c); max over the warp's 64 tokens.
+    float nv[4][2];  // V norms of the lane's tokens, 0 past the end
+#pragma unroll
+    for (int mb = 0; mb < 4; ++mb) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int tl = 16 * mb + gid + 8 * h;
+        nv[mb][h] = t0 + tl < end ? h2f(s_vn[tl]) : 0.0f;
+      }
+    }
     float alpha[2];
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
@@ -227,17 +272,16 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
 #pragma unroll
       for (int o = 4; o < 32; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
       const float m_new = fmaxf(m_run[c], mx);  // finite: token t0 is valid
-      alpha[c] = exp2f(m_run[c] - m_new);
+      alpha[c] = fast_exp2(m_run[c] - m_new);
       m_run[c] = m_new;
       float lsum = 0.0f;
 #pragma unroll
       for (int mb = 0; mb < 4; ++mb) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const int tl = 16 * mb + gid + 8 * h;
-          const float pw = exp2f(s[mb][2 * h + c] - m_new);  // 0 for invalid tokens
+          const float pw = fast_exp2(s[mb][2 * h + c] - m_new);  // 0 for invalid tokens
           lsum += pw;
-          s[mb][2 * h + c] = t0 + tl < end ? pw * half_to_float(s_vn[tl]) : 0.0f;
+          s[mb][2 * h + c] = pw * nv[mb][h];
         }
       }
       l_run[c] = l_run[c] * alpha[c] + lsum;
@@ -285,12 +329,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_split_tc_kernel(DecodePara
         uint32_t l[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-          const uint32_t v64lo = vbits[k][0], v64hi = vbits[k][1];
-          uint32_t f;
-          if constexpr (BIT + 2 * BITS <= 32) f = (v64lo >> BIT) & ((1u << (2 * BITS)) - 1u);
-          else if constexpr (BIT >= 32) f = (v64hi >> (BIT - 32)) & ((1u << (2 * BITS)) - 1u);
-          else f = __funnelshift_r(v64lo, v64hi, BIT) & ((1u << (2 * BITS)) - 1u);
-          l[k] = lut_v[f][lane];
+          l[k] = *reinterpret_cast<const uint32_t*>(s_lut + L::lut_v + lut_offset<BIT, 2 * BITS>(vbits[k], lane4));
         }
         uint32_t a[4];
         a[0] = __byte_perm(l[0], l[1], 0x5410);  // coord c0, tokens 2 tig, 2 tig + 1

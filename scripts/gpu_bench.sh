@@ -6,7 +6,8 @@
 #   scripts/gpu_bench.sh [OUT_DIR]       (OUT_DIR defaults to $OUT, else build-gpu/results)
 #
 # Environment: NVCC (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc), JOBS (parallel compiles),
-# BUILD (build folder, default build-gpu), RQ_BUILD_ONLY=1 (compile and stop), RQ_CHECK_ONLY=1.
+# BUILD (build folder, default build-gpu), RQ_BUILD_ONLY=1 (compile and stop), RQ_CHECK_ONLY=1,
+# RQ_DECODE_ONLY=1 (decode checks, tensor-core decode timings and SDPA only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -39,10 +40,11 @@ if [ "${RQ_CHECK_ONLY:-0}" = 1 ]; then
 fi
 echo "== check + benchmark (CUDA)"
 status=0
-"$BUILD/gpu_check_bench" --json "$OUT_DIR/cuda_raw.json" || status=$?
+DEC=""; [ "${RQ_DECODE_ONLY:-0}" = 1 ] && DEC="--decode-only"
+"$BUILD/gpu_check_bench" --json "$OUT_DIR/cuda_raw.json" $DEC || status=$?
 echo "== PyTorch baselines"
-PYTHONUNBUFFERED=1 python3 bench/cuda/torch_baselines.py --json "$OUT_DIR/torch_raw.json" || status=$?
+PYTHONUNBUFFERED=1 python3 bench/cuda/torch_baselines.py --json "$OUT_DIR/torch_raw.json" $DEC || status=$?
 echo "== results"
 python3 bench/cuda/merge_results.py --cuda "$OUT_DIR/cuda_raw.json" --torch "$OUT_DIR/torch_raw.json" \
-  --command "scripts/gpu_bench.sh" --out "$OUT_DIR/gpu_bench.json" || status=$?
+  --command "${RQ_DECODE_ONLY:+RQ_DECODE_ONLY=$RQ_DECODE_ONLY }scripts/gpu_bench.sh" --out "$OUT_DIR/gpu_bench.json" || status=$?
 exit $status

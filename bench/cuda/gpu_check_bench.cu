@@ -3,7 +3,8 @@
 // PASS/FAIL lines, then (2) times the fused append and the split-KV decode and writes JSON.
 // Built by scripts/gpu_bench.sh with plain nvcc (no third-party libraries needed).
 //
-// Usage: gpu_check_bench [--json FILE] [--check-only] [--bench-only]
+// Usage: gpu_check_bench [--json FILE] [--check-only] [--bench-only] [--decode-only]
+//        (--decode-only: decode checks and the tensor-core decode timings only)
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -208,12 +209,13 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
 
 int main(int argc, char** argv) {
   std::string json_path;
-  bool do_check = true, do_bench = true;
+  bool do_check = true, do_bench = true, decode_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
     else if (a == "--check-only") do_bench = false;
     else if (a == "--bench-only") do_check = false;
+    else if (a == "--decode-only") decode_only = true;
   }
   try {
     if (device_count() == 0) {
@@ -226,6 +228,7 @@ int main(int argc, char** argv) {
     Rng rng(20261129);
     if (do_check) {
       for (const auto& f : format_table()) {
+        if (decode_only) break;
         if (f.scheme != Scheme::LloydMax || f.qjl || !gpu_supports(Codec(f, 128))) continue;
         for (int lanes : {4, 1}) {
           const AppendCheck c = check_append(std::string(f.name), InputType::F16, rng, lanes);
@@ -234,11 +237,13 @@ int main(int argc, char** argv) {
       }
       for (const char* f : {"rotor3", "turbo3"}) {
         for (int lanes : {4, 1}) {
+          if (decode_only) break;
           const AppendCheck c = check_append(f, InputType::BF16, rng, lanes);
           report(c.ok(), c.text);
         }
       }
       for (int lanes : {4, 1}) {
+        if (decode_only) break;
         report(check_append_policy(rng, lanes).ok(), std::string("append input policy (") + (lanes == 4 ? "quad" : "thread") +
                                                          "): NaN/Inf rows stored as zeros, flag raised, bad dim refused");
       }
@@ -261,11 +266,13 @@ int main(int argc, char** argv) {
       std::vector<Row> rows;
       for (int lanes : {4, 1})
         for (const char* f : {"rotor3", "turbo3"})
-          for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL}) bench_append(f, n, lanes, copy, timer, rows);
+          for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL})
+            if (!decode_only) bench_append(f, n, lanes, copy, timer, rows);
       const int shapes[][2] = {{1, 4096}, {1, 32768}, {1, 131072}, {8, 32768}, {16, 65536}, {32, 8192}};
       for (bool exact : {false, true})
         for (const char* f : {"rotor3", "turbo3"})
-          for (const auto& s : shapes) bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows);
+          for (const auto& s : shapes)
+            if (!(decode_only && exact)) bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows);
       if (!json_path.empty()) {
         FILE* fp = std::fopen(json_path.c_str(), "w");
         if (!fp) throw IoError("cannot write " + json_path);
