@@ -12,7 +12,8 @@
 # per process, default 1), DUMP_TOKENS (default 512), OUT (default docs/results.md).
 # PPL_DIR=dir: skip the perplexity runs and merge the `rotorquant perplexity --json` outputs
 # (ppl_*.json, each holding a disjoint range of windows, e.g. from --first-chunk/--partial runs
-# finished separately) found in dir.
+# finished separately) found in dir. EVAL_JSON=file: use this `eval-kv --json` output instead of
+# running kv-dump + eval-kv.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${RQ_BIN:-$ROOT/build/src/cli/rotorquant}
@@ -61,8 +62,12 @@ done
 fi
 PPL_SECONDS=$(( $(date +%s) - START ))
 
-"$BIN" kv-dump -f "$TEXT" --tokens "$DUMP_TOKENS" -o "$WORK/kv.dump" -t "$(nproc)" 2>"$WORK/dump.log"
-"$BIN" eval-kv "$WORK/kv.dump" --json >"$WORK/eval_kv.json"
+if [[ -n "${EVAL_JSON:-}" ]]; then
+  cp "$EVAL_JSON" "$WORK/eval_kv.json"
+else
+  "$BIN" kv-dump -f "$TEXT" --tokens "$DUMP_TOKENS" -o "$WORK/kv.dump" -t "$(nproc)" 2>"$WORK/dump.log"
+  "$BIN" eval-kv "$WORK/kv.dump" --json >"$WORK/eval_kv.json"
+fi
 
 python3 - "$WORK" "$OUT" "$CTX" "$CHUNKS" "$JOBS" "$THREADS" "$PPL_SECONDS" "${CONFIGS[@]}" <<'PY'
 import glob, json, os, platform, subprocess, sys, datetime
