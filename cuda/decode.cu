@@ -355,6 +355,76 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
   for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = buf[j];
 }
 
+// 3b. The same merge for many splits (max_splits >= kWideMergeSplits: long sequences at small
+// batch): one block of kMergeThreads per (query head, sequence); the splits are spread over all
+// threads (max and sum by block reductions; kMergeGroups groups of splits per coordinate), so
+// hundreds of splits are not read by one thread's serial loop. With few splits the 1024-thread
+// blocks cost more than they save (measured: (32, 8K) 136 -> 162 us), so merge_kernel stays there.
+constexpr int kMergeThreads = 1024;
+constexpr int kMergeGroups = kMergeThreads / 128;
+constexpr int kWideMergeSplits = 64;
+
+__device__ __forceinline__ float block_reduce(float v, bool is_max, float* s_red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = is_max ? fmaxf(v, u) : v + u;
+  }
+  if (lane == 0) s_red[warp] = v;
+  __syncthreads();
+  float r = s_red[0];
+  for (int w = 1; w < warps; ++w) r = is_max ? fmaxf(r, s_red[w]) : r + s_red[w];
+  __syncthreads();  // s_red is reused by the next reduction
+  return r;
+}
+
+__global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams p) {
+  __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
+  __shared__ float s_part[kMergeGroups][kMaxN];
+  __shared__ float s_red[kMergeThreads / 32];
+  const int hq = blockIdx.x, b = blockIdx.y;
+  const int d = p.v_codec.dim, n = p.v_codec.rotated_dim;
+  const int group = p.n_q_heads / p.n_kv_heads;
+  const int len = p.seq_lens[b];
+  float* out = p.out + (static_cast<size_t>(b) * p.n_q_heads + hq) * d;
+  if (len <= 0) {
+    for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = 0.0f;
+    return;
+  }
+  const int splits = (len + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split;
+  const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, n, p.plan.max_splits);
+  const size_t bh = static_cast<size_t>(b) * p.n_q_heads + hq;
+  const float* ml = ws.partial_ml + bh * p.plan.max_splits * 2;
+  float mx = -INFINITY;
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) mx = fmaxf(mx, ml[2 * s]);
+  mx = block_reduce(mx, true, s_red);
+  float l = 0.0f;
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+    const float f = exp2f(ml[2 * s] - mx);
+    s_scale[s] = f;
+    l += f * ml[2 * s + 1];
+  }
+  const float inv_l = 1.0f / block_reduce(l, false, s_red);  // also orders the s_scale writes
+  const float* po = ws.partial_o + bh * p.plan.max_splits * n;
+  const int g = threadIdx.x / 128;
+  for (int j = threadIdx.x % 128; j < n; j += 128) {
+    float o = 0.0f;
+    for (int s = g; s < splits; s += kMergeGroups) o += s_scale[s] * po[static_cast<size_t>(s) * n + j];
+    s_part[g][j] = o;
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    float o = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kMergeGroups; ++k) o += s_part[k][j];
+    buf[j] = o * inv_l;
+  }
+  __syncthreads();
+  rotate_shared(p.v_codec, hq / group, true, buf, tmp);
+  for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = buf[j];
+}
+
 template <int N, int BITS>
 cudaError_t launch_split_g(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
   switch (p.n_q_heads / p.n_kv_heads) {
@@ -434,7 +504,11 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
     }
   }
   if (st != cudaSuccess) return st;
-  merge_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
+  if (p.plan.max_splits >= kWideMergeSplits) {
+    merge_wide_kernel<<<dim3(p.n_q_heads, p.batch), kMergeThreads, 0, stream>>>(p);
+  } else {
+    merge_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
+  }
   return cudaGetLastError();
 }
 

@@ -256,6 +256,10 @@ int main(int argc, char** argv) {
           const DecodeCheck c = check_decode("rotor3", hq, prop.multiProcessorCount, rng, exact);
           report(c.ok(), c.text);
         }
+        for (const char* f : {"rotor3", "turbo3"}) {  // >= 64 splits (tensor cores): the wide merge
+          const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact, {9000, 3});
+          report(c.ok(), c.text);
+        }
       }
       std::printf("correctness: %s (%d failures)\n", g_failures ? "FAIL" : "PASS", g_failures);
     }

@@ -315,11 +315,13 @@ struct DecodeCheck {
 };
 
 /// Decode over the same (GPU-written) pages on both sides; sequence lengths 1, 7, 129, 1000, 2500, 0.
-inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sms, Rng& rng, bool exact) {
+/// lens: sequence lengths (default {1, 7, 129, 1000, 2500, 0}); a long sequence at small batch
+/// gives >= 64 splits, which the decode merges with its wide merge kernel.
+inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sms, Rng& rng, bool exact,
+                                std::vector<int32_t> lens = {1, 7, 129, 1000, 2500, 0}) {
   const int H = 8, d = 128;
   const int page = exact ? 16 : 64;  // the tensor-core kernel stages whole 64-token chunks of a page
   const int G = n_q_heads / H;
-  const std::vector<int32_t> lens = {1, 7, 129, 1000, 2500, 0};
   const int B = static_cast<int>(lens.size());
   PageTables pt(lens, page, rng);
   RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
@@ -430,8 +432,10 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   const double rel = max_err / std::max(max_ref, 1e-30);
   char buf[256];
   const bool tc = tensor_core_decode(p);
-  std::snprintf(buf, sizeof buf, "decode %-8s %s Hq=%d Hkv=%d lens {1,7,129,1000,2500,0}: max |gpu-cpu| / max |ref| = %.2e",
-                format.c_str(), tc ? "tensor-core" : "exact fp32 ", n_q_heads, H, rel);
+  std::string lens_text;
+  for (size_t i = 0; i < lens.size(); ++i) lens_text += (i ? "," : "") + std::to_string(lens[i]);
+  std::snprintf(buf, sizeof buf, "decode %-8s %s Hq=%d Hkv=%d lens {%s} (%d splits): max |gpu-cpu| / max |ref| = %.2e",
+                format.c_str(), tc ? "tensor-core" : "exact fp32 ", n_q_heads, H, lens_text.c_str(), p.plan.max_splits, rel);
   DecodeCheck res;
   res.tensor_cores = tc;
   res.rel_err = rel;
