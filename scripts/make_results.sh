@@ -140,6 +140,11 @@ for r in ev["formats"]:
              f'{r["ip_bias"]:+.4f} | {r["ip_rel_rmse"]:.4f} | {r["attn_rel_err_k"]:.4f} | {r["attn_rel_err_v"]:.4f} | '
              f'{r["attn_rel_err_kv"]:.4f} |')
 L.append("")
+# Speed tables (CPU attention, GPU kernels, codec) are measured by their own commands; docs/speed.md
+# holds them with those commands and is appended here so that results.md is the one place to look.
+speed = os.path.join(os.path.dirname(os.path.abspath(out)), "speed.md")
+if os.path.exists(speed):
+    L.append(open(speed).read())
 open(out, "w").write("\n".join(L))
 print(f"wrote {out}")
 PY

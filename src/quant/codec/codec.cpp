@@ -51,8 +51,16 @@ double sum_of_squares_lookup(const uint8_t* idx, size_t n, const float* table) {
   return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
+// Compiled for AVX2 and for the baseline, picked at load time (GCC/Clang function multiversioning):
+// the comparisons are exact, so every clone gives identical codes.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define RQ_TARGET_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RQ_TARGET_CLONES
+#endif
+
 // idx[j] = number of thresholds <= y[j] (thresholds sorted: the nearest centroid, ties upward).
-void quantize_levels(const float* y, size_t n, const float* thresholds, size_t n_thresholds, uint8_t* idx) {
+RQ_TARGET_CLONES void quantize_levels(const float* y, size_t n, const float* thresholds, size_t n_thresholds, uint8_t* idx) {
   size_t j0 = 0;
 #if defined(__GNUC__)
   // Portable GCC/Clang vector extensions, 16-byte vectors (native on SSE2 and NEON): 8 coordinates

@@ -32,6 +32,11 @@ void hadamard_forward(const std::vector<float>& s1, const std::vector<float>& s2
 
 }  // namespace
 
+// Compiled for AVX2 and for the baseline, picked at load time (function multiversioning); additions
+// happen in the same order in every clone, so results are identical.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 void fwht_inplace(float* v, size_t n) {
   if (!is_pow2(n)) throw InvalidArgument("fwht_inplace: n = " + std::to_string(n) + " is not a power of two");
   if (n < 8) {
