@@ -121,6 +121,7 @@ void run(const GenerateOptions& o) {
   }
   const double t_gen = since(t0);
   std::fputs("\n", stdout);
+  std::fflush(stdout);  // the statistics go to stderr: keep them after the generated text
   const size_t len = cache.length(seq, 0);
   // f16 reference bytes: exact (len tokens) and with the same page granularity as this cache.
   const double f16 = static_cast<double>(cache.f16_bytes(len));
