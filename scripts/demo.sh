@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh >&2
 model="$(scripts/fetch_model.sh)"
+echo "demo: building (the first build takes several minutes on 2 cores)" >&2
 scripts/build.sh release >/dev/null
 exec build/src/cli/rotorquant generate -m "$model" --chat -n 96 --ctk turbo3 --ctv turbo3 \
   -p "Explain in three sentences why compressing the KV cache helps long-context inference." "$@"
