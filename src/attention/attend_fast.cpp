@@ -65,30 +65,6 @@ bool make_kernel_format(const Codec& codec, KernelFormat& f) {
   return false;
 }
 
-size_t check_problem(const AttentionProblem& p) {
-  if (!p.k_codec || !p.v_codec || !p.queries || !p.out) throw InvalidArgument("attention: null codec, query or output");
-  if (p.gqa_group == 0) throw InvalidArgument("attention: gqa_group must be >= 1");
-  const size_t d = p.k_codec->dim();
-  if (p.v_codec->dim() != d) {
-    throw InvalidArgument("attention: K head_dim " + std::to_string(d) + " != V head_dim " + std::to_string(p.v_codec->dim()));
-  }
-  const auto check_pages = [](const std::vector<PageSpan>& pages, const Codec& c, const char* what) {
-    size_t n = 0;
-    for (const auto& s : pages) {
-      if (s.n_tokens && (!s.codes || (c.layout().side_bytes && !s.side))) {
-        throw InvalidArgument(std::string("attention: a ") + what + " page has null codes or side plane");
-      }
-      n += s.n_tokens;
-    }
-    return n;
-  };
-  const size_t n_k = check_pages(p.k_pages, *p.k_codec, "key");
-  const size_t n_v = check_pages(p.v_pages, *p.v_codec, "value");
-  if (n_k != n_v) throw InvalidArgument("attention: " + std::to_string(n_k) + " keys but " + std::to_string(n_v) + " values");
-  if (n_k == 0) throw InvalidArgument("attention: empty cache (no tokens to attend to)");
-  return n_k;
-}
-
 // Everything prepared for one problem.
 struct HeadPlan {
   const AttentionProblem* problem = nullptr;
@@ -156,7 +132,7 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
   std::vector<HeadPlan> plans(count);
   size_t total_tokens = 0;
   for (size_t i = 0; i < count; ++i) {
-    const size_t n = check_problem(problems[i]);
+    const size_t n = check_attention_problem(problems[i]);
     prepare_head(problems[i], n, plans[i]);
     if (plans[i].fast) total_tokens += n;
   }

@@ -32,18 +32,7 @@ void attend_segments(const std::vector<KvSegment>& segs, size_t gqa_group, size_
       s.k_codec->score(pq, s.k.n_tokens, s.k.codes, s.k.side, scores.data() + off);
       off += s.k.n_tokens;
     }
-    float mx = -INFINITY;
-    for (float& x : scores) {
-      x *= scale;
-      mx = std::max(mx, x);
-    }
-    double sum = 0.0;
-    for (float& x : scores) {
-      x = std::exp(x - mx);
-      sum += x;
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (float& x : scores) x *= inv;
+    softmax_scaled_inplace(scores.data(), n, scale);
     std::fill(og, og + d, 0.0f);
     off = 0;
     for (const auto& s : segs) {

@@ -31,6 +31,14 @@ struct AttentionProblem {
   float* out = nullptr;               // gqa_group x head_dim
 };
 
+/// Validates a problem (null pointers, gqa_group, K/V head_dim, null page planes, K/V token counts,
+/// empty cache) and returns its token count. Throws rq::InvalidArgument. Shared by every kernel.
+size_t check_attention_problem(const AttentionProblem& problem);
+
+/// scores[0:n] <- softmax(scale * scores): max-subtracted, sum in double. The exact softmax of the
+/// reference kernels (fast kernels use an online variant and are tested against it).
+void softmax_scaled_inplace(float* scores, size_t n, float scale);
+
 /// The scalar reference: Codec::score, exact softmax, Codec::accumulate. Throws
 /// rq::InvalidArgument on inconsistent problems (null pointers, mismatched token counts, dims).
 void attend_reference(const AttentionProblem& problem);

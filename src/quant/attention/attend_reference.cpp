@@ -9,20 +9,48 @@
 
 namespace rq {
 
-void attend_reference(const AttentionProblem& p) {
+size_t check_attention_problem(const AttentionProblem& p) {
   if (!p.k_codec || !p.v_codec || !p.queries || !p.out) throw InvalidArgument("attention: null codec, query or output");
   if (p.gqa_group == 0) throw InvalidArgument("attention: gqa_group must be >= 1");
   const size_t d = p.k_codec->dim();
   if (p.v_codec->dim() != d) {
     throw InvalidArgument("attention: K head_dim " + std::to_string(d) + " != V head_dim " + std::to_string(p.v_codec->dim()));
   }
-  size_t n_k = 0, n_v = 0;
-  for (const auto& s : p.k_pages) n_k += s.n_tokens;
-  for (const auto& s : p.v_pages) n_v += s.n_tokens;
-  if (n_k != n_v) {
-    throw InvalidArgument("attention: " + std::to_string(n_k) + " keys but " + std::to_string(n_v) + " values");
-  }
+  const auto check_pages = [](const std::vector<PageSpan>& pages, const Codec& c, const char* what) {
+    size_t n = 0;
+    for (const auto& s : pages) {
+      if (s.n_tokens && (!s.codes || (c.layout().side_bytes && !s.side))) {
+        throw InvalidArgument(std::string("attention: a ") + what + " page has null codes or side plane");
+      }
+      n += s.n_tokens;
+    }
+    return n;
+  };
+  const size_t n_k = check_pages(p.k_pages, *p.k_codec, "key");
+  const size_t n_v = check_pages(p.v_pages, *p.v_codec, "value");
+  if (n_k != n_v) throw InvalidArgument("attention: " + std::to_string(n_k) + " keys but " + std::to_string(n_v) + " values");
   if (n_k == 0) throw InvalidArgument("attention: empty cache (no tokens to attend to)");
+  return n_k;
+}
+
+void softmax_scaled_inplace(float* scores, size_t n, float scale) {
+  float mx = -INFINITY;
+  for (size_t i = 0; i < n; ++i) {
+    scores[i] *= scale;
+    mx = std::max(mx, scores[i]);
+  }
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    scores[i] = std::exp(scores[i] - mx);
+    sum += scores[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (size_t i = 0; i < n; ++i) scores[i] *= inv;
+}
+
+void attend_reference(const AttentionProblem& p) {
+  const size_t n_k = check_attention_problem(p);
+  const size_t d = p.k_codec->dim();
 
   std::vector<float> scores(n_k), acc(p.v_codec->accumulator_dim());
   for (size_t h = 0; h < p.gqa_group; ++h) {
@@ -32,18 +60,7 @@ void attend_reference(const AttentionProblem& p) {
       p.k_codec->score(q, s.n_tokens, s.codes, s.side, scores.data() + t);
       t += s.n_tokens;
     }
-    float mx = -INFINITY;
-    for (auto& v : scores) {
-      v *= p.scale;
-      mx = std::max(mx, v);
-    }
-    double sum = 0.0;
-    for (auto& v : scores) {
-      v = std::exp(v - mx);
-      sum += v;
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (auto& v : scores) v *= inv;
+    softmax_scaled_inplace(scores.data(), n_k, p.scale);
     std::fill(acc.begin(), acc.end(), 0.0f);
     t = 0;
     for (const auto& s : p.v_pages) {
