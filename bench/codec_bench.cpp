@@ -3,34 +3,22 @@
 //   build/bench/rq_bench_codec --benchmark_filter='encode/(rotor3|turbo3)/128'
 #include <benchmark/benchmark.h>
 
-#include <cmath>
 #include <string>
 #include <vector>
 
 #include "rq/codec/codec.hpp"
-#include "rq/core/rng.hpp"
+#include "rq/core/random_vectors.hpp"
 
 namespace {
 
 constexpr size_t kVectors = 4096;
-
-std::vector<float> unit_vectors(size_t n, size_t d, uint64_t seed) {
-  rq::Rng rng(seed);
-  std::vector<float> x(n * d);
-  for (size_t i = 0; i < n; ++i) {
-    double sq = 0;
-    for (size_t j = 0; j < d; ++j) sq += std::pow(x[i * d + j] = static_cast<float>(rng.normal()), 2);
-    for (size_t j = 0; j < d; ++j) x[i * d + j] /= static_cast<float>(std::sqrt(sq));
-  }
-  return x;
-}
 
 struct Fixture {
   rq::Codec codec;
   std::vector<float> x, out;
   std::vector<uint8_t> codes, side;
   Fixture(const rq::FormatSpec& f, size_t d)
-      : codec(f, d), x(unit_vectors(kVectors, d, 1)), out(kVectors * d),
+      : codec(f, d), x(rq::random_unit_vectors(kVectors, d, 1)), out(kVectors * d),
         codes(kVectors * codec.layout().code_bytes), side(kVectors * codec.layout().side_bytes) {
     codec.encode(kVectors, x.data(), codes.data(), side.data());
   }

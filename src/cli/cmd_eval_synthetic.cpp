@@ -12,8 +12,8 @@
 #include "command_registry.hpp"
 #include "rq/codec/codec.hpp"
 #include "rq/core/errors.hpp"
+#include "rq/core/random_vectors.hpp"
 #include "rq/core/rng.hpp"
-#include "synthetic_data.hpp"
 
 namespace rq::cli {
 namespace {
@@ -81,8 +81,8 @@ void run_eval(const EvalOptions& o) {
     for (const auto& name : o.formats) selected.push_back(&find_format(name));
   }
   for (const auto* f : selected) format_layout(*f, o.dim);  // validate the shape before any work
-  const std::vector<float> x = synthetic::unit_vectors(o.n, o.dim, mix_seed(o.seed, 1));
-  const std::vector<float> q = synthetic::unit_vectors(o.n, o.dim, mix_seed(o.seed, 2));
+  const std::vector<float> x = random_unit_vectors(o.n, o.dim, mix_seed(o.seed, 1));
+  const std::vector<float> q = random_unit_vectors(o.n, o.dim, mix_seed(o.seed, 2));
   std::vector<EvalRow> rows;
   if (!o.json) {
     fmt::print("eval-synthetic: d={} n={} seed={} (random unit vectors, random unit queries; reference codec, 1 thread)\n\n",

@@ -5,26 +5,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "rq/core/random_vectors.hpp"
 #include "rq/core/rng.hpp"
 
 namespace rq::testing {
 
-/// n x d vectors, each uniform on the unit sphere.
-inline std::vector<float> random_unit_vectors(size_t n, size_t d, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<float> x(n * d);
-  for (size_t i = 0; i < n; ++i) {
-    double sq = 0;
-    for (size_t j = 0; j < d; ++j) {
-      const double v = rng.normal();
-      x[i * d + j] = static_cast<float>(v);
-      sq += v * v;
-    }
-    const float inv = static_cast<float>(1.0 / std::sqrt(sq));
-    for (size_t j = 0; j < d; ++j) x[i * d + j] *= inv;
-  }
-  return x;
-}
+using rq::random_unit_vectors;
 
 /// n x d Gaussian vectors scaled by `scale`, with a few large "outlier" channels as in real keys.
 inline std::vector<float> random_anisotropic_vectors(size_t n, size_t d, uint64_t seed, float scale = 3.0f) {

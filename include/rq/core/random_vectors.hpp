@@ -1,4 +1,4 @@
-// Random inputs for the CLI's synthetic evaluations and benchmarks.
+// Seeded random unit vectors: test data, synthetic evaluations and benchmarks all draw from here.
 #pragma once
 
 #include <cmath>
@@ -7,10 +7,10 @@
 
 #include "rq/core/rng.hpp"
 
-namespace rq::cli::synthetic {
+namespace rq {
 
-/// n x d vectors uniform on the unit sphere.
-inline std::vector<float> unit_vectors(size_t n, size_t d, uint64_t seed) {
+/// n x d vectors, each uniform on the unit sphere (Gaussian draws from Rng(seed), normalized).
+inline std::vector<float> random_unit_vectors(size_t n, size_t d, uint64_t seed) {
   Rng rng(seed);
   std::vector<float> x(n * d);
   for (size_t i = 0; i < n; ++i) {
@@ -26,4 +26,4 @@ inline std::vector<float> unit_vectors(size_t n, size_t d, uint64_t seed) {
   return x;
 }
 
-}  // namespace rq::cli::synthetic
+}  // namespace rq
