@@ -73,10 +73,19 @@ struct HeadPlan {
   KernelFormat k_format, v_format;
   std::vector<PageSpan> k_pages, v_pages;  // without empty spans
   std::vector<float> queries;              // G x k n: rotated, times scale
+  bool integer = false;                    // integer path (int_tables.hpp)
+  IntCodebook k_int, v_int;
+  IntQueries int_queries;
   size_t first_item = 0, n_items = 0;
 };
 
-void prepare_head(const AttentionProblem& p, size_t n_tokens, HeadPlan& plan) {
+// Lloyd-Max codes of 2..4 bits with an fp16 norm: what the integer path reads.
+bool integer_capable(const KernelFormat& f) {
+  return f.kind == CodeKind::Packed && !f.block_scale && f.row_scale && f.side_bytes == 2 && f.bits >= 2 &&
+         f.bits <= 4;
+}
+
+void prepare_head(const AttentionProblem& p, size_t n_tokens, FastArithmetic arithmetic, HeadPlan& plan) {
   plan.problem = &p;
   plan.n_tokens = n_tokens;
   plan.fast = make_kernel_format(*p.k_codec, plan.k_format) && make_kernel_format(*p.v_codec, plan.v_format);
@@ -89,6 +98,13 @@ void prepare_head(const AttentionProblem& p, size_t n_tokens, HeadPlan& plan) {
     float* qr = plan.queries.data() + h * plan.k_format.stride;
     p.k_codec->rotation().apply(p.queries + h * d, qr);
     for (size_t j = 0; j < n; ++j) qr[j] *= p.scale;
+  }
+  plan.integer = arithmetic == FastArithmetic::Integer && integer_capable(plan.k_format) &&
+                 integer_capable(plan.v_format);
+  if (plan.integer) {
+    plan.k_int = make_int_codebook(plan.k_format.table, plan.k_format.bits);
+    plan.v_int = make_int_codebook(plan.v_format.table, plan.v_format.bits);
+    quantize_queries(plan.queries.data(), plan.k_format.stride, n, G, plan.k_int.alpha, plan.int_queries);
   }
 }
 
@@ -125,7 +141,7 @@ bool attend_fast_supported(const Codec& k_codec, const Codec& v_codec) {
   return attn_detail::make_kernel_format(k_codec, k) && attn_detail::make_kernel_format(v_codec, v);
 }
 
-void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_threads) {
+void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_threads, FastArithmetic arithmetic) {
   using namespace attn_detail;
   if (count == 0) return;
   if (!problems) throw InvalidArgument("attention: null problem list");
@@ -133,7 +149,7 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
   size_t total_tokens = 0;
   for (size_t i = 0; i < count; ++i) {
     const size_t n = check_attention_problem(problems[i]);
-    prepare_head(problems[i], n, plans[i]);
+    prepare_head(problems[i], n, arithmetic, plans[i]);
     if (plans[i].fast) total_tokens += n;
   }
   const int threads = n_threads > 0 ? n_threads : omp_get_max_threads();
@@ -166,6 +182,11 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
       w.n_v_pages = plan.v_pages.size();
       w.begin = s * plan.n_tokens / plan.n_items;
       w.end = (s + 1) * plan.n_tokens / plan.n_items;
+      if (plan.integer) {
+        w.int_queries = &plan.int_queries;
+        w.k_int = &plan.k_int;
+        w.v_int = &plan.v_int;
+      }
       items.push_back(w);
     }
   }
@@ -183,11 +204,12 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
   }
 
   const long n_items = static_cast<long>(items.size());
+  const auto run_item = [](const WorkItem& w) { w.int_queries ? run_int_work_item(w) : run_work_item(w); };
   if (total_tokens < kSerialTokens || threads == 1 || n_items == 1) {
-    for (long i = 0; i < n_items; ++i) run_work_item(items[i]);
+    for (long i = 0; i < n_items; ++i) run_item(items[i]);
   } else {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (long i = 0; i < n_items; ++i) run_work_item(items[i]);
+    for (long i = 0; i < n_items; ++i) run_item(items[i]);
   }
   for (size_t i = 0; i < count; ++i) {
     if (plans[i].fast) {
@@ -198,7 +220,8 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
   }
 }
 
-void attend_fast(const AttentionProblem& problem) { attend_fast_batch(&problem, 1, 0); }
+void attend_fast(const AttentionProblem& problem) { attend_fast_batch(&problem, 1, 0, FastArithmetic::Integer); }
+void attend_fast_float(const AttentionProblem& problem) { attend_fast_batch(&problem, 1, 0, FastArithmetic::Float); }
 
 std::vector<std::string> attention_simd_targets() { return attn_detail::simd_targets(); }
 void force_attention_simd_target(const std::string& name) { attn_detail::force_simd_target(name); }

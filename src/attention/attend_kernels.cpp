@@ -23,6 +23,8 @@
 #include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
 
+#include "kernel_steps-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace rq::attn_detail {
 namespace HWY_NAMESPACE {
@@ -326,17 +328,6 @@ void AccumulateRows(const Dec& dec, const KernelFormat& f, const float* w, size_
 // ------------------------------------------------------------------------------------------------
 // Per-chunk side values: row scales (fp16 norm / int8 scale, or 1) and Int4 block scales.
 
-// out[i] = fp16 value i of `src` (little-endian binary16), i < count.
-void HalvesToFloats(const uint8_t* src, size_t count, float* out) {
-  const DF df;
-  const hn::Rebind<hwy::float16_t, DF> dh;
-  constexpr size_t N = hn::MaxLanes(DF());
-  size_t i = 0;
-  for (; i + N <= count; i += N) {
-    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(src) + i)), df, out + i);
-  }
-  for (; i < count; ++i) out[i] = load_half(src + 2 * i);
-}
 
 void LoadSide(const KernelFormat& f, const uint8_t* side, size_t rows, float* row_scale, float* blk) {
   if (!f.row_scale) {
@@ -420,29 +411,7 @@ void WithDecoder(const KernelFormat& f, Fn&& fn) {
   }
 }
 
-// Position inside a list of pages.
-struct PageCursor {
-  const PageSpan* pages;
-  size_t page = 0, offset = 0;
-  PageCursor(const PageSpan* p, size_t n_pages, size_t token) : pages(p) {
-    while (page < n_pages && token >= pages[page].n_tokens) {
-      token -= pages[page].n_tokens;
-      ++page;
-    }
-    offset = token;
-  }
-  size_t remaining() const { return pages[page].n_tokens - offset; }
-  void advance(size_t t) {
-    offset += t;
-    if (offset == pages[page].n_tokens) {
-      ++page;
-      offset = 0;
-    }
-  }
-};
-
 void RunWorkItem(const WorkItem& item) {
-  const DF df;
   constexpr size_t N = hn::MaxLanes(DF());
   const KernelFormat& kf = *item.k_format;
   const KernelFormat& vf = *item.v_format;
@@ -457,68 +426,28 @@ void RunWorkItem(const WorkItem& item) {
   float* vs = rs + kChunk;              // kChunk: V row scales
   float* blk = vs + kChunk;             // kChunk x n_blocks
 
-  for (size_t h = 0; h < G; ++h) {
-    item.max[h] = -std::numeric_limits<float>::infinity();
-    item.denom[h] = 0.0;
-  }
-  for (size_t i = 0; i < G * vf.stride; ++i) item.acc[i] = 0.0f;
+  for_each_chunk(item, vf.stride, kChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows) {
 
-  PageCursor kc(item.k_pages, item.n_k_pages, item.begin);
-  PageCursor vc(item.v_pages, item.n_v_pages, item.begin);
-  for (size_t t = item.begin; t < item.end;) {
-    size_t rows = item.end - t;
-    if (rows > kChunk) rows = kChunk;
-    if (rows > kc.remaining()) rows = kc.remaining();
-    if (rows > vc.remaining()) rows = vc.remaining();
-    const PageSpan& kp = item.k_pages[kc.page];
-    const PageSpan& vp = item.v_pages[vc.page];
-
-    const uint8_t* kcodes = kp.codes + kc.offset * kf.code_bytes;
-    const uint8_t* vcodes = vp.codes + vc.offset * vf.code_bytes;
+    const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
+    const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
 
     // Scores.
-    LoadSide(kf, kp.side ? kp.side + kc.offset * kf.side_bytes : nullptr, rows, rs, blk);
-    const size_t k_vec = VecRows(kf, rows, kp.n_tokens - kc.offset - rows);
+    LoadSide(kf, kp.side ? kp.side + k_off * kf.side_bytes : nullptr, rows, rs, blk);
+    const size_t k_vec = VecRows(kf, rows, kp.n_tokens - k_off - rows);
     WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s); });
 
     // Online softmax: new max, rescale, weights = exp(s - m) x V row scale.
-    LoadSide(vf, vp.side ? vp.side + vc.offset * vf.side_bytes : nullptr, rows, vs, blk);
+    LoadSide(vf, vp.side ? vp.side + v_off * vf.side_bytes : nullptr, rows, vs, blk);
     for (size_t h = 0; h < G; ++h) {
-      float* sh = s + h * kChunk;
-      float mx = item.max[h];
-      for (size_t r = 0; r < rows; ++r) mx = sh[r] > mx ? sh[r] : mx;
-      if (mx > item.max[h]) {
-        const float factor = item.max[h] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(item.max[h] - mx);
-        item.denom[h] *= factor;
-        float* a = item.acc + h * vf.stride;
-        for (size_t j = 0; j < vf.stride; ++j) a[j] *= factor;
-        item.max[h] = mx;
-      }
-      const VF vmax = hn::Set(df, mx), lo = hn::Set(df, -87.0f);
-      float* wh = w + h * kChunk;
-      float sum = 0.0f;
-      size_t r = 0;
-      for (; r + N <= rows; r += N) {
-        const VF p = hn::Exp(df, hn::Max(hn::Sub(hn::LoadU(df, sh + r), vmax), lo));
-        sum += hn::GetLane(hn::SumOfLanes(df, p));
-        hn::StoreU(hn::Mul(p, hn::LoadU(df, vs + r)), df, wh + r);
-      }
-      for (; r < rows; ++r) {
-        const float p = std::exp(sh[r] - mx);
-        sum += p;
-        wh[r] = p * vs[r];
-      }
-      item.denom[h] += sum;
+      OnlineSoftmaxStep(s + h * kChunk, rows, vs, item.max[h], item.denom[h], item.acc + h * vf.stride, vf.stride,
+                        w + h * kChunk);
     }
 
     // Accumulate values in the rotated domain.
-    const size_t v_vec = VecRows(vf, rows, vp.n_tokens - vc.offset - rows);
+    const size_t v_vec = VecRows(vf, rows, vp.n_tokens - v_off - rows);
     WithDecoder(vf, [&]<class Dec>() { AccumulateAll<Dec>(vf, w, G, vcodes, rows, v_vec, blk, item.acc); });
 
-    kc.advance(rows);
-    vc.advance(rows);
-    t += rows;
-  }
+  });
 }
 
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }

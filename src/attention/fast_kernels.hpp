@@ -4,9 +4,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "int_tables.hpp"
 #include "rq/attention/attention.hpp"
 
 namespace rq::attn_detail {
@@ -50,10 +52,61 @@ struct WorkItem {
   float* acc = nullptr;      // gqa_group x v_format->stride: sum_i exp(s_i - m) v_i (rotated domain)
   float* max = nullptr;      // gqa_group: m
   double* denom = nullptr;   // gqa_group: sum_i exp(s_i - m)
+  // Integer path (both formats Lloyd-Max with 2..4-bit codes, int_tables.hpp); null: float path.
+  const IntQueries* int_queries = nullptr;
+  const IntCodebook* k_int = nullptr;
+  const IntCodebook* v_int = nullptr;
 };
 
-/// Run one work item on the dispatched SIMD target.
+/// Position inside a list of pages (token order).
+struct PageCursor {
+  const PageSpan* pages;
+  size_t page = 0, offset = 0;
+  PageCursor(const PageSpan* p, size_t n_pages, size_t token) : pages(p) {
+    while (page < n_pages && token >= pages[page].n_tokens) {
+      token -= pages[page].n_tokens;
+      ++page;
+    }
+    offset = token;
+  }
+  size_t remaining() const { return pages[page].n_tokens - offset; }
+  void advance(size_t t) {
+    offset += t;
+    if (offset == pages[page].n_tokens) {
+      ++page;
+      offset = 0;
+    }
+  }
+};
+
+/// Resets the item's partial state (max -inf, denom 0, the first acc_n accumulators of each query 0)
+/// and calls fn(k_page, k_offset, v_page, v_offset, rows) for consecutive chunks of at most
+/// max_rows tokens of [item.begin, item.end), each inside one K page and one V page.
+template <class Fn>
+void for_each_chunk(const WorkItem& item, size_t acc_stride, size_t max_rows, Fn&& fn) {
+  for (size_t h = 0; h < item.gqa_group; ++h) {
+    item.max[h] = -std::numeric_limits<float>::infinity();
+    item.denom[h] = 0.0;
+  }
+  for (size_t i = 0; i < item.gqa_group * acc_stride; ++i) item.acc[i] = 0.0f;
+  PageCursor kc(item.k_pages, item.n_k_pages, item.begin);
+  PageCursor vc(item.v_pages, item.n_v_pages, item.begin);
+  for (size_t t = item.begin; t < item.end;) {
+    size_t rows = item.end - t;
+    if (rows > max_rows) rows = max_rows;
+    if (rows > kc.remaining()) rows = kc.remaining();
+    if (rows > vc.remaining()) rows = vc.remaining();
+    fn(item.k_pages[kc.page], kc.offset, item.v_pages[vc.page], vc.offset, rows);
+    kc.advance(rows);
+    vc.advance(rows);
+    t += rows;
+  }
+}
+
+/// Run one work item on the dispatched SIMD target (float path).
 void run_work_item(const WorkItem& item);
+/// Run one work item of the integer path (item.int_queries set) on the dispatched SIMD target.
+void run_int_work_item(const WorkItem& item);
 
 /// Dispatch control (tests).
 std::vector<std::string> simd_targets();

@@ -63,6 +63,10 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
   return err / std::max(ref, 1e-30);
 }
 
+// Integer arithmetic vs the reference on real K/V (max |error| / max |reference|): the 7-bit
+// codebook, 8-bit query and 15-bit weight tables (docs/decisions.md).
+constexpr double kIntegerTolerance = 0.05;
+
 TEST(RealKv, FastMatchesReferenceOnEveryTarget) {
   const char* path = std::getenv("RQ_KV_DUMP");
   if (!path || !*path) GTEST_SKIP() << "set RQ_KV_DUMP to a `rotorquant kv-dump` file to run this test";
@@ -102,14 +106,21 @@ TEST(RealKv, FastMatchesReferenceOnEveryTarget) {
             p.k_pages.push_back({kcodes.data() + t * kl.code_bytes, kl.side_bytes ? kside.data() + t * kl.side_bytes : nullptr, len});
             p.v_pages.push_back({vcodes.data() + t * kl.code_bytes, kl.side_bytes ? vside.data() + t * kl.side_bytes : nullptr, len});
           }
-          std::vector<float> ref(G * d), fast(G * d);
+          std::vector<float> ref(G * d), fast(G * d), integer(G * d), integer_scalar(G * d);
           p.out = ref.data();
           attend_reference(p);
+          force_attention_simd_target(attention_simd_targets().back());  // the portable integer loops
+          p.out = integer_scalar.data();
+          attend_fast(p);
           for (const auto& target : attention_simd_targets()) {
             force_attention_simd_target(target);
             p.out = fast.data();
-            attend_fast(p);
+            attend_fast_float(p);
             EXPECT_LT(rel_error(fast, ref), 1e-4) << name << " layer " << l << " head " << h << " pos " << pos << " " << target;
+            p.out = integer.data();
+            attend_fast(p);
+            EXPECT_LT(rel_error(integer, integer_scalar), 1e-4) << name << " layer " << l << " head " << h << " pos " << pos << " " << target;
+            EXPECT_LT(rel_error(integer, ref), kIntegerTolerance) << name << " layer " << l << " head " << h << " pos " << pos;
             ++checked;
           }
           force_attention_simd_target("");

@@ -23,14 +23,29 @@
 
 namespace rq {
 
+/// Arithmetic of the fast kernels when K and V are both Lloyd-Max formats with 2..4-bit codes
+/// (turbo*, rotor*, planar*, iso*, ...; other formats always take the float path).
+enum class FastArithmetic {
+  /// Default. Integer tables: queries to 8 bits (one scale per query head), the codebook to 7 bits,
+  /// softmax weights to 15 bits (one scale per head and 64-token chunk); every sum is exact in
+  /// int32 and all SIMD targets give the same integers. Scores are scored with vpshufb/vpmaddubsw,
+  /// values accumulated with vpmaddwd. Deviation from attend_reference: docs/decisions.md.
+  Integer,
+  /// fp32 FMAs on the decoded centroids: attend_reference's result to float rounding.
+  Float,
+};
+
 /// One KV head's decode attention; same contract and checks as attend_reference (throws
 /// rq::InvalidArgument on inconsistent problems). Long contexts are split over the OpenMP threads.
 void attend_fast(const AttentionProblem& problem);
+/// attend_fast with FastArithmetic::Float.
+void attend_fast_float(const AttentionProblem& problem);
 
 /// Many independent problems at once (e.g. all KV heads of one layer for one token): the work is
 /// split over heads and token ranges and spread over n_threads threads (0: OpenMP's default).
 /// problems: count entries; their outputs must not overlap.
-void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_threads = 0);
+void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_threads = 0,
+                       FastArithmetic arithmetic = FastArithmetic::Integer);
 
 /// Whether attend_fast runs SIMD kernels for this (K, V) format pair (false: reference fallback).
 bool attend_fast_supported(const Codec& k_codec, const Codec& v_codec);

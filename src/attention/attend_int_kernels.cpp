@@ -1,0 +1,419 @@
+// Integer path of the fast decode attention (Lloyd-Max formats with 2..4-bit codes; the tables and
+// their exactness are described in int_tables.hpp). Per chunk of <= 64 tokens of one KV head:
+//   score   isum[h][r] = sum_j q8[h][j] * t[code_rj]           (int32, exact)
+//   softmax online, in float, on s = (isum - 64 q8_sum) * factor * norm
+//   values  vsum[h][j] = sum_r w16[h][r] * t[code_rj]          (int32, exact)
+//           acc[h][j] += (vsum - 64 sum_r w16) * alpha_V * wmax / 32767
+// On AVX2 (and AVX-512 targets) 32 codes at a time are unpacked to bytes with one shuffle, one
+// 16-bit multiply and one shift per 16 codes, looked up with vpshufb, and multiplied with
+// vpmaddubsw / vpmaddwd; every other target runs the plain loops below, which compute the same
+// integers (they are the scalar reference of this path).
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "fast_kernels.hpp"
+#include "rq/core/half.hpp"
+#include "rq/pack/bitpack.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "attend_int_kernels.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+
+#include <hwy/highway.h>
+
+#include "kernel_steps-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace rq::attn_detail {
+namespace HWY_NAMESPACE {
+
+constexpr size_t kIntChunk = 64;  // tokens per online-softmax step (even: rows go in pairs)  // tokens per online-softmax step
+constexpr size_t kHeadsPerPass = 4;
+
+#undef RQ_INT_ATTENTION_AVX2  // this file is compiled once per target
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+#define RQ_INT_ATTENTION_AVX2 1
+#else
+#define RQ_INT_ATTENTION_AVX2 0
+#endif
+
+
+/// Bytes the block loads read past the start of the row's last full block.
+inline size_t BlockReadEnd(const IntCodebook& cb, size_t full_blocks) {
+  return full_blocks == 0 ? 0 : 4 * static_cast<size_t>(cb.bits) * (full_blocks - 1) + 16;
+}
+
+#if RQ_INT_ATTENTION_AVX2
+
+// Unpacks 32 b-bit codes (4b bytes, LSB-first) to their table bytes t[code]. Byte i of the result
+// holds code Pos(i) of the block: lane L = i / 16, k = i % 16: k < 8 ? 8L + k : 16 + 8L + k - 8.
+template <int kBits>
+struct Unpacker {
+  __m256i ctl_a, ctl_b, mul_a, mul_b, table;
+  explicit Unpacker(const IntCodebook& cb) {
+    constexpr int b = kBits;
+    alignas(32) uint8_t ca[32], cbb[32], tb[32];
+    alignas(32) uint16_t ma[16], mb[16];
+    for (int lane = 0; lane < 2; ++lane) {
+      for (int w = 0; w < 8; ++w) {
+        for (int half = 0; half < 2; ++half) {
+          const int code = half ? 16 + 8 * lane + w : 8 * lane + w;
+          const int p = b * code, byte = p / 8, s = p % 8;
+          uint8_t* c = half ? cbb : ca;
+          uint16_t* m = half ? mb : ma;
+          c[16 * lane + 2 * w] = static_cast<uint8_t>(byte);
+          c[16 * lane + 2 * w + 1] = s + b > 8 ? static_cast<uint8_t>(byte + 1) : 0x80;  // 0x80: zero byte
+          m[8 * lane + w] = static_cast<uint16_t>(1u << (16 - b - s));
+        }
+      }
+    }
+    for (int i = 0; i < 32; ++i) tb[i] = cb.t[i % 16];
+    ctl_a = _mm256_load_si256(reinterpret_cast<const __m256i*>(ca));
+    ctl_b = _mm256_load_si256(reinterpret_cast<const __m256i*>(cbb));
+    mul_a = _mm256_load_si256(reinterpret_cast<const __m256i*>(ma));
+    mul_b = _mm256_load_si256(reinterpret_cast<const __m256i*>(mb));
+    table = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb));
+  }
+  // p: the block's first byte; reads 16 bytes.
+  HWY_INLINE __m256i Block(const uint8_t* p) const {
+    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i a = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), 16 - kBits);
+    const __m256i b = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_b), mul_b), 16 - kBits);
+    return _mm256_shuffle_epi8(table, _mm256_packus_epi16(a, b));
+  }
+};
+
+// A 32-byte aligned buffer of `bytes` bytes inside `storage`.
+inline uint8_t* Aligned32(std::vector<uint8_t>& storage, size_t bytes) {
+  storage.resize(bytes + 32);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(storage.data());
+  return storage.data() + ((32 - (p & 31)) & 31);
+}
+
+inline size_t ScorePos(size_t i) {
+  const size_t lane = i / 16, k = i % 16;
+  return k < 8 ? 8 * lane + k : 16 + 8 * lane + (k - 8);
+}
+
+// Coordinate of int32 lane i (0..31) of the four value accumulators of one block.
+inline size_t ValuePos(size_t i) {
+  const size_t reg = i / 8, lane = (i % 8) / 4, d = i % 4;
+  return (reg >= 2 ? 16 : 0) + (reg % 2 ? 4 : 0) + 8 * lane + d;
+}
+
+// isum[h * is_stride + r] (G <= 4 heads) for the full blocks of `rows` rows. q8p: G x full x 32,
+// permuted by ScorePos.
+template <size_t G, int kBits>
+void ScoreBlocks(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes,
+                 size_t full, const int8_t* q8p, int32_t* isum, size_t is_stride) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const size_t bb = 4 * static_cast<size_t>(cb.bits);
+  alignas(32) int32_t buf[8][G][8];
+  for (size_t r0 = 0; r0 < rows; r0 += 8) {
+    const size_t n = rows - r0 < 8 ? rows - r0 : 8;
+    for (size_t rr = 0; rr < n; ++rr) {
+      const uint8_t* row = codes + (r0 + rr) * code_bytes;
+      __m256i acc[G];
+      for (size_t h = 0; h < G; ++h) acc[h] = _mm256_setzero_si256();
+      for (size_t k = 0; k < full; ++k) {
+        const __m256i t = u.Block(row + k * bb);
+        for (size_t h = 0; h < G; ++h) {
+          const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(q8p + (h * full + k) * 32));
+          acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(_mm256_maddubs_epi16(t, q), ones));
+        }
+      }
+      for (size_t h = 0; h < G; ++h) _mm256_store_si256(reinterpret_cast<__m256i*>(buf[rr][h]), acc[h]);
+    }
+    for (size_t rr = n; rr < 8; ++rr) {
+      for (size_t h = 0; h < G; ++h) _mm256_store_si256(reinterpret_cast<__m256i*>(buf[rr][h]), _mm256_setzero_si256());
+    }
+    for (size_t h = 0; h < G; ++h) {
+      __m256i v[8];
+      for (size_t rr = 0; rr < 8; ++rr) v[rr] = _mm256_load_si256(reinterpret_cast<const __m256i*>(buf[rr][h]));
+      const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+      const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+      const __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
+      alignas(32) int32_t sums[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sums), t);
+      for (size_t rr = 0; rr < n; ++rr) isum[h * is_stride + r0 + rr] = sums[rr];
+    }
+  }
+}
+
+// Value pass 1: rows (2p, 2p+1) of the chunk -> per block four registers of 8 coordinates holding
+// (t[code_2p], t[code_2p+1]) as int16 pairs (ValuePos order). An odd last row is paired with itself
+// (its partner gets weight 0).
+template <int kBits>
+void DecodeValuePairs(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes,
+                      size_t full, __m256i* pairs) {
+  const size_t bb = 4 * static_cast<size_t>(cb.bits);
+  const __m256i zero = _mm256_setzero_si256();
+  for (size_t p = 0; 2 * p < rows; ++p) {
+    const uint8_t* r0 = codes + 2 * p * code_bytes;
+    const uint8_t* r1 = 2 * p + 1 < rows ? r0 + code_bytes : r0;
+    for (size_t k = 0; k < full; ++k) {
+      const __m256i t0 = u.Block(r0 + k * bb), t1 = u.Block(r1 + k * bb);
+      const __m256i lo = _mm256_unpacklo_epi8(t0, t1), hi = _mm256_unpackhi_epi8(t0, t1);
+      __m256i* out = pairs + (p * full + k) * 4;
+      out[0] = _mm256_unpacklo_epi8(lo, zero);
+      out[1] = _mm256_unpackhi_epi8(lo, zero);
+      out[2] = _mm256_unpacklo_epi8(hi, zero);
+      out[3] = _mm256_unpackhi_epi8(hi, zero);
+    }
+  }
+}
+
+// Value pass 2: vsum[h * vs_stride + k * 32 + i] (ValuePos order) += sum_p wv[h][p] . pair, G <= 4;
+// wv: the weight pairs (w16[2p], w16[2p+1]) broadcast to whole registers, w_stride per head.
+template <size_t G>
+void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full, const __m256i* wv, size_t w_stride,
+                     int32_t* vsum, size_t vs_stride) {
+  for (size_t k = 0; k < full; ++k) {
+    for (size_t g = 0; g < 4; g += 2) {
+      __m256i a0[G], a1[G];
+      for (size_t h = 0; h < G; ++h) a0[h] = a1[h] = _mm256_setzero_si256();
+      for (size_t p = 0; p < n_pairs; ++p) {
+        const __m256i* src = pairs + (p * full + k) * 4 + g;
+        const __m256i x0 = _mm256_load_si256(src), x1 = _mm256_load_si256(src + 1);
+        for (size_t h = 0; h < G; ++h) {
+          const __m256i w = _mm256_load_si256(wv + h * w_stride + p);
+          a0[h] = _mm256_add_epi32(a0[h], _mm256_madd_epi16(x0, w));
+          a1[h] = _mm256_add_epi32(a1[h], _mm256_madd_epi16(x1, w));
+        }
+      }
+      for (size_t h = 0; h < G; ++h) {
+        __m256i* dst = reinterpret_cast<__m256i*>(vsum + h * vs_stride + k * 32 + g * 8);
+        _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst), a0[h]));
+        _mm256_storeu_si256(dst + 1, _mm256_add_epi32(_mm256_loadu_si256(dst + 1), a1[h]));
+      }
+    }
+  }
+}
+
+// Scores of rows [0, rows) for all G heads (groups of <= 4 heads per pass over the codes).
+template <int kBits>
+void ScoreAllHeads(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
+                   const int8_t* q8p, size_t G, int32_t* isum, size_t is_stride) {
+  const Unpacker<kBits> u(cb);
+  for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
+    const int8_t* q = q8p + h0 * full * kIntBlock;
+    int32_t* dst = isum + h0 * is_stride;
+    switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
+      case 1: ScoreBlocks<1>(u, cb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+      case 2: ScoreBlocks<2>(u, cb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+      case 3: ScoreBlocks<3>(u, cb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+      default: ScoreBlocks<4>(u, cb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+    }
+  }
+}
+
+void ScoreFullBlocks(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
+                     const int8_t* q8p, size_t G, int32_t* isum, size_t is_stride) {
+  switch (cb.bits) {
+    case 2: ScoreAllHeads<2>(cb, codes, rows, code_bytes, full, q8p, G, isum, is_stride); break;
+    case 3: ScoreAllHeads<3>(cb, codes, rows, code_bytes, full, q8p, G, isum, is_stride); break;
+    default: ScoreAllHeads<4>(cb, codes, rows, code_bytes, full, q8p, G, isum, is_stride); break;
+  }
+}
+
+void DecodeValuePairsAnyBits(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
+                             __m256i* pairs) {
+  switch (cb.bits) {
+    case 2: DecodeValuePairs(Unpacker<2>(cb), cb, codes, rows, code_bytes, full, pairs); break;
+    case 3: DecodeValuePairs(Unpacker<3>(cb), cb, codes, rows, code_bytes, full, pairs); break;
+    default: DecodeValuePairs(Unpacker<4>(cb), cb, codes, rows, code_bytes, full, pairs); break;
+  }
+}
+
+#endif  // RQ_INT_ATTENTION_AVX2
+
+// Scalar tail (coordinates from `from` on) of the scores and the values: same integers.
+void ScoreTail(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t from,
+               const IntQueries& iq, size_t h0, size_t G, int32_t* isum, size_t is_stride) {
+  for (size_t r = 0; r < rows; ++r) {
+    const uint8_t* row = codes + r * code_bytes;
+    for (size_t j = from; j < iq.n; ++j) {
+      const int32_t t = cb.t[unpack_code(row, j, cb.bits)];
+      for (size_t h = 0; h < G; ++h) isum[h * is_stride + r] += t * iq.q8[(h0 + h) * iq.n + j];
+    }
+  }
+}
+
+void ValueTail(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t from, size_t n,
+               const uint16_t* w16, size_t w_stride, size_t G, int32_t* vsum, size_t vs_stride) {
+  for (size_t r = 0; r < rows; ++r) {
+    const uint8_t* row = codes + r * code_bytes;
+    for (size_t j = from; j < n; ++j) {
+      const int32_t t = cb.t[unpack_code(row, j, cb.bits)];
+      for (size_t h = 0; h < G; ++h) vsum[h * vs_stride + j] += t * static_cast<int32_t>(w16[h * w_stride + r]);
+    }
+  }
+}
+
+// The rows of a chunk in pieces whose block loads stay inside readable memory: rows whose loads
+// would run past the page (rows_after rows follow the chunk in it) are copied into `pad`.
+template <class Fn>
+void ForReadableRows(const uint8_t* codes, size_t rows, size_t rows_after, size_t code_bytes, size_t read_end,
+                     std::vector<uint8_t>& pad, Fn&& fn) {
+  size_t unsafe = 0;
+  if (read_end > code_bytes) {
+    const size_t overrun = read_end - code_bytes;
+    const size_t need = (overrun + code_bytes - 1) / code_bytes;
+    unsafe = need > rows_after ? need - rows_after : 0;
+    if (unsafe > rows) unsafe = rows;
+  }
+  if (rows > unsafe) fn(codes, rows - unsafe, size_t{0});
+  if (unsafe) {
+    pad.assign(unsafe * code_bytes + read_end, 0);
+    std::memcpy(pad.data(), codes + (rows - unsafe) * code_bytes, unsafe * code_bytes);
+    fn(pad.data(), unsafe, rows - unsafe);
+  }
+}
+
+void RunIntWorkItem(const WorkItem& item) {
+  const IntQueries& iq = *item.int_queries;
+  const IntCodebook& kcb = *item.k_int;
+  const IntCodebook& vcb = *item.v_int;
+  const KernelFormat& kf = *item.k_format;
+  const KernelFormat& vf = *item.v_format;
+  const size_t G = item.gqa_group, n = iq.n, vn = vf.n;
+  const size_t kfull = n / kIntBlock, vfull = vn / kIntBlock;
+
+  thread_local std::vector<float> fscratch;
+  thread_local std::vector<int32_t> iscratch;
+  thread_local std::vector<uint16_t> wscratch;
+  thread_local std::vector<uint8_t> pad;
+  fscratch.resize(2 * G * kIntChunk + 2 * kIntChunk);
+  float* s = fscratch.data();        // G x chunk scores
+  float* w = s + G * kIntChunk;      // G x chunk weights
+  float* kn = w + G * kIntChunk;     // chunk K norms
+  float* vnorm = kn + kIntChunk;     // chunk V norms
+  const size_t vs_stride = vfull * kIntBlock > vn ? vfull * kIntBlock : vn;
+  iscratch.resize(G * kIntChunk + G * vs_stride);
+  int32_t* isum = iscratch.data();              // G x chunk
+  int32_t* vsum = isum + G * kIntChunk;         // G x vs_stride
+  wscratch.resize(G * kIntChunk);
+  uint16_t* w16 = wscratch.data();              // G x chunk
+  std::vector<float> vfactor(G), wmax(G);
+  std::vector<int32_t> wsum(G);
+
+#if RQ_INT_ATTENTION_AVX2
+  // Queries permuted to the unpacked byte order of each full block.
+  thread_local std::vector<uint8_t> q8_bytes;
+  int8_t* q8p = reinterpret_cast<int8_t*>(Aligned32(q8_bytes, G * kfull * kIntBlock));
+  for (size_t h = 0; h < G; ++h) {
+    for (size_t k = 0; k < kfull; ++k) {
+      for (size_t i = 0; i < kIntBlock; ++i) q8p[(h * kfull + k) * 32 + i] = iq.q8[h * n + k * 32 + ScorePos(i)];
+    }
+  }
+  thread_local std::vector<uint8_t> pair_bytes;
+  __m256i* pairs = reinterpret_cast<__m256i*>(Aligned32(pair_bytes, (kIntChunk / 2) * vfull * 4 * 32));
+  thread_local std::vector<uint8_t> wv_bytes;
+  __m256i* wv = reinterpret_cast<__m256i*>(Aligned32(wv_bytes, G * (kIntChunk / 2) * 32));
+#endif
+
+  for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows) {
+    const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
+    const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
+    HalvesToFloats(kp.side + k_off * 2, rows, kn);  // side plane: one fp16 norm per row
+    HalvesToFloats(vp.side + v_off * 2, rows, vnorm);
+
+    // Scores.
+    for (size_t i = 0; i < G * kIntChunk; ++i) isum[i] = 0;
+    ForReadableRows(kcodes, rows, kp.n_tokens - k_off - rows, kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
+                    [&](const uint8_t* codes, size_t nr, size_t r0) {
+#if RQ_INT_ATTENTION_AVX2
+                      ScoreFullBlocks(kcb, codes, nr, kf.code_bytes, kfull, q8p, G, isum + r0, kIntChunk);
+                      ScoreTail(kcb, codes, nr, kf.code_bytes, kfull * kIntBlock, iq, 0, G, isum + r0, kIntChunk);
+#else
+                      ScoreTail(kcb, codes, nr, kf.code_bytes, 0, iq, 0, G, isum + r0, kIntChunk);
+#endif
+                    });
+    for (size_t h = 0; h < G; ++h) {
+      const int32_t bias = kTableZero * iq.q8_sum[h];
+      for (size_t r = 0; r < rows; ++r) {
+        s[h * kIntChunk + r] = static_cast<float>(isum[h * kIntChunk + r] - bias) * iq.factor[h] * kn[r];
+      }
+    }
+
+    // Online softmax; weights p * |v| quantized to 15 bits per head.
+    for (size_t h = 0; h < G; ++h) {
+      OnlineSoftmaxStep(s + h * kIntChunk, rows, vnorm, item.max[h], item.denom[h], item.acc + h * vf.stride, vn,
+                        w + h * kIntChunk);
+      wmax[h] = quantize_weights(w + h * kIntChunk, rows, w16 + h * kIntChunk);
+      int32_t sum = 0;
+      for (size_t r = 0; r < rows; ++r) sum += w16[h * kIntChunk + r];
+      wsum[h] = sum;
+      vfactor[h] = vcb.alpha * (wmax[h] / static_cast<float>(kWeightLevels));
+    }
+
+    // Values.
+    for (size_t i = 0; i < G * vs_stride; ++i) vsum[i] = 0;
+    ForReadableRows(vcodes, rows, vp.n_tokens - v_off - rows, vf.code_bytes, BlockReadEnd(vcb, vfull), pad,
+                    [&](const uint8_t* codes, size_t nr, size_t r0) {
+#if RQ_INT_ATTENTION_AVX2
+                      if (vfull) {
+                        DecodeValuePairsAnyBits(vcb, codes, nr, vf.code_bytes, vfull, pairs);
+                        const size_t np = (nr + 1) / 2;
+                        for (size_t h = 0; h < G; ++h) {
+                          const uint16_t* wh = w16 + h * kIntChunk + r0;
+                          for (size_t p = 0; p < np; ++p) {
+                            const uint32_t hi = 2 * p + 1 < nr ? wh[2 * p + 1] : 0;
+                            wv[h * (kIntChunk / 2) + p] = _mm256_set1_epi32(static_cast<int>(wh[2 * p] | (hi << 16)));
+                          }
+                        }
+                        for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
+                          const size_t g = G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass;
+                          const __m256i* wq = wv + h0 * (kIntChunk / 2);
+                          int32_t* dst = vsum + h0 * vs_stride;
+                          switch (g) {
+                            case 1: AccumulatePairs<1>(pairs, np, vfull, wq, kIntChunk / 2, dst, vs_stride); break;
+                            case 2: AccumulatePairs<2>(pairs, np, vfull, wq, kIntChunk / 2, dst, vs_stride); break;
+                            case 3: AccumulatePairs<3>(pairs, np, vfull, wq, kIntChunk / 2, dst, vs_stride); break;
+                            default: AccumulatePairs<4>(pairs, np, vfull, wq, kIntChunk / 2, dst, vs_stride); break;
+                          }
+                        }
+                      }
+                      ValueTail(vcb, codes, nr, vf.code_bytes, vfull * kIntBlock, vn, w16 + r0, kIntChunk, G, vsum,
+                                vs_stride);
+#else
+                      ValueTail(vcb, codes, nr, vf.code_bytes, 0, vn, w16 + r0, kIntChunk, G, vsum, vs_stride);
+#endif
+                    });
+    for (size_t h = 0; h < G; ++h) {
+      const int32_t bias = kTableZero * wsum[h];
+      float* a = item.acc + h * vf.stride;
+      const int32_t* vh = vsum + h * vs_stride;
+      const float f = vfactor[h];
+      for (size_t j = 0; j < vn; ++j) a[j] += static_cast<float>(vh[j] - bias) * f;  // AVX2: ValuePos order
+    }
+
+  });
+#if RQ_INT_ATTENTION_AVX2
+  // The full blocks of the accumulators are in ValuePos order: back to coordinate order.
+  float tmp[kIntBlock];
+  for (size_t h = 0; h < G; ++h) {
+    float* a = item.acc + h * vf.stride;
+    for (size_t k = 0; k < vfull; ++k) {
+      for (size_t i = 0; i < kIntBlock; ++i) tmp[ValuePos(i)] = a[k * kIntBlock + i];
+      std::memcpy(a + k * kIntBlock, tmp, sizeof(tmp));
+    }
+  }
+#endif
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace rq::attn_detail
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace rq::attn_detail {
+
+HWY_EXPORT(RunIntWorkItem);
+
+void run_int_work_item(const WorkItem& item) { HWY_DYNAMIC_DISPATCH(RunIntWorkItem)(item); }
+
+}  // namespace rq::attn_detail
+#endif  // HWY_ONCE

@@ -1,0 +1,64 @@
+#include "int_tables.hpp"
+
+#include <cmath>
+
+namespace rq::attn_detail {
+
+IntCodebook make_int_codebook(const float* centroids, int bits) {
+  IntCodebook cb;
+  cb.bits = bits;
+  const int levels = 1 << bits;
+  float cmax = 0.0f;
+  for (int k = 0; k < levels; ++k) cmax = std::fmax(cmax, std::fabs(centroids[k]));
+  cb.alpha = cmax > 0.0f ? cmax / 63.0f : 1.0f;
+  for (int k = 0; k < 16; ++k) {
+    long level = k < levels ? std::lround(centroids[k] / cb.alpha) : 0;
+    if (level > 63) level = 63;
+    if (level < -63) level = -63;
+    cb.t[k] = static_cast<uint8_t>(kTableZero + level);
+  }
+  return cb;
+}
+
+void quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out) {
+  out.n = n;
+  out.groups = groups;
+  out.q8.assign(groups * n, 0);
+  out.q8_sum.assign(groups, 0);
+  out.factor.assign(groups, 0.0f);
+  for (size_t h = 0; h < groups; ++h) {
+    const float* qh = q + h * stride;
+    float qmax = 0.0f;
+    for (size_t j = 0; j < n; ++j) qmax = std::fmax(qmax, std::fabs(qh[j]));
+    if (!(qmax > 0.0f)) continue;  // zero query: all scores 0
+    const float inv = static_cast<float>(kQueryLevels) / qmax;
+    int32_t sum = 0;
+    for (size_t j = 0; j < n; ++j) {
+      long v = std::lround(qh[j] * inv);
+      if (v > kQueryLevels) v = kQueryLevels;
+      if (v < -kQueryLevels) v = -kQueryLevels;
+      out.q8[h * n + j] = static_cast<int8_t>(v);
+      sum += static_cast<int32_t>(v);
+    }
+    out.q8_sum[h] = sum;
+    out.factor[h] = k_alpha * (qmax / static_cast<float>(kQueryLevels));
+  }
+}
+
+float quantize_weights(const float* w, size_t rows, uint16_t* w16) {
+  float wmax = 0.0f;
+  for (size_t r = 0; r < rows; ++r) wmax = w[r] > wmax ? w[r] : wmax;
+  if (!(wmax > 0.0f)) {
+    for (size_t r = 0; r < rows; ++r) w16[r] = 0;
+    return 0.0f;
+  }
+  const float inv = static_cast<float>(kWeightLevels) / wmax;
+  for (size_t r = 0; r < rows; ++r) {  // w >= 0: round half up by truncation (vectorizes)
+    int v = static_cast<int>(w[r] * inv + 0.5f);
+    v = v > kWeightLevels ? kWeightLevels : v;
+    w16[r] = static_cast<uint16_t>(v < 0 ? 0 : v);
+  }
+  return wmax;
+}
+
+}  // namespace rq::attn_detail

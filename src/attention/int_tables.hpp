@@ -1,0 +1,46 @@
+// Integer tables of the fast attention's integer path (Lloyd-Max formats with 2..4-bit codes):
+//   centroid c_k ~= alpha * (t_k - 64), t_k in [1, 127]       (7-bit codebook, one per codec)
+//   query    q_j ~= beta * q8_j,        q8_j in [-127, 127]   (8-bit, one scale per query head)
+//   weight   w_r ~= wmax / 32767 * w16_r, w16_r in [0, 32767] (15-bit, one scale per head and chunk)
+// so that score(row) = norm * alpha * beta * (sum_j q8_j t[code_j] - 64 sum_j q8_j) and
+// sum_r w_r v_r[j] = alpha * wmax / 32767 * (sum_r w16_r t[code_rj] - 64 sum_r w16_r), all sums
+// exact in int32 (bounds in docs/decisions.md). Every SIMD target computes the same integers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace rq::attn_detail {
+
+constexpr int kTableZero = 64;        // t_k - 64 is the signed centroid level
+constexpr int kQueryLevels = 127;     // |q8| <= 127
+constexpr int kWeightLevels = 32767;  // w16 <= 32767
+constexpr size_t kIntBlock = 32;      // coordinates per SIMD block (one 256-bit register of codes)
+
+/// 7-bit integer image of a Lloyd-Max codebook.
+struct IntCodebook {
+  int bits = 0;
+  float alpha = 0.0f;    // c_k ~= alpha * (t_k - 64)
+  uint8_t t[16] = {};    // t_k, k < 2^bits (the rest 64)
+};
+
+/// alpha = max|c_k| / 63, t_k = 64 + round(c_k / alpha). centroids: 2^bits values.
+IntCodebook make_int_codebook(const float* centroids, int bits);
+
+/// Quantized queries of one GQA group, natural coordinate order.
+struct IntQueries {
+  size_t n = 0;                 // coordinates (rotated_dim)
+  size_t groups = 0;            // query heads
+  std::vector<int8_t> q8;       // groups x n
+  std::vector<int32_t> q8_sum;  // groups: sum_j q8_j
+  std::vector<float> factor;    // groups: alpha_K * beta (score = (isum - 64 q8_sum) * factor * norm)
+};
+
+/// q: groups x stride floats (rotated, already times the softmax scale), n used per row.
+void quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out);
+
+/// w16 = round(w * 32767 / wmax) for w in [0, wmax]; returns wmax (0 when all weights are 0).
+float quantize_weights(const float* w, size_t rows, uint16_t* w16);
+
+}  // namespace rq::attn_detail

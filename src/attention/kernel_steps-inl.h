@@ -1,0 +1,74 @@
+// Per-target steps shared by the float and the integer attention kernels: fp16 side values to
+// floats and the online-softmax step (Highway "-inl.h" pattern: included once per target from each
+// kernel file, after foreach_target.h).
+#if defined(RQ_ATTENTION_KERNEL_STEPS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef RQ_ATTENTION_KERNEL_STEPS_INL_H_
+#undef RQ_ATTENTION_KERNEL_STEPS_INL_H_
+#else
+#define RQ_ATTENTION_KERNEL_STEPS_INL_H_
+#endif
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include "rq/core/half.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace rq::attn_detail {
+namespace HWY_NAMESPACE {
+
+/// out[i] = fp16 value i of src (little-endian binary16), i < count.
+HWY_INLINE void HalvesToFloats(const uint8_t* src, size_t count, float* out) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::CappedTag<float, 8> df;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + N <= count; i += N) {
+    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(src) + i)), df, out + i);
+  }
+  for (; i < count; ++i) out[i] = half_to_float(static_cast<uint16_t>(src[2 * i] | (src[2 * i + 1] << 8)));
+}
+
+/// One chunk of one query head: s[0:rows] scores. Raises the running max (rescaling denom and the
+/// acc_n accumulators when it grows), adds sum_r exp(s_r - max) to denom and writes
+/// w[r] = exp(s_r - max) * v_scale[r].
+HWY_INLINE void OnlineSoftmaxStep(const float* s, size_t rows, const float* v_scale, float& max, double& denom,
+                                  float* acc, size_t acc_n, float* w) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::CappedTag<float, 8> df;
+  const size_t N = hn::Lanes(df);
+  float mx = max;
+  for (size_t r = 0; r < rows; ++r) mx = s[r] > mx ? s[r] : mx;
+  if (mx > max) {
+    const float factor = max == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(max - mx);
+    denom *= factor;
+    for (size_t j = 0; j < acc_n; ++j) acc[j] *= factor;
+    max = mx;
+  }
+  const auto vmax = hn::Set(df, mx), lo = hn::Set(df, -87.0f);
+  float sum = 0.0f;
+  size_t r = 0;
+  for (; r + N <= rows; r += N) {
+    const auto p = hn::Exp(df, hn::Max(hn::Sub(hn::LoadU(df, s + r), vmax), lo));
+    sum += hn::GetLane(hn::SumOfLanes(df, p));
+    hn::StoreU(hn::Mul(p, hn::LoadU(df, v_scale + r)), df, w + r);
+  }
+  for (; r < rows; ++r) {
+    const float p = std::exp(s[r] - mx);
+    sum += p;
+    w[r] = p * v_scale[r];
+  }
+  denom += sum;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace rq::attn_detail
+HWY_AFTER_NAMESPACE();
+
+#endif  // RQ_ATTENTION_KERNEL_STEPS_INL_H_

@@ -1,0 +1,165 @@
+// The integer arithmetic of the fast attention (FastArithmetic::Integer, the default for Lloyd-Max
+// K and V with 2..4-bit codes): on every SIMD target it computes the same integers as the portable
+// loops (the path's scalar reference: the last target, SCALAR or EMU128), and it stays close to
+// attend_reference compared with the format's own quantization error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "attention_test_util.hpp"
+#include "rq/attention/attention_fast.hpp"
+
+namespace rq {
+namespace {
+
+using namespace rq::test;
+
+std::vector<float> run_integer(const HeadCache& c, size_t gqa, float scale, const std::string& target) {
+  std::vector<float> out(gqa * c.k_codec->dim(), -1.0f);
+  force_attention_simd_target(target);
+  attend_fast(make_problem(c, gqa, scale, out.data()));
+  force_attention_simd_target("");
+  for (float v : out) EXPECT_TRUE(std::isfinite(v));
+  return out;
+}
+
+std::vector<std::string> integer_formats() {
+  std::vector<std::string> names;
+  for (const auto& f : format_table()) {
+    const std::string n(f.name);
+    if (f.scheme == Scheme::LloydMax && !f.qjl && f.bits >= 2 && f.bits <= 4) names.push_back(n);
+  }
+  return names;
+}
+
+class IntegerPerTarget : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(IntegerPerTarget, SameIntegersAsThePortableLoops) {
+  const std::string portable = attention_simd_targets().back();
+  uint64_t seed = 300;
+  for (const auto& name : integer_formats()) {
+    for (size_t d : {5u, 64u, 128u, 130u}) {  // 5: no full block of 32; 130: rotor 132 = 4 blocks + 4
+      for (size_t n : {1u, 2u, 37u, 300u}) {
+        for (size_t gqa : {1u, 3u, 4u, 6u}) {
+          const HeadCache c = make_cache(name, name, d, n, gqa, ++seed);
+          const auto ours = run_integer(c, gqa, 1.0f / std::sqrt(float(d)), GetParam());
+          const auto ref = run_integer(c, gqa, 1.0f / std::sqrt(float(d)), portable);
+          EXPECT_LT(rel_error(ours, ref), 1e-5) << name << " d=" << d << " n=" << n << " gqa=" << gqa;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(IntegerPerTarget, LongPeakyAndMixedLengths) {
+  const std::string portable = attention_simd_targets().back();
+  uint64_t seed = 900;
+  for (const char* pair : {"rotor3/rotor3", "turbo3/turbo4", "turbo2/rotor3", "planar4/iso3"}) {
+    const std::string kf = std::string(pair).substr(0, std::string(pair).find('/'));
+    const std::string vf = std::string(pair).substr(std::string(pair).find('/') + 1);
+    for (size_t n : {4097u, 5000u}) {
+      for (float scale : {1.0f / std::sqrt(128.0f), 1.0f}) {  // 1.0: very peaky softmax
+        const HeadCache c = make_cache(kf, vf, 128, n, 4, ++seed);
+        EXPECT_LT(rel_error(run_integer(c, 4, scale, GetParam()), run_integer(c, 4, scale, portable)), 1e-5)
+            << pair << " n=" << n << " scale=" << scale;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, IntegerPerTarget, ::testing::ValuesIn(attention_simd_targets()),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// Attention over the unquantized vectors, in double: what both paths approximate.
+std::vector<float> exact_attention(const std::vector<float>& k, const std::vector<float>& v, const std::vector<float>& q,
+                                   size_t n, size_t d, size_t gqa, float scale) {
+  std::vector<float> out(gqa * d);
+  for (size_t h = 0; h < gqa; ++h) {
+    std::vector<double> s(n);
+    double m = -1e300, l = 0.0;
+    for (size_t i = 0; i < n; ++i) {
+      double t = 0.0;
+      for (size_t j = 0; j < d; ++j) t += double(q[h * d + j]) * k[i * d + j];
+      s[i] = t * scale;
+      m = std::max(m, s[i]);
+    }
+    for (auto& x : s) l += (x = std::exp(x - m));
+    for (size_t j = 0; j < d; ++j) {
+      double o = 0.0;
+      for (size_t i = 0; i < n; ++i) o += s[i] * v[i * d + j];
+      out[h * d + j] = static_cast<float>(o / l);
+    }
+  }
+  return out;
+}
+
+// A cache of given vectors (k, v: n x d; q: gqa x d) in format `name` for K and V.
+HeadCache encode_cache(const std::string& name, const std::vector<float>& k, const std::vector<float>& v,
+                       const std::vector<float>& q, size_t n, size_t d) {
+  HeadCache c;
+  c.k_codec = std::make_unique<Codec>(find_format(name), d, RotationSeed{5, 0, 0, KvRole::K});
+  c.v_codec = std::make_unique<Codec>(find_format(name), d, RotationSeed{5, 0, 0, KvRole::V});
+  c.n_tokens = n;
+  c.queries = q;
+  const auto& l = c.k_codec->layout();
+  c.k_codes.resize(n * l.code_bytes);
+  c.v_codes.resize(n * l.code_bytes);
+  c.k_side.resize(n * l.side_bytes + 1);
+  c.v_side.resize(n * l.side_bytes + 1);
+  c.k_codec->encode(n, k.data(), c.k_codes.data(), c.k_side.data());
+  c.v_codec->encode(n, v.data(), c.v_codes.data(), c.v_side.data());
+  return c;
+}
+
+TEST(AttendInteger, AddsLittleToTheQuantizationError) {
+  const size_t d = 128, gqa = 4, n = 3000;
+  for (const char* name : {"rotor3", "turbo3", "rotor4", "turbo4", "turbo2", "planar3", "iso3"}) {
+    Rng rng(77);
+    const auto k = random_vectors(rng, n, d, 1.0f), v = random_vectors(rng, n, d, 1.0f);
+    const auto q = random_vectors(rng, gqa, d, 1.0f);
+    const HeadCache c = encode_cache(name, k, v, q, n, d);
+    const float scale = 1.0f / std::sqrt(float(d));
+    std::vector<float> ref(gqa * d), integer(gqa * d);
+    attend_reference(make_problem(c, gqa, scale, ref.data()));
+    attend_fast(make_problem(c, gqa, scale, integer.data()));
+    const auto exact = exact_attention(k, v, q, n, d, gqa, scale);
+    const double quant = rel_error(ref, exact), ours = rel_error(integer, exact), gap = rel_error(integer, ref);
+    EXPECT_LT(gap, 0.03) << name;
+    EXPECT_LT(ours, 1.05 * quant + 0.005) << name << " reference error " << quant << ", integer " << ours;
+  }
+}
+
+TEST(AttendInteger, EdgeCases) {
+  const float scale = 1.0f / std::sqrt(64.0f);
+  {  // zero queries: every score is 0, the output is the plain mean of the values
+    HeadCache c = make_cache("turbo3", "rotor3", 64, 200, 2, 11);
+    std::fill(c.queries.begin(), c.queries.end(), 0.0f);
+    std::vector<float> ref(2 * 64), integer(2 * 64);
+    attend_reference(make_problem(c, 2, scale, ref.data()));
+    attend_fast(make_problem(c, 2, scale, integer.data()));
+    EXPECT_LT(rel_error(integer, ref), 0.02);
+  }
+  for (size_t n : {1u, 2u, 65u}) {  // huge vectors (norms near the fp16 limit), short caches
+    Rng rng(12);
+    auto k = random_vectors(rng, n, 64, 1.0f), v = random_vectors(rng, n, 64, 1.0f);
+    for (auto& x : k) x *= 5000.0f;
+    for (auto& x : v) x *= 5000.0f;
+    const HeadCache c = encode_cache("rotor4", k, v, random_vectors(rng, 3, 64, 1.0f), n, 64);
+    std::vector<float> ref(3 * 64), integer(3 * 64);
+    attend_reference(make_problem(c, 3, 1e-5f, ref.data()));
+    attend_fast(make_problem(c, 3, 1e-5f, integer.data()));
+    EXPECT_LT(rel_error(integer, ref), 0.03) << n;
+  }
+  {  // formats the integer path does not take run the float kernels, bit for bit
+    const HeadCache c = make_cache("rotor3", "q8", 64, 300, 4, 13);
+    std::vector<float> a(4 * 64), b(4 * 64);
+    attend_fast(make_problem(c, 4, scale, a.data()));
+    attend_fast_float(make_problem(c, 4, scale, b.data()));
+    EXPECT_EQ(a, b);
+  }
+}
+
+}  // namespace
+}  // namespace rq
