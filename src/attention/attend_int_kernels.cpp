@@ -97,11 +97,6 @@ inline size_t ScorePos(size_t i) {
   return k < 8 ? 8 * lane + k : 16 + 8 * lane + (k - 8);
 }
 
-// Coordinate of int32 lane i (0..31) of the four value accumulators of one block.
-inline size_t ValuePos(size_t i) {
-  const size_t reg = i / 8, lane = (i % 8) / 4, d = i % 4;
-  return (reg >= 2 ? 16 : 0) + (reg % 2 ? 4 : 0) + 8 * lane + d;
-}
 
 // isum[h * is_stride + r] (G <= 4 heads) for the full blocks of `rows` rows. q8p: G x full x 32,
 // permuted by ScorePos.
@@ -143,7 +138,8 @@ void ScoreBlocks(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t*
 }
 
 // Value pass 1: rows (2p, 2p+1) of the chunk -> per block four registers of 8 coordinates holding
-// (t[code_2p], t[code_2p+1]) as int16 pairs (ValuePos order). An odd last row is paired with itself
+// (t[code_2p], t[code_2p+1]) as int16 pairs: coordinates {0-3 | 8-11}, {4-7 | 12-15}, {16-19 | 24-27},
+// {20-23 | 28-31} (128-bit lanes). An odd last row is paired with itself
 // (its partner gets weight 0).
 template <int kBits>
 void DecodeValuePairs(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes,
@@ -165,7 +161,7 @@ void DecodeValuePairs(const Unpacker<kBits>& u, const IntCodebook& cb, const uin
   }
 }
 
-// Value pass 2: vsum[h * vs_stride + k * 32 + i] (ValuePos order) += sum_p wv[h][p] . pair, G <= 4;
+// Value pass 2: vsum[h * vs_stride + k * 32 + i] += sum_p wv[h][p] . pair (coordinate order), G <= 4;
 // wv: the weight pairs (w16[2p], w16[2p+1]) broadcast to whole registers, w_stride per head.
 template <size_t G>
 void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full, const __m256i* wv, size_t w_stride,
@@ -184,9 +180,12 @@ void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full, const __
         }
       }
       for (size_t h = 0; h < G; ++h) {
+        // (a0, a1) hold coordinates (g/2)*16 + {0-3 | 8-11} and {4-7 | 12-15}: natural order.
         __m256i* dst = reinterpret_cast<__m256i*>(vsum + h * vs_stride + k * 32 + g * 8);
-        _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst), a0[h]));
-        _mm256_storeu_si256(dst + 1, _mm256_add_epi32(_mm256_loadu_si256(dst + 1), a1[h]));
+        const __m256i lo = _mm256_permute2x128_si256(a0[h], a1[h], 0x20);
+        const __m256i hi = _mm256_permute2x128_si256(a0[h], a1[h], 0x31);
+        _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst), lo));
+        _mm256_storeu_si256(dst + 1, _mm256_add_epi32(_mm256_loadu_si256(dst + 1), hi));
       }
     }
   }
@@ -229,23 +228,23 @@ void DecodeValuePairsAnyBits(const IntCodebook& cb, const uint8_t* codes, size_t
 
 #endif  // RQ_INT_ATTENTION_AVX2
 
-// Scalar tail (coordinates from `from` on) of the scores and the values: same integers.
-void ScoreTail(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t from,
-               const IntQueries& iq, size_t h0, size_t G, int32_t* isum, size_t is_stride) {
+// The portable loops (every target without the AVX2 kernels; the scalar reference of this path).
+void ScorePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, const IntQueries& iq,
+                   size_t G, int32_t* isum, size_t is_stride) {
   for (size_t r = 0; r < rows; ++r) {
     const uint8_t* row = codes + r * code_bytes;
-    for (size_t j = from; j < iq.n; ++j) {
+    for (size_t j = 0; j < iq.n; ++j) {
       const int32_t t = cb.t[unpack_code(row, j, cb.bits)];
-      for (size_t h = 0; h < G; ++h) isum[h * is_stride + r] += t * iq.q8[(h0 + h) * iq.n + j];
+      for (size_t h = 0; h < G; ++h) isum[h * is_stride + r] += t * iq.q8[h * iq.n + j];
     }
   }
 }
 
-void ValueTail(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t from, size_t n,
-               const uint16_t* w16, size_t w_stride, size_t G, int32_t* vsum, size_t vs_stride) {
+void ValuePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t n,
+                   const uint16_t* w16, size_t w_stride, size_t G, int32_t* vsum, size_t vs_stride) {
   for (size_t r = 0; r < rows; ++r) {
     const uint8_t* row = codes + r * code_bytes;
-    for (size_t j = from; j < n; ++j) {
+    for (size_t j = 0; j < n; ++j) {
       const int32_t t = cb.t[unpack_code(row, j, cb.bits)];
       for (size_t h = 0; h < G; ++h) vsum[h * vs_stride + j] += t * static_cast<int32_t>(w16[h * w_stride + r]);
     }
@@ -278,8 +277,14 @@ void RunIntWorkItem(const WorkItem& item) {
   const IntCodebook& vcb = *item.v_int;
   const KernelFormat& kf = *item.k_format;
   const KernelFormat& vf = *item.v_format;
-  const size_t G = item.gqa_group, n = iq.n, vn = vf.n;
-  const size_t kfull = n / kIntBlock, vfull = vn / kIntBlock;
+  const size_t G = item.gqa_group, vn = vf.n;
+  // Blocks of 32 coordinates; on AVX2 the last one may be partial: its extra query lanes are 0 and
+  // its extra value sums are never read, so garbage codes past the row end do no harm.
+#if RQ_INT_ATTENTION_AVX2
+  const size_t kfull = (iq.n + kIntBlock - 1) / kIntBlock, vfull = (vn + kIntBlock - 1) / kIntBlock;
+#else
+  const size_t kfull = 0, vfull = 0;
+#endif
 
   thread_local std::vector<float> fscratch;
   thread_local std::vector<int32_t> iscratch;
@@ -290,7 +295,7 @@ void RunIntWorkItem(const WorkItem& item) {
   float* w = s + G * kIntChunk;      // G x chunk weights
   float* kn = w + G * kIntChunk;     // chunk K norms
   float* vnorm = kn + kIntChunk;     // chunk V norms
-  const size_t vs_stride = vfull * kIntBlock > vn ? vfull * kIntBlock : vn;
+  const size_t vs_stride = vfull * kIntBlock > vn ? vfull * kIntBlock : vn;  // value sums per head
   iscratch.resize(G * kIntChunk + G * vs_stride);
   int32_t* isum = iscratch.data();              // G x chunk
   int32_t* vsum = isum + G * kIntChunk;         // G x vs_stride
@@ -301,11 +306,14 @@ void RunIntWorkItem(const WorkItem& item) {
 
 #if RQ_INT_ATTENTION_AVX2
   // Queries permuted to the unpacked byte order of each full block.
-  thread_local std::vector<uint8_t> q8_bytes;
+  thread_local std::vector<uint8_t> q8_bytes;  // zero for coordinates >= n
   int8_t* q8p = reinterpret_cast<int8_t*>(Aligned32(q8_bytes, G * kfull * kIntBlock));
   for (size_t h = 0; h < G; ++h) {
     for (size_t k = 0; k < kfull; ++k) {
-      for (size_t i = 0; i < kIntBlock; ++i) q8p[(h * kfull + k) * 32 + i] = iq.q8[h * n + k * 32 + ScorePos(i)];
+      for (size_t i = 0; i < kIntBlock; ++i) {
+        const size_t j = k * 32 + ScorePos(i);
+        q8p[(h * kfull + k) * 32 + i] = j < iq.n ? iq.q8[h * iq.n + j] : 0;
+      }
     }
   }
   thread_local std::vector<uint8_t> pair_bytes;
@@ -326,9 +334,8 @@ void RunIntWorkItem(const WorkItem& item) {
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       ScoreFullBlocks(kcb, codes, nr, kf.code_bytes, kfull, q8p, G, isum + r0, kIntChunk);
-                      ScoreTail(kcb, codes, nr, kf.code_bytes, kfull * kIntBlock, iq, 0, G, isum + r0, kIntChunk);
 #else
-                      ScoreTail(kcb, codes, nr, kf.code_bytes, 0, iq, 0, G, isum + r0, kIntChunk);
+                      ScorePortable(kcb, codes, nr, kf.code_bytes, iq, G, isum + r0, kIntChunk);
 #endif
                     });
     for (size_t h = 0; h < G; ++h) {
@@ -376,10 +383,8 @@ void RunIntWorkItem(const WorkItem& item) {
                           }
                         }
                       }
-                      ValueTail(vcb, codes, nr, vf.code_bytes, vfull * kIntBlock, vn, w16 + r0, kIntChunk, G, vsum,
-                                vs_stride);
 #else
-                      ValueTail(vcb, codes, nr, vf.code_bytes, 0, vn, w16 + r0, kIntChunk, G, vsum, vs_stride);
+                      ValuePortable(vcb, codes, nr, vf.code_bytes, vn, w16 + r0, kIntChunk, G, vsum, vs_stride);
 #endif
                     });
     for (size_t h = 0; h < G; ++h) {
@@ -387,21 +392,10 @@ void RunIntWorkItem(const WorkItem& item) {
       float* a = item.acc + h * vf.stride;
       const int32_t* vh = vsum + h * vs_stride;
       const float f = vfactor[h];
-      for (size_t j = 0; j < vn; ++j) a[j] += static_cast<float>(vh[j] - bias) * f;  // AVX2: ValuePos order
+      for (size_t j = 0; j < vn; ++j) a[j] += static_cast<float>(vh[j] - bias) * f;
     }
 
   });
-#if RQ_INT_ATTENTION_AVX2
-  // The full blocks of the accumulators are in ValuePos order: back to coordinate order.
-  float tmp[kIntBlock];
-  for (size_t h = 0; h < G; ++h) {
-    float* a = item.acc + h * vf.stride;
-    for (size_t k = 0; k < vfull; ++k) {
-      for (size_t i = 0; i < kIntBlock; ++i) tmp[ValuePos(i)] = a[k * kIntBlock + i];
-      std::memcpy(a + k * kIntBlock, tmp, sizeof(tmp));
-    }
-  }
-#endif
 }
 
 }  // namespace HWY_NAMESPACE

@@ -44,7 +44,14 @@ HWY_INLINE void OnlineSoftmaxStep(const float* s, size_t rows, const float* v_sc
   const hn::CappedTag<float, 8> df;
   const size_t N = hn::Lanes(df);
   float mx = max;
-  for (size_t r = 0; r < rows; ++r) mx = s[r] > mx ? s[r] : mx;
+  size_t r = 0;
+  if (rows >= N) {
+    auto vm = hn::LoadU(df, s);
+    for (r = N; r + N <= rows; r += N) vm = hn::Max(vm, hn::LoadU(df, s + r));
+    const float m = hn::GetLane(hn::MaxOfLanes(df, vm));
+    mx = m > mx ? m : mx;
+  }
+  for (; r < rows; ++r) mx = s[r] > mx ? s[r] : mx;
   if (mx > max) {
     const float factor = max == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(max - mx);
     denom *= factor;
@@ -52,13 +59,13 @@ HWY_INLINE void OnlineSoftmaxStep(const float* s, size_t rows, const float* v_sc
     max = mx;
   }
   const auto vmax = hn::Set(df, mx), lo = hn::Set(df, -87.0f);
-  float sum = 0.0f;
-  size_t r = 0;
-  for (; r + N <= rows; r += N) {
+  auto vsum = hn::Zero(df);
+  for (r = 0; r + N <= rows; r += N) {
     const auto p = hn::Exp(df, hn::Max(hn::Sub(hn::LoadU(df, s + r), vmax), lo));
-    sum += hn::GetLane(hn::SumOfLanes(df, p));
+    vsum = hn::Add(vsum, p);
     hn::StoreU(hn::Mul(p, hn::LoadU(df, v_scale + r)), df, w + r);
   }
+  float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
   for (; r < rows; ++r) {
     const float p = std::exp(s[r] - mx);
     sum += p;

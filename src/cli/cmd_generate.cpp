@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_choice.hpp"
 #include "command_registry.hpp"
 #include "rq/attention/attention_fast.hpp"
 #include "rq/core/errors.hpp"
@@ -65,9 +66,8 @@ int32_t sample(const std::vector<float>& logits, const GenerateOptions& o, Rng& 
 
 void run(const GenerateOptions& o) {
   if (o.prompt.empty() == o.prompt_file.empty()) throw InvalidArgument("generate: give exactly one of -p PROMPT or -f FILE");
-  if (o.attn != "fast" && o.attn != "reference") throw InvalidArgument("generate: --attn must be fast or reference");
   if (!(o.temp >= 0.0f) || !std::isfinite(o.temp)) throw InvalidArgument("generate: --temp must be >= 0");
-  set_attention_kernel(o.attn == "fast" ? &attend_fast : nullptr);
+  use_attention(o.attn);
   model::set_model_threads(o.threads);
   auto session = model::LlamaSession::open(o.model);
   const auto& model = *session.model;
@@ -158,7 +158,8 @@ const CommandRegistration registration("generate", [](CLI::App& app) {
   cmd->add_option("--ctx", opts->ctx, "maximum context (default: the model's training context)");
   cmd->add_option("--batch", opts->batch, "prompt tokens per forward batch")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("-t,--threads", opts->threads, "threads (default: all cores)")->check(CLI::Range(0, 1024));
-  cmd->add_option("--attn", opts->attn, "attention kernel: fast or reference")->check(CLI::IsMember({"fast", "reference"}));
+  cmd->add_option("--attn", opts->attn, "attention kernels: fast (integer tables), fast-float, reference")
+      ->check(CLI::IsMember(attention_choices()));
   cmd->callback([opts] { run(*opts); });
 });
 

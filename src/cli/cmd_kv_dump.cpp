@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_choice.hpp"
 #include "command_registry.hpp"
 #include "rq/attention/attention_fast.hpp"
 #include "rq/core/errors.hpp"
@@ -41,7 +42,7 @@ class DumpObserver : public model::QkvObserver {
 };
 
 void run(const KvDumpOptions& o) {
-  set_attention_kernel(&attend_fast);
+  use_attention("fast");
   model::set_model_threads(o.threads);
   auto session = model::LlamaSession::open(o.model);
   const auto& hp = session.model->hparams();

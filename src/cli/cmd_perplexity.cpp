@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_choice.hpp"
 #include "command_registry.hpp"
 #include "rq/attention/attention_fast.hpp"
 #include "rq/core/errors.hpp"
@@ -77,7 +78,7 @@ nlohmann::json result_json(const model::PerplexityResult& r) {
 }
 
 void run(const PerplexityOptions& o) {
-  set_attention_kernel(o.attn == "fast" ? &attend_fast : nullptr);
+  use_attention(o.attn);
   model::set_model_threads(o.threads);
   const auto choices = parse_choices(o);
   auto session = model::LlamaSession::open(o.model);
@@ -168,7 +169,8 @@ const CommandRegistration registration("perplexity", [](CLI::App& app) {
   cmd->add_option("-t,--threads", opts->threads, "threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_option("--fp16-sinks", opts->sinks, "also keep the first N tokens in fp16 (off by default)");
   cmd->add_option("--fp16-window", opts->window, "also keep the last W tokens in fp16 (off by default)");
-  cmd->add_option("--attn", opts->attn, "attention kernel: fast or reference")->check(CLI::IsMember({"fast", "reference"}));
+  cmd->add_option("--attn", opts->attn, "attention kernels: fast (integer tables), fast-float, reference")
+      ->check(CLI::IsMember(attention_choices()));
   cmd->callback([opts] { run(*opts); });
 });
 

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
+#include <mutex>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -14,6 +16,7 @@ namespace rq {
 namespace {
 
 std::atomic<AttentionKernel> g_kernel{nullptr};
+std::atomic<AttentionBatchKernel> g_batch_kernel{nullptr};
 
 // Segments with different codecs (fp16 sinks/window beside compressed pages): exact softmax over
 // scores from Codec::score, values via Codec::accumulate, per query head of the group.
@@ -52,8 +55,11 @@ AttentionKernel attention_kernel() {
   return k != nullptr ? k : &attend_reference;
 }
 
-void attend_cache_head(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t kv_head,
-                       size_t gqa_group, const float* q, float scale, float* out) {
+namespace {
+
+// The problem of one kv head (false: its segments mix codecs; it was computed by attend_segments).
+bool make_problem(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t kv_head,
+                  size_t gqa_group, const float* q, float scale, float* out, AttentionProblem& p) {
   if (n_tokens == 0) throw InvalidArgument("attend_cache: no tokens to attend to");
   if (q == nullptr || out == nullptr) throw InvalidArgument("attend_cache: null q or out");
   if (gqa_group == 0) throw InvalidArgument("attend_cache: gqa_group must be >= 1");
@@ -62,9 +68,8 @@ void attend_cache_head(const PagedKvCache& cache, SeqId seq, size_t layer, size_
   for (const auto& s : segs) uniform = uniform && s.k_codec == segs[0].k_codec && s.v_codec == segs[0].v_codec;
   if (!uniform) {
     attend_segments(segs, gqa_group, cache.head_dim(), q, scale, out);
-    return;
+    return false;
   }
-  AttentionProblem p;
   p.k_codec = segs[0].k_codec;
   p.v_codec = segs[0].v_codec;
   p.gqa_group = gqa_group;
@@ -77,7 +82,68 @@ void attend_cache_head(const PagedKvCache& cache, SeqId seq, size_t layer, size_
     p.k_pages.push_back(s.k);
     p.v_pages.push_back(s.v);
   }
-  attention_kernel()(p);
+  return true;
+}
+
+}  // namespace
+
+void set_attention_batch_kernel(AttentionBatchKernel kernel) { g_batch_kernel.store(kernel); }
+
+void attend_cache_head(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t kv_head,
+                       size_t gqa_group, const float* q, float scale, float* out) {
+  AttentionProblem p;
+  if (make_problem(cache, seq, layer, n_tokens, kv_head, gqa_group, q, scale, out, p)) attention_kernel()(p);
+}
+
+void attend_cache_causal(const PagedKvCache& cache, SeqId seq, size_t layer, size_t p0, size_t n, size_t n_heads,
+                         const float* q, float scale, float* out) {
+  const size_t H = cache.n_kv_heads(), d = cache.head_dim();
+  if (n_heads == 0 || n_heads % H != 0) {
+    throw InvalidArgument("attend_cache: n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " +
+                          std::to_string(H));
+  }
+  if (q == nullptr || out == nullptr) throw InvalidArgument("attend_cache: null q or out");
+  const size_t group = n_heads / H;
+  std::vector<AttentionProblem> problems(n * H);
+  std::vector<char> ready(n * H, 0);
+  std::exception_ptr err;
+  std::mutex err_mu;
+  const long jobs = static_cast<long>(n * H);
+  // Building problems is cheap; mixed-codec heads (sinks, fp16 window) are computed right here.
+#pragma omp parallel for schedule(dynamic, 1) if (jobs > 1)
+  for (long job = 0; job < jobs; ++job) {
+    const size_t t = static_cast<size_t>(job) / H, h = static_cast<size_t>(job) % H;
+    try {
+      ready[job] = make_problem(cache, seq, layer, p0 + t + 1, h, group, q + (t * n_heads + h * group) * d, scale,
+                                out + (t * n_heads + h * group) * d, problems[job]);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(err_mu);
+      if (!err) err = std::current_exception();
+    }
+  }
+  if (err) std::rethrow_exception(err);
+  size_t kept = 0;
+  for (size_t i = 0; i < problems.size(); ++i) {
+    if (!ready[i]) continue;
+    if (kept != i) problems[kept] = std::move(problems[i]);
+    ++kept;
+  }
+  problems.resize(kept);
+  if (const AttentionBatchKernel batch = g_batch_kernel.load()) {
+    batch(problems.data(), problems.size());
+    return;
+  }
+  const AttentionKernel kernel = attention_kernel();
+#pragma omp parallel for schedule(dynamic, 1)
+  for (long i = 0; i < static_cast<long>(problems.size()); ++i) {
+    try {
+      kernel(problems[i]);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(err_mu);
+      if (!err) err = std::current_exception();
+    }
+  }
+  if (err) std::rethrow_exception(err);
 }
 
 void attend_cache(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t n_heads,

@@ -119,7 +119,7 @@ void LlamaRunner::forward(SeqId seq, const int32_t* tokens, size_t n, size_t log
 void LlamaRunner::forward_batch(SeqId seq, const int32_t* tokens, size_t n, size_t logits_from, float* logits) {
   const LlamaHParams& hp = model_.hparams();
   const size_t E = hp.n_embd, d = hp.head_dim, Hq = hp.n_heads, Hkv = hp.n_kv_heads;
-  const size_t Dq = Hq * d, Dkv = Hkv * d, F = hp.n_ff, group = Hq / Hkv;
+  const size_t Dq = Hq * d, Dkv = Hkv * d, F = hp.n_ff;
   const size_t p0 = cache_.length(seq, 0);
   for (size_t l = 1; l < hp.n_layers; ++l) {
     if (cache_.length(seq, l) != p0) throw InvalidArgument("llama: cache layers out of step for this sequence");
@@ -155,21 +155,7 @@ void LlamaRunner::forward_batch(SeqId seq, const int32_t* tokens, size_t n, size
     }
     // Quantize every token of the batch into the cache, then attend from the cache only.
     cache_.append(seq, l, n, k_.data(), v_.data());
-    std::exception_ptr err;
-    std::mutex err_mu;
-    const long jobs = static_cast<long>(n * Hkv);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (long job = 0; job < jobs; ++job) {
-      const size_t t = static_cast<size_t>(job) / Hkv, h = static_cast<size_t>(job) % Hkv;
-      try {
-        attend_cache_head(cache_, seq, l, p0 + t + 1, h, group, &q_[t * Dq + h * group * d], scale,
-                          &att_[t * Dq + h * group * d]);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(err_mu);
-        if (!err) err = std::current_exception();
-      }
-    }
-    if (err) std::rethrow_exception(err);
+    attend_cache_causal(cache_, seq, l, p0, n, Hq, q_.data(), scale, att_.data());
     detail::matmul(L.wo, n, att_.data(), xn_.data());  // xn_ reused as n x E output
     for (size_t i = 0; i < n * E; ++i) x_[i] += xn_[i];
 
