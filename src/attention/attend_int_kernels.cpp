@@ -162,9 +162,9 @@ void DecodeValuePairs(const Unpacker<kBits>& u, const IntCodebook& cb, const uin
 }
 
 // Value pass 2: vsum[h * vs_stride + k * 32 + i] += sum_p wv[h][p] . pair (coordinate order), G <= 4;
-// wv: the weight pairs (w16[2p], w16[2p+1]) broadcast to whole registers, w_stride per head.
+// w32: the weight pairs w16[2p] | w16[2p+1] << 16, w_stride per head.
 template <size_t G>
-void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full, const __m256i* wv, size_t w_stride,
+void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full, const uint32_t* w32, size_t w_stride,
                      int32_t* vsum, size_t vs_stride) {
   for (size_t k = 0; k < full; ++k) {
     for (size_t g = 0; g < 4; g += 2) {
@@ -174,7 +174,7 @@ void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full, const __
         const __m256i* src = pairs + (p * full + k) * 4 + g;
         const __m256i x0 = _mm256_load_si256(src), x1 = _mm256_load_si256(src + 1);
         for (size_t h = 0; h < G; ++h) {
-          const __m256i w = _mm256_load_si256(wv + h * w_stride + p);
+          const __m256i w = _mm256_set1_epi32(static_cast<int>(w32[h * w_stride + p]));  // vpbroadcastd m32
           a0[h] = _mm256_add_epi32(a0[h], _mm256_madd_epi16(x0, w));
           a1[h] = _mm256_add_epi32(a1[h], _mm256_madd_epi16(x1, w));
         }
@@ -318,13 +318,16 @@ void RunIntWorkItem(const WorkItem& item) {
   }
   thread_local std::vector<uint8_t> pair_bytes;
   __m256i* pairs = reinterpret_cast<__m256i*>(Aligned32(pair_bytes, (kIntChunk / 2) * vfull * 4 * 32));
-  thread_local std::vector<uint8_t> wv_bytes;
-  __m256i* wv = reinterpret_cast<__m256i*>(Aligned32(wv_bytes, G * (kIntChunk / 2) * 32));
+  thread_local std::vector<uint32_t> w32;
+  w32.resize(G * (kIntChunk / 2));
 #endif
 
   for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows) {
     const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
     const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
+    // Pull the next chunk's codes towards L2 (pages are contiguous; a prefetch past the end is harmless).
+    for (size_t b = 0; b < rows * kf.code_bytes; b += 64) __builtin_prefetch(kcodes + rows * kf.code_bytes + b, 0, 2);
+    for (size_t b = 0; b < rows * vf.code_bytes; b += 64) __builtin_prefetch(vcodes + rows * vf.code_bytes + b, 0, 2);
     HalvesToFloats(kp.side + k_off * 2, rows, kn);  // side plane: one fp16 norm per row
     HalvesToFloats(vp.side + v_off * 2, rows, vnorm);
 
@@ -349,10 +352,7 @@ void RunIntWorkItem(const WorkItem& item) {
     for (size_t h = 0; h < G; ++h) {
       OnlineSoftmaxStep(s + h * kIntChunk, rows, vnorm, item.max[h], item.denom[h], item.acc + h * vf.stride, vn,
                         w + h * kIntChunk);
-      wmax[h] = quantize_weights(w + h * kIntChunk, rows, w16 + h * kIntChunk);
-      int32_t sum = 0;
-      for (size_t r = 0; r < rows; ++r) sum += w16[h * kIntChunk + r];
-      wsum[h] = sum;
+      wmax[h] = QuantizeWeights(w + h * kIntChunk, rows, w16 + h * kIntChunk, &wsum[h]);
       vfactor[h] = vcb.alpha * (wmax[h] / static_cast<float>(kWeightLevels));
     }
 
@@ -368,12 +368,12 @@ void RunIntWorkItem(const WorkItem& item) {
                           const uint16_t* wh = w16 + h * kIntChunk + r0;
                           for (size_t p = 0; p < np; ++p) {
                             const uint32_t hi = 2 * p + 1 < nr ? wh[2 * p + 1] : 0;
-                            wv[h * (kIntChunk / 2) + p] = _mm256_set1_epi32(static_cast<int>(wh[2 * p] | (hi << 16)));
+                            w32[h * (kIntChunk / 2) + p] = wh[2 * p] | (hi << 16);
                           }
                         }
                         for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
                           const size_t g = G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass;
-                          const __m256i* wq = wv + h0 * (kIntChunk / 2);
+                          const uint32_t* wq = w32.data() + h0 * (kIntChunk / 2);
                           int32_t* dst = vsum + h0 * vs_stride;
                           switch (g) {
                             case 1: AccumulatePairs<1>(pairs, np, vfull, wq, kIntChunk / 2, dst, vs_stride); break;

@@ -45,20 +45,5 @@ void quantize_queries(const float* q, size_t stride, size_t n, size_t groups, fl
   }
 }
 
-float quantize_weights(const float* w, size_t rows, uint16_t* w16) {
-  float wmax = 0.0f;
-  for (size_t r = 0; r < rows; ++r) wmax = w[r] > wmax ? w[r] : wmax;
-  if (!(wmax > 0.0f)) {
-    for (size_t r = 0; r < rows; ++r) w16[r] = 0;
-    return 0.0f;
-  }
-  const float inv = static_cast<float>(kWeightLevels) / wmax;
-  for (size_t r = 0; r < rows; ++r) {  // w >= 0: round half up by truncation (vectorizes)
-    int v = static_cast<int>(w[r] * inv + 0.5f);
-    v = v > kWeightLevels ? kWeightLevels : v;
-    w16[r] = static_cast<uint16_t>(v < 0 ? 0 : v);
-  }
-  return wmax;
-}
 
 }  // namespace rq::attn_detail

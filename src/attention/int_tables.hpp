@@ -1,7 +1,8 @@
 // Integer tables of the fast attention's integer path (Lloyd-Max formats with 2..4-bit codes):
 //   centroid c_k ~= alpha * (t_k - 64), t_k in [1, 127]       (7-bit codebook, one per codec)
 //   query    q_j ~= beta * q8_j,        q8_j in [-127, 127]   (8-bit, one scale per query head)
-//   weight   w_r ~= wmax / 32767 * w16_r, w16_r in [0, 32767] (15-bit, one scale per head and chunk)
+//   weight   w_r ~= wmax / 32767 * w16_r, w16_r in [0, 32767] (15-bit, one scale per head and chunk;
+//            QuantizeWeights in kernel_steps-inl.h)
 // so that score(row) = norm * alpha * beta * (sum_j q8_j t[code_j] - 64 sum_j q8_j) and
 // sum_r w_r v_r[j] = alpha * wmax / 32767 * (sum_r w16_r t[code_rj] - 64 sum_r w16_r), all sums
 // exact in int32 (bounds in docs/decisions.md). Every SIMD target computes the same integers.
@@ -39,8 +40,5 @@ struct IntQueries {
 
 /// q: groups x stride floats (rotated, already times the softmax scale), n used per row.
 void quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out);
-
-/// w16 = round(w * 32767 / wmax) for w in [0, wmax]; returns wmax (0 when all weights are 0).
-float quantize_weights(const float* w, size_t rows, uint16_t* w16);
 
 }  // namespace rq::attn_detail

@@ -74,6 +74,39 @@ HWY_INLINE void OnlineSoftmaxStep(const float* s, size_t rows, const float* v_sc
   denom += sum;
 }
 
+/// Integer path: w16[r] = trunc(w[r] * (32767 / wmax) + 0.5) for w >= 0, with the Mul and the Add
+/// rounded separately on every target (all targets get the same integers). w and w16 hold `rows`
+/// values and room for up to 7 more (w's extra entries are zeroed here). Returns wmax (0 when all
+/// weights are 0) and writes the sum of the w16 to *sum.
+HWY_INLINE float QuantizeWeights(float* w, size_t rows, uint16_t* w16, int32_t* sum) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::CappedTag<float, 8> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint16_t, decltype(df)> du16;
+  const size_t N = hn::Lanes(df);
+  const size_t padded = (rows + N - 1) / N * N;
+  for (size_t r = rows; r < padded; ++r) w[r] = 0.0f;
+  auto vm = hn::Zero(df);
+  for (size_t r = 0; r < padded; r += N) vm = hn::Max(vm, hn::LoadU(df, w + r));
+  const float wmax = hn::GetLane(hn::MaxOfLanes(df, vm));
+  *sum = 0;
+  if (!(wmax > 0.0f)) {
+    for (size_t r = 0; r < padded; ++r) w16[r] = 0;
+    return 0.0f;
+  }
+  const auto vinv = hn::Set(df, 32767.0f / wmax), half = hn::Set(df, 0.5f);
+  const auto top = hn::Set(di, 32767), zero = hn::Zero(di);
+  auto vsum = hn::Zero(di);
+  for (size_t r = 0; r < padded; r += N) {
+    auto v = hn::ConvertTo(di, hn::Add(hn::Mul(hn::LoadU(df, w + r), vinv), half));
+    v = hn::Max(hn::Min(v, top), zero);
+    vsum = hn::Add(vsum, v);
+    hn::StoreU(hn::DemoteTo(du16, v), du16, w16 + r);
+  }
+  *sum = hn::GetLane(hn::SumOfLanes(di, vsum));
+  return wmax;
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace rq::attn_detail
 HWY_AFTER_NAMESPACE();
