@@ -13,11 +13,13 @@
 #include "rq/cuda/append.hpp"
 
 namespace rq::cuda {
+namespace detail {
+cudaError_t launch_append_tiled(const AppendParams& p, cudaStream_t stream);
+}  // namespace detail
 namespace {
 
 using detail::static_for;
 
-constexpr int kAppendThreads = 64;
 constexpr int kMaxRotationFloats = 512;  // d = 128: iso 32 x 16, rotor 43 x 9, planar 64 x 4, turbo 2 x 128
 
 // Coordinates after rotation: D for turbo (64 and 128 are powers of two), else D padded to blocks.
@@ -66,137 +68,6 @@ __device__ __forceinline__ uint32_t quantize(float v, const float* thr) {
   for (uint32_t step = 1u << (BITS - 1); step > 0; step >>= 1) k += (v >= thr[k + step - 1]) ? step : 0u;
   return k;
 }
-
-template <int D, int BITS, int FAM>
-__global__ void __launch_bounds__(kAppendThreads) quantize_append_kernel(AppendParams p) {
-  constexpr int N = kRotatedDim<D, FAM>;
-  constexpr int LEVELS = 1 << BITS;
-  constexpr int PAYLOAD = (N * BITS + 7) / 8;
-  constexpr int WORDS = (PAYLOAD + 3) / 4;
-  constexpr int MAIN = PAYLOAD / 16 * 16;
-  constexpr int TAIL = PAYLOAD - MAIN;
-
-  const AppendJob& job = p.jobs[blockIdx.z];
-  const int head = blockIdx.y;
-  __shared__ __align__(16) float s_rot[kMaxRotationFloats];
-  __shared__ float s_thr[LEVELS - 1];
-  __shared__ double s_c2[LEVELS];  // C[k]^2, exact in double
-  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
-  for (int i = threadIdx.x; i < job.codec.rotation_stride && i < kMaxRotationFloats; i += blockDim.x) s_rot[i] = rot[i];
-  if (threadIdx.x < LEVELS) {
-    const double c = job.codec.centroids[threadIdx.x];
-    s_c2[threadIdx.x] = c * c;
-  }
-  if (threadIdx.x < LEVELS - 1) s_thr[threadIdx.x] = job.codec.thresholds[threadIdx.x];
-  __syncthreads();
-
-  const int token = blockIdx.x * blockDim.x + threadIdx.x;
-  if (token >= p.n_tokens) return;
-  const int64_t slot = p.slot_mapping[token];
-  if (slot < 0) return;
-
-  float x[N];  // input, then (in place) the rotated unit vector
-#pragma unroll
-  for (int j = D; j < N; ++j) x[j] = 0.0f;
-  load_vector<D>(job.x, token * job.token_stride + static_cast<int64_t>(head) * D, job.type,
-                 reinterpret_cast<float(&)[D]>(x));
-
-  // 1. norm in double with the reference's four accumulators (lane j % 4, leftovers into lane 0,
-  //    then (a0 + a1) + (a2 + a3)); products of floats are exact in double, so FMA is harmless.
-  double acc4[4] = {0.0, 0.0, 0.0, 0.0};
-#pragma unroll
-  for (int j = 0; j < D; ++j) acc4[j < D / 4 * 4 ? j % 4 : 0] += static_cast<double>(x[j]) * static_cast<double>(x[j]);
-  const double sq = (acc4[0] + acc4[1]) + (acc4[2] + acc4[3]);
-  const bool finite = isfinite(sq);
-  const float norm = finite ? static_cast<float>(sqrt(sq)) : 0.0f;
-  bool zero = norm == 0.0f;
-
-  // 2. u = x * (1 / norm), 3. rotate, 4. quantize + pack, accumulating ||C[idx]||^2 in double.
-  const float inv = zero ? 0.0f : __fdiv_rn(1.0f, norm);
-#pragma unroll
-  for (int j = 0; j < D; ++j) x[j] = __fmul_rn(x[j], inv);
-
-  uint32_t words[WORDS];
-#pragma unroll
-  for (int w = 0; w < WORDS; ++w) words[w] = 0;
-  double cn4[4] = {0.0, 0.0, 0.0, 0.0};  // sum of C[idx]^2, same accumulator pattern as the norm
-  const uint32_t zero_code = static_cast<uint32_t>(job.codec.zero_code);
-  auto emit = [&](auto jc, float v) {
-    constexpr int J = decltype(jc)::value;
-    uint32_t k = quantize<BITS>(v, s_thr);
-    k = zero ? zero_code : k;
-    cn4[J < N / 4 * 4 ? J % 4 : 0] += s_c2[k];
-    detail::pack_word_code<BITS, J>(words, k);
-  };
-
-  if constexpr (FAM == 0) {
-    // y = D(s2) H/sqrt(n) D(s1) u: signs, FWHT in the reference's butterfly order, scale.
-#pragma unroll
-    for (int j = 0; j < N; ++j) x[j] = __fmul_rn(x[j], s_rot[j]);
-    static_for<0, 31 - __builtin_clz(N)>([&](auto sc) {  // half = 1, 2, ..., N/2
-      constexpr int H = 1 << decltype(sc)::value;
-#pragma unroll
-      for (int blk = 0; blk < N; blk += 2 * H) {
-#pragma unroll
-        for (int i = 0; i < H; ++i) {
-          const float a = x[blk + i], b = x[blk + i + H];
-          x[blk + i] = __fadd_rn(a, b);
-          x[blk + i + H] = __fsub_rn(a, b);
-        }
-      }
-    });
-    const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(N)));
-    static_for<0, N>([&](auto jc) {
-      constexpr int J = decltype(jc)::value;
-      emit(jc, __fmul_rn(x[J], __fmul_rn(s_rot[N + J], scale)));
-    });
-  } else {
-    // Block-diagonal: y_r = sum_k M[r][k] u_k, left to right, per block of FAM coordinates.
-    static_for<0, N / FAM>([&](auto bc) {
-      constexpr int B = decltype(bc)::value;
-      const float* m = s_rot + B * FAM * FAM;
-      static_for<0, FAM>([&](auto rc) {
-        constexpr int R = decltype(rc)::value;
-        float y = __fmul_rn(m[R * FAM], x[B * FAM]);
-#pragma unroll
-        for (int k = 1; k < FAM; ++k) y = __fadd_rn(y, __fmul_rn(m[R * FAM + k], x[B * FAM + k]));
-        emit(std::integral_constant<int, B * FAM + R>{}, y);
-      });
-    });
-  }
-
-  // 5. stored norm: nu / ||C[idx]|| (norm correction) or nu, as binary16.
-  const double cnorm_sq = (cn4[0] + cn4[1]) + (cn4[2] + cn4[3]);
-  float stored = norm;
-  if (!zero && job.codec.norm_correction && cnorm_sq > 0.0) {
-    stored = static_cast<float>(static_cast<double>(norm) / sqrt(cnorm_sq));
-  }
-  if (!finite || !(fabsf(stored) <= kHalfMax)) {
-    // The CPU codec refuses this vector; store a zero vector and report it.
-    if (p.error_flag) atomicExch(p.error_flag, 1);
-    zero = true;
-    stored = 0.0f;
-#pragma unroll
-    for (int w = 0; w < WORDS; ++w) words[w] = 0;
-    static_for<0, N>([&](auto jc) { detail::pack_word_code<BITS, decltype(jc)::value>(words, zero_code); });
-  }
-  if (zero) stored = 0.0f;
-
-  const int page_size = job.geometry.page_size;
-  const size_t row = job.geometry.row(static_cast<int>(slot / page_size), head, static_cast<int>(slot % page_size));
-  if constexpr (MAIN > 0) {
-    uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + row * MAIN);
-#pragma unroll
-    for (int i = 0; i < MAIN / 16; ++i) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
-  }
-  if constexpr (TAIL > 0) {
-    uint8_t* dst = job.planes.tail + row * TAIL;
-#pragma unroll
-    for (int i = 0; i < TAIL; ++i) dst[i] = static_cast<uint8_t>(words[(MAIN + i) >> 2] >> (8 * ((MAIN + i) & 3)));
-  }
-  job.planes.norms[row] = float_to_half(stored);
-}
-
 
 // Four lanes per vector (a quad): the same arithmetic in the same order as quantize_append_kernel,
 // spread so that each lane's serial chain is a quarter as long (small steps are latency-bound).
@@ -370,15 +241,8 @@ __global__ void __launch_bounds__(4 * kQuadVectors) quantize_append_quad_kernel(
 
 template <int D, int BITS, int FAM>
 cudaError_t launch_one(const AppendParams& p, cudaStream_t stream) {
-  const long long vectors = static_cast<long long>(p.n_tokens) * p.n_kv_heads * p.n_jobs;
-  const int lanes = p.lanes_per_vector ? p.lanes_per_vector : (vectors <= 16384 ? 4 : 1);
-  if (lanes == 4) {
-    const dim3 grid((p.n_tokens + kQuadVectors - 1) / kQuadVectors, p.n_kv_heads, p.n_jobs);
-    quantize_append_quad_kernel<D, BITS, FAM><<<grid, 4 * kQuadVectors, 0, stream>>>(p);
-  } else {
-    const dim3 grid((p.n_tokens + kAppendThreads - 1) / kAppendThreads, p.n_kv_heads, p.n_jobs);
-    quantize_append_kernel<D, BITS, FAM><<<grid, kAppendThreads, 0, stream>>>(p);
-  }
+  const dim3 grid((p.n_tokens + kQuadVectors - 1) / kQuadVectors, p.n_kv_heads, p.n_jobs);
+  quantize_append_quad_kernel<D, BITS, FAM><<<grid, 4 * kQuadVectors, 0, stream>>>(p);
   return cudaGetLastError();
 }
 
@@ -418,6 +282,10 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
     if (c.dim != c0.dim || c.bits != c0.bits || c.family != c0.family || c.rotated_dim != c0.rotated_dim) {
       return cudaErrorInvalidValue;
     }
+    const int64_t esize = job.type == InputType::F32 ? 4 : 2;
+    if (reinterpret_cast<uintptr_t>(job.x) % 16 != 0 || (job.token_stride * esize) % 16 != 0) {
+      return cudaErrorInvalidValue;  // rows are read as 16-byte chunks
+    }
     if (!job.x || !c.rotation || !c.centroids || !c.thresholds || !job.planes.norms ||
         job.geometry.n_kv_heads != p.n_kv_heads || c.rotation_stride > kMaxRotationFloats ||
         job.geometry.row_main_bytes + job.geometry.row_tail_bytes != c.payload_bytes ||
@@ -427,7 +295,8 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
     }
   }
   if (c0.dim != 128) return cudaErrorInvalidValue;  // the kernels are instantiated for head_dim 128
-  return dispatch_bits<128>(p, stream);
+  if (p.lanes_per_vector == 4) return dispatch_bits<128>(p, stream);
+  return detail::launch_append_tiled(p, stream);
 }
 
 }  // namespace rq::cuda

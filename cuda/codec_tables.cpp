@@ -9,6 +9,24 @@
 namespace rq::cuda {
 namespace {
 
+// The append kernel's quantizer (cuda/append_quantize.cuh) needs a codebook symmetric about 0 in
+// float: t[half - 1] = 0, t[i] = -t[levels - 2 - i], C[k] = -C[levels - 1 - k]. Lloyd-Max solves
+// symmetrize theirs, so this holds for every format; checked rather than assumed.
+bool symmetric_codebook(const Codec& codec) {
+  const std::vector<float>& c = codec.centroids();
+  const size_t levels = c.size();
+  if (levels < 2 || codec.codebook()->thresholds.size() != levels - 1) return false;
+  std::vector<float> t;
+  for (double v : codec.codebook()->thresholds) t.push_back(static_cast<float>(v));
+  for (size_t k = 0; k < levels; ++k) {
+    if (c[k] != -c[levels - 1 - k]) return false;
+  }
+  for (size_t i = 0; i + 1 < levels; ++i) {
+    if (t[i] != -t[levels - 2 - i]) return false;
+  }
+  return t[levels / 2 - 1] == 0.0f;
+}
+
 // Why `codec` cannot run on the GPU kernels, or an empty string.
 std::string unsupported_reason(const Codec& codec) {
   const FormatSpec& f = codec.format();
@@ -22,7 +40,7 @@ std::string unsupported_reason(const Codec& codec) {
     case RotationKind::IsoFast:
     case RotationKind::IsoFull:
     case RotationKind::Turbo:
-      return {};
+      return symmetric_codebook(codec) ? std::string() : "the GPU kernels need a codebook symmetric about 0";
     default:
       return std::string("rotation '") + rotation_name(f.rotation) + "' does not run on the GPU";
   }

@@ -3,8 +3,10 @@
 // PASS/FAIL lines, then (2) times the fused append and the split-KV decode and writes JSON.
 // Built by scripts/gpu_bench.sh with plain nvcc (no third-party libraries needed).
 //
-// Usage: gpu_check_bench [--json FILE] [--check-only] [--bench-only] [--decode-only]
-//        (--decode-only: decode checks and the tensor-core decode timings only)
+// Usage: gpu_check_bench [--json FILE] [--check-only] [--bench-only] [--decode-only] [--append-only] [--profile]
+//        (--decode-only: decode checks and the tensor-core decode timings only;
+//         --append-only: append checks and timings only; --profile: a few launches for ncu;
+//         --with-exact: also time the exact fp32 decode kernel)
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -29,6 +31,7 @@ using namespace rq::cuda::harness;
 namespace {
 
 int g_failures = 0;
+bool g_profile = false;  // --profile: one launch per configuration (for ncu), no statistics
 
 void report(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
@@ -71,6 +74,7 @@ struct Timer {
   }
   template <typename F>
   double median_us(F&& launch, int iters) {
+    if (g_profile) iters = 1;
     launch();  // warm-up
     check(cudaDeviceSynchronize(), "warm-up");
     std::vector<double> t;
@@ -94,6 +98,16 @@ struct Row {
   long long n = 0, batch = 0, context = 0;
   double us = 0, bytes = 0, gbps = 0, bw_fraction = 0;
 };
+
+__global__ void empty_kernel() {}
+
+// The floor of every timed row: one empty kernel launch between two events (after the L2 flush).
+double empty_launch_us(Timer& timer) {
+  return timer.median_us([&] {
+    empty_kernel<<<1, 32>>>();
+    check(cudaGetLastError(), "empty kernel");
+  }, 30);
+}
 
 double copy_bandwidth_gbps(Timer& timer) {
   const size_t bytes = size_t(1) << 30;
@@ -132,7 +146,7 @@ void bench_append(const std::string& format, long long n_vectors, int lanes, dou
   Row r;
   r.bench = "append";
   r.format = format;
-  r.kernel = lanes == 4 ? "quad" : "thread";
+  r.kernel = lanes == 4 ? "quad" : "tiled";
   r.n = n_vectors;
   r.us = us;
   // bytes moved: fp16 input + codes + norm + slot ids
@@ -209,13 +223,16 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
 
 int main(int argc, char** argv) {
   std::string json_path;
-  bool do_check = true, do_bench = true, decode_only = false;
+  bool do_check = true, do_bench = true, decode_only = false, append_only = false, with_exact = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
     else if (a == "--check-only") do_bench = false;
     else if (a == "--bench-only") do_check = false;
     else if (a == "--decode-only") decode_only = true;
+    else if (a == "--append-only") append_only = true;
+    else if (a == "--profile") g_profile = true;
+    else if (a == "--with-exact") with_exact = true;
   }
   try {
     if (device_count() == 0) {
@@ -226,6 +243,17 @@ int main(int argc, char** argv) {
     check(cudaGetDeviceProperties(&prop, 0), "properties");
     std::printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
     Rng rng(20261129);
+    if (g_profile) {  // a few configurations, one timed launch each, for ncu
+      Timer timer;
+      std::vector<Row> rows;
+      for (const char* f : {"turbo3", "rotor3"})
+        for (long long n : {16384LL, 1048576LL}) bench_append(f, n, 1, 4230.0, timer, rows);
+      for (const char* f : {"turbo3"}) {
+        bench_decode(f, 16, 65536, prop.multiProcessorCount, false, 4230.0, timer, rows);
+        bench_decode(f, 1, 131072, prop.multiProcessorCount, false, 4230.0, timer, rows);
+      }
+      return 0;
+    }
     if (do_check) {
       for (const auto& f : format_table()) {
         if (decode_only) break;
@@ -244,10 +272,11 @@ int main(int argc, char** argv) {
       }
       for (int lanes : {4, 1}) {
         if (decode_only) break;
-        report(check_append_policy(rng, lanes).ok(), std::string("append input policy (") + (lanes == 4 ? "quad" : "thread") +
+        report(check_append_policy(rng, lanes).ok(), std::string("append input policy (") + (lanes == 4 ? "quad" : "tiled") +
                                                          "): NaN/Inf rows stored as zeros, flag raised, bad dim refused");
       }
       for (bool exact : {true, false}) {
+        if (append_only) break;
         for (const char* f : {"rotor3", "turbo3", "planar3", "iso3", "isofull3", "rotor2", "turbo2", "turbo4"}) {
           const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact);
           report(c.ok(), c.text);
@@ -267,6 +296,8 @@ int main(int argc, char** argv) {
       Timer timer;
       const double copy = copy_bandwidth_gbps(timer);
       std::printf("device copy bandwidth (read + write): %.1f GB/s\n", copy);
+      const double floor_us = empty_launch_us(timer);
+      std::printf("empty kernel launch between events: %.2f us\n", floor_us);
       std::vector<Row> rows;
       for (int lanes : {4, 1})
         for (const char* f : {"rotor3", "turbo3"})
@@ -276,11 +307,12 @@ int main(int argc, char** argv) {
       for (bool exact : {false, true})
         for (const char* f : {"rotor3", "turbo3"})
           for (const auto& s : shapes)
-            if (!(decode_only && exact)) bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows);
+            if ((!exact || with_exact) && !append_only) bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows);
       if (!json_path.empty()) {
         FILE* fp = std::fopen(json_path.c_str(), "w");
         if (!fp) throw IoError("cannot write " + json_path);
-        std::fprintf(fp, "{\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"rows\": [\n", prop.name, prop.multiProcessorCount, copy);
+        std::fprintf(fp, "{\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"empty_launch_us\": %.2f, \"rows\": [\n",
+                     prop.name, prop.multiProcessorCount, copy, floor_us);
         for (size_t i = 0; i < rows.size(); ++i) {
           const Row& r = rows[i];
           std::fprintf(fp, "  {\"bench\": \"%s\", \"format\": \"%s\", \"kernel\": \"%s\", ", r.bench.c_str(), r.format.c_str(),

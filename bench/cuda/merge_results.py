@@ -38,12 +38,14 @@ def main():
         "sm_count": cu.get("sm_count"),
         "command": a.command,
         "copy_gbps": cu["copy_gbps"],
+        "empty_launch_us": cu.get("empty_launch_us"),
         "torch": th.get("torch"),
         "rows": rows,
     }
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1)
-    print(f"device: {cu['device']}, copy bandwidth {cu['copy_gbps']:.0f} GB/s (read + write)")
+    print(f"device: {cu['device']}, copy bandwidth {cu['copy_gbps']:.0f} GB/s (read + write), "
+          f"empty launch {cu.get('empty_launch_us') or 0:.2f} us")
     print("| bench | format | kernel | n / batch x context | us | GB/s | of copy BW | torch us | speedup |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -11,6 +11,6 @@ for f in re.split(r"\n\s+Function : ", txt)[1:]:
     name = f.split("\n")[0]
     if pattern not in name:
         continue
-    ops = re.findall(r"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", f)
+    ops = re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", f)
     c = collections.Counter(ops)
     print(f"{name[:110]}\n  {len(ops)} instructions: " + ", ".join(f"{k} {v}" for k, v in c.most_common(18)))
