@@ -29,7 +29,7 @@ HWY_BEFORE_NAMESPACE();
 namespace rq::attn_detail {
 namespace HWY_NAMESPACE {
 
-constexpr size_t kIntChunk = 64;  // tokens per online-softmax step (even: rows go in pairs)  // tokens per online-softmax step
+constexpr size_t kIntChunk = 128;  // tokens per online-softmax step (even: rows go in pairs)  // tokens per online-softmax step
 constexpr size_t kHeadsPerPass = 4;
 
 #undef RQ_INT_ATTENTION_AVX2  // this file is compiled once per target
