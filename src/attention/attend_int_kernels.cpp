@@ -1,12 +1,12 @@
 // Integer path of the fast decode attention (Lloyd-Max formats with 2..4-bit codes; the tables and
 // their exactness are described in int_tables.hpp). Per chunk of <= 64 tokens of one KV head:
-//   score   isum[h][r] = sum_j q8[h][j] * t[code_rj]           (int32, exact)
-//   softmax online, in float, on s = (isum - 64 q8_sum) * factor * norm
+//   score   isum[h][r] = sum_j q16[h][j] * t[code_rj]          (int32, exact)
+//   softmax online, in float, on s = (isum - 64 q16_sum) * factor * norm
 //   values  vsum[h][j] = sum_r w16[h][r] * t[code_rj]          (int32, exact)
 //           acc[h][j] += (vsum - 64 sum_r w16) * alpha_V * wmax / 32767
 // On AVX2 (and AVX-512 targets) 32 codes at a time are unpacked to bytes with one shuffle, one
 // 16-bit multiply and one shift per 16 codes, looked up with vpshufb, and multiplied with
-// vpmaddubsw / vpmaddwd; every other target runs the plain loops below, which compute the same
+// vpmaddwd; every other target runs the plain loops below, which compute the same
 // integers (they are the scalar reference of this path).
 #include <cmath>
 #include <cstring>
@@ -76,6 +76,15 @@ struct Unpacker {
     mul_b = _mm256_load_si256(reinterpret_cast<const __m256i*>(mb));
     table = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb));
   }
+  // The block's 32 table values as int16, coordinate order: lo = codes 0-15, hi = codes 16-31.
+  HWY_INLINE void Words(const uint8_t* p, __m256i& lo, __m256i& hi) const {
+    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i zero_high = _mm256_set1_epi16(static_cast<short>(0x8000));  // vpshufb: high byte -> 0
+    const __m256i a = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), 16 - kBits);
+    const __m256i b = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_b), mul_b), 16 - kBits);
+    lo = _mm256_shuffle_epi8(table, _mm256_or_si256(a, zero_high));
+    hi = _mm256_shuffle_epi8(table, _mm256_or_si256(b, zero_high));
+  }
   // p: the block's first byte; reads 16 bytes.
   HWY_INLINE __m256i Block(const uint8_t* p) const {
     const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -92,18 +101,13 @@ inline uint8_t* Aligned32(std::vector<uint8_t>& storage, size_t bytes) {
   return storage.data() + ((32 - (p & 31)) & 31);
 }
 
-inline size_t ScorePos(size_t i) {
-  const size_t lane = i / 16, k = i % 16;
-  return k < 8 ? 8 * lane + k : 16 + 8 * lane + (k - 8);
-}
 
 
-// isum[h * is_stride + r] (G <= 4 heads) for the full blocks of `rows` rows. q8p: G x full x 32,
-// permuted by ScorePos.
+// isum[h * is_stride + r] (G <= 4 heads) over the blocks of `rows` rows. q16: G x full x 32
+// (coordinates >= n are 0).
 template <size_t G, int kBits>
 void ScoreBlocks(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes,
-                 size_t full, const int8_t* q8p, int32_t* isum, size_t is_stride) {
-  const __m256i ones = _mm256_set1_epi16(1);
+                 size_t full, const int16_t* q16, int32_t* isum, size_t is_stride) {
   const size_t bb = 4 * static_cast<size_t>(cb.bits);
   alignas(32) int32_t buf[8][G][8];
   for (size_t r0 = 0; r0 < rows; r0 += 8) {
@@ -113,10 +117,12 @@ void ScoreBlocks(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t*
       __m256i acc[G];
       for (size_t h = 0; h < G; ++h) acc[h] = _mm256_setzero_si256();
       for (size_t k = 0; k < full; ++k) {
-        const __m256i t = u.Block(row + k * bb);
+        __m256i lo, hi;
+        u.Words(row + k * bb, lo, hi);
         for (size_t h = 0; h < G; ++h) {
-          const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(q8p + (h * full + k) * 32));
-          acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(_mm256_maddubs_epi16(t, q), ones));
+          const __m256i* q = reinterpret_cast<const __m256i*>(q16 + (h * full + k) * 32);
+          acc[h] = _mm256_add_epi32(acc[h], _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_load_si256(q)),
+                                                             _mm256_madd_epi16(hi, _mm256_load_si256(q + 1))));
         }
       }
       for (size_t h = 0; h < G; ++h) _mm256_store_si256(reinterpret_cast<__m256i*>(buf[rr][h]), acc[h]);
@@ -194,10 +200,10 @@ void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full, const ui
 // Scores of rows [0, rows) for all G heads (groups of <= 4 heads per pass over the codes).
 template <int kBits>
 void ScoreAllHeads(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                   const int8_t* q8p, size_t G, int32_t* isum, size_t is_stride) {
+                   const int16_t* q16, size_t G, int32_t* isum, size_t is_stride) {
   const Unpacker<kBits> u(cb);
   for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
-    const int8_t* q = q8p + h0 * full * kIntBlock;
+    const int16_t* q = q16 + h0 * full * kIntBlock;
     int32_t* dst = isum + h0 * is_stride;
     switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
       case 1: ScoreBlocks<1>(u, cb, codes, rows, code_bytes, full, q, dst, is_stride); break;
@@ -209,11 +215,11 @@ void ScoreAllHeads(const IntCodebook& cb, const uint8_t* codes, size_t rows, siz
 }
 
 void ScoreFullBlocks(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                     const int8_t* q8p, size_t G, int32_t* isum, size_t is_stride) {
+                     const int16_t* q16, size_t G, int32_t* isum, size_t is_stride) {
   switch (cb.bits) {
-    case 2: ScoreAllHeads<2>(cb, codes, rows, code_bytes, full, q8p, G, isum, is_stride); break;
-    case 3: ScoreAllHeads<3>(cb, codes, rows, code_bytes, full, q8p, G, isum, is_stride); break;
-    default: ScoreAllHeads<4>(cb, codes, rows, code_bytes, full, q8p, G, isum, is_stride); break;
+    case 2: ScoreAllHeads<2>(cb, codes, rows, code_bytes, full, q16, G, isum, is_stride); break;
+    case 3: ScoreAllHeads<3>(cb, codes, rows, code_bytes, full, q16, G, isum, is_stride); break;
+    default: ScoreAllHeads<4>(cb, codes, rows, code_bytes, full, q16, G, isum, is_stride); break;
   }
 }
 
@@ -235,7 +241,7 @@ void ScorePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, siz
     const uint8_t* row = codes + r * code_bytes;
     for (size_t j = 0; j < iq.n; ++j) {
       const int32_t t = cb.t[unpack_code(row, j, cb.bits)];
-      for (size_t h = 0; h < G; ++h) isum[h * is_stride + r] += t * iq.q8[h * iq.n + j];
+      for (size_t h = 0; h < G; ++h) isum[h * is_stride + r] += t * iq.q16[h * iq.n + j];
     }
   }
 }
@@ -306,13 +312,13 @@ void RunIntWorkItem(const WorkItem& item) {
 
 #if RQ_INT_ATTENTION_AVX2
   // Queries permuted to the unpacked byte order of each full block.
-  thread_local std::vector<uint8_t> q8_bytes;  // zero for coordinates >= n
-  int8_t* q8p = reinterpret_cast<int8_t*>(Aligned32(q8_bytes, G * kfull * kIntBlock));
+  thread_local std::vector<uint8_t> q16_bytes;  // zero for coordinates >= n
+  int16_t* q16 = reinterpret_cast<int16_t*>(Aligned32(q16_bytes, G * kfull * kIntBlock * 2));
   for (size_t h = 0; h < G; ++h) {
     for (size_t k = 0; k < kfull; ++k) {
       for (size_t i = 0; i < kIntBlock; ++i) {
-        const size_t j = k * 32 + ScorePos(i);
-        q8p[(h * kfull + k) * 32 + i] = j < iq.n ? iq.q8[h * iq.n + j] : 0;
+        const size_t j = k * 32 + i;
+        q16[(h * kfull + k) * 32 + i] = j < iq.n ? iq.q16[h * iq.n + j] : 0;
       }
     }
   }
@@ -336,13 +342,13 @@ void RunIntWorkItem(const WorkItem& item) {
     ForReadableRows(kcodes, rows, kp.n_tokens - k_off - rows, kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
-                      ScoreFullBlocks(kcb, codes, nr, kf.code_bytes, kfull, q8p, G, isum + r0, kIntChunk);
+                      ScoreFullBlocks(kcb, codes, nr, kf.code_bytes, kfull, q16, G, isum + r0, kIntChunk);
 #else
                       ScorePortable(kcb, codes, nr, kf.code_bytes, iq, G, isum + r0, kIntChunk);
 #endif
                     });
     for (size_t h = 0; h < G; ++h) {
-      const int32_t bias = kTableZero * iq.q8_sum[h];
+      const int32_t bias = kTableZero * iq.q16_sum[h];
       for (size_t r = 0; r < rows; ++r) {
         s[h * kIntChunk + r] = static_cast<float>(isum[h * kIntChunk + r] - bias) * iq.factor[h] * kn[r];
       }

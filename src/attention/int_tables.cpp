@@ -23,25 +23,28 @@ IntCodebook make_int_codebook(const float* centroids, int bits) {
 void quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out) {
   out.n = n;
   out.groups = groups;
-  out.q8.assign(groups * n, 0);
-  out.q8_sum.assign(groups, 0);
+  const int64_t padded = static_cast<int64_t>((n + kIntBlock - 1) / kIntBlock * kIntBlock);
+  const int64_t bound = (int64_t{1} << 31) / (127 * (padded > 0 ? padded : 1)) - 1;
+  out.levels = static_cast<int32_t>(bound < 32767 ? bound : 32767);
+  out.q16.assign(groups * n, 0);
+  out.q16_sum.assign(groups, 0);
   out.factor.assign(groups, 0.0f);
   for (size_t h = 0; h < groups; ++h) {
     const float* qh = q + h * stride;
     float qmax = 0.0f;
     for (size_t j = 0; j < n; ++j) qmax = std::fmax(qmax, std::fabs(qh[j]));
     if (!(qmax > 0.0f)) continue;  // zero query: all scores 0
-    const float inv = static_cast<float>(kQueryLevels) / qmax;
+    const float inv = static_cast<float>(out.levels) / qmax;
     int32_t sum = 0;
     for (size_t j = 0; j < n; ++j) {
       long v = std::lround(qh[j] * inv);
-      if (v > kQueryLevels) v = kQueryLevels;
-      if (v < -kQueryLevels) v = -kQueryLevels;
-      out.q8[h * n + j] = static_cast<int8_t>(v);
+      if (v > out.levels) v = out.levels;
+      if (v < -out.levels) v = -out.levels;
+      out.q16[h * n + j] = static_cast<int16_t>(v);
       sum += static_cast<int32_t>(v);
     }
-    out.q8_sum[h] = sum;
-    out.factor[h] = k_alpha * (qmax / static_cast<float>(kQueryLevels));
+    out.q16_sum[h] = sum;
+    out.factor[h] = k_alpha * (qmax / static_cast<float>(out.levels));
   }
 }
 

@@ -1,9 +1,10 @@
 // Integer tables of the fast attention's integer path (Lloyd-Max formats with 2..4-bit codes):
 //   centroid c_k ~= alpha * (t_k - 64), t_k in [1, 127]       (7-bit codebook, one per codec)
-//   query    q_j ~= beta * q8_j,        q8_j in [-127, 127]   (8-bit, one scale per query head)
+//   query    q_j ~= beta * q16_j,       |q16_j| <= L          (L = 32767 up to 256 coordinates,
+//                                                             less beyond; one scale per query head)
 //   weight   w_r ~= wmax / 32767 * w16_r, w16_r in [0, 32767] (15-bit, one scale per head and chunk;
 //            QuantizeWeights in kernel_steps-inl.h)
-// so that score(row) = norm * alpha * beta * (sum_j q8_j t[code_j] - 64 sum_j q8_j) and
+// so that score(row) = norm * alpha * beta * (sum_j q16_j t[code_j] - 64 sum_j q16_j) and
 // sum_r w_r v_r[j] = alpha * wmax / 32767 * (sum_r w16_r t[code_rj] - 64 sum_r w16_r), all sums
 // exact in int32 (bounds in docs/decisions.md). Every SIMD target computes the same integers.
 #pragma once
@@ -15,7 +16,6 @@
 namespace rq::attn_detail {
 
 constexpr int kTableZero = 64;        // t_k - 64 is the signed centroid level
-constexpr int kQueryLevels = 127;     // |q8| <= 127
 constexpr int kWeightLevels = 32767;  // w16 <= 32767
 constexpr size_t kIntBlock = 32;      // coordinates per SIMD block (one 256-bit register of codes)
 
@@ -33,9 +33,10 @@ IntCodebook make_int_codebook(const float* centroids, int bits);
 struct IntQueries {
   size_t n = 0;                 // coordinates (rotated_dim)
   size_t groups = 0;            // query heads
-  std::vector<int8_t> q8;       // groups x n
-  std::vector<int32_t> q8_sum;  // groups: sum_j q8_j
-  std::vector<float> factor;    // groups: alpha_K * beta (score = (isum - 64 q8_sum) * factor * norm)
+  int32_t levels = 0;            // L: |q16| <= L, so that 127 * L * (n rounded up to 32) < 2^31
+  std::vector<int16_t> q16;      // groups x n
+  std::vector<int32_t> q16_sum;  // groups: sum_j q16_j
+  std::vector<float> factor;     // groups: alpha_K * beta (score = (isum - 64 q16_sum) * factor * norm)
 };
 
 /// q: groups x stride floats (rotated, already times the softmax scale), n used per row.
