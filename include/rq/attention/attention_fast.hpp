@@ -26,11 +26,14 @@ namespace rq {
 /// Arithmetic of the fast kernels when K and V are both Lloyd-Max formats with 2..4-bit codes
 /// (turbo*, rotor*, planar*, iso*, ...; other formats always take the float path).
 enum class FastArithmetic {
-  /// Default. Integer tables: queries to 8 bits (one scale per query head), the codebook to 7 bits,
-  /// softmax weights to 15 bits (one scale per head and 64-token chunk); every sum is exact in
-  /// int32 and all SIMD targets give the same integers. Scores are scored with vpshufb/vpmaddubsw,
-  /// values accumulated with vpmaddwd. Deviation from attend_reference: docs/decisions.md.
+  /// Default. For heads with >= 4096 cached tokens (shorter ones take the float kernels, whose
+  /// set-up is cheaper): integer tables, queries to 15 bits (one scale per query head), the
+  /// codebook to 7 bits, softmax weights to 15 bits (one scale per head and 128-token chunk);
+  /// every sum is exact in int32 and all SIMD targets give the same integers (AVX2: vpshufb table
+  /// lookups, vpmaddwd). Deviation from attend_reference: docs/decisions.md.
   Integer,
+  /// The integer tables for heads of any length (tests, benchmarks).
+  IntegerAlways,
   /// fp32 FMAs on the decoded centroids: attend_reference's result to float rounding.
   Float,
 };
