@@ -39,11 +39,12 @@ struct SymmetricQuantizer {
     return pattern;
   }
 
-  /// Quantizes v as coordinate J: packs its code into words (pre-XOR form, see field_base) and
-  /// adds C[code]^2 to cn.
-  template <int J, int WORDS>
+  /// Quantizes v as the J-th code of this thread: packs it at bit J * STRIDE of words (pre-XOR form,
+  /// see field_base; STRIDE = BITS: codes in order; BITS * lanes: a lane's share of a row, shifted
+  /// into place later) and adds C[code]^2 to cn.
+  template <int J, int STRIDE, int WORDS>
   __device__ __forceinline__ void emit(float v, uint32_t (&words)[WORDS], double& cn) const {
-    constexpr int kBit = J * BITS, kWord = kBit >> 5, kShift = kBit & 31;
+    constexpr int kBit = J * STRIDE, kWord = kBit >> 5, kShift = kBit & 31;
     constexpr uint32_t kField = (1u << BITS) - 1u;
     if constexpr (kShift + BITS <= 32 && kPositive == 3) {
       // One PTX block per code (the compiler keeps it together rather than holding 128 counts

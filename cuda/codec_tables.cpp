@@ -1,4 +1,6 @@
 // Host side of device_codec.hpp: reads a reference codec's rotation, centroids and thresholds.
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "rq/codec/codec.hpp"
@@ -25,6 +27,36 @@ bool symmetric_codebook(const Codec& codec) {
     if (t[i] != -t[levels - 2 - i]) return false;
   }
   return t[levels / 2 - 1] == 0.0f;
+}
+
+// Relative error of rounding x > 0 to fp16 (normal range).
+double fp16_relative_error(double x) {
+  int e = 0;
+  const double m = std::frexp(x, &e) * 2048.0;  // x = m * 2^(e - 11), m in [1024, 2048): 11 bits
+  return std::fabs(m - std::nearbyint(m)) / m;
+}
+
+// The factor a in [1, 2) (a power of two does not change fp16 rounding) for which the largest
+// relative fp16 rounding error of a * C[k] over the codebook is smallest, on a 2^-18 grid.
+// Symmetric codebooks need only the non-negative centroids.
+float fp16_friendly_scale(const std::vector<float>& centroids, double& best_error) {
+  std::vector<double> mags;
+  for (float c : centroids) {
+    if (c > 0.0f) mags.push_back(c);
+  }
+  float best = 1.0f;
+  best_error = 1.0;
+  constexpr int kSteps = 1 << 18;
+  for (int i = 0; i < kSteps; ++i) {
+    const float a = 1.0f + static_cast<float>(i) / kSteps;  // exact in float
+    double worst = 0.0;
+    for (double c : mags) {
+      worst = std::max(worst, fp16_relative_error(static_cast<double>(static_cast<float>(a * static_cast<float>(c)))));
+      if (worst >= best_error) break;
+    }
+    if (worst < best_error) best_error = worst, best = a;
+  }
+  return best;
 }
 
 // Why `codec` cannot run on the GPU kernels, or an empty string.
@@ -91,6 +123,7 @@ HostCodecTables make_codec_tables(const std::vector<const Codec*>& per_head) {
   t.info.zero_code = static_cast<int32_t>(quantize_scalar(*first.codebook(), 0.0));
   t.centroids = first.centroids();
   for (double v : first.codebook()->thresholds) t.thresholds.push_back(static_cast<float>(v));
+  t.info.mma_scale = fp16_friendly_scale(t.centroids, t.mma_scale_error);
   for (size_t h = 0; h < per_head.size(); ++h) {
     const Codec* c = per_head[h];
     if (!c || c->format().name != first.format().name || c->dim() != first.dim()) {

@@ -3,6 +3,8 @@
 #include <cfloat>
 
 #include "kernel_common.cuh"
+#include "dependent_launch.cuh"
+#include "rotate_shared.cuh"
 #include "rq/core/half.hpp"
 #include "rq/cuda/decode.hpp"
 
@@ -38,53 +40,17 @@ __host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads,
   return w;
 }
 
-// In-place rotation of buf[n] (shared memory) by one head's parameters, all threads of the block.
-// forward: y = Pi x; inverse: x = Pi^T y. tmp is shared scratch of n floats.
-__device__ void rotate_shared(const DeviceCodec& c, int head, bool inverse, float* buf, float* tmp) {
-  const int n = c.rotated_dim;
-  const float* prm = c.rotation + static_cast<size_t>(head) * c.rotation_stride;
-  if (c.family == RotationFamily::Hadamard) {
-    const float* s_in = inverse ? prm + n : prm;  // forward: D(s1) first; inverse: D(s2) first
-    const float* s_out = inverse ? prm : prm + n;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) buf[i] *= s_in[i];
-    __syncthreads();
-    for (int h = 1; h < n; h <<= 1) {
-      for (int k = threadIdx.x; k < n / 2; k += blockDim.x) {
-        const int i = (k / h) * 2 * h + (k % h);
-        const float a = buf[i], b = buf[i + h];
-        buf[i] = a + b;
-        buf[i + h] = a - b;
-      }
-      __syncthreads();
-    }
-    const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(n)));
-    for (int i = threadIdx.x; i < n; i += blockDim.x) buf[i] *= s_out[i] * scale;
-    __syncthreads();
-    return;
-  }
-  const int bs = static_cast<int>(c.family);
-  for (int j = threadIdx.x; j < n; j += blockDim.x) {
-    const int b = j / bs, r = j % bs;
-    const float* m = prm + b * bs * bs;
-    float acc = 0.0f;
-    for (int k = 0; k < bs; ++k) acc += (inverse ? m[k * bs + r] : m[r * bs + k]) * buf[b * bs + k];
-    tmp[j] = acc;
-  }
-  __syncthreads();
-  for (int j = threadIdx.x; j < n; j += blockDim.x) buf[j] = tmp[j];
-  __syncthreads();
-}
-
 // 1. q_rot[b][hq][:] = (scale * log2 e) * Pi_K(kv head) pad(q[b][hq]).
 __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p) {
   __shared__ float buf[kMaxN], tmp[kMaxN];
+  detail::allow_dependents();  // the split kernel may start its prologue now
   const int hq = blockIdx.x, b = blockIdx.y;
   const int d = p.k_codec.dim, n = p.k_codec.rotated_dim;
   const int group = p.n_q_heads / p.n_kv_heads;
   const float* q = p.queries + (static_cast<size_t>(b) * p.n_q_heads + hq) * d;
   for (int j = threadIdx.x; j < n; j += blockDim.x) buf[j] = j < d ? q[j] : 0.0f;
   __syncthreads();
-  rotate_shared(p.k_codec, hq / group, false, buf, tmp);
+  detail::rotate_shared(p.k_codec, hq / group, false, buf, tmp, 1, kMaxN);
   const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, n, p.plan.max_splits);
   float* out = ws.q_rot + (static_cast<size_t>(b) * p.n_q_heads + hq) * n;
   const float s = p.scale * kLog2e;
@@ -153,12 +119,14 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
 
   const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, N, p.plan.max_splits);
   const float* q_rot = ws.q_rot + (static_cast<size_t>(b) * p.n_q_heads + kvh * G) * N;
+  detail::wait_for_prerequisite();  // prepare_queries_kernel's output
   for (int i = tid; i < N * G; i += kThreads) s_q[i % N][i / N] = q_rot[(i / N) * N + i % N];
   if (tid < LEVELS) {
     s_ck[tid] = p.k_codec.centroids[tid];
     s_cv[tid] = p.v_codec.centroids[tid];
   }
   __syncthreads();
+  detail::allow_dependents();  // the merge may launch (it waits)
 
   float m_run[G], l_run[G], acc[G][ACC];
 #pragma unroll
@@ -319,6 +287,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
 __global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
   __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
   __shared__ float s_norm;
+  detail::wait_for_prerequisite();  // the split kernel's partials
   const int hq = blockIdx.x, b = blockIdx.y;
   const int d = p.v_codec.dim, n = p.v_codec.rotated_dim;
   const int group = p.n_q_heads / p.n_kv_heads;
@@ -347,11 +316,12 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
   const float* po = ws.partial_o + bh * p.plan.max_splits * n;
   for (int j = threadIdx.x; j < n; j += blockDim.x) {
     float o = 0.0f;
+#pragma unroll 4
     for (int s = 0; s < splits; ++s) o += s_scale[s] * po[static_cast<size_t>(s) * n + j];
     buf[j] = o * s_norm;
   }
   __syncthreads();
-  rotate_shared(p.v_codec, hq / group, true, buf, tmp);
+  detail::rotate_shared(p.v_codec, hq / group, true, buf, tmp, 1, kMaxN);
   for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = buf[j];
 }
 
@@ -383,6 +353,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams 
   __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
   __shared__ float s_part[kMergeGroups][kMaxN];
   __shared__ float s_red[kMergeThreads / 32];
+  detail::wait_for_prerequisite();  // the split kernel's partials
   const int hq = blockIdx.x, b = blockIdx.y;
   const int d = p.v_codec.dim, n = p.v_codec.rotated_dim;
   const int group = p.n_q_heads / p.n_kv_heads;
@@ -410,6 +381,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams 
   const int g = threadIdx.x / 128;
   for (int j = threadIdx.x % 128; j < n; j += 128) {
     float o = 0.0f;
+#pragma unroll 4
     for (int s = g; s < splits; s += kMergeGroups) o += s_scale[s] * po[static_cast<size_t>(s) * n + j];
     s_part[g][j] = o;
   }
@@ -421,20 +393,19 @@ __global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams 
     buf[j] = o * inv_l;
   }
   __syncthreads();
-  rotate_shared(p.v_codec, hq / group, true, buf, tmp);
+  detail::rotate_shared(p.v_codec, hq / group, true, buf, tmp, 1, kMaxN);
   for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = buf[j];
 }
 
 template <int N, int BITS>
 cudaError_t launch_split_g(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
   switch (p.n_q_heads / p.n_kv_heads) {
-    case 1: decode_split_kernel<N, BITS, 1><<<grid, kThreads, 0, stream>>>(p); break;
-    case 2: decode_split_kernel<N, BITS, 2><<<grid, kThreads, 0, stream>>>(p); break;
-    case 4: decode_split_kernel<N, BITS, 4><<<grid, kThreads, 0, stream>>>(p); break;
-    case 8: decode_split_kernel<N, BITS, 8><<<grid, kThreads, 0, stream>>>(p); break;
+    case 1: return detail::launch_dependent(decode_split_kernel<N, BITS, 1>, grid, dim3(kThreads), 0, stream, p);
+    case 2: return detail::launch_dependent(decode_split_kernel<N, BITS, 2>, grid, dim3(kThreads), 0, stream, p);
+    case 4: return detail::launch_dependent(decode_split_kernel<N, BITS, 4>, grid, dim3(kThreads), 0, stream, p);
+    case 8: return detail::launch_dependent(decode_split_kernel<N, BITS, 8>, grid, dim3(kThreads), 0, stream, p);
     default: return cudaErrorInvalidValue;
   }
-  return cudaGetLastError();
 }
 
 template <int N>
@@ -490,6 +461,8 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
       p.v_geometry.row_main_bytes + p.v_geometry.row_tail_bytes != v.payload_bytes) {
     return cudaErrorInvalidValue;
   }
+  // Three launches; the second and third are programmatic dependent launches: each may start
+  // while the previous one runs and waits (griddepcontrol.wait) only where it reads its output.
   prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
   cudaError_t st = cudaGetLastError();
   if (st != cudaSuccess) return st;
@@ -504,12 +477,10 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
     }
   }
   if (st != cudaSuccess) return st;
-  if (p.plan.max_splits >= kWideMergeSplits) {
-    merge_wide_kernel<<<dim3(p.n_q_heads, p.batch), kMergeThreads, 0, stream>>>(p);
-  } else {
-    merge_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  const dim3 merge_grid(p.n_q_heads, p.batch);
+  return p.plan.max_splits >= kWideMergeSplits
+             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p)
+             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p);
 }
 
 }  // namespace rq::cuda

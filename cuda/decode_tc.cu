@@ -3,15 +3,20 @@
 // One warp = one split. Per chunk of 64 tokens:
 //   K: S^T[token][query] = C[idx_K] (16 tokens x 16 coords, fp16, from a shared-memory table of
 //      code pairs) x q_rot (16 coords x 8 queries) with mma.m16n8k16, the query split into fp16
-//      hi + lo parts (two MMAs) so only the centroids are rounded to fp16;
+//      hi + lo parts and the centroids too (three MMAs: hi hi, hi lo, lo hi), so scores are
+//      near fp32 (an fp16-only K table, even scaled as V's below, gave 3e-4 .. 1.1e-3 errors);
 //   online softmax per query in the accumulator layout;
-//   V: O^T[coord][query] += C[idx_V]^T (16 coords x 16 tokens) x (p * nu_v) (16 tokens x 8
-//      queries), weights split hi + lo; code pairs are transposed to token pairs with PRMT.
+//   V: O^T[coord][query] += a_V C[idx_V]^T (16 coords x 16 tokens) x (p * nu_v) (16 tokens x 8
+//      queries), weights split hi + lo; code pairs are transposed to token pairs with PRMT; a_V
+//      (DeviceCodec::mma_scale) makes a_V C[k] fp16 values to ~2^-15 relative (plain fp16: 2^-12),
+//      and the partial is divided by a_V.
+// Launched dependent on the query rotation: staging and tables overlap it (dependent_launch.cuh).
 // Coordinates are permuted freely inside the MMAs (the dot products do not care); each lane reads
 // a contiguous slice of every code row. Rotor's 129th coordinate is a 9th, mostly empty, step.
 #include <cuda_fp16.h>
 
 #include "kernel_common.cuh"
+#include "dependent_launch.cuh"
 #include "rq/core/half.hpp"
 #include "rq/cuda/decode.hpp"
 
@@ -95,9 +100,9 @@ struct TcLayout {
   static constexpr int ROWW = MAIN / 4;                 // words per staged row
   static constexpr int CODEW = kChunk * ROWW + 4;       // words per staged chunk (+ overrun pad)
   // Tables, in a static shared array (its address is an immediate in the LDS instructions):
-  static constexpr size_t lut_khi = 0;                                        // uint32 [PAIRS][32]
-  static constexpr size_t lut_klo = lut_khi + sizeof(uint32_t) * PAIRS * 32;  // uint32 [PAIRS][32]
-  static constexpr size_t lut_v = lut_klo + sizeof(uint32_t) * PAIRS * 32;    // uint32 [PAIRS][32]
+  static constexpr size_t lut_k = 0;                                        // uint32 [PAIRS][32]
+  static constexpr size_t lut_klo = lut_k + sizeof(uint32_t) * PAIRS * 32;  // uint32 [PAIRS][32]
+  static constexpr size_t lut_v = lut_klo + sizeof(uint32_t) * PAIRS * 32;  // uint32 [PAIRS][32]
   static constexpr size_t lut_bytes = lut_v + sizeof(uint32_t) * PAIRS * 32;
   // Dynamic shared memory:
   static constexpr size_t w = 0;                                           // float [warps][64][12]
@@ -118,31 +123,18 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_split_tc_kernel(DecodeP
 
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ __align__(128) uint8_t s_lut[L::lut_bytes];
-  uint32_t(*lut_khi)[32] = reinterpret_cast<uint32_t(*)[32]>(s_lut + L::lut_khi);  // fp16 pairs, hi parts
-  uint32_t(*lut_klo)[32] = reinterpret_cast<uint32_t(*)[32]>(s_lut + L::lut_klo);  // lo parts
-  uint32_t(*lut_v)[32] = reinterpret_cast<uint32_t(*)[32]>(s_lut + L::lut_v);      // per-lane copies
+  uint32_t(*lut_k)[32] = reinterpret_cast<uint32_t(*)[32]>(s_lut + L::lut_k);      // per-lane copies of fp16
+  uint32_t(*lut_klo)[32] = reinterpret_cast<uint32_t(*)[32]>(s_lut + L::lut_klo);  // pairs: K hi, K lo,
+  uint32_t(*lut_v)[32] = reinterpret_cast<uint32_t(*)[32]>(s_lut + L::lut_v);      // a_V C (V)
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
   const uint32_t lane4 = 4u * static_cast<uint32_t>(lane);
-  for (int i = threadIdx.x; i < PAIRS * 32; i += blockDim.x) {
-    const int f = i / 32;
-    const int i0 = f & ((1 << BITS) - 1), i1 = f >> BITS;
-    uint32_t hi, lo;
-    split_half2(p.k_codec.centroids[i0], p.k_codec.centroids[i1], hi, lo);
-    lut_khi[f][i % 32] = hi;
-    lut_klo[f][i % 32] = lo;
-    lut_v[f][i % 32] = pack_half2(p.v_codec.centroids[i0], p.v_codec.centroids[i1]);
-  }
-  __syncthreads();
-
   const int split = blockIdx.x * kWarps + warp, kvh = blockIdx.y, b = blockIdx.z;
   const int len = p.seq_lens[b];
   const int start = split * p.plan.tokens_per_split;
-  if (start >= len) return;
   const int end = min(len, start + p.plan.tokens_per_split);
   const int group = p.n_q_heads / p.n_kv_heads;
-
   float(*sw)[kWStride] = reinterpret_cast<float(*)[kWStride]>(smem + L::w) + warp * kChunk;
   uint32_t* s_kc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 0) * CODEW;
   uint32_t* s_vc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 1) * CODEW;
@@ -152,9 +144,50 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_split_tc_kernel(DecodeP
   uint8_t* s_vt = smem + L::tails + (warp * 2 + 1) * kChunk;
   if (lane < 4) s_kc[kChunk * ROWW + lane] = s_vc[kChunk * ROWW + lane] = 0u;
 
+  // The first chunk's copies fly while the block builds its tables and the queries are rotated.
+  const int page_size = p.k_geometry.page_size;  // power of two, >= 64: a chunk is inside one page
+  const int page_shift = __ffs(page_size) - 1;
+  const int32_t* pages = p.page_table + static_cast<size_t>(b) * p.max_pages_per_seq;
+  // Stage the 64 rows of chunk t0 (contiguous in its page) into shared memory, asynchronously.
+  auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn, uint8_t* dt) {
+    if (t0 < end) {  // (t0 < len: splits past the end stage nothing)
+      const size_t row0 = g.row(__ldg(pages + (t0 >> page_shift)), kvh, t0 & (page_size - 1));
+      const uint8_t* src = pl.codes + row0 * MAIN;
+#pragma unroll
+      for (int i = lane; i < kChunk * MAIN / 16; i += 32) cp_async16(dst + 4 * i, src + 16 * i);
+      if (lane < kChunk * 2 / 16) cp_async16(dn + 8 * lane, pl.norms + row0 + 8 * lane);
+      if constexpr (TAIL > 0) {
+        if (lane < kChunk / 16) cp_async16(dt + 16 * lane, pl.tail + row0 + 16 * lane);
+      }
+    }
+    cp_async_commit();
+  };
+  stage(start, p.k_geometry, p.k_planes, s_kc, s_kn, s_kt);
+  stage(start, p.v_geometry, p.v_planes, s_vc, s_vn, s_vt);
+  allow_dependents();  // the merge may launch (it waits for this grid)
+
+  // Tables: thread i < 3 PAIRS computes one fp16 pair (K hi, K lo or V) and writes its 32 copies.
+  if (threadIdx.x < 3 * PAIRS) {
+    const int table = threadIdx.x / PAIRS, f = threadIdx.x % PAIRS;
+    const int i0 = f & ((1 << BITS) - 1), i1 = f >> BITS;
+    uint32_t v, hi, lo;
+    if (table == 2) {
+      v = pack_half2(p.v_codec.mma_scale * p.v_codec.centroids[i0], p.v_codec.mma_scale * p.v_codec.centroids[i1]);
+    } else {
+      split_half2(p.k_codec.centroids[i0], p.k_codec.centroids[i1], hi, lo);
+      v = table == 0 ? hi : lo;
+    }
+    uint4* dst = reinterpret_cast<uint4*>(table == 0 ? lut_k[f] : table == 1 ? lut_klo[f] : lut_v[f]);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) dst[i] = make_uint4(v, v, v, v);
+  }
+  __syncthreads();
+  if (start >= len) return;
+
   // Query B fragments for all k-steps: lane holds query `gid`, coordinates of slice `tig`.
   uint32_t qhi[KSTEPS][2], qlo[KSTEPS][2];
   {
+    wait_for_prerequisite();  // prepare_queries_kernel's rotated, pre-scaled queries
     const float* ws = static_cast<const float*>(p.workspace);
     const float* q = ws + (static_cast<size_t>(b) * p.n_q_heads + kvh * group + gid) * N;
     const bool real = gid < group;
@@ -179,26 +212,6 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_split_tc_kernel(DecodeP
 #pragma unroll
   for (int m = 0; m < KSTEPS; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.0f;
 
-  const int page_size = p.k_geometry.page_size;  // power of two, >= 64: a chunk is inside one page
-  const int page_shift = __ffs(page_size) - 1;
-  const int32_t* pages = p.page_table + static_cast<size_t>(b) * p.max_pages_per_seq;
-  // Stage the 64 rows of chunk t0 (contiguous in its page) into shared memory, asynchronously.
-  auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn, uint8_t* dt) {
-    if (t0 < end) {
-      const size_t row0 = g.row(__ldg(pages + (t0 >> page_shift)), kvh, t0 & (page_size - 1));
-      const uint8_t* src = pl.codes + row0 * MAIN;
-#pragma unroll
-      for (int i = lane; i < kChunk * MAIN / 16; i += 32) cp_async16(dst + 4 * i, src + 16 * i);
-      if (lane < kChunk * 2 / 16) cp_async16(dn + 8 * lane, pl.norms + row0 + 8 * lane);
-      if constexpr (TAIL > 0) {
-        if (lane < kChunk / 16) cp_async16(dt + 16 * lane, pl.tail + row0 + 16 * lane);
-      }
-    }
-    cp_async_commit();
-  };
-  stage(start, p.k_geometry, p.k_planes, s_kc, s_kn, s_kt);
-  stage(start, p.v_geometry, p.v_planes, s_vc, s_vn, s_vt);
-
   for (int t0 = start; t0 < end; t0 += kChunk) {
     cp_async_wait_1();  // this chunk's K (its V may still be in flight)
     __syncwarp();
@@ -222,7 +235,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_split_tc_kernel(DecodeP
         const uint32_t o1 = lut_offset<(4 * S) * BITS, 2 * BITS>(kw[1], lane4);
         const uint32_t o2 = lut_offset<(4 * S + 2) * BITS, 2 * BITS>(kw[0], lane4);
         const uint32_t o3 = lut_offset<(4 * S + 2) * BITS, 2 * BITS>(kw[1], lane4);
-        const uint8_t* khi = s_lut + L::lut_khi;
+        const uint8_t* khi = s_lut + L::lut_k;
         const uint8_t* klo = s_lut + L::lut_klo;
         const uint32_t ah[4] = {*reinterpret_cast<const uint32_t*>(khi + o0), *reinterpret_cast<const uint32_t*>(khi + o1),
                                 *reinterpret_cast<const uint32_t*>(khi + o2), *reinterpret_cast<const uint32_t*>(khi + o3)};
@@ -234,7 +247,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_split_tc_kernel(DecodeP
       });
       if constexpr (KSTEPS > 8) {
         const uint32_t f0 = tail[0] & ((1u << BITS) - 1u), f1 = tail[1] & ((1u << BITS) - 1u);
-        const uint32_t ah[4] = {lut_khi[f0][lane], lut_khi[f1][lane], 0u, 0u};
+        const uint32_t ah[4] = {lut_k[f0][lane], lut_k[f1][lane], 0u, 0u};
         const uint32_t al[4] = {lut_klo[f0][lane], lut_klo[f1][lane], 0u, 0u};
         mma16816(d, ah, qhi[8][0], qhi[8][1]);
         mma16816(d, ah, qlo[8][0], qlo[8][1]);
@@ -368,6 +381,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_split_tc_kernel(DecodeP
     for (int o = 4; o < 32; o <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], o);
   }
   const size_t bh0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group;
+  const float inv_av = 1.0f / p.v_codec.mma_scale;  // the V table holds a_V C[k]
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
     const int qi = 2 * tig + c;
@@ -375,11 +389,11 @@ __global__ void __launch_bounds__(kWarps * 32, 2) decode_split_tc_kernel(DecodeP
     float* o = partial_o + ((bh0 + qi) * p.plan.max_splits + split) * N;
 #pragma unroll
     for (int m = 0; m < 8; ++m) {
-      o[16 * gid + 2 * m] = acc[m][c];
-      o[16 * gid + 2 * m + 1] = acc[m][2 + c];
+      o[16 * gid + 2 * m] = acc[m][c] * inv_av;
+      o[16 * gid + 2 * m + 1] = acc[m][2 + c] * inv_av;
     }
     if constexpr (KSTEPS > 8) {
-      if (gid == 0) o[128] = acc[8][c];
+      if (gid == 0) o[128] = acc[8][c] * inv_av;
     }
     if (gid == 0) {
       float* ml = partial_ml + ((bh0 + qi) * p.plan.max_splits + split) * 2;
@@ -396,8 +410,7 @@ cudaError_t launch_tc(const DecodeParams& p, cudaStream_t stream) {
   const cudaError_t st = cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(bytes));
   if (st != cudaSuccess) return st;
-  decode_split_tc_kernel<N, BITS><<<grid, kWarps * 32, bytes, stream>>>(p);
-  return cudaGetLastError();
+  return launch_dependent(decode_split_tc_kernel<N, BITS>, grid, dim3(kWarps * 32), bytes, stream, p);
 }
 
 template <int N>

@@ -8,7 +8,8 @@
 # Environment: NVCC (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc), JOBS (parallel compiles),
 # BUILD (build folder, default build-gpu), RQ_BUILD_ONLY=1 (compile and stop), RQ_CHECK_ONLY=1,
 # RQ_DECODE_ONLY=1 (decode checks, tensor-core decode timings and SDPA only), RQ_APPEND_ONLY=1 (append
-# checks, append timings and the PyTorch quantize pipeline only).
+# checks, append timings and the PyTorch quantize pipeline only), RQ_WITH_EXACT=1 (also time the
+# exact fp32 decode kernel; by default decode timings are the tensor-core kernel's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -43,10 +44,11 @@ echo "== check + benchmark (CUDA)"
 status=0
 DEC=""; [ "${RQ_DECODE_ONLY:-0}" = 1 ] && DEC="--decode-only"
 [ "${RQ_APPEND_ONLY:-0}" = 1 ] && DEC="--append-only"
+[ "${RQ_WITH_EXACT:-0}" = 1 ] && DEC="$DEC --with-exact"
 "$BUILD/gpu_check_bench" --json "$OUT_DIR/cuda_raw.json" $DEC || status=$?
 echo "== PyTorch baselines"
-PYTHONUNBUFFERED=1 python3 bench/cuda/torch_baselines.py --json "$OUT_DIR/torch_raw.json" $DEC || status=$?
+PYTHONUNBUFFERED=1 python3 bench/cuda/torch_baselines.py --json "$OUT_DIR/torch_raw.json" ${DEC/--with-exact/} || status=$?
 echo "== results"
 python3 bench/cuda/merge_results.py --cuda "$OUT_DIR/cuda_raw.json" --torch "$OUT_DIR/torch_raw.json" \
-  --command "${RQ_DECODE_ONLY:+RQ_DECODE_ONLY=$RQ_DECODE_ONLY }${RQ_APPEND_ONLY:+RQ_APPEND_ONLY=$RQ_APPEND_ONLY }scripts/gpu_bench.sh" --out "$OUT_DIR/gpu_bench.json" || status=$?
+  --command "${RQ_DECODE_ONLY:+RQ_DECODE_ONLY=$RQ_DECODE_ONLY }${RQ_APPEND_ONLY:+RQ_APPEND_ONLY=$RQ_APPEND_ONLY }${RQ_WITH_EXACT:+RQ_WITH_EXACT=$RQ_WITH_EXACT }scripts/gpu_bench.sh" --out "$OUT_DIR/gpu_bench.json" || status=$?
 exit $status

@@ -2,7 +2,10 @@
 #include <gtest/gtest.h>
 
 #include "rq/codec/codec.hpp"
+#include <cmath>
+
 #include "rq/core/errors.hpp"
+#include "rq/core/half.hpp"
 #include "rq/cuda/device_codec.hpp"
 #include "rq/cuda/paged_layout.hpp"
 #include "rq/format/format.hpp"
@@ -61,6 +64,23 @@ TEST(CodecTables, TurboPlanarIsoFamilies) {
   EXPECT_EQ(tp.rotation[1], -cs[1]);
   EXPECT_EQ(tp.rotation[2], cs[1]);
   EXPECT_EQ(make_codec_tables({&iso}).info.family, RotationFamily::Block4);
+}
+
+TEST(CodecTables, CodebooksAreSymmetricAndNearlyFp16AfterScaling) {
+  for (const char* name : {"turbo2", "turbo3", "rotor3", "turbo4", "iso3"}) {
+    const Codec c(find_format(name), 128);
+    const HostCodecTables t = make_codec_tables({&c});
+    const size_t levels = t.centroids.size();
+    for (size_t k = 0; k < levels; ++k) EXPECT_EQ(t.centroids[k], -t.centroids[levels - 1 - k]) << name;
+    EXPECT_EQ(t.thresholds[levels / 2 - 1], 0.0f) << name;
+    EXPECT_GE(t.info.mma_scale, 1.0f);
+    EXPECT_LT(t.info.mma_scale, 2.0f);
+    EXPECT_LT(t.mma_scale_error, levels <= 8 ? 4e-5 : 1e-3) << name;  // vs 2^-11 = 4.9e-4 unscaled
+    for (float v : t.centroids) {
+      const float x = t.info.mma_scale * v;
+      EXPECT_LE(std::fabs(round_to_half(x) - x), t.mma_scale_error * std::fabs(x) * 1.0001) << name;
+    }
+  }
 }
 
 TEST(CodecTables, RefusesWhatTheKernelsCannotRun) {

@@ -31,10 +31,10 @@ struct AppendParams {
   AppendJob jobs[2];                     // K then V (or one role)
   int32_t n_jobs = 2;
   int32_t* error_flag = nullptr;         // optional [1]: set to 1 on NaN/Inf input or fp16 overflow
-  int32_t lanes_per_vector = 0;          // 4: a quad of lanes per vector (shorter serial chain: faster
-                                         //    for small steps); 1: one thread per vector (fewer
-                                         //    instructions: faster for large ones); 0: choose (quad
-                                         //    up to 16K vectors per launch, measured on the H200)
+  int32_t lanes_per_vector = 0;          // 4: four lanes per vector (a quarter of the serial chain:
+                                         //    faster for small steps); 1: one thread per vector (fewer
+                                         //    instructions: faster for large ones); 0: choose (four
+                                         //    lanes up to 32K vectors per launch)
 };
 
 /// Launches the append for all jobs. The jobs must share dim, bits and rotation family (one kernel);

@@ -34,6 +34,9 @@ struct DeviceCodec {
   const float* rotation = nullptr;    // [n_kv_heads][rotation_stride]
   const float* centroids = nullptr;   // [2^bits]
   const float* thresholds = nullptr;  // [2^bits - 1]
+  float mma_scale = 1.0f;             // a in [1, 2): a * C[k] is within mma_scale_error of fp16 values;
+                                      //   the tensor-core decode's V table holds fp16(a * C[k]) and its
+                                      //   partial sums are divided by a (2^-15.5 vs fp16's 2^-12 for 3 bits)
 };
 
 /// Host copy of the tables; upload() them and point a DeviceCodec at the device copies.
@@ -42,6 +45,7 @@ struct HostCodecTables {
   std::vector<float> rotation;    // n_kv_heads x rotation_stride
   std::vector<float> centroids;   // 2^bits
   std::vector<float> thresholds;  // 2^bits - 1
+  double mma_scale_error = 0.0;   // max_k |fp16(a C[k]) - a C[k]| / |a C[k]|
 };
 
 /// Tables for the codecs of heads 0..per_head.size()-1 (same format and dim; their own rotations).

@@ -262,7 +262,7 @@ inline AppendCheck check_append(const std::string& format, InputType type, Rng& 
   res.error_flag = flag.download()[0];
   char buf[256];
   std::snprintf(buf, sizeof buf, "append %-8s %s %s: %zu rows, byte-identical rows %zu/%zu, mismatching codes %.2e, norms %zu",
-                format.c_str(), type == InputType::F16 ? "fp16" : "bf16", lanes_per_vector == 4 ? "quad " : "tiled",
+                format.c_str(), type == InputType::F16 ? "fp16" : "bf16", lanes_per_vector == 4 ? "4 lanes" : "1 lane ",
                 rows, rows - row_mismatch, rows,
                 static_cast<double>(code_mismatch) / static_cast<double>(codes), norm_mismatch);
   res.text = buf;
@@ -439,12 +439,13 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
     }
   }
   const double rel = max_err / std::max(max_ref, 1e-30);
-  char buf[256];
+  char buf[512];
   const bool tc = tensor_core_decode(p);
   std::string lens_text;
   for (size_t i = 0; i < lens.size(); ++i) lens_text += (i ? "," : "") + std::to_string(lens[i]);
-  std::snprintf(buf, sizeof buf, "decode %-8s %s Hq=%d Hkv=%d lens {%s} (%d splits): max |gpu-cpu| / max |ref| = %.2e",
-                format.c_str(), tc ? "tensor-core" : "exact fp32 ", n_q_heads, H, lens_text.c_str(), p.plan.max_splits, rel);
+  std::snprintf(buf, sizeof buf, "decode %-8s %s Hq=%d Hkv=%d lens {%s} (%d splits): max |gpu-cpu| / max |ref| = %.2e%s",
+                format.c_str(), tc ? "tensor-core" : "exact fp32 ", n_q_heads, H, lens_text.c_str(), p.plan.max_splits, rel,
+                tc ? (" (V table fp16(a C): max rel. error " + std::to_string(vc.host.mma_scale_error) + ")").c_str() : "");
   DecodeCheck res;
   res.tensor_cores = tc;
   res.rel_err = rel;
