@@ -47,8 +47,8 @@ inline size_t BlockReadEnd(const IntCodebook& cb, size_t full_blocks) {
 
 #if RQ_INT_ATTENTION_AVX2
 
-// Unpacks 32 b-bit codes (4b bytes, LSB-first) to their table bytes t[code]. Byte i of the result
-// holds code Pos(i) of the block: lane L = i / 16, k = i % 16: k < 8 ? 8L + k : 16 + 8L + k - 8.
+// Unpacks 32 b-bit codes (4b bytes, LSB-first) and looks them up in the 7-bit table t. Block():
+// byte i of the result holds code Pos(i): lane L = i / 16, k = i % 16: k < 8 ? 8L + k : 16 + 8L + k - 8.
 template <int kBits>
 struct Unpacker {
   __m256i ctl_a, ctl_b, mul_a, mul_b, table;
@@ -76,20 +76,25 @@ struct Unpacker {
     mul_b = _mm256_load_si256(reinterpret_cast<const __m256i*>(mb));
     table = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb));
   }
+  // The block's codes as int16 words: a = codes 0-15, b = codes 16-31 (coordinate order).
+  // p: the block's first byte; reads 16 bytes.
+  HWY_INLINE void Codes(const uint8_t* p, __m256i& a, __m256i& b) const {
+    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    a = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), 16 - kBits);
+    b = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_b), mul_b), 16 - kBits);
+  }
   // The block's 32 table values as int16, coordinate order: lo = codes 0-15, hi = codes 16-31.
   HWY_INLINE void Words(const uint8_t* p, __m256i& lo, __m256i& hi) const {
-    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     const __m256i zero_high = _mm256_set1_epi16(static_cast<short>(0x8000));  // vpshufb: high byte -> 0
-    const __m256i a = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), 16 - kBits);
-    const __m256i b = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_b), mul_b), 16 - kBits);
+    __m256i a, b;
+    Codes(p, a, b);
     lo = _mm256_shuffle_epi8(table, _mm256_or_si256(a, zero_high));
     hi = _mm256_shuffle_epi8(table, _mm256_or_si256(b, zero_high));
   }
-  // p: the block's first byte; reads 16 bytes.
+  // The block's 32 table values as bytes, in the order of the class comment.
   HWY_INLINE __m256i Block(const uint8_t* p) const {
-    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m256i a = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), 16 - kBits);
-    const __m256i b = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_b), mul_b), 16 - kBits);
+    __m256i a, b;
+    Codes(p, a, b);
     return _mm256_shuffle_epi8(table, _mm256_packus_epi16(a, b));
   }
 };
@@ -311,8 +316,8 @@ void RunIntWorkItem(const WorkItem& item) {
   std::vector<int32_t> wsum(G);
 
 #if RQ_INT_ATTENTION_AVX2
-  // Queries permuted to the unpacked byte order of each full block.
-  thread_local std::vector<uint8_t> q16_bytes;  // zero for coordinates >= n
+  // Queries per block of 32 coordinates (coordinate order), zero past n.
+  thread_local std::vector<uint8_t> q16_bytes;
   int16_t* q16 = reinterpret_cast<int16_t*>(Aligned32(q16_bytes, G * kfull * kIntBlock * 2));
   for (size_t h = 0; h < G; ++h) {
     for (size_t k = 0; k < kfull; ++k) {
