@@ -21,7 +21,7 @@ namespace {
 constexpr size_t kMinSplitTokens = 512;   // a work item is never shorter (threading overhead)
 constexpr size_t kSerialTokens = 1024;    // below this many tokens in total, no threads
 constexpr size_t kItemsPerThread = 4;     // load balance of the dynamic schedule
-constexpr size_t kIntegerMinTokens = 4096;  // shorter heads take the float kernels (less set-up per head)
+constexpr size_t kIntegerMinTokens = 256;  // shorter heads take the float kernels (less set-up per head)
 
 // False when the format has no SIMD kernel (QJL, codes wider than 4 bits).
 bool make_kernel_format(const Codec& codec, KernelFormat& f) {

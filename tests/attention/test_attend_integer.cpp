@@ -16,7 +16,7 @@ namespace {
 
 using namespace rq::test;
 
-// The integer tables whatever the cache length (attend_fast uses them from 4096 tokens on).
+// The integer tables whatever the cache length (attend_fast uses them from 256 tokens on).
 void attend_integer(const AttentionProblem& p) { attend_fast_batch(&p, 1, 0, FastArithmetic::IntegerAlways); }
 
 std::vector<float> run_integer(const HeadCache& c, size_t gqa, float scale, const std::string& target) {

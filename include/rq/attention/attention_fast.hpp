@@ -26,7 +26,7 @@ namespace rq {
 /// Arithmetic of the fast kernels when K and V are both Lloyd-Max formats with 2..4-bit codes
 /// (turbo*, rotor*, planar*, iso*, ...; other formats always take the float path).
 enum class FastArithmetic {
-  /// Default. For heads with >= 4096 cached tokens (shorter ones take the float kernels, whose
+  /// Default. For heads with >= 256 cached tokens (shorter ones take the float kernels, whose
   /// set-up is cheaper): integer tables, queries to 15 bits (one scale per query head), the
   /// codebook to 7 bits, softmax weights to 15 bits (one scale per head and 128-token chunk);
   /// every sum is exact in int32 and all SIMD targets give the same integers (AVX2: vpshufb table
