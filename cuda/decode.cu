@@ -283,24 +283,50 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
   }
 }
 
+// One (query head, sequence) block of a merge kernel: where its partials are and where its output
+// row goes. An empty sequence gets a zero output row here (splits = 0).
+struct MergeHead {
+  int n = 0, splits = 0;
+  const float* ml = nullptr;  // splits x (m, l)
+  const float* po = nullptr;  // splits x n partial outputs
+  float* out = nullptr;       // head_dim floats
+};
+
+__device__ MergeHead merge_head(const DecodeParams& p) {
+  detail::wait_for_prerequisite();  // the split kernel's partials
+  MergeHead h;
+  const int hq = blockIdx.x, b = blockIdx.y;
+  const int d = p.v_codec.dim;
+  h.n = p.v_codec.rotated_dim;
+  h.out = p.out + (static_cast<size_t>(b) * p.n_q_heads + hq) * d;
+  const int len = p.seq_lens[b];
+  if (len <= 0) {
+    for (int j = threadIdx.x; j < d; j += blockDim.x) h.out[j] = 0.0f;
+    return h;
+  }
+  h.splits = (len + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split;
+  const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, h.n, p.plan.max_splits);
+  const size_t bh = static_cast<size_t>(b) * p.n_q_heads + hq;
+  h.ml = ws.partial_ml + bh * p.plan.max_splits * 2;
+  h.po = ws.partial_o + bh * p.plan.max_splits * h.n;
+  return h;
+}
+
+// buf: the merged row in V's rotated domain (shared); un-rotates it once and writes the output row.
+__device__ void merge_finish(const DecodeParams& p, const MergeHead& h, float* buf, float* tmp) {
+  const int group = p.n_q_heads / p.n_kv_heads;
+  detail::rotate_shared(p.v_codec, blockIdx.x / group, true, buf, tmp, 1, kMaxN);
+  for (int j = threadIdx.x; j < p.v_codec.dim; j += blockDim.x) h.out[j] = buf[j];
+}
+
 // 3. out[b][hq] = Pi_V^T (sum_s 2^(m_s - M) o_s) / (sum_s 2^(m_s - M) l_s).
 __global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
   __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
   __shared__ float s_norm;
-  detail::wait_for_prerequisite();  // the split kernel's partials
-  const int hq = blockIdx.x, b = blockIdx.y;
-  const int d = p.v_codec.dim, n = p.v_codec.rotated_dim;
-  const int group = p.n_q_heads / p.n_kv_heads;
-  const int len = p.seq_lens[b];
-  float* out = p.out + (static_cast<size_t>(b) * p.n_q_heads + hq) * d;
-  if (len <= 0) {
-    for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = 0.0f;
-    return;
-  }
-  const int splits = (len + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split;
-  const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, n, p.plan.max_splits);
-  const size_t bh = static_cast<size_t>(b) * p.n_q_heads + hq;
-  const float* ml = ws.partial_ml + bh * p.plan.max_splits * 2;
+  const MergeHead h = merge_head(p);  // waits for the split kernel's partials
+  if (h.splits == 0) return;
+  const int n = h.n, splits = h.splits;
+  const float* ml = h.ml;
   if (threadIdx.x == 0) {
     float mx = -INFINITY;
     for (int s = 0; s < splits; ++s) mx = fmaxf(mx, ml[2 * s]);
@@ -313,7 +339,7 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
     s_norm = 1.0f / l;
   }
   __syncthreads();
-  const float* po = ws.partial_o + bh * p.plan.max_splits * n;
+  const float* po = h.po;
   for (int j = threadIdx.x; j < n; j += blockDim.x) {
     float o = 0.0f;
 #pragma unroll 4
@@ -321,8 +347,7 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
     buf[j] = o * s_norm;
   }
   __syncthreads();
-  detail::rotate_shared(p.v_codec, hq / group, true, buf, tmp, 1, kMaxN);
-  for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = buf[j];
+  merge_finish(p, h, buf, tmp);
 }
 
 // 3b. The same merge for many splits (max_splits >= kWideMergeSplits: long sequences at small
@@ -353,20 +378,10 @@ __global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams 
   __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
   __shared__ float s_part[kMergeGroups][kMaxN];
   __shared__ float s_red[kMergeThreads / 32];
-  detail::wait_for_prerequisite();  // the split kernel's partials
-  const int hq = blockIdx.x, b = blockIdx.y;
-  const int d = p.v_codec.dim, n = p.v_codec.rotated_dim;
-  const int group = p.n_q_heads / p.n_kv_heads;
-  const int len = p.seq_lens[b];
-  float* out = p.out + (static_cast<size_t>(b) * p.n_q_heads + hq) * d;
-  if (len <= 0) {
-    for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = 0.0f;
-    return;
-  }
-  const int splits = (len + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split;
-  const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, n, p.plan.max_splits);
-  const size_t bh = static_cast<size_t>(b) * p.n_q_heads + hq;
-  const float* ml = ws.partial_ml + bh * p.plan.max_splits * 2;
+  const MergeHead h = merge_head(p);  // waits for the split kernel's partials
+  if (h.splits == 0) return;
+  const int n = h.n, splits = h.splits;
+  const float* ml = h.ml;
   float mx = -INFINITY;
   for (int s = threadIdx.x; s < splits; s += blockDim.x) mx = fmaxf(mx, ml[2 * s]);
   mx = block_reduce(mx, true, s_red);
@@ -377,7 +392,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams 
     l += f * ml[2 * s + 1];
   }
   const float inv_l = 1.0f / block_reduce(l, false, s_red);  // also orders the s_scale writes
-  const float* po = ws.partial_o + bh * p.plan.max_splits * n;
+  const float* po = h.po;
   const int g = threadIdx.x / 128;
   for (int j = threadIdx.x % 128; j < n; j += 128) {
     float o = 0.0f;
@@ -393,8 +408,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams 
     buf[j] = o * inv_l;
   }
   __syncthreads();
-  detail::rotate_shared(p.v_codec, hq / group, true, buf, tmp, 1, kMaxN);
-  for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = buf[j];
+  merge_finish(p, h, buf, tmp);
 }
 
 template <int N, int BITS>
