@@ -197,19 +197,19 @@ void run_bench(BenchOptions o) {
           const bool lloyd = f->scheme == Scheme::LloydMax && !f->qjl;
           for (const auto& arith : o.arithmetic) {
             if (!lloyd && arith != o.arithmetic.front()) continue;  // the choice only matters for Lloyd-Max
-          o.current = arith == "float" ? FastArithmetic::Float : FastArithmetic::Integer;
-          BenchCache cache = build_cache(*f, d, ctx, g, queries, out.data(), o.seed);
-          const double us = time_calls(cache, o);
-          if (f->name == "f16") f16_us = us;
-          const double bytes = static_cast<double>(cache.bytes_per_layer);
-          const std::string label = std::string(f->name) + (lloyd && o.arithmetic.size() > 1 ? "/" + arith.substr(0, 3) : "");
-          rows.push_back({label, d, g, ctx, us, bytes, bytes / (us * 1e-6) / 1e9, f16_us / us, lloyd ? arith : "float"});
-          const auto& r = rows.back();
-          if (!o.json) {
-            fmt::print("{:<10} {:>4} {:>4} {:>6} {:>10.1f} {:>9.2f} {:>7.1f} {:>6.0f}% {:>7.2f}x\n", r.format, d, g, ctx,
-                       r.us, r.bytes / 1e6, r.gbps, 100.0 * r.gbps / mem_gbps, r.speedup);
-            std::fflush(stdout);
-          }
+            o.current = arith == "float" ? FastArithmetic::Float : FastArithmetic::Integer;
+            BenchCache cache = build_cache(*f, d, ctx, g, queries, out.data(), o.seed);
+            const double us = time_calls(cache, o);
+            if (f->name == "f16") f16_us = us;
+            const double bytes = static_cast<double>(cache.bytes_per_layer);
+            const std::string label = std::string(f->name) + (lloyd && o.arithmetic.size() > 1 ? "/" + arith.substr(0, 3) : "");
+            rows.push_back({label, d, g, ctx, us, bytes, bytes / (us * 1e-6) / 1e9, f16_us / us, lloyd ? arith : "float"});
+            const auto& r = rows.back();
+            if (!o.json) {
+              fmt::print("{:<10} {:>4} {:>4} {:>6} {:>10.1f} {:>9.2f} {:>7.1f} {:>6.0f}% {:>7.2f}x\n", r.format, d, g, ctx,
+                         r.us, r.bytes / 1e6, r.gbps, 100.0 * r.gbps / mem_gbps, r.speedup);
+              std::fflush(stdout);
+            }
           }
         }
       }

@@ -148,16 +148,8 @@ void attend_cache_causal(const PagedKvCache& cache, SeqId seq, size_t layer, siz
 
 void attend_cache(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t n_heads,
                   const float* q, float scale, float* out) {
-  const size_t H = cache.n_kv_heads(), d = cache.head_dim();
-  if (n_heads == 0 || n_heads % H != 0) {
-    throw InvalidArgument("attend_cache: n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " +
-                          std::to_string(H));
-  }
-  const size_t group = n_heads / H;
-  for (size_t h = 0; h < H; ++h) {
-    // q, out of kv head h: gqa_group x head_dim
-    attend_cache_head(cache, seq, layer, n_tokens, h, group, q + h * group * d, scale, out + h * group * d);
-  }
+  if (n_tokens == 0) throw InvalidArgument("attend_cache: no tokens to attend to");
+  attend_cache_causal(cache, seq, layer, n_tokens - 1, 1, n_heads, q, scale, out);  // one query at n_tokens - 1
 }
 
 }  // namespace rq
