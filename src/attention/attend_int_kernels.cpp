@@ -40,6 +40,14 @@ constexpr size_t kHeadsPerPass = 4;
 #endif
 
 
+/// Coordinates after the blocks that the portable loops take instead of one more SIMD block.
+constexpr size_t kPortableTail = 2;
+
+/// SIMD blocks of 32 coordinates for n coordinates (the last may be partial).
+inline size_t SimdBlocks(size_t n) {
+  return n % kIntBlock <= kPortableTail ? n / kIntBlock : (n + kIntBlock - 1) / kIntBlock;
+}
+
 /// Bytes the block loads read past the start of the row's last full block.
 inline size_t BlockReadEnd(const IntCodebook& cb, size_t full_blocks) {
   return full_blocks == 0 ? 0 : 4 * static_cast<size_t>(cb.bits) * (full_blocks - 1) + 16;
@@ -108,13 +116,13 @@ inline uint8_t* Aligned32(std::vector<uint8_t>& storage, size_t bytes) {
 
 
 
-// isum[h * is_stride + r] (G <= 4 heads) over the blocks of `rows` rows. q16: G x full x 32
+// isum[h * is_stride + r] += the block sums of row r (G <= 4 heads), r < rows. q16: G x full x 32
 // (coordinates >= n are 0).
 template <size_t G, int kBits>
 void ScoreBlocks(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes,
                  size_t full, const int16_t* q16, int32_t* isum, size_t is_stride) {
   const size_t bb = 4 * static_cast<size_t>(cb.bits);
-  alignas(32) int32_t buf[8][G][8];
+  alignas(32) int32_t buf[8][G][8];  // buf[rr][h]: 8 partial sums of row r0 + rr (rows past the end: 0)
   for (size_t r0 = 0; r0 < rows; r0 += 8) {
     const size_t n = rows - r0 < 8 ? rows - r0 : 8;
     for (size_t rr = 0; rr < n; ++rr) {
@@ -138,12 +146,19 @@ void ScoreBlocks(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t*
     for (size_t h = 0; h < G; ++h) {
       __m256i v[8];
       for (size_t rr = 0; rr < 8; ++rr) v[rr] = _mm256_load_si256(reinterpret_cast<const __m256i*>(buf[rr][h]));
+      // Eight horizontal sums at once: lane rr of t = sum of v[rr].
       const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
       const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
       const __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
-      alignas(32) int32_t sums[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(sums), t);
-      for (size_t rr = 0; rr < n; ++rr) isum[h * is_stride + r0 + rr] = sums[rr];
+      int32_t* dst = isum + h * is_stride + r0;
+      if (n == 8) {
+        __m256i* d = reinterpret_cast<__m256i*>(dst);
+        _mm256_storeu_si256(d, _mm256_add_epi32(_mm256_loadu_si256(d), t));
+      } else {
+        alignas(32) int32_t sums[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sums), t);
+        for (size_t rr = 0; rr < n; ++rr) dst[rr] += sums[rr];
+      }
     }
   }
 }
@@ -240,22 +255,23 @@ void DecodeValuePairsAnyBits(const IntCodebook& cb, const uint8_t* codes, size_t
 #endif  // RQ_INT_ATTENTION_AVX2
 
 // The portable loops (every target without the AVX2 kernels; the scalar reference of this path).
+// Coordinates [j0, j1) only: on AVX2 targets these loops also take a short tail after the blocks.
 void ScorePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, const IntQueries& iq,
-                   size_t G, int32_t* isum, size_t is_stride) {
+                   size_t G, int32_t* isum, size_t is_stride, size_t j0, size_t j1) {
   for (size_t r = 0; r < rows; ++r) {
     const uint8_t* row = codes + r * code_bytes;
-    for (size_t j = 0; j < iq.n; ++j) {
+    for (size_t j = j0; j < j1; ++j) {
       const int32_t t = cb.t[unpack_code(row, j, cb.bits)];
       for (size_t h = 0; h < G; ++h) isum[h * is_stride + r] += t * iq.q16[h * iq.n + j];
     }
   }
 }
 
-void ValuePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t n,
+void ValuePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t j0, size_t j1,
                    const uint16_t* w16, size_t w_stride, size_t G, int32_t* vsum, size_t vs_stride) {
   for (size_t r = 0; r < rows; ++r) {
     const uint8_t* row = codes + r * code_bytes;
-    for (size_t j = 0; j < n; ++j) {
+    for (size_t j = j0; j < j1; ++j) {
       const int32_t t = cb.t[unpack_code(row, j, cb.bits)];
       for (size_t h = 0; h < G; ++h) vsum[h * vs_stride + j] += t * static_cast<int32_t>(w16[h * w_stride + r]);
     }
@@ -290,12 +306,16 @@ void RunIntWorkItem(const WorkItem& item) {
   const KernelFormat& vf = *item.v_format;
   const size_t G = item.gqa_group, vn = vf.n;
   // Blocks of 32 coordinates; on AVX2 the last one may be partial: its extra query lanes are 0 and
-  // its extra value sums are never read, so garbage codes past the row end do no harm.
+  // its extra value sums are never read, so garbage codes past the row end do no harm. A tail of at
+  // most kPortableTail coordinates (rotor's 66 = 2 x 32 + 2 and 129 = 4 x 32 + 1) runs the portable
+  // loops instead of a whole block. Without AVX2 the portable loops take every coordinate.
 #if RQ_INT_ATTENTION_AVX2
-  const size_t kfull = (iq.n + kIntBlock - 1) / kIntBlock, vfull = (vn + kIntBlock - 1) / kIntBlock;
+  const size_t kfull = SimdBlocks(iq.n), vfull = SimdBlocks(vn);
 #else
   const size_t kfull = 0, vfull = 0;
 #endif
+  const size_t ktail = kfull * kIntBlock < iq.n ? kfull * kIntBlock : iq.n;  // first portable coordinate
+  const size_t vtail = vfull * kIntBlock < vn ? vfull * kIntBlock : vn;
 
   thread_local std::vector<float> fscratch;
   thread_local std::vector<int32_t> iscratch;
@@ -347,10 +367,9 @@ void RunIntWorkItem(const WorkItem& item) {
     ForReadableRows(kcodes, rows, kp.n_tokens - k_off - rows, kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
-                      ScoreFullBlocks(kcb, codes, nr, kf.code_bytes, kfull, q16, G, isum + r0, kIntChunk);
-#else
-                      ScorePortable(kcb, codes, nr, kf.code_bytes, iq, G, isum + r0, kIntChunk);
+                      if (kfull) ScoreFullBlocks(kcb, codes, nr, kf.code_bytes, kfull, q16, G, isum + r0, kIntChunk);
 #endif
+                      if (ktail < iq.n) ScorePortable(kcb, codes, nr, kf.code_bytes, iq, G, isum + r0, kIntChunk, ktail, iq.n);
                     });
     for (size_t h = 0; h < G; ++h) {
       const int32_t bias = kTableZero * iq.q16_sum[h];
@@ -394,9 +413,10 @@ void RunIntWorkItem(const WorkItem& item) {
                           }
                         }
                       }
-#else
-                      ValuePortable(vcb, codes, nr, vf.code_bytes, vn, w16 + r0, kIntChunk, G, vsum, vs_stride);
 #endif
+                      if (vtail < vn) {
+                        ValuePortable(vcb, codes, nr, vf.code_bytes, vtail, vn, w16 + r0, kIntChunk, G, vsum, vs_stride);
+                      }
                     });
     for (size_t h = 0; h < G; ++h) {
       const int32_t bias = kTableZero * wsum[h];
