@@ -12,6 +12,8 @@ namespace rq::cuda {
 namespace detail {
 bool tc_decode_supported(const DecodeParams& p);
 cudaError_t launch_split_tc(const DecodeParams& p, cudaStream_t stream);
+int tc_warps_per_block();  // splits per block of the tensor-core kernel
+int tc_blocks_per_sm();    // its blocks per SM
 }  // namespace detail
 
 namespace {
@@ -437,12 +439,18 @@ cudaError_t launch_split_bits(const DecodeParams& p, dim3 grid, cudaStream_t str
 DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact) {
   DecodePlan plan;
   const long long heads = static_cast<long long>(batch > 0 ? batch : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);
-  // exact: 8 blocks of 128 threads per SM; tensor cores: 16 warps (splits) per SM.
-  const long long target = (exact ? 8LL : 16LL) * (sm_count > 0 ? sm_count : 132);
-  // Tensor cores: blocks of 8 splits (warps), two blocks per SM: round the splits per head to the
-  // nearest multiple of 8 so that the grid is close to one full wave (e.g. 128 heads x 16 splits).
-  const long long splits =
-      exact ? (target + heads - 1) / heads : std::max(8LL, (target + 4 * heads) / (8 * heads) * 8);
+  const long long sms = sm_count > 0 ? sm_count : 132;
+  // exact: 8 blocks of 128 threads per SM. Tensor cores: blocks of W splits (warps), B blocks per
+  // SM: round the splits per head to the nearest multiple of W so that the grid is close to one
+  // full wave (e.g. 128 heads x 24 splits = 256 blocks of 12 warps on 132 SMs x 2).
+  const long long w = detail::tc_warps_per_block();
+  long long splits;
+  if (exact) {
+    splits = (8 * sms + heads - 1) / heads;
+  } else {
+    const long long target = w * detail::tc_blocks_per_sm() * sms;
+    splits = std::max(w, (target + (w / 2) * heads) / (w * heads) * w);
+  }
   const long long len = max_seq_len > 0 ? max_seq_len : 1;
   const long long unit = exact ? 256 : 64;  // two 128-token tiles / one 64-token chunk
   long long tps = (len + splits - 1) / splits;
