@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "fast_kernels.hpp"
@@ -29,7 +31,7 @@ HWY_BEFORE_NAMESPACE();
 namespace rq::attn_detail {
 namespace HWY_NAMESPACE {
 
-constexpr size_t kIntChunk = 128;  // tokens per online-softmax step (even: rows go in pairs)  // tokens per online-softmax step
+constexpr size_t kIntChunk = 128;  // tokens per online-softmax step (even: rows go in pairs)
 constexpr size_t kHeadsPerPass = 4;
 
 #undef RQ_INT_ATTENTION_AVX2  // this file is compiled once per target
@@ -40,13 +42,20 @@ constexpr size_t kHeadsPerPass = 4;
 #endif
 
 
-/// Coordinates after the blocks that the portable loops take instead of one more SIMD block.
-constexpr size_t kPortableTail = 2;
+/// A tail of at most this many coordinates after the 32-coordinate blocks runs the portable loops
+/// (rotor's 129 = 4 x 32 + 1 coordinates at head_dim 128); a longer tail of <= 16 (rotor's 66 = 2 x 32
+/// + 2 at head_dim 64) is half a SIMD block. Measured with valgrind instruction counts (rotor3, GQA 4,
+/// head_dim 128: portable 1-coordinate tail ~492 per token and head, half block ~524, whole block
+/// ~592; head_dim 64, GQA 3: half block and portable 2-coordinate tail equal within the noise).
+constexpr size_t kPortableTail = 1;
 
 /// SIMD blocks of 32 coordinates for n coordinates (the last may be partial).
 inline size_t SimdBlocks(size_t n) {
   return n % kIntBlock <= kPortableTail ? n / kIntBlock : (n + kIntBlock - 1) / kIntBlock;
 }
+
+/// Whether the last SIMD block holds at most 16 coordinates: only its first 16 codes are used.
+inline bool HalfLastBlock(size_t n) { return n % kIntBlock > kPortableTail && n % kIntBlock <= kIntBlock / 2; }
 
 /// Bytes the block loads read past the start of the row's last full block.
 inline size_t BlockReadEnd(const IntCodebook& cb, size_t full_blocks) {
@@ -55,13 +64,14 @@ inline size_t BlockReadEnd(const IntCodebook& cb, size_t full_blocks) {
 
 #if RQ_INT_ATTENTION_AVX2
 
-// Unpacks 32 b-bit codes (4b bytes, LSB-first) and looks them up in the 7-bit table t. Block():
+// Unpacks 32 b-bit codes (4b bytes, LSB-first) and looks them up in the 7-bit table t (built once
+// per work item). Block():
 // byte i of the result holds code Pos(i): lane L = i / 16, k = i % 16: k < 8 ? 8L + k : 16 + 8L + k - 8.
-template <int kBits>
 struct Unpacker {
   __m256i ctl_a, ctl_b, mul_a, mul_b, table;
+  __m128i shift;  // 16 - bits
   explicit Unpacker(const IntCodebook& cb) {
-    constexpr int b = kBits;
+    const int b = cb.bits;
     alignas(32) uint8_t ca[32], cbb[32], tb[32];
     alignas(32) uint16_t ma[16], mb[16];
     for (int lane = 0; lane < 2; ++lane) {
@@ -83,13 +93,14 @@ struct Unpacker {
     mul_a = _mm256_load_si256(reinterpret_cast<const __m256i*>(ma));
     mul_b = _mm256_load_si256(reinterpret_cast<const __m256i*>(mb));
     table = _mm256_load_si256(reinterpret_cast<const __m256i*>(tb));
+    shift = _mm_cvtsi32_si128(16 - b);
   }
   // The block's codes as int16 words: a = codes 0-15, b = codes 16-31 (coordinate order).
   // p: the block's first byte; reads 16 bytes.
   HWY_INLINE void Codes(const uint8_t* p, __m256i& a, __m256i& b) const {
     const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    a = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), 16 - kBits);
-    b = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_b), mul_b), 16 - kBits);
+    a = _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), shift);
+    b = _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_b), mul_b), shift);
   }
   // The block's 32 table values as int16, coordinate order: lo = codes 0-15, hi = codes 16-31.
   HWY_INLINE void Words(const uint8_t* p, __m256i& lo, __m256i& hi) const {
@@ -98,6 +109,13 @@ struct Unpacker {
     Codes(p, a, b);
     lo = _mm256_shuffle_epi8(table, _mm256_or_si256(a, zero_high));
     hi = _mm256_shuffle_epi8(table, _mm256_or_si256(b, zero_high));
+  }
+  // Codes 0-15 of the block only (Words' lo).
+  HWY_INLINE __m256i WordsLo(const uint8_t* p) const {
+    const __m256i zero_high = _mm256_set1_epi16(static_cast<short>(0x8000));
+    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i a = _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), shift);
+    return _mm256_shuffle_epi8(table, _mm256_or_si256(a, zero_high));
   }
   // The block's 32 table values as bytes, in the order of the class comment.
   HWY_INLINE __m256i Block(const uint8_t* p) const {
@@ -118,10 +136,13 @@ inline uint8_t* Aligned32(std::vector<uint8_t>& storage, size_t bytes) {
 
 // isum[h * is_stride + r] += the block sums of row r (G <= 4 heads), r < rows. q16: G x full x 32
 // (coordinates >= n are 0).
-template <size_t G, int kBits>
-void ScoreBlocks(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes,
-                 size_t full, const int16_t* q16, int32_t* isum, size_t is_stride) {
-  const size_t bb = 4 * static_cast<size_t>(cb.bits);
+// kFull > 0: the block count as a constant (unrolled), else `full`; half: the last block holds at
+// most 16 coordinates (only its first 16 are multiplied).
+template <size_t G, size_t kFull>
+void ScoreBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
+                 size_t full_runtime, bool half, const int16_t* q16, int32_t* isum, size_t is_stride) {
+  const size_t full = kFull ? kFull : full_runtime;
+  const size_t whole = full - (half ? 1 : 0);
   alignas(32) int32_t buf[8][G][8];  // buf[rr][h]: 8 partial sums of row r0 + rr (rows past the end: 0)
   for (size_t r0 = 0; r0 < rows; r0 += 8) {
     const size_t n = rows - r0 < 8 ? rows - r0 : 8;
@@ -129,13 +150,20 @@ void ScoreBlocks(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t*
       const uint8_t* row = codes + (r0 + rr) * code_bytes;
       __m256i acc[G];
       for (size_t h = 0; h < G; ++h) acc[h] = _mm256_setzero_si256();
-      for (size_t k = 0; k < full; ++k) {
+      for (size_t k = 0; k < whole; ++k) {
         __m256i lo, hi;
         u.Words(row + k * bb, lo, hi);
         for (size_t h = 0; h < G; ++h) {
           const __m256i* q = reinterpret_cast<const __m256i*>(q16 + (h * full + k) * 32);
           acc[h] = _mm256_add_epi32(acc[h], _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_load_si256(q)),
                                                              _mm256_madd_epi16(hi, _mm256_load_si256(q + 1))));
+        }
+      }
+      if (half) {
+        const __m256i lo = u.WordsLo(row + whole * bb);
+        for (size_t h = 0; h < G; ++h) {
+          const __m256i* q = reinterpret_cast<const __m256i*>(q16 + (h * full + whole) * 32);
+          acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(lo, _mm256_load_si256(q)));
         }
       }
       for (size_t h = 0; h < G; ++h) _mm256_store_si256(reinterpret_cast<__m256i*>(buf[rr][h]), acc[h]);
@@ -166,21 +194,23 @@ void ScoreBlocks(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t*
 // Value pass 1: rows (2p, 2p+1) of the chunk -> per block four registers of 8 coordinates holding
 // (t[code_2p], t[code_2p+1]) as int16 pairs: coordinates {0-3 | 8-11}, {4-7 | 12-15}, {16-19 | 24-27},
 // {20-23 | 28-31} (128-bit lanes). An odd last row is paired with itself
-// (its partner gets weight 0).
-template <int kBits>
-void DecodeValuePairs(const Unpacker<kBits>& u, const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes,
-                      size_t full, __m256i* pairs) {
-  const size_t bb = 4 * static_cast<size_t>(cb.bits);
+// (its partner gets weight 0). A half last block gets only its first two registers.
+template <size_t kFull>
+void DecodeValuePairs(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
+                      size_t full_runtime, bool half, __m256i* pairs) {
+  const size_t full = kFull ? kFull : full_runtime;
   const __m256i zero = _mm256_setzero_si256();
   for (size_t p = 0; 2 * p < rows; ++p) {
     const uint8_t* r0 = codes + 2 * p * code_bytes;
     const uint8_t* r1 = 2 * p + 1 < rows ? r0 + code_bytes : r0;
     for (size_t k = 0; k < full; ++k) {
       const __m256i t0 = u.Block(r0 + k * bb), t1 = u.Block(r1 + k * bb);
-      const __m256i lo = _mm256_unpacklo_epi8(t0, t1), hi = _mm256_unpackhi_epi8(t0, t1);
+      const __m256i lo = _mm256_unpacklo_epi8(t0, t1);
       __m256i* out = pairs + (p * full + k) * 4;
       out[0] = _mm256_unpacklo_epi8(lo, zero);
       out[1] = _mm256_unpackhi_epi8(lo, zero);
+      if (half && k + 1 == full) continue;  // coordinates 16-31 of a half block are never read
+      const __m256i hi = _mm256_unpackhi_epi8(t0, t1);
       out[2] = _mm256_unpacklo_epi8(hi, zero);
       out[3] = _mm256_unpackhi_epi8(hi, zero);
     }
@@ -189,11 +219,16 @@ void DecodeValuePairs(const Unpacker<kBits>& u, const IntCodebook& cb, const uin
 
 // Value pass 2: vsum[h * vs_stride + k * 32 + i] += sum_p wv[h][p] . pair (coordinate order), G <= 4;
 // w32: the weight pairs w16[2p] | w16[2p+1] << 16, w_stride per head.
-template <size_t G>
-void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full, const uint32_t* w32, size_t w_stride,
-                     int32_t* vsum, size_t vs_stride) {
+// Weight pairs are read from the uint16 weights themselves (see RunIntWorkItem).
+using AliasedU32 = uint32_t __attribute__((__may_alias__));
+
+template <size_t G, size_t kFull>
+void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full_runtime, bool half, const AliasedU32* w32,
+                     size_t w_stride, int32_t* vsum, size_t vs_stride) {
+  const size_t full = kFull ? kFull : full_runtime;
   for (size_t k = 0; k < full; ++k) {
-    for (size_t g = 0; g < 4; g += 2) {
+    const size_t groups = half && k + 1 == full ? 2 : 4;  // a half last block: coordinates 0-15 only
+    for (size_t g = 0; g < groups; g += 2) {
       __m256i a0[G], a1[G];
       for (size_t h = 0; h < G; ++h) a0[h] = a1[h] = _mm256_setzero_si256();
       for (size_t p = 0; p < n_pairs; ++p) {
@@ -217,63 +252,92 @@ void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full, const ui
   }
 }
 
+// Calls fn(std::integral_constant<size_t, F>) with F = full for 1..5 blocks (unrolled loops; 5: rotor's
+// 129 coordinates at head_dim 128), else 0.
+template <class Fn>
+HWY_INLINE void WithBlockCount(size_t full, Fn&& fn) {
+  switch (full) {
+    case 1: fn(std::integral_constant<size_t, 1>()); break;
+    case 2: fn(std::integral_constant<size_t, 2>()); break;
+    case 3: fn(std::integral_constant<size_t, 3>()); break;
+    case 4: fn(std::integral_constant<size_t, 4>()); break;
+    case 5: fn(std::integral_constant<size_t, 5>()); break;
+    default: fn(std::integral_constant<size_t, 0>()); break;
+  }
+}
+
 // Scores of rows [0, rows) for all G heads (groups of <= 4 heads per pass over the codes).
-template <int kBits>
-void ScoreAllHeads(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                   const int16_t* q16, size_t G, int32_t* isum, size_t is_stride) {
-  const Unpacker<kBits> u(cb);
-  for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
-    const int16_t* q = q16 + h0 * full * kIntBlock;
-    int32_t* dst = isum + h0 * is_stride;
-    switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
-      case 1: ScoreBlocks<1>(u, cb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-      case 2: ScoreBlocks<2>(u, cb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-      case 3: ScoreBlocks<3>(u, cb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-      default: ScoreBlocks<4>(u, cb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+void ScoreFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
+                     bool half, const int16_t* q16, size_t G, int32_t* isum, size_t is_stride) {
+  WithBlockCount(full, [&](auto kf) {
+    constexpr size_t F = decltype(kf)::value;
+    for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
+      const int16_t* q = q16 + h0 * full * kIntBlock;
+      int32_t* dst = isum + h0 * is_stride;
+      switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
+        case 1: ScoreBlocks<1, F>(u, bb, codes, rows, code_bytes, full, half, q, dst, is_stride); break;
+        case 2: ScoreBlocks<2, F>(u, bb, codes, rows, code_bytes, full, half, q, dst, is_stride); break;
+        case 3: ScoreBlocks<3, F>(u, bb, codes, rows, code_bytes, full, half, q, dst, is_stride); break;
+        default: ScoreBlocks<4, F>(u, bb, codes, rows, code_bytes, full, half, q, dst, is_stride); break;
+      }
     }
-  }
+  });
 }
 
-void ScoreFullBlocks(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                     const int16_t* q16, size_t G, int32_t* isum, size_t is_stride) {
-  switch (cb.bits) {
-    case 2: ScoreAllHeads<2>(cb, codes, rows, code_bytes, full, q16, G, isum, is_stride); break;
-    case 3: ScoreAllHeads<3>(cb, codes, rows, code_bytes, full, q16, G, isum, is_stride); break;
-    default: ScoreAllHeads<4>(cb, codes, rows, code_bytes, full, q16, G, isum, is_stride); break;
-  }
-}
-
-void DecodeValuePairsAnyBits(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                             __m256i* pairs) {
-  switch (cb.bits) {
-    case 2: DecodeValuePairs(Unpacker<2>(cb), cb, codes, rows, code_bytes, full, pairs); break;
-    case 3: DecodeValuePairs(Unpacker<3>(cb), cb, codes, rows, code_bytes, full, pairs); break;
-    default: DecodeValuePairs(Unpacker<4>(cb), cb, codes, rows, code_bytes, full, pairs); break;
-  }
+// Values of rows [0, rows): vsum += the weighted table values, all G heads.
+void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
+                     bool half, const AliasedU32* w32, size_t w_stride, size_t G, __m256i* pairs, int32_t* vsum, size_t vs_stride) {
+  WithBlockCount(full, [&](auto kf) {
+    constexpr size_t F = decltype(kf)::value;
+    DecodeValuePairs<F>(u, bb, codes, rows, code_bytes, full, half, pairs);
+    const size_t np = (rows + 1) / 2;
+    for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
+      const AliasedU32* wq = w32 + h0 * w_stride;
+      int32_t* dst = vsum + h0 * vs_stride;
+      switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
+        case 1: AccumulatePairs<1, F>(pairs, np, full, half, wq, w_stride, dst, vs_stride); break;
+        case 2: AccumulatePairs<2, F>(pairs, np, full, half, wq, w_stride, dst, vs_stride); break;
+        case 3: AccumulatePairs<3, F>(pairs, np, full, half, wq, w_stride, dst, vs_stride); break;
+        default: AccumulatePairs<4, F>(pairs, np, full, half, wq, w_stride, dst, vs_stride); break;
+      }
+    }
+  });
 }
 
 #endif  // RQ_INT_ATTENTION_AVX2
 
 // The portable loops (every target without the AVX2 kernels; the scalar reference of this path).
 // Coordinates [j0, j1) only: on AVX2 targets these loops also take a short tail after the blocks.
+// One coordinate at a time: its table values for all rows (rows <= kIntChunk), then plain loops
+// over rows that the compiler vectorizes.
+inline void CoordinateTable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t j,
+                            int32_t* t) {
+  for (size_t r = 0; r < rows; ++r) t[r] = cb.t[unpack_code(codes + r * code_bytes, j, cb.bits)];
+}
+
 void ScorePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, const IntQueries& iq,
                    size_t G, int32_t* isum, size_t is_stride, size_t j0, size_t j1) {
-  for (size_t r = 0; r < rows; ++r) {
-    const uint8_t* row = codes + r * code_bytes;
-    for (size_t j = j0; j < j1; ++j) {
-      const int32_t t = cb.t[unpack_code(row, j, cb.bits)];
-      for (size_t h = 0; h < G; ++h) isum[h * is_stride + r] += t * iq.q16[h * iq.n + j];
+  alignas(32) int32_t t[kIntChunk];
+  for (size_t j = j0; j < j1; ++j) {
+    CoordinateTable(cb, codes, rows, code_bytes, j, t);
+    for (size_t h = 0; h < G; ++h) {
+      const int32_t q = iq.q16[h * iq.n + j];
+      int32_t* dst = isum + h * is_stride;
+      for (size_t r = 0; r < rows; ++r) dst[r] += t[r] * q;
     }
   }
 }
 
 void ValuePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t j0, size_t j1,
                    const uint16_t* w16, size_t w_stride, size_t G, int32_t* vsum, size_t vs_stride) {
-  for (size_t r = 0; r < rows; ++r) {
-    const uint8_t* row = codes + r * code_bytes;
-    for (size_t j = j0; j < j1; ++j) {
-      const int32_t t = cb.t[unpack_code(row, j, cb.bits)];
-      for (size_t h = 0; h < G; ++h) vsum[h * vs_stride + j] += t * static_cast<int32_t>(w16[h * w_stride + r]);
+  alignas(32) int32_t t[kIntChunk];
+  for (size_t j = j0; j < j1; ++j) {
+    CoordinateTable(cb, codes, rows, code_bytes, j, t);
+    for (size_t h = 0; h < G; ++h) {
+      const uint16_t* w = w16 + h * w_stride;
+      int32_t sum = 0;
+      for (size_t r = 0; r < rows; ++r) sum += t[r] * static_cast<int32_t>(w[r]);
+      vsum[h * vs_stride + j] += sum;
     }
   }
 }
@@ -306,11 +370,11 @@ void RunIntWorkItem(const WorkItem& item) {
   const KernelFormat& vf = *item.v_format;
   const size_t G = item.gqa_group, vn = vf.n;
   // Blocks of 32 coordinates; on AVX2 the last one may be partial: its extra query lanes are 0 and
-  // its extra value sums are never read, so garbage codes past the row end do no harm. A tail of at
-  // most kPortableTail coordinates (rotor's 66 = 2 x 32 + 2 and 129 = 4 x 32 + 1) runs the portable
-  // loops instead of a whole block. Without AVX2 the portable loops take every coordinate.
+  // its extra value sums are never read, so garbage codes past the row end do no harm (a last block
+  // of <= 16 coordinates is only half computed). Without AVX2 the portable loops do everything.
 #if RQ_INT_ATTENTION_AVX2
   const size_t kfull = SimdBlocks(iq.n), vfull = SimdBlocks(vn);
+  const bool khalf = HalfLastBlock(iq.n), vhalf = HalfLastBlock(vn);
 #else
   const size_t kfull = 0, vfull = 0;
 #endif
@@ -347,6 +411,9 @@ void RunIntWorkItem(const WorkItem& item) {
       }
     }
   }
+  std::optional<Unpacker> ku, vu;  // only Lloyd-Max tables of 2..4 bits reach this path
+  if (kfull) ku.emplace(kcb);
+  if (vfull) vu.emplace(vcb);
   thread_local std::vector<uint8_t> pair_bytes;
   __m256i* pairs = reinterpret_cast<__m256i*>(Aligned32(pair_bytes, (kIntChunk / 2) * vfull * 4 * 32));
   thread_local std::vector<uint32_t> w32;
@@ -367,7 +434,7 @@ void RunIntWorkItem(const WorkItem& item) {
     ForReadableRows(kcodes, rows, kp.n_tokens - k_off - rows, kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
-                      if (kfull) ScoreFullBlocks(kcb, codes, nr, kf.code_bytes, kfull, q16, G, isum + r0, kIntChunk);
+                      if (kfull) ScoreFullBlocks(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, khalf, q16, G, isum + r0, kIntChunk);
 #endif
                       if (ktail < iq.n) ScorePortable(kcb, codes, nr, kf.code_bytes, iq, G, isum + r0, kIntChunk, ktail, iq.n);
                     });
@@ -392,26 +459,23 @@ void RunIntWorkItem(const WorkItem& item) {
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       if (vfull) {
-                        DecodeValuePairsAnyBits(vcb, codes, nr, vf.code_bytes, vfull, pairs);
-                        const size_t np = (nr + 1) / 2;
-                        for (size_t h = 0; h < G; ++h) {
-                          const uint16_t* wh = w16 + h * kIntChunk + r0;
-                          for (size_t p = 0; p < np; ++p) {
-                            const uint32_t hi = 2 * p + 1 < nr ? wh[2 * p + 1] : 0;
-                            w32[h * (kIntChunk / 2) + p] = wh[2 * p] | (hi << 16);
+                        // Weight pairs w16[2p] | w16[2p + 1] << 16 are w16's own bytes when the piece
+                        // starts on an even row and does not end on an odd row inside the chunk (w16 is
+                        // zero past `rows`); otherwise they are built with a zero partner for the last row.
+                        const AliasedU32* wp = reinterpret_cast<const AliasedU32*>(w16 + r0);
+                        if (r0 % 2 != 0 || (nr % 2 != 0 && r0 + nr != rows)) {
+                          const size_t np = (nr + 1) / 2;
+                          for (size_t h = 0; h < G; ++h) {
+                            const uint16_t* wh = w16 + h * kIntChunk + r0;
+                            for (size_t p = 0; p < np; ++p) {
+                              const uint32_t hi = 2 * p + 1 < nr ? wh[2 * p + 1] : 0;
+                              w32[h * (kIntChunk / 2) + p] = wh[2 * p] | (hi << 16);
+                            }
                           }
+                          wp = w32.data();
                         }
-                        for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
-                          const size_t g = G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass;
-                          const uint32_t* wq = w32.data() + h0 * (kIntChunk / 2);
-                          int32_t* dst = vsum + h0 * vs_stride;
-                          switch (g) {
-                            case 1: AccumulatePairs<1>(pairs, np, vfull, wq, kIntChunk / 2, dst, vs_stride); break;
-                            case 2: AccumulatePairs<2>(pairs, np, vfull, wq, kIntChunk / 2, dst, vs_stride); break;
-                            case 3: AccumulatePairs<3>(pairs, np, vfull, wq, kIntChunk / 2, dst, vs_stride); break;
-                            default: AccumulatePairs<4>(pairs, np, vfull, wq, kIntChunk / 2, dst, vs_stride); break;
-                          }
-                        }
+                        ValueFullBlocks(*vu, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, wp, kIntChunk / 2, G,
+                                        pairs, vsum, vs_stride);
                       }
 #endif
                       if (vtail < vn) {

@@ -1,7 +1,10 @@
 // The integer arithmetic of the fast attention (FastArithmetic::Integer, the default for Lloyd-Max
-// K and V with 2..4-bit codes): on every SIMD target it computes the same integers as the portable
+// K and V with 2..4-bit codes): on every SIMD target it computes the same integer sums as the portable
 // loops (the path's scalar reference: the last target, SCALAR or EMU128), and it stays close to
-// attend_reference compared with the format's own quantization error.
+// attend_reference compared with the format's own quantization error. The float steps between the
+// sums are not bit-identical across targets (exp uses FMA on AVX2, multiply + add elsewhere), so an
+// exp one ulp apart can move a 15-bit softmax weight by one unit (3e-5 of the chunk's largest
+// weight): outputs agree to kSameIntegers, not to 1e-6.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +18,8 @@ namespace rq {
 namespace {
 
 using namespace rq::test;
+
+constexpr double kSameIntegers = 1e-4;  // max relative error vs the portable loops (see above)
 
 // The integer tables whatever the cache length (attend_fast uses them from 256 tokens on).
 void attend_integer(const AttentionProblem& p) { attend_fast_batch(&p, 1, 0, FastArithmetic::IntegerAlways); }
@@ -43,13 +48,16 @@ TEST_P(IntegerPerTarget, SameIntegersAsThePortableLoops) {
   const std::string portable = attention_simd_targets().back();
   uint64_t seed = 300;
   for (const auto& name : integer_formats()) {
-    for (size_t d : {5u, 64u, 128u, 130u}) {  // 5: no full block of 32; 130: rotor 132 = 4 blocks + 4
+    // Coordinates per row (rotor pads to a multiple of 3) cover every tail after the 32-lane blocks:
+    // 5: half a block only; 64: none (rotor 66: half block); 97: a 1-coordinate portable tail;
+    // 120: a partial block of 24; 128: none (rotor 129: portable tail); 130: half block (rotor 132).
+    for (size_t d : {5u, 64u, 97u, 120u, 128u, 130u}) {
       for (size_t n : {1u, 2u, 37u, 300u}) {
         for (size_t gqa : {1u, 3u, 4u, 6u}) {
           const HeadCache c = make_cache(name, name, d, n, gqa, ++seed);
           const auto ours = run_integer(c, gqa, 1.0f / std::sqrt(float(d)), GetParam());
           const auto ref = run_integer(c, gqa, 1.0f / std::sqrt(float(d)), portable);
-          EXPECT_LT(rel_error(ours, ref), 1e-5) << name << " d=" << d << " n=" << n << " gqa=" << gqa;
+          EXPECT_LT(rel_error(ours, ref), kSameIntegers) << name << " d=" << d << " n=" << n << " gqa=" << gqa;
         }
       }
     }
@@ -65,7 +73,7 @@ TEST_P(IntegerPerTarget, LongPeakyAndMixedLengths) {
     for (size_t n : {4097u, 5000u}) {
       for (float scale : {1.0f / std::sqrt(128.0f), 1.0f}) {  // 1.0: very peaky softmax
         const HeadCache c = make_cache(kf, vf, 128, n, 4, ++seed);
-        EXPECT_LT(rel_error(run_integer(c, 4, scale, GetParam()), run_integer(c, 4, scale, portable)), 1e-5)
+        EXPECT_LT(rel_error(run_integer(c, 4, scale, GetParam()), run_integer(c, 4, scale, portable)), kSameIntegers)
             << pair << " n=" << n << " scale=" << scale;
       }
     }
