@@ -22,8 +22,9 @@ struct DecodePlan {
 };
 
 /// Chooses the split so that batch x kv heads x splits fills `sm_count` multiprocessors. A split
-/// is one warp of the tensor-core kernel, one 128-thread block of the exact kernel.
-DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact = true);
+/// is one warp of the tensor-core kernel, one 128-thread block of the exact kernel. Pass the same
+/// `exact` as DecodeParams::exact (either plan is valid for either kernel, only slower).
+DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact = false);
 
 struct DecodeParams {
   int32_t batch = 0;
@@ -39,10 +40,12 @@ struct DecodeParams {
   PagedGeometry k_geometry, v_geometry;  // same page_size and n_kv_heads
   PagedPlanes k_planes, v_planes;
   DecodePlan plan;                     // from plan_decode(..., exact)
-  int32_t exact = 1;                   // 1 (default): fp32 CUDA-core kernel, CPU reference to float
-                                       //   rounding; 0: tensor-core kernel where supported (2-3 bits,
-                                       //   d = 128, page_size >= 64): hi+lo fp16 queries, weights and
-                                       //   K centroids, fp16 V centroids (~2.5e-4 relative error)
+  int32_t exact = 0;                   // 0 (default): tensor-core kernel where supported (2-3 bits,
+                                       //   d = 128, page_size >= 64, any GQA group <= 8), else the exact
+                                       //   one: hi + lo fp16 queries, weights and K centroids, V centroids
+                                       //   as fp16(a C) (2^-15.5); measured 1.2e-5 .. 3.0e-5 of max |ref|
+                                       //   vs the CPU reference (docs/gpu.md); 1: fp32 CUDA-core kernel
+                                       //   (5e-6 .. 4e-5 measured), slower
   void* workspace = nullptr;           // decode_workspace_bytes(...) bytes of device memory
 };
 
