@@ -294,7 +294,9 @@ struct MergeHead {
   float* out = nullptr;       // head_dim floats
 };
 
-__device__ MergeHead merge_head(const DecodeParams& p) {
+// splits_per_partial: splits combined into one partial by the split kernel (tensor cores: a block's
+// warps; exact: 1).
+__device__ MergeHead merge_head(const DecodeParams& p, int splits_per_partial) {
   detail::wait_for_prerequisite();  // the split kernel's partials
   MergeHead h;
   const int hq = blockIdx.x, b = blockIdx.y;
@@ -306,7 +308,8 @@ __device__ MergeHead merge_head(const DecodeParams& p) {
     for (int j = threadIdx.x; j < d; j += blockDim.x) h.out[j] = 0.0f;
     return h;
   }
-  h.splits = (len + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split;
+  const int splits = (len + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split;
+  h.splits = (splits + splits_per_partial - 1) / splits_per_partial;  // partials
   const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, h.n, p.plan.max_splits);
   const size_t bh = static_cast<size_t>(b) * p.n_q_heads + hq;
   h.ml = ws.partial_ml + bh * p.plan.max_splits * 2;
@@ -322,10 +325,10 @@ __device__ void merge_finish(const DecodeParams& p, const MergeHead& h, float* b
 }
 
 // 3. out[b][hq] = Pi_V^T (sum_s 2^(m_s - M) o_s) / (sum_s 2^(m_s - M) l_s).
-__global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
+__global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p, int splits_per_partial) {
   __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
   __shared__ float s_norm;
-  const MergeHead h = merge_head(p);  // waits for the split kernel's partials
+  const MergeHead h = merge_head(p, splits_per_partial);  // waits for the split kernel's partials
   if (h.splits == 0) return;
   const int n = h.n, splits = h.splits;
   const float* ml = h.ml;
@@ -376,11 +379,11 @@ __device__ __forceinline__ float block_reduce(float v, bool is_max, float* s_red
   return r;
 }
 
-__global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams p) {
+__global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams p, int splits_per_partial) {
   __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
   __shared__ float s_part[kMergeGroups][kMaxN];
   __shared__ float s_red[kMergeThreads / 32];
-  const MergeHead h = merge_head(p);  // waits for the split kernel's partials
+  const MergeHead h = merge_head(p, splits_per_partial);  // waits for the split kernel's partials
   if (h.splits == 0) return;
   const int n = h.n, splits = h.splits;
   const float* ml = h.ml;
@@ -500,9 +503,10 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   }
   if (st != cudaSuccess) return st;
   const dim3 merge_grid(p.n_q_heads, p.batch);
-  return p.plan.max_splits >= kWideMergeSplits
-             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p)
-             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p);
+  const int per_partial = tensor_core_decode(p) ? detail::tc_warps_per_block() : 1;
+  return p.plan.max_splits >= kWideMergeSplits  // (splits, not partials: tensor cores merge 12 per partial)
+             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p, per_partial)
+             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p, per_partial);
 }
 
 }  // namespace rq::cuda

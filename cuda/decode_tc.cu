@@ -15,6 +15,8 @@
 //      (DeviceCodec::mma_scale) makes a_V C[k] fp16 values to ~2^-15.5 relative; partials are
 //      divided by a_V.
 //   Rotor's 129th coordinate (tail byte) is done in fp32 next to the MMAs.
+// The block's kWarps splits are merged in shared memory into one partial (o, m, l) per query, so
+// the merge kernel reads ceil(splits / kWarps) partials per head.
 // Launched dependent on the query rotation: staging and tables overlap it (dependent_launch.cuh).
 // Coordinates are permuted freely inside the MMAs (the dot products do not care): a lane reads a
 // contiguous slice of each code row (K: 32 coordinates of slice tig; V: 16 coordinates 16 gid..).
@@ -106,6 +108,7 @@ struct TcLayout {
   static constexpr size_t norms = codes + sizeof(uint32_t) * kWarps * 2 * CODEW;  // uint16 [warps][K,V][64]
   static constexpr size_t tails = norms + sizeof(uint16_t) * kWarps * 2 * kChunk; // uint8 [warps][K,V][64]
   static constexpr size_t bytes = tails + kWarps * 2 * kChunk;
+  static_assert(sizeof(float) * kWarps * 4 * (N + 2) <= norms, "the block's merge fits in the code buffers");
 };
 
 template <int N, int BITS>
@@ -123,13 +126,16 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   const float* cent_k = reinterpret_cast<const float*>(s_lut + L::cents);
   const float* cent_v = cent_k + 8;
 
+  const int len = p.seq_lens[blockIdx.z];
+  // Blocks whose splits all start past the end write nothing (the merge reads ceil(splits / kWarps)
+  // partials); inside a block, warps past the end take part with an empty split (m = -inf, l = 0).
+  if (static_cast<long long>(blockIdx.x) * kWarps * p.plan.tokens_per_split >= len) return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
   const int group = p.n_q_heads / p.n_kv_heads;
   const int passes = (group + 3) / 4;  // 4 query heads per pass
   const int split = blockIdx.x * kWarps + warp, kvh = blockIdx.y / passes, b = blockIdx.z;
   const int q0 = (blockIdx.y % passes) * 4;  // first query head (of the group) of this pass
-  const int len = p.seq_lens[b];
   const int start = split * p.plan.tokens_per_split;
   const int end = min(len, start + p.plan.tokens_per_split);
   uint32_t* s_kc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 0) * CODEW;
@@ -186,7 +192,6 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     }
   }
   __syncthreads();
-  if (start >= len) return;
 
   // Query B fragments: lane holds column gid (query q0 + (gid & 3); hi part for gid < 4, lo part
   // for gid >= 4) at coordinates 32 tig + 4 s + {0, 1} (b0) and + {2, 3} (b1) of k-step s.
@@ -349,11 +354,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   }
   asm volatile("cp.async.wait_all;\n" ::);
 
-  // ---- partial result of this split: o[query][coord] (queries < group), m, l.
-  float* ws = static_cast<float*>(p.workspace);
-  const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads;
-  float* partial_o = ws + bh_count * N;
-  float* partial_ml = partial_o + bh_count * p.plan.max_splits * N;
+  // ---- partial result of the block: its kWarps splits merged; o[query][coord] (queries < group), m, l.
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
 #pragma unroll
@@ -362,25 +363,57 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
       if constexpr (TAIL > 0) acc128[c] += __shfl_xor_sync(0xffffffffu, acc128[c], o);
     }
   }
-  const size_t bh0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
-  const float inv_av = 1.0f / p.v_codec.mma_scale;  // the V table holds a_V C[k]
+  __syncthreads();  // every warp is done with its staging buffers, which hold the merge below
+  float* s_o = reinterpret_cast<float*>(smem + L::codes);  // [kWarps][4 queries][N]
+  float* s_m = s_o + kWarps * 4 * N;                         // [kWarps][4]
+  float* s_l = s_m + kWarps * 4;                             // [kWarps][4]
   const int slot = tig >> 1;
+  if (gid == 0 && slot == 0) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      s_m[warp * 4 + qa + c] = m_run[c];
+      s_l[warp * 4 + qa + c] = l_run[c];
+    }
+  }
+  __syncthreads();
+  const float inv_av = 1.0f / p.v_codec.mma_scale;  // the V table holds a_V C[k]
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
-    const int qi = qa + c;
-    if (q0 + qi >= group) continue;
-    float* o = partial_o + ((bh0 + qi) * p.plan.max_splits + split) * N;
+    float mx = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w * 4 + qa + c]);  // finite: warp 0 is not empty
+    const float f = fast_exp2(m_run[c] - mx);  // 0 for an empty split
+    float* o = s_o + (warp * 4 + qa + c) * N;
 #pragma unroll
     for (int m = 0; m < 4; ++m) {
-      o[16 * gid + 4 * m + slot] = acc[m][c] * inv_av;
-      o[16 * gid + 4 * m + 2 + slot] = acc[m][2 + c] * inv_av;
+      o[16 * gid + 4 * m + slot] = acc[m][c] * (f * inv_av);
+      o[16 * gid + 4 * m + 2 + slot] = acc[m][2 + c] * (f * inv_av);
     }
-    if (gid == 0 && slot == 0) {
-      if constexpr (TAIL > 0) o[128] = acc128[c];
-      float* ml = partial_ml + ((bh0 + qi) * p.plan.max_splits + split) * 2;
-      ml[0] = m_run[c];
-      ml[1] = l_run[c];
+    if constexpr (TAIL > 0) {
+      if (gid == 0 && slot == 0) o[128] = acc128[c] * f;
     }
+  }
+  __syncthreads();
+  float* ws = static_cast<float*>(p.workspace);
+  const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads;
+  float* partial_o = ws + bh_count * N;
+  float* partial_ml = partial_o + bh_count * p.plan.max_splits * N;
+  const size_t bh0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
+  const int nq = min(4, group - q0);
+  for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
+    const int qi = i / N, j = i % N;
+    float o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) o += s_o[(w * 4 + qi) * N + j];
+    partial_o[((bh0 + qi) * p.plan.max_splits + blockIdx.x) * N + j] = o;
+  }
+  if (threadIdx.x < nq) {
+    const int qi = threadIdx.x;
+    float mx = -INFINITY, l = 0.0f;
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w * 4 + qi]);
+    for (int w = 0; w < kWarps; ++w) l += fast_exp2(s_m[w * 4 + qi] - mx) * s_l[w * 4 + qi];
+    float* ml = partial_ml + ((bh0 + qi) * p.plan.max_splits + blockIdx.x) * 2;
+    ml[0] = mx;
+    ml[1] = l;
   }
 }
 
