@@ -106,7 +106,7 @@ void prepare_head(const AttentionProblem& p, size_t n_tokens, FastArithmetic ari
   if (plan.integer) {
     plan.k_int = make_int_codebook(plan.k_format.table, plan.k_format.bits);
     plan.v_int = make_int_codebook(plan.v_format.table, plan.v_format.bits);
-    quantize_queries(plan.queries.data(), plan.k_format.stride, n, G, plan.k_int.alpha, plan.int_queries);
+    plan.integer = quantize_queries(plan.queries.data(), plan.k_format.stride, n, G, plan.k_int.alpha, plan.int_queries);
   }
 }
 

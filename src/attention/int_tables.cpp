@@ -1,6 +1,7 @@
 #include "int_tables.hpp"
 
 #include <cmath>
+#include <limits>
 
 namespace rq::attn_detail {
 
@@ -20,7 +21,7 @@ IntCodebook make_int_codebook(const float* centroids, int bits) {
   return cb;
 }
 
-void quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out) {
+bool quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out) {
   out.n = n;
   out.groups = groups;
   const int64_t padded = static_cast<int64_t>((n + kIntBlock - 1) / kIntBlock * kIntBlock);
@@ -32,20 +33,30 @@ void quantize_queries(const float* q, size_t stride, size_t n, size_t groups, fl
   for (size_t h = 0; h < groups; ++h) {
     const float* qh = q + h * stride;
     float qmax = 0.0f;
-    for (size_t j = 0; j < n; ++j) qmax = std::fmax(qmax, std::fabs(qh[j]));
+    for (size_t j = 0; j < n; ++j) {
+      const float a = std::fabs(qh[j]);
+      qmax = a > qmax ? a : qmax;
+    }
+    if (!(qmax <= std::numeric_limits<float>::max())) {  // Inf, or a NaN somewhere (NaN compares false)
+      for (size_t j = 0; j < n; ++j) {
+        if (!std::isfinite(qh[j])) return false;
+      }
+    }
     if (!(qmax > 0.0f)) continue;  // zero query: all scores 0
     const float inv = static_cast<float>(out.levels) / qmax;
+    const float top = static_cast<float>(out.levels);
     int32_t sum = 0;
-    for (size_t j = 0; j < n; ++j) {
-      long v = std::lround(qh[j] * inv);
-      if (v > out.levels) v = out.levels;
-      if (v < -out.levels) v = -out.levels;
+    for (size_t j = 0; j < n; ++j) {  // round half away from zero, clamp (a loop the compiler vectorizes)
+      float r = qh[j] * inv;
+      r = r > top ? top : (r < -top ? -top : r);
+      const int32_t v = static_cast<int32_t>(r + (r >= 0.0f ? 0.5f : -0.5f));
       out.q16[h * n + j] = static_cast<int16_t>(v);
-      sum += static_cast<int32_t>(v);
+      sum += v;
     }
     out.q16_sum[h] = sum;
     out.factor[h] = k_alpha * (qmax / static_cast<float>(out.levels));
   }
+  return true;
 }
 
 

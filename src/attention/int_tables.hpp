@@ -39,7 +39,9 @@ struct IntQueries {
   std::vector<float> factor;     // groups: alpha_K * beta (score = (isum - 64 q16_sum) * factor * norm)
 };
 
-/// q: groups x stride floats (rotated, already times the softmax scale), n used per row.
-void quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out);
+/// q: groups x stride floats (rotated, already times the softmax scale), n used per row. Returns
+/// false (out unusable) when a query value is NaN or infinite: such heads take the float kernels,
+/// which propagate them like attend_reference.
+bool quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out);
 
 }  // namespace rq::attn_detail

@@ -8,11 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "attention_test_util.hpp"
 #include "rq/attention/attention_fast.hpp"
+#include "rq/core/errors.hpp"
 
 namespace rq {
 namespace {
@@ -162,6 +164,17 @@ TEST(AttendInteger, EdgeCases) {
     attend_reference(make_problem(c, 3, 1e-5f, ref.data()));
     attend_integer(make_problem(c, 3, 1e-5f, integer.data()));
     EXPECT_LT(rel_error(integer, ref), 0.03) << n;
+  }
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    // A non-finite query value or scale is rejected by every path (typed error, output untouched).
+    HeadCache c = make_cache("turbo3", "turbo3", 64, 300, 2, 14);
+    std::vector<float> out(2 * 64, -1.0f);
+    EXPECT_THROW(attend_integer(make_problem(c, 2, bad, out.data())), InvalidArgument);
+    c.queries[5] = bad;
+    EXPECT_THROW(attend_reference(make_problem(c, 2, scale, out.data())), InvalidArgument);
+    EXPECT_THROW(attend_integer(make_problem(c, 2, scale, out.data())), InvalidArgument);
+    EXPECT_THROW(attend_fast_float(make_problem(c, 2, scale, out.data())), InvalidArgument);
+    EXPECT_EQ(out, std::vector<float>(2 * 64, -1.0f));
   }
   {  // formats the integer path does not take run the float kernels, bit for bit
     const HeadCache c = make_cache("rotor3", "q8", 64, 300, 4, 13);

@@ -26,6 +26,12 @@ size_t check_attention_problem(const AttentionProblem& p) {
     }
     return n;
   };
+  if (!std::isfinite(p.scale)) throw InvalidArgument("attention: the softmax scale is not finite");
+  for (size_t i = 0; i < p.gqa_group * d; ++i) {
+    if (!std::isfinite(p.queries[i])) {
+      throw InvalidArgument("attention: query value " + std::to_string(i) + " is not finite (NaN or infinity)");
+    }
+  }
   const size_t n_k = check_pages(p.k_pages, *p.k_codec, "key");
   const size_t n_v = check_pages(p.v_pages, *p.v_codec, "value");
   if (n_k != n_v) throw InvalidArgument("attention: " + std::to_string(n_k) + " keys but " + std::to_string(n_v) + " values");
