@@ -59,6 +59,19 @@ __device__ __forceinline__ void stage_rows(uint8_t* tile, int stride, const uint
   asm volatile("cp.async.commit_group;\n" ::);
 }
 
+// Stages rows t0 .. t0 + kTileVectors - 1 of head `head` of job's input (row t, head h at
+// x + t * token_stride + h * D elements) into tile (row r at tile + r * stride bytes).
+template <int D, int THREADS>
+__device__ __forceinline__ void stage_block(uint8_t* tile, int stride, const AppendJob& job, int head, int t0, int n_tokens) {
+  const int esize = job.type == InputType::F32 ? 4 : 2;
+  const uint8_t* src = static_cast<const uint8_t*>(job.x) + static_cast<size_t>(head) * D * esize;
+  if (esize == 4) {
+    stage_rows<D * 4 / 16, THREADS>(tile, stride, src, job.token_stride * 4, t0, n_tokens);
+  } else {
+    stage_rows<D * 2 / 16, THREADS>(tile, stride, src, job.token_stride * 2, t0, n_tokens);
+  }
+}
+
 // 16-bit element e (0..7) of a 16-byte chunk as float: fp16 or bf16 (exact conversions).
 template <bool BF16>
 __device__ __forceinline__ float element16(const uint4& w, int e) {
@@ -180,13 +193,7 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
   const int stride = row_bytes + kRowPad;
 
   // 1. Stage the block's input rows.
-  if (type == InputType::F32) {
-    stage_rows<D * 4 / 16, THREADS>(tile, stride, static_cast<const uint8_t*>(job.x) + static_cast<size_t>(head) * D * 4,
-                                    job.token_stride * 4, t0, p.n_tokens);
-  } else {
-    stage_rows<D * 2 / 16, THREADS>(tile, stride, static_cast<const uint8_t*>(job.x) + static_cast<size_t>(head) * D * 2,
-                                    job.token_stride * 2, t0, p.n_tokens);
-  }
+  stage_block<D, THREADS>(tile, stride, job, head, t0, p.n_tokens);
   // 2. Rotation parameters, thresholds and C^2 while the copies are in flight.
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
   if constexpr (FAM == 0) {

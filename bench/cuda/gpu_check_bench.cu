@@ -117,7 +117,11 @@ double copy_bandwidth_gbps(Timer& timer) {
   return 2.0 * static_cast<double>(bytes) / (us * 1e3);  // read + write, GB/s
 }
 
-void bench_append(const std::string& format, long long n_vectors, int lanes, double copy_gbps, Timer& timer, std::vector<Row>& rows) {
+// exact = false, lanes = 0: the default (append.cu: the bit-exact four-lane kernel up to 32K vectors, the
+// fast one-lane kernel above); exact = false, lanes = 1: the fast kernel; exact = true: the bit-exact
+// kernel with `lanes` lanes (0: auto).
+void bench_append(const std::string& format, long long n_vectors, bool exact, int lanes, double copy_gbps, Timer& timer,
+                  std::vector<Row>& rows) {
   const int H = 8, d = 128, page = 64;
   const int T = static_cast<int>(n_vectors / (2 * H));  // K and V of T tokens x H heads
   RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
@@ -142,11 +146,15 @@ void bench_append(const std::string& format, long long n_vectors, int lanes, dou
   p.jobs[0] = AppendJob{xk.get(), static_cast<int64_t>(H) * d, InputType::F16, kc.device, kcache.geometry, kcache.planes()};
   p.jobs[1] = AppendJob{xv.get(), static_cast<int64_t>(H) * d, InputType::F16, vc.device, vcache.geometry, vcache.planes()};
   p.lanes_per_vector = lanes;
+  p.exact = exact ? 1 : 0;
   const double us = timer.median_us([&] { check(launch_quantize_append(p, nullptr), "append"); }, 30);
   Row r;
   r.bench = "append";
   r.format = format;
-  r.kernel = lanes == 4 ? "4 lanes" : "1 lane";
+  const int auto_lanes = n_vectors <= 32768 ? 4 : 1;  // append.cu's choice for lanes_per_vector = 0
+  const int used = lanes ? lanes : auto_lanes;
+  r.kernel = std::string(!exact && !lanes ? "default: " : "") +
+             (!exact && used == 1 ? "fast 1 lane" : used == 4 ? "exact 4 lanes" : "exact 1 lane");
   r.n = n_vectors;
   r.us = us;
   // bytes moved: fp16 input + codes + norm + slot ids
@@ -154,7 +162,7 @@ void bench_append(const std::string& format, long long n_vectors, int lanes, dou
   r.gbps = r.bytes / (us * 1e3);
   r.bw_fraction = r.gbps / copy_gbps;
   rows.push_back(r);
-  std::printf("  append %-7s %-6s n=%8lld  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(), r.kernel.c_str(), n_vectors, us,
+  std::printf("  append %-7s %-24s n=%8lld  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(), r.kernel.c_str(), n_vectors, us,
               r.gbps, 100 * r.bw_fraction);
 }
 
@@ -247,7 +255,7 @@ int main(int argc, char** argv) {
       Timer timer;
       std::vector<Row> rows;
       for (const char* f : {"turbo3", "rotor3"})
-        for (long long n : {16384LL, 1048576LL}) bench_append(f, n, n <= 32768 ? 4 : 1, 4230.0, timer, rows);
+        for (long long n : {16384LL, 1048576LL}) bench_append(f, n, false, 0, 4230.0, timer, rows);
       for (const char* f : {"turbo3"}) {
         bench_decode(f, 16, 65536, prop.multiProcessorCount, false, 4230.0, timer, rows);
         bench_decode(f, 1, 131072, prop.multiProcessorCount, false, 4230.0, timer, rows);
@@ -258,22 +266,27 @@ int main(int argc, char** argv) {
       for (const auto& f : format_table()) {
         if (decode_only) break;
         if (f.scheme != Scheme::LloydMax || f.qjl || !gpu_supports(Codec(f, 128))) continue;
+        const AppendCheck fast = check_append(std::string(f.name), InputType::F16, rng);
+        report(fast.ok(), fast.text);
         for (int lanes : {4, 1}) {
-          const AppendCheck c = check_append(std::string(f.name), InputType::F16, rng, lanes);
+          const AppendCheck c = check_append(std::string(f.name), InputType::F16, rng, lanes, true);
           report(c.ok(), c.text);
         }
       }
       for (const char* f : {"rotor3", "turbo3"}) {
+        if (decode_only) break;
+        const AppendCheck fast = check_append(f, InputType::BF16, rng);
+        report(fast.ok(), fast.text);
         for (int lanes : {4, 1}) {
-          if (decode_only) break;
-          const AppendCheck c = check_append(f, InputType::BF16, rng, lanes);
+          const AppendCheck c = check_append(f, InputType::BF16, rng, lanes, true);
           report(c.ok(), c.text);
         }
       }
-      for (int lanes : {4, 1}) {
+      for (int kernel : {0, 4, 1}) {  // fast, exact 4 lanes, exact 1 lane
         if (decode_only) break;
-        report(check_append_policy(rng, lanes).ok(), std::string("append input policy (") + (lanes == 4 ? "4 lanes" : "1 lane") +
-                                                         "): NaN/Inf rows stored as zeros, flag raised, bad dim refused");
+        report(check_append_policy(rng, kernel ? kernel : 1, kernel != 0).ok(),
+               std::string("append input policy (") + (kernel == 0 ? "fast" : kernel == 4 ? "exact 4 lanes" : "exact 1 lane") +
+                   "): NaN/Inf rows stored as zeros, flag raised, bad dim refused");
       }
       for (bool exact : {true, false}) {
         if (append_only) break;
@@ -299,10 +312,12 @@ int main(int argc, char** argv) {
       const double floor_us = empty_launch_us(timer);
       std::printf("empty kernel launch between events: %.2f us\n", floor_us);
       std::vector<Row> rows;
-      for (int lanes : {4, 1})
-        for (const char* f : {"rotor3", "turbo3"})
-          for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL})
-            if (!decode_only) bench_append(f, n, lanes, copy, timer, rows);
+      for (const char* f : {"rotor3", "turbo3"}) {
+        if (decode_only) break;
+        for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL}) bench_append(f, n, false, 0, copy, timer, rows);
+        bench_append(f, 16384, false, 1, copy, timer, rows);   // the fast kernel where the default is exact
+        bench_append(f, 1048576, true, 1, copy, timer, rows);  // the exact kernel where the default is fast
+      }
       const int shapes[][2] = {{1, 4096}, {1, 32768}, {1, 131072}, {8, 32768}, {16, 65536}, {32, 8192}};
       for (bool exact : {false, true})
         for (const char* f : {"rotor3", "turbo3"})

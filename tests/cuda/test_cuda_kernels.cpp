@@ -27,11 +27,23 @@ TEST_P(AppendMatchesCodec, Fp16InputsBitExact) {
   RQ_REQUIRE_GPU();
   Rng rng(1234);
   for (int lanes : {4, 1}) {
-    const AppendCheck c = check_append(GetParam(), InputType::F16, rng, lanes);
+    const AppendCheck c = check_append(GetParam(), InputType::F16, rng, lanes, /*exact=*/true);
     EXPECT_TRUE(c.ok()) << c.text;
     EXPECT_EQ(c.row_mismatch, 0u) << c.text;
     EXPECT_GT(c.rows, 0u);
   }
+}
+
+// The fast (default) kernel: differing codes only within kThresholdEps of their threshold, differing
+// norms within one fp16 ulp.
+TEST_P(AppendMatchesCodec, Fp16InputsFastWithinRounding) {
+  RQ_REQUIRE_GPU();
+  Rng rng(4321);
+  const AppendCheck c = check_append(GetParam(), InputType::F16, rng);
+  EXPECT_TRUE(c.ok()) << c.text;
+  EXPECT_EQ(c.code_unexplained, 0u) << c.text;
+  EXPECT_EQ(c.norm_unexplained, 0u) << c.text;
+  EXPECT_GT(c.rows, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, AppendMatchesCodec,
@@ -42,16 +54,18 @@ TEST(AppendMatchesCodecBf16, RotorAndTurbo) {
   RQ_REQUIRE_GPU();
   Rng rng(99);
   for (const char* f : {"rotor3", "turbo3"}) {
-    const AppendCheck c = check_append(f, InputType::BF16, rng);
-    EXPECT_TRUE(c.ok()) << c.text;
+    for (bool exact : {false, true}) {
+      const AppendCheck c = check_append(f, InputType::BF16, rng, 4, exact);
+      EXPECT_TRUE(c.ok()) << c.text;
+    }
   }
 }
 
 TEST(AppendPolicy, NanInfStoredAsZerosAndFlagged) {
   RQ_REQUIRE_GPU();
   Rng rng(5);
-  for (int lanes : {4, 1}) {
-    const PolicyCheck c = check_append_policy(rng, lanes);
+  for (int kernel : {0, 4, 1}) {  // fast (one lane), exact with 4 lanes, exact with 1 lane
+    const PolicyCheck c = check_append_policy(rng, kernel ? kernel : 1, kernel != 0);
     EXPECT_TRUE(c.flag_raised);
     EXPECT_TRUE(c.bad_rows_zero);
     EXPECT_TRUE(c.good_rows_kept);

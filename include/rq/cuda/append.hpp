@@ -1,6 +1,16 @@
 // Fused quantize-and-append: normalize, rotate, quantize, pack and store one step's K and V vectors
 // of every KV head and every sequence into the paged cache (paged_layout.hpp), in one launch.
-// Bit-exact with rq::Codec::encode (same operation order, no FMA contraction, fp64 norms).
+//
+// Two kernels (docs/decisions.md, "GPU append: fast by default, bit-exact on request"):
+//  - fast (exact = 0 with one lane per vector, the default above 32K vectors per launch): fp32 in
+//    any operation order (FMA, in-register FWHT, tree sums; the rotation is applied to x and the
+//    thresholds are scaled by the norm instead of dividing x by it). Codes equal rq::Codec::encode's
+//    except where the reference's rotated, normalized coordinate lies within float rounding
+//    (checked: 1e-5) of a decision threshold; stored norms are within one fp16 ulp of the
+//    reference's formula for the same codes.
+//  - exact (exact = 1, or four lanes per vector, the default up to 32K vectors): the reference's
+//    operation order (no FMA contraction, fp64 norms and ||C||^2): codes and stored norms
+//    bit-identical to rq::Codec::encode.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -35,6 +45,10 @@ struct AppendParams {
                                          //    faster for small steps); 1: one thread per vector (fewer
                                          //    instructions: faster for large ones); 0: choose (four
                                          //    lanes up to 32K vectors per launch)
+  int32_t exact = 0;                     // 1: the bit-exact kernels only. 0 (default): one lane runs
+                                         //    the fast kernel; four lanes run the bit-exact four-lane
+                                         //    kernel, which is faster than the fast kernel for small
+                                         //    steps (so the default is bit-exact up to 32K vectors)
 };
 
 /// Launches the append for all jobs. The jobs must share dim, bits and rotation family (one kernel);

@@ -1,0 +1,319 @@
+// Fast fused quantize-and-append kernel (AppendParams::exact = 0, the default; include/rq/cuda/
+// append.hpp), private to cuda/. Same job as append_kernel.cuh (whose staging and loading helpers it
+// reuses), computed for speed instead of bit-identity (docs/decisions.md):
+//  - fp32 throughout, FMA contraction allowed, sums of squares in fp32 (four accumulators and a tree);
+//  - the rotation is applied to x itself, and the decision thresholds are scaled by the vector's
+//    norm (and sqrt(n) for the Hadamard) instead of dividing every coordinate by the norm;
+//  - quantization by the symmetric codebook (as append_quantize.cuh): code = half + c for y >= 0 and
+//    half - 1 - c for y < 0, with c = #{i : |y| >= t[half + i] * scale} counted as the sum of
+//    comparison masks (one FSET each) - the strict '>' of the negative side is not kept, it only
+//    matters for |y| exactly on a threshold;
+//  - ||C[idx]||^2 from the counts: N C[half]^2 + sum_i (C[half+i+1]^2 - C[half+i]^2) #{|y| >= t_i}.
+// So a code can differ from rq::Codec::encode's only where the reference's rotated, normalized
+// coordinate lies within float rounding of a threshold, and a stored norm only by fp16 rounding of
+// a float that differs in its last bits (include/rq/cuda/harness.hpp checks both).
+//
+// One thread per vector, block = 64 consecutive tokens of one KV head and role, rows staged into
+// shared memory with cp.async (append_kernel.cuh). Turbo's D(s1) flips the input's sign bits before
+// conversion; D(s2) is folded into the codes: the code of -y is the mirror of y's (levels - 1 - code),
+// which one XOR per packed word applies at the end; the sign test of such a coordinate is y > 0,
+// i.e. not (y < smallest denormal), so exact zeros keep the reference's code (-0 >= 0).
+// Inputs whose sum of squares is below 2^-120 (bf16/fp32 only, and zero vectors) take a rare path:
+// x (turbo: y, the FWHT of tiny values being an exact fixed-point sum) is multiplied by 2^64 up to
+// three times, exactly, so that the thresholds stay normal floats; codes are 0 where 1/norm
+// overflows (the reference then quantizes NaNs), and a norm that is 0 in float is a zero vector.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include "append_kernel.cuh"
+
+namespace rq::cuda::detail {
+
+/// 0 / 0xffffffff mask of |v| >= t (one FSET with an absolute-value operand).
+__device__ __forceinline__ uint32_t mask_abs_ge(float v, float t) {
+  uint32_t m;
+  asm("{\n\t.reg .f32 a;\n\tabs.f32 a, %1;\n\tset.ge.u32.f32 %0, a, %2;\n\t}" : "=r"(m) : "f"(v), "f"(t));
+  return m;
+}
+
+/// 0 / 0xffffffff mask of v < b.
+__device__ __forceinline__ uint32_t mask_lt(float v, float b) {
+  uint32_t m;
+  asm("set.lt.u32.f32 %0, %1, %2;" : "=r"(m) : "f"(v), "f"(b));
+  return m;
+}
+
+/// The fast quantizer: the positive thresholds scaled to the unnormalized rotated vector, and per
+/// threshold minus the number of coordinates at or above it (sums of 0 / -1 masks).
+template <int BITS>
+struct FastQuantizer {
+  static constexpr int kHalf = 1 << (BITS - 1);
+  static constexpr int kPositive = kHalf - 1;
+  float t[kPositive];
+  uint32_t at_or_above[kPositive];  // minus the count, mod 2^32
+
+  /// Quantizes y as code J of the row and adds its pre-field ((c ^ sign mask) & (2^BITS - 1)) at bit
+  /// J * BITS of words; `bias` is 0, or the smallest denormal for a coordinate whose code is mirrored
+  /// afterwards (see the file comment).
+  template <int J, int WORDS>
+  __device__ __forceinline__ void emit(float y, float bias, uint32_t (&words)[WORDS]) {
+    constexpr int kBit = J * BITS, kWord = kBit >> 5, kShift = kBit & 31;
+    uint32_t sum = 0;
+#pragma unroll
+    for (int i = 0; i < kPositive; ++i) {
+      const uint32_t m = mask_abs_ge(y, t[i]);
+      at_or_above[i] += m;
+      sum += m;
+    }
+    const uint32_t field = ((0u - sum) ^ mask_lt(y, bias)) & ((1u << BITS) - 1u);
+    words[kWord] += field << kShift;
+    if constexpr (kShift + BITS > 32) words[kWord + 1] += field >> (32 - kShift);
+  }
+};
+
+constexpr double const_sqrt(double v) {  // Newton's iteration, for compile-time constants
+  double r = v > 1.0 ? v : 1.0;
+  for (int i = 0; i < 64; ++i) r = 0.5 * (r + v / r);
+  return r;
+}
+template <int N>
+constexpr float kSqrtN = static_cast<float>(const_sqrt(static_cast<double>(N)));
+
+template <int D, int BITS, int FAM>
+__global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendParams p) {
+  constexpr int THREADS = kTileVectors;
+  constexpr int N = kRotatedDim<D, FAM>;
+  constexpr int PAYLOAD = (N * BITS + 7) / 8;
+  constexpr int WORDS = (PAYLOAD + 3) / 4;
+  constexpr int MAIN = PAYLOAD / 16 * 16;
+  constexpr int TAIL = PAYLOAD - MAIN;
+  constexpr int HALF = 1 << (BITS - 1);
+  constexpr int KP = HALF - 1;
+  constexpr int MS = kMatrixStride<FAM>;
+  static_assert(FAM != 0 || 2 * N <= kRotationSmemFloats, "turbo tables");
+  static_assert(FAM == 0 || (N / (FAM > 0 ? FAM : 1)) * MS <= kRotationSmemFloats, "block matrices");
+  static_assert(MAIN / 16 <= 4 && D % 8 == 0, "head_dim 128");
+
+  extern __shared__ __align__(16) uint8_t tile[];  // [kTileVectors][row_bytes + kRowPad] staged rows
+  // Block rotations: the matrices (stride MS). Turbo: [0, N) sign-test bias per coordinate (D(s2)),
+  // [N, 2N) as words: D(s1) sign masks in the input's format (16-bit: word k covers elements 2k, 2k+1).
+  __shared__ __align__(16) float s_rot[kRotationSmemFloats];
+  __shared__ __align__(16) uint32_t s_flip[(WORDS + 3) / 4 * 4];  // turbo: final XOR of each word
+  __shared__ float s_tpos[KP > 0 ? KP : 1];  // thresholds t[half + i]
+  __shared__ float s_c2[HALF];               // C[half + k]^2
+
+  const AppendJob& job = p.jobs[blockIdx.z];
+  const int head = blockIdx.y, tid = threadIdx.x;
+  const int t0 = blockIdx.x * kTileVectors;
+  const InputType type = job.type;
+  const int row_bytes = D * (type == InputType::F32 ? 4 : 2);
+  const int stride = row_bytes + kRowPad;
+
+  // 1. Stage the block's input rows.
+  stage_block<D, THREADS>(tile, stride, job, head, t0, p.n_tokens);
+  // 2. Rotation tables, thresholds and C^2 while the copies are in flight.
+  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  if constexpr (FAM == 0) {
+    uint32_t* s1_masks = reinterpret_cast<uint32_t*>(s_rot) + N;
+    for (int j = tid; j < N; j += THREADS) {
+      s_rot[j] = rot[N + j] < 0.0f ? __uint_as_float(1u) : 0.0f;
+      uint32_t m = 0;
+      if (type == InputType::F32) {
+        m = __float_as_uint(rot[j]) & 0x80000000u;
+      } else if (j < N / 2) {
+        m = ((__float_as_uint(rot[2 * j]) >> 16) & 0x8000u) | (__float_as_uint(rot[2 * j + 1]) & 0x80000000u);
+      }
+      s1_masks[j] = m;
+    }
+    // s_flip: field_base, and every bit of the fields j with s2_j < 0; bit b of the row by thread
+    // b % 64 (a warp's 32 bits are one word).
+#pragma unroll
+    for (int b0 = 0; b0 < 32 * WORDS; b0 += THREADS) {
+      const int b = b0 + tid, j = b / BITS;
+      const bool top = b % BITS == BITS - 1, flip = j < N && rot[N + (j < N ? j : 0)] < 0.0f;
+      const uint32_t word = __ballot_sync(0xffffffffu, j < N && (top != flip));
+      if (b < 32 * WORDS && (tid & 31) == 0) s_flip[b / 32] = word;
+    }
+  } else {
+    for (int i = tid; i < (N / FAM) * FAM * FAM; i += THREADS) s_rot[(i / (FAM * FAM)) * MS + i % (FAM * FAM)] = rot[i];
+  }
+  if (tid < KP) s_tpos[tid] = job.codec.thresholds[HALF + tid];
+  if (tid < HALF) {
+    const float c = job.codec.centroids[HALF + tid];
+    s_c2[tid] = c * c;
+  }
+  const int token = t0 + tid;
+  const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
+  asm volatile("cp.async.wait_all;\n" ::);
+  __syncthreads();
+  if (slot < 0) return;
+  const uint8_t* row = tile + tid * stride;
+
+  // 3. x as floats (turbo: D(s1) applied to the sign bits first); sum of squares in fp32.
+  float x[N];
+  if constexpr (FAM == 0) {
+    const uint4* masks = reinterpret_cast<const uint4*>(s_rot + N);
+    if (type == InputType::F32) {
+#pragma unroll
+      for (int q = 0; q < D / 4; ++q) {
+        const uint4 w = reinterpret_cast<const uint4*>(row)[q], s = masks[q];
+        x[4 * q] = __uint_as_float(w.x ^ s.x), x[4 * q + 1] = __uint_as_float(w.y ^ s.y);
+        x[4 * q + 2] = __uint_as_float(w.z ^ s.z), x[4 * q + 3] = __uint_as_float(w.w ^ s.w);
+      }
+    } else {
+      auto load16 = [&](auto bf16) {
+#pragma unroll
+        for (int q = 0; q < D / 8; ++q) {
+          uint4 w = reinterpret_cast<const uint4*>(row)[q];
+          const uint4 s = masks[q];
+          w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) x[8 * q + e] = element16<decltype(bf16)::value>(w, e);
+        }
+      };
+      if (type == InputType::BF16) {
+        load16(std::true_type{});
+      } else {
+        load16(std::false_type{});
+      }
+    }
+  } else {
+    load_row<D, N>(row, type, x);
+  }
+  // Sum of squares in fp32. Turbo: of y = H D(s1) x after the FWHT (||y||^2 = n ||x||^2), so only y
+  // stays live; block rotations: of x, then each block is rotated and quantized at once.
+  if constexpr (FAM == 0) fwht_in_registers<1>(x);
+  constexpr int NS = FAM == 0 ? N : D;  // coordinates summed
+  auto sum_of_squares = [&]() {
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int j = 0; j < NS; ++j) acc[j % 4] = fmaf(x[j], x[j], acc[j % 4]);
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  };
+  float ss = sum_of_squares();
+  const bool finite = ss <= 3.402823466e38f;  // false for Inf and NaN (NaN/Inf input, or a huge norm)
+  int rescaled = 0;  // x was multiplied by 2^(64 rescaled), exactly (tiny inputs: see the file comment)
+#pragma unroll 1
+  while (finite && !(ss >= 0x1p-120f) && rescaled < 3) {
+#pragma unroll
+    for (int j = 0; j < NS; ++j) x[j] *= 0x1p64f;
+    ss = sum_of_squares();
+    ++rescaled;
+  }
+  // scale: the norm of the vector the thresholds are compared with (turbo: ||y|| = sqrt(n) ||x||)
+  const float scale = sqrtf(ss);
+  float norm = FAM == 0 ? scale * (1.0f / kSqrtN<N>) : scale;
+#pragma unroll 1
+  for (int i = 0; i < rescaled; ++i) norm *= 0x1p-64f;
+  bool zero = norm == 0.0f;
+  const bool nan_codes = !zero && isinf(1.0f / norm);  // the reference quantizes x * Inf: NaNs
+
+  // 4. (Block rotations: rotate,) quantize and pack.
+  FastQuantizer<BITS> quant;
+#pragma unroll
+  for (int i = 0; i < KP; ++i) quant.t[i] = s_tpos[i] * scale, quant.at_or_above[i] = 0u;
+  uint32_t words[WORDS];
+#pragma unroll
+  for (int w = 0; w < WORDS; ++w) words[w] = 0u;
+  if constexpr (FAM == 0) {
+    static_for<0, N / 4>([&](auto qc) {
+      constexpr int Q = decltype(qc)::value;
+      const float4 b = reinterpret_cast<const float4*>(s_rot)[Q];
+      quant.template emit<4 * Q + 0>(x[4 * Q + 0], b.x, words);
+      quant.template emit<4 * Q + 1>(x[4 * Q + 1], b.y, words);
+      quant.template emit<4 * Q + 2>(x[4 * Q + 2], b.z, words);
+      quant.template emit<4 * Q + 3>(x[4 * Q + 3], b.w, words);
+    });
+  } else {
+    static_for<0, N / FAM>([&](auto bc) {
+      constexpr int B = decltype(bc)::value;
+      float m[MS];
+#pragma unroll
+      for (int i = 0; i < MS / 4; ++i) {
+        const float4 v = reinterpret_cast<const float4*>(s_rot + B * MS)[i];
+        m[4 * i] = v.x, m[4 * i + 1] = v.y, m[4 * i + 2] = v.z, m[4 * i + 3] = v.w;
+      }
+      static_for<0, FAM>([&](auto rc) {
+        constexpr int R = decltype(rc)::value;
+        float y = m[R * FAM] * x[B * FAM];
+#pragma unroll
+        for (int k = 1; k < FAM; ++k) y = fmaf(m[R * FAM + k], x[B * FAM + k], y);
+        quant.template emit<B * FAM + R>(y, 0.0f, words);
+      });
+    });
+  }
+
+  // 5. ||C[idx]||^2 from the counts, final codes, stored norm.
+  float cnorm_sq = static_cast<float>(N) * s_c2[0];
+#pragma unroll
+  for (int i = 0; i < KP; ++i) {
+    cnorm_sq = fmaf(s_c2[i + 1] - s_c2[i], static_cast<float>(static_cast<int>(0u - quant.at_or_above[i])), cnorm_sq);
+  }
+  if (nan_codes) {  // every code 0, as the reference's NaN coordinates: C[0]^2 = C[levels - 1]^2
+    cnorm_sq = static_cast<float>(N) * s_c2[HALF - 1];
+#pragma unroll
+    for (int w = 0; w < WORDS; ++w) words[w] = 0u;
+  } else {
+#pragma unroll
+    for (int w = 0; w < WORDS; ++w) {
+      words[w] ^= FAM == 0 ? s_flip[w] : SymmetricQuantizer<BITS>::field_base(w, N);
+    }
+  }
+  float stored = norm;
+  if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
+  if (!finite || !(fabsf(stored) <= kHalfMax)) {
+    // The CPU codec refuses this vector; store a zero vector and report it.
+    if (p.error_flag) atomicExch(p.error_flag, 1);
+    zero = true;
+  }
+  if (zero) {
+    stored = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WORDS; ++w) words[w] = SymmetricQuantizer<BITS>::field_base(w, N);  // all codes = half
+  }
+
+  const size_t rw = slot_row(job.geometry, slot, head);
+  if constexpr (MAIN > 0) {
+    uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);
+#pragma unroll
+    for (int i = 0; i < MAIN / 16; ++i) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
+  }
+  if constexpr (TAIL > 0) {
+    uint8_t* dst = job.planes.tail + rw * TAIL;
+#pragma unroll
+    for (int i = 0; i < TAIL; ++i) dst[i] = static_cast<uint8_t>(words[(MAIN + i) >> 2] >> (8 * ((MAIN + i) & 3)));
+  }
+  job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
+}
+
+template <int D, int BITS, int FAM>
+cudaError_t launch_append_fast_kernel(const AppendParams& p, cudaStream_t stream) {
+  const dim3 grid((p.n_tokens + kTileVectors - 1) / kTileVectors, p.n_kv_heads, p.n_jobs);
+  const size_t smem = append_smem_bytes<D, FAM, 1>(p);
+  append_fast_kernel<D, BITS, FAM><<<grid, kTileVectors, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <int BITS>
+cudaError_t launch_append_fast_family(const AppendParams& p, cudaStream_t stream) {
+  switch (p.jobs[0].codec.family) {
+    case RotationFamily::Hadamard: return launch_append_fast_kernel<128, BITS, 0>(p, stream);
+    case RotationFamily::Block2: return launch_append_fast_kernel<128, BITS, 2>(p, stream);
+    case RotationFamily::Block3: return launch_append_fast_kernel<128, BITS, 3>(p, stream);
+    case RotationFamily::Block4: return launch_append_fast_kernel<128, BITS, 4>(p, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+/// Launches the fast kernel for the jobs' bits and rotation family (head_dim 128).
+inline cudaError_t launch_append_fast_bits(const AppendParams& p, cudaStream_t stream) {
+  switch (p.jobs[0].codec.bits) {
+    case 2: return launch_append_fast_family<2>(p, stream);
+    case 3: return launch_append_fast_family<3>(p, stream);
+    case 4: return launch_append_fast_family<4>(p, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace rq::cuda::detail
