@@ -25,11 +25,14 @@ constexpr int kTile = kThreads;
 constexpr int kMaxN = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Workspace carve-up (floats): q_rot [B][Hq][N], partial_o [B][Hq][splits][N], partial_ml [B][Hq][splits][2].
+// Workspace carve-up: q_rot [B][Hq][N], partial_o [B][Hq][splits][N], partial_ml [B][Hq][splits][2]
+// (floats), counters [B][Hq] (int; the tensor-core kernel's finished blocks per (sequence, query
+// pass), at the pass's first query head; cuda/decode_tc.cu carves the same way).
 struct Workspace {
   float* q_rot;
   float* partial_o;
   float* partial_ml;
+  int* counters;
 };
 
 __host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads, int n, int max_splits) {
@@ -39,10 +42,11 @@ __host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads,
   w.q_rot = f;
   w.partial_o = f + bh * n;
   w.partial_ml = w.partial_o + bh * max_splits * n;
+  w.counters = reinterpret_cast<int*>(w.partial_ml + bh * max_splits * 2);
   return w;
 }
 
-// 1. q_rot[b][hq][:] = (scale * log2 e) * Pi_K(kv head) pad(q[b][hq]).
+// 1. q_rot[b][hq][:] = (scale * log2 e) * Pi_K(kv head) pad(q[b][hq]); counters[b][hq] = 0.
 __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p) {
   __shared__ float buf[kMaxN], tmp[kMaxN];
   detail::allow_dependents();  // the split kernel may start its prologue now
@@ -54,6 +58,7 @@ __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams 
   __syncthreads();
   detail::rotate_shared(p.k_codec, hq / group, false, buf, tmp, 1, kMaxN);
   const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, n, p.plan.max_splits);
+  if (threadIdx.x == 0) ws.counters[static_cast<size_t>(b) * p.n_q_heads + hq] = 0;
   float* out = ws.q_rot + (static_cast<size_t>(b) * p.n_q_heads + hq) * n;
   const float s = p.scale * kLog2e;
   for (int j = threadIdx.x; j < n; j += blockDim.x) out[j] = buf[j] * s;
@@ -294,8 +299,8 @@ struct MergeHead {
   float* out = nullptr;       // head_dim floats
 };
 
-// splits_per_partial: splits combined into one partial by the split kernel (tensor cores: a block's
-// warps; exact: 1).
+// splits_per_partial: splits combined into one partial by the split kernel (1: the exact kernel;
+// the tensor-core kernel merges in its last block and launches no merge).
 __device__ MergeHead merge_head(const DecodeParams& p, int splits_per_partial) {
   detail::wait_for_prerequisite();  // the split kernel's partials
   MergeHead h;
@@ -445,7 +450,10 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
   const long long sms = sm_count > 0 ? sm_count : 132;
   // exact: 8 blocks of 128 threads per SM. Tensor cores: blocks of W splits (warps), B blocks per
   // SM: round the splits per head to the nearest multiple of W so that the grid is close to one
-  // full wave (e.g. 128 heads x 24 splits = 256 blocks of 12 warps on 132 SMs x 2).
+  // full wave (e.g. 128 heads x 24 splits = 256 blocks of 12 warps on 132 SMs x 2; 8 heads x 396
+  // splits = 264 blocks at batch 1). The tensor-core kernel spreads a sequence's 64-token chunks
+  // evenly over its splits, so its tokens_per_split is not rounded to whole chunks (rounding 331
+  // up to 384 at (1, 128K) left 342 splits = 232 blocks, 6 chunks on every warp).
   const long long w = detail::tc_warps_per_block();
   long long splits;
   if (exact) {
@@ -455,9 +463,9 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
     splits = std::max(w, (target + (w / 2) * heads) / (w * heads) * w);
   }
   const long long len = max_seq_len > 0 ? max_seq_len : 1;
-  const long long unit = exact ? 256 : 64;  // two 128-token tiles / one 64-token chunk
+  const long long unit = exact ? 256 : 1;  // two 128-token tiles / any
   long long tps = (len + splits - 1) / splits;
-  tps = std::max(((tps + unit - 1) / unit) * unit, 2 * unit);
+  tps = std::max(((tps + unit - 1) / unit) * unit, exact ? 2 * unit : 128);
   const long long min_tps = ((len + 1023) / 1024 + unit - 1) / unit * unit;  // at most 1024 splits (merge)
   tps = std::max(tps, min_tps);
   plan.tokens_per_split = static_cast<int32_t>(tps);
@@ -467,7 +475,7 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
 
 size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const DecodePlan& plan) {
   const size_t bh = static_cast<size_t>(batch) * n_q_heads;
-  return sizeof(float) * (bh * rotated_dim + bh * plan.max_splits * (rotated_dim + 2));
+  return sizeof(float) * (bh * rotated_dim + bh * plan.max_splits * (rotated_dim + 2)) + sizeof(int) * bh;
 }
 
 bool tensor_core_decode(const DecodeParams& p) { return !p.exact && detail::tc_decode_supported(p); }
@@ -486,8 +494,9 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
       p.v_geometry.row_main_bytes + p.v_geometry.row_tail_bytes != v.payload_bytes) {
     return cudaErrorInvalidValue;
   }
-  // Three launches; the second and third are programmatic dependent launches: each may start
-  // while the previous one runs and waits (griddepcontrol.wait) only where it reads its output.
+  // Three launches (two for the tensor-core kernel, which merges in its last blocks); the second
+  // and third are programmatic dependent launches: each may start while the previous one runs and
+  // waits (griddepcontrol.wait) only where it reads its output.
   prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
   cudaError_t st = cudaGetLastError();
   if (st != cudaSuccess) return st;
@@ -502,11 +511,11 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
     }
   }
   if (st != cudaSuccess) return st;
+  if (tensor_core_decode(p)) return cudaSuccess;  // merged by the split kernel's last blocks
   const dim3 merge_grid(p.n_q_heads, p.batch);
-  const int per_partial = tensor_core_decode(p) ? detail::tc_warps_per_block() : 1;
-  return p.plan.max_splits >= kWideMergeSplits  // (splits, not partials: tensor cores merge 12 per partial)
-             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p, per_partial)
-             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p, per_partial);
+  return p.plan.max_splits >= kWideMergeSplits
+             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p, 1)
+             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p, 1);
 }
 
 }  // namespace rq::cuda

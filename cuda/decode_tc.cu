@@ -15,8 +15,14 @@
 //      (DeviceCodec::mma_scale) makes a_V C[k] fp16 values to ~2^-15.5 relative; partials are
 //      divided by a_V.
 //   Rotor's 129th coordinate (tail byte) is done in fp32 next to the MMAs.
-// The block's kWarps splits are merged in shared memory into one partial (o, m, l) per query, so
-// the merge kernel reads ceil(splits / kWarps) partials per head.
+// Splits: a sequence of len tokens has S = ceil(len / tokens_per_split) splits, and split s takes
+// the 64-token chunks [s C / S, (s + 1) C / S) of its C = ceil(len / 64) chunks, so the splits of a
+// sequence differ by at most one chunk (tokens_per_split >= 64: none is empty) and plan_decode can
+// fill every block slot of the GPU (tokens_per_split need not be a multiple of 64).
+// The block's kWarps splits are merged in shared memory into one partial (o, m, l) per query; the
+// last block of a (sequence, query pass) to finish (a counter per pass, zeroed by the query
+// rotation) merges the ceil(S / kWarps) partials, un-rotates them and writes the output rows: no
+// merge launch.
 // Launched dependent on the query rotation: staging and tables overlap it (dependent_launch.cuh).
 // Coordinates are permuted freely inside the MMAs (the dot products do not care): a lane reads a
 // contiguous slice of each code row (K: 32 coordinates of slice tig; V: 16 coordinates 16 gid..).
@@ -24,6 +30,7 @@
 
 #include "kernel_common.cuh"
 #include "dependent_launch.cuh"
+#include "rotate_shared.cuh"
 #include "rq/core/half.hpp"
 #include "rq/cuda/decode.hpp"
 
@@ -37,6 +44,7 @@ using detail::static_for;
 constexpr int kWarps = 12;       // splits per block
 constexpr int kBlocksPerSm = 2;  // 24 warps per SM (~86 KB shared memory and <= 85 registers each)
 constexpr int kChunk = 64;       // tokens per warp iteration
+constexpr int kMaxPartials = (1024 + kWarps - 1) / kWarps;  // plan: at most 1024 splits
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -109,7 +117,73 @@ struct TcLayout {
   static constexpr size_t tails = norms + sizeof(uint16_t) * kWarps * 2 * kChunk; // uint8 [warps][K,V][64]
   static constexpr size_t bytes = tails + kWarps * 2 * kChunk;
   static_assert(sizeof(float) * kWarps * 4 * (N + 2) <= norms, "the block's merge fits in the code buffers");
+  static_assert(sizeof(float) * (8 * N + 4 * kMaxPartials + 4) <= norms, "the last block's merge fits too");
 };
+
+// The last block's merge of a (sequence, query pass): n_parts partials (o [N], then m, l) of nq
+// query heads (rows max_splits apart; other blocks' writes, read through L2) -> softmax-weighted sum,
+// V's inverse rotation, output rows out[nq][dim]. s: shared scratch of (8 N + 4 kMaxPartials + 4)
+// floats. Not inlined: inlined, its registers cost the chunk loop ~2% more instructions (spills).
+template <int N>
+__device__ __noinline__ void merge_partials(const float* partial_o, const float* partial_ml, int max_splits, int n_parts,
+                                            int nq, DeviceCodec vc, int kvh, float* out, float* s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* s_buf = s;                      // [4][N] merged rows (V's rotated domain)
+  float* s_tmp = s_buf + 4 * N;          // [4][N] rotation scratch
+  float* s_f = s_tmp + 4 * N;            // [4][kMaxPartials] 2^(m_k - M)
+  float* s_inv = s_f + 4 * kMaxPartials;  // [4] 1 / sum_k 2^(m_k - M) l_k
+  if (warp < nq) {  // m and l of up to 3 partials per lane (n_parts <= kMaxPartials <= 96), loaded once
+    static_assert(kMaxPartials <= 96, "three partials per lane");
+    const float* ml = partial_ml + static_cast<size_t>(warp) * max_splits * 2;
+    float m[3], lp[3], mx = -INFINITY;
+#pragma unroll
+    for (int r = 0; r < 3; ++r) {
+      const int k = lane + 32 * r;
+      m[r] = k < n_parts ? __ldcg(ml + 2 * k) : -INFINITY;
+      lp[r] = k < n_parts ? __ldcg(ml + 2 * k + 1) : 0.0f;
+      mx = fmaxf(mx, m[r]);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float l = 0.0f;  // (mx finite: warp 0 of every block is not empty)
+#pragma unroll
+    for (int r = 0; r < 3; ++r) {
+      const int k = lane + 32 * r;
+      const float f = fast_exp2(m[r] - mx);  // 0 past n_parts
+      if (k < n_parts) s_f[warp * kMaxPartials + k] = f;
+      l = fmaf(f, lp[r], l);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    if (lane == 0) s_inv[warp] = 1.0f / l;
+  }
+  __syncthreads();
+  // Weighted sum of the partial rows: item (query, coordinate), the partials split over
+  // groups = blockDim / items threads (each sums every groups-th partial), then the groups added.
+  const int items = nq * N, groups = max(1, static_cast<int>(blockDim.x) / items);
+  float* s_part = s_tmp;  // [groups][items]: groups > 1 only where groups * items <= blockDim (384) <= 4 N
+  for (int i = threadIdx.x; i < items * groups; i += blockDim.x) {
+    const int item = i % items, g = i / items, qi = item / N, j = item % N;
+    const float* po = partial_o + static_cast<size_t>(qi) * max_splits * N + j;
+    const float* f = s_f + qi * kMaxPartials;
+    float o = 0.0f;
+#pragma unroll 16
+    for (int k = g; k < n_parts; k += groups) o = fmaf(f[k], __ldcg(po + static_cast<size_t>(k) * N), o);
+    if (groups == 1) s_buf[qi * N + j] = o * s_inv[qi];
+    else s_part[i] = o;
+  }
+  if (groups > 1) {
+    __syncthreads();
+    for (int item = threadIdx.x; item < items; item += blockDim.x) {
+      float o = 0.0f;
+      for (int g = 0; g < groups; ++g) o += s_part[g * items + item];
+      s_buf[item] = o * s_inv[item / N];
+    }
+  }
+  __syncthreads();
+  rotate_shared(vc, kvh, true, s_buf, s_tmp, nq, N);  // (synchronizes the block)
+  for (int i = threadIdx.x; i < nq * vc.dim; i += blockDim.x) out[i] = s_buf[(i / vc.dim) * N + i % vc.dim];
+}
 
 template <int N, int BITS>
 __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p) {
@@ -127,17 +201,35 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   const float* cent_v = cent_k + 8;
 
   const int len = p.seq_lens[blockIdx.z];
-  // Blocks whose splits all start past the end write nothing (the merge reads ceil(splits / kWarps)
-  // partials); inside a block, warps past the end take part with an empty split (m = -inf, l = 0).
-  if (static_cast<long long>(blockIdx.x) * kWarps * p.plan.tokens_per_split >= len) return;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int gid = lane >> 2, tig = lane & 3;
   const int group = p.n_q_heads / p.n_kv_heads;
   const int passes = (group + 3) / 4;  // 4 query heads per pass
-  const int split = blockIdx.x * kWarps + warp, kvh = blockIdx.y / passes, b = blockIdx.z;
+  const int kvh = blockIdx.y / passes, b = blockIdx.z;
   const int q0 = (blockIdx.y % passes) * 4;  // first query head (of the group) of this pass
-  const int start = split * p.plan.tokens_per_split;
-  const int end = min(len, start + p.plan.tokens_per_split);
+  const int n_splits = len > 0 ? static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) /
+                                                  p.plan.tokens_per_split)
+                               : 0;
+  const int n_blocks = (n_splits + kWarps - 1) / kWarps;  // blocks (partials) of this sequence
+  // Blocks past the sequence's last split write nothing; block 0 of an empty sequence writes its
+  // zero output rows. Inside a block, warps past the last split take part with an empty split
+  // (m = -inf, l = 0); warp 0 of a block is never empty.
+  if (static_cast<int>(blockIdx.x) >= n_blocks) {
+    if (blockIdx.x == 0) {
+      const size_t row0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
+      for (int i = threadIdx.x; i < min(4, group - q0) * p.v_codec.dim; i += blockDim.x) p.out[row0 * p.v_codec.dim + i] = 0.0f;
+    }
+    return;
+  }
+  __shared__ int s_blocks;  // n_blocks, for the merge after the loop (not held in a register)
+  if (threadIdx.x == 0) s_blocks = n_blocks;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int split = blockIdx.x * kWarps + warp;
+  int start = len, end = len;  // empty split
+  if (split < n_splits) {  // chunk s C / S = s q + s r / S (C = q S + r; s, r < S <= 1024: 32-bit)
+    const int chunks = (len + kChunk - 1) / kChunk, q = chunks / n_splits, r = chunks % n_splits;
+    start = (split * q + split * r / n_splits) * kChunk;
+    end = min(len, ((split + 1) * q + (split + 1) * r / n_splits) * kChunk);
+  }
   uint32_t* s_kc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 0) * CODEW;
   uint32_t* s_vc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 1) * CODEW;
   uint16_t* s_kn = reinterpret_cast<uint16_t*>(smem + L::norms) + (warp * 2 + 0) * kChunk;
@@ -166,7 +258,6 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   };
   stage(start, p.k_geometry, p.k_planes, s_kc, s_kn, s_kt);
   stage(start, p.v_geometry, p.v_planes, s_vc, s_vn, s_vt);
-  allow_dependents();  // the merge may launch (it waits for this grid)
 
   // Tables: thread f < PAIRS writes the 32 copies of K entry f (fp16 hi and lo parts of the pair's
   // two centroids), thread PAIRS + f those of V entry f (a_V C); the next 16 threads the fp32 C.
@@ -397,6 +488,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads;
   float* partial_o = ws + bh_count * N;
   float* partial_ml = partial_o + bh_count * p.plan.max_splits * N;
+  int* counters = reinterpret_cast<int*>(partial_ml + bh_count * p.plan.max_splits * 2);  // [batch][n_q_heads]
   const size_t bh0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
   const int nq = min(4, group - q0);
   for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
@@ -415,6 +507,18 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     ml[0] = mx;
     ml[1] = l;
   }
+
+  // ---- the last block of this (sequence, query pass) merges the n_blocks partials.
+  __shared__ int s_last;
+  const int n_blocks_ = s_blocks;
+  __threadfence();  // this block's partial is visible device-wide before the counter says so
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(counters + bh0, 1) == n_blocks_ - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  merge_partials<N>(partial_o + bh0 * p.plan.max_splits * N, partial_ml + bh0 * p.plan.max_splits * 2, p.plan.max_splits,
+                    n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, reinterpret_cast<float*>(smem + L::codes));
 }
 
 template <int N, int BITS>
@@ -445,7 +549,7 @@ int tc_blocks_per_sm() { return kBlocksPerSm; }
 bool tc_decode_supported(const DecodeParams& p) {
   const int group = p.n_kv_heads > 0 ? p.n_q_heads / p.n_kv_heads : 0;
   return (p.k_codec.bits == 2 || p.k_codec.bits == 3) && (p.k_codec.rotated_dim == 128 || p.k_codec.rotated_dim == 129) &&
-         group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk && p.plan.tokens_per_split % kChunk == 0;
+         group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk && p.plan.tokens_per_split >= kChunk;
 }
 
 cudaError_t launch_split_tc(const DecodeParams& p, cudaStream_t stream) {

@@ -4,6 +4,7 @@
 //   2. split: block (split, kv head, seq) scores its chunk of tokens from the K codes, keeps an
 //      online softmax, accumulates p * nu_v * C[idx_v] in V's rotated domain, writes a partial;
 //   3. merge: combines the partials of a (seq, query head) and un-rotates the output once.
+// The tensor-core split kernel does 3. itself, in the last of a sequence's blocks to finish.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,7 +18,9 @@
 namespace rq::cuda {
 
 struct DecodePlan {
-  int32_t tokens_per_split = 0;  // multiple of 64 (tensor cores) or 256 (exact)
+  int32_t tokens_per_split = 0;  // >= 128 (tensor cores; whole 64-token chunks are spread evenly over
+                                 //   a sequence's ceil(len / tokens_per_split) splits) or a multiple
+                                 //   of 256 (exact)
   int32_t max_splits = 0;        // splits of the longest sequence
 };
 
