@@ -105,6 +105,7 @@ void run(const GenerateOptions& o) {
   const double t_prompt = since(t0);
   Rng rng(o.seed);
   size_t generated = 0, decode_steps = 0;
+  runner.reset_kv_cache_seconds();
   t0 = std::chrono::steady_clock::now();
   for (; generated < o.n_predict; ++generated) {
     const int32_t next = sample(logits, o, rng);
@@ -120,6 +121,7 @@ void run(const GenerateOptions& o) {
     ++decode_steps;
   }
   const double t_gen = since(t0);
+  const double t_kv = runner.kv_cache_seconds();
   std::fputs("\n", stdout);
   std::fflush(stdout);  // the statistics go to stderr: keep them after the generated text
   const size_t len = cache.length(seq, 0);
@@ -132,6 +134,10 @@ void run(const GenerateOptions& o) {
                static_cast<double>(ids.size()) / t_prompt);
   std::fprintf(stderr, "generation: %zu tokens in %.2f s = %.1f tokens/s (%zu single-token forward passes)\n",
                generated, t_gen, decode_steps > 0 ? static_cast<double>(decode_steps) / t_gen : 0.0, decode_steps);
+  if (decode_steps > 0) {
+    std::fprintf(stderr, "generation: KV cache (append + attention, all layers) %.3f ms per step = %.1f %% of the step\n",
+                 1e3 * t_kv / static_cast<double>(decode_steps), 100.0 * t_kv / t_gen);
+  }
   std::fprintf(stderr,
                "KV cache: %zu tokens, %.0f bytes allocated (%s); f16 would hold %.0f bytes (%.0f in pages of %zu): "
                "%.3fx of f16 paged, %.2fx smaller\n",

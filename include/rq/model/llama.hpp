@@ -126,6 +126,11 @@ class LlamaRunner {
 
   void set_batch(size_t batch) { batch_ = batch == 0 ? 1 : batch; }
   void set_observer(QkvObserver* obs) { observer_ = obs; }
+  /// Wall seconds spent in the KV cache (quantize-and-append plus attention over the compressed
+  /// pages, all layers) since construction or the last reset: the share of a step that the cache
+  /// format decides.
+  double kv_cache_seconds() const noexcept { return kv_seconds_; }
+  void reset_kv_cache_seconds() noexcept { kv_seconds_ = 0.0; }
   const LlamaModel& model() const noexcept { return model_; }
   PagedKvCache& cache() noexcept { return cache_; }
 
@@ -136,6 +141,7 @@ class LlamaRunner {
   PagedKvCache& cache_;
   size_t batch_ = 256;
   QkvObserver* observer_ = nullptr;
+  double kv_seconds_ = 0.0;
   // scratch, sized for batch_ tokens
   std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_;
 };

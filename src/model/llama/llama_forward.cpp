@@ -1,6 +1,7 @@
 // LlamaRunner: the batched forward pass. Matmuls over the whole batch, attention per token over
 // the compressed cache (tokens of the batch are appended first, token i then sees 0..p0+i).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <exception>
 #include <mutex>
@@ -154,8 +155,10 @@ void LlamaRunner::forward_batch(SeqId seq, const int32_t* tokens, size_t n, size
       if (observer_ != nullptr) observer_->observe(l, p0 + t, &q_[t * Dq], &k_[t * Dkv], &v_[t * Dkv]);
     }
     // Quantize every token of the batch into the cache, then attend from the cache only.
+    const auto kv_start = std::chrono::steady_clock::now();
     cache_.append(seq, l, n, k_.data(), v_.data());
     attend_cache_causal(cache_, seq, l, p0, n, Hq, q_.data(), scale, att_.data());
+    kv_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - kv_start).count();
     detail::matmul(L.wo, n, att_.data(), xn_.data());  // xn_ reused as n x E output
     for (size_t i = 0; i < n * E; ++i) x_[i] += xn_[i];
 
