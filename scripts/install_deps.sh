@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(build-essential cmake ccache python3 python3-pip unzip
           libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev
-          libspdlog-dev libhwy-dev clang libclang-rt-14-dev)
+          libspdlog-dev libhwy-dev clang libclang-rt-14-dev
+          valgrind)  # valgrind: scripts/attention_instructions.sh (instruction counts)
 
 missing=()
 for p in "${packages[@]}"; do
