@@ -1,6 +1,7 @@
 // Fused quantize-and-append (include/rq/cuda/append.hpp): argument checks and the choice of kernel:
-// the fast one (cuda/append_fast_kernel.cuh, default) or the bit-exact one (cuda/append_kernel.cuh,
-// AppendParams::exact = 1) with one or four lanes per vector.
+// the fast ones (exact = 0: cuda/append_fast_kernel.cuh with one lane per vector,
+// cuda/append_fast_lanes_kernel.cuh with 4, 8 or 16) or the bit-exact one (exact = 1:
+// cuda/append_kernel.cuh with one or four lanes per vector).
 #include "rq/cuda/append.hpp"
 
 namespace rq::cuda {
@@ -10,18 +11,22 @@ cudaError_t launch_append_lanes(const AppendParams& p, cudaStream_t stream);
 extern template cudaError_t launch_append_lanes<1>(const AppendParams& p, cudaStream_t stream);
 extern template cudaError_t launch_append_lanes<4>(const AppendParams& p, cudaStream_t stream);
 cudaError_t launch_append_fast(const AppendParams& p, cudaStream_t stream);
+cudaError_t launch_append_fast_lanes4(const AppendParams& p, cudaStream_t stream);
+cudaError_t launch_append_fast_lanes8(const AppendParams& p, cudaStream_t stream);
+cudaError_t launch_append_fast_lanes16(const AppendParams& p, cudaStream_t stream);
 }  // namespace detail
 
 namespace {
 
-constexpr int kMaxRotationFloats = 512;        // d = 128: iso 32 x 16, rotor 43 x 9, planar 64 x 4, turbo 2 x 128
-constexpr long long kQuadMaxVectors = 32768;   // lanes_per_vector = 0: four lanes up to this many vectors
+constexpr int kMaxRotationFloats = 512;  // d = 128: iso 32 x 16, rotor 43 x 9, planar 64 x 4, turbo 2 x 128
 
 }  // namespace
 
 cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
-  if (p.n_jobs < 1 || p.n_jobs > 2 || p.n_kv_heads < 1 || p.n_tokens < 0 || !p.slot_mapping ||
-      (p.lanes_per_vector != 0 && p.lanes_per_vector != 1 && p.lanes_per_vector != 4)) {
+  const int lv = p.lanes_per_vector;
+  const bool lanes_ok = lv == 0 || lv == 1 || lv == 4 || (!p.exact && (lv == 8 || lv == 16));
+  if (p.n_jobs < 1 || p.n_jobs > 2 || p.n_kv_heads < 1 || p.n_tokens < 0 || !p.slot_mapping || !lanes_ok ||
+      p.rounds_per_block < 0) {
     return cudaErrorInvalidValue;
   }
   if (p.n_tokens == 0) return cudaSuccess;
@@ -34,10 +39,11 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
     }
     const int64_t esize = job.type == InputType::F32 ? 4 : 2;
     if (reinterpret_cast<uintptr_t>(job.x) % 16 != 0 || (job.token_stride * esize) % 16 != 0) {
-      return cudaErrorInvalidValue;  // rows are staged as 16-byte chunks
+      return cudaErrorInvalidValue;  // rows are read as 16-byte chunks
     }
     if (!job.x || !c.rotation || !c.centroids || !c.thresholds || !job.planes.norms ||
         job.geometry.n_kv_heads != p.n_kv_heads || c.rotation_stride > kMaxRotationFloats ||
+        (c.family == RotationFamily::Hadamard && c.rotation_stride % 4 != 0) ||  // 16-byte sign loads
         job.geometry.row_main_bytes + job.geometry.row_tail_bytes != c.payload_bytes ||
         (job.geometry.row_main_bytes && !job.planes.codes) || (job.geometry.row_tail_bytes && !job.planes.tail) ||
         job.token_stride < static_cast<int64_t>(p.n_kv_heads) * c.dim) {
@@ -46,12 +52,17 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
   }
   if (c0.dim != 128) return cudaErrorInvalidValue;  // the kernels are instantiated for head_dim 128
   const long long vectors = static_cast<long long>(p.n_tokens) * p.n_kv_heads * p.n_jobs;
-  const int lanes = p.lanes_per_vector ? p.lanes_per_vector : (vectors <= kQuadMaxVectors ? 4 : 1);
-  // exact = 0: one lane is the fast kernel; four lanes is the bit-exact four-lane kernel, which is
-  // the faster one for small steps (H200: 16K vectors 10.1 us vs 11.6-12.1 us for the fast kernel's
-  // one thread per vector, whose serial chain is too long for ~1 warp per scheduler).
-  if (!p.exact && lanes == 1) return detail::launch_append_fast(p, stream);
-  return lanes == 4 ? detail::launch_append_lanes<4>(p, stream) : detail::launch_append_lanes<1>(p, stream);
+  AppendKernel k{p.exact != 0, lv, p.rounds_per_block > 0 ? p.rounds_per_block : 1};
+  if (!lv) k = default_append_kernel(vectors, p.exact != 0, c0.family);
+  if (!k.exact) {
+    if (k.lanes == 1) return detail::launch_append_fast(p, stream);
+    AppendParams q = p;
+    q.rounds_per_block = k.rounds;
+    if (k.lanes == 16) return detail::launch_append_fast_lanes16(q, stream);
+    if (k.lanes == 8) return detail::launch_append_fast_lanes8(q, stream);
+    return detail::launch_append_fast_lanes4(q, stream);
+  }
+  return k.lanes == 4 ? detail::launch_append_lanes<4>(p, stream) : detail::launch_append_lanes<1>(p, stream);
 }
 
 }  // namespace rq::cuda

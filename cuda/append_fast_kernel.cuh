@@ -295,25 +295,9 @@ cudaError_t launch_append_fast_kernel(const AppendParams& p, cudaStream_t stream
   return cudaGetLastError();
 }
 
-template <int BITS>
-cudaError_t launch_append_fast_family(const AppendParams& p, cudaStream_t stream) {
-  switch (p.jobs[0].codec.family) {
-    case RotationFamily::Hadamard: return launch_append_fast_kernel<128, BITS, 0>(p, stream);
-    case RotationFamily::Block2: return launch_append_fast_kernel<128, BITS, 2>(p, stream);
-    case RotationFamily::Block3: return launch_append_fast_kernel<128, BITS, 3>(p, stream);
-    case RotationFamily::Block4: return launch_append_fast_kernel<128, BITS, 4>(p, stream);
-  }
-  return cudaErrorInvalidValue;
-}
-
-/// Launches the fast kernel for the jobs' bits and rotation family (head_dim 128).
-inline cudaError_t launch_append_fast_bits(const AppendParams& p, cudaStream_t stream) {
-  switch (p.jobs[0].codec.bits) {
-    case 2: return launch_append_fast_family<2>(p, stream);
-    case 3: return launch_append_fast_family<3>(p, stream);
-    case 4: return launch_append_fast_family<4>(p, stream);
-    default: return cudaErrorInvalidValue;
-  }
-}
+template <int BITS, int FAM>
+struct FastLaunch {
+  static cudaError_t run(const AppendParams& p, cudaStream_t stream) { return launch_append_fast_kernel<128, BITS, FAM>(p, stream); }
+};
 
 }  // namespace rq::cuda::detail

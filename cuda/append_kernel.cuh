@@ -439,26 +439,40 @@ cudaError_t launch_append(const AppendParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-template <int BITS, int LANES>
-cudaError_t launch_append_family(const AppendParams& p, cudaStream_t stream) {
-  switch (p.jobs[0].codec.family) {
-    case RotationFamily::Hadamard: return launch_append<128, BITS, 0, LANES>(p, stream);
-    case RotationFamily::Block2: return launch_append<128, BITS, 2, LANES>(p, stream);
-    case RotationFamily::Block3: return launch_append<128, BITS, 3, LANES>(p, stream);
-    case RotationFamily::Block4: return launch_append<128, BITS, 4, LANES>(p, stream);
+/// Runs Launcher<BITS, FAM>::run(p, stream) for the jobs' bits (2..4) and rotation family (FAM: 0 for
+/// the Hadamard, else the block size); head_dim 128. One dispatch for every append kernel.
+template <template <int, int> class Launcher>
+cudaError_t dispatch_append_format(const AppendParams& p, cudaStream_t stream) {
+  auto family = [&](auto bits) -> cudaError_t {
+    constexpr int B = decltype(bits)::value;
+    switch (p.jobs[0].codec.family) {
+      case RotationFamily::Hadamard: return Launcher<B, 0>::run(p, stream);
+      case RotationFamily::Block2: return Launcher<B, 2>::run(p, stream);
+      case RotationFamily::Block3: return Launcher<B, 3>::run(p, stream);
+      case RotationFamily::Block4: return Launcher<B, 4>::run(p, stream);
+    }
+    return cudaErrorInvalidValue;
+  };
+  switch (p.jobs[0].codec.bits) {
+    case 2: return family(std::integral_constant<int, 2>{});
+    case 3: return family(std::integral_constant<int, 3>{});
+    case 4: return family(std::integral_constant<int, 4>{});
+    default: return cudaErrorInvalidValue;
   }
-  return cudaErrorInvalidValue;
 }
+
+template <int LANES>
+struct ExactLaunch {
+  template <int BITS, int FAM>
+  struct At {
+    static cudaError_t run(const AppendParams& p, cudaStream_t stream) { return launch_append<128, BITS, FAM, LANES>(p, stream); }
+  };
+};
 
 /// Launches the kernel for the jobs' bits and rotation family (head_dim 128), LANES lanes per vector.
 template <int LANES>
 cudaError_t launch_append_lanes(const AppendParams& p, cudaStream_t stream) {
-  switch (p.jobs[0].codec.bits) {
-    case 2: return launch_append_family<2, LANES>(p, stream);
-    case 3: return launch_append_family<3, LANES>(p, stream);
-    case 4: return launch_append_family<4, LANES>(p, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return dispatch_append_format<ExactLaunch<LANES>::template At>(p, stream);
 }
 
 }  // namespace rq::cuda::detail

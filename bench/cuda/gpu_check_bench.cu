@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rq/cuda/harness.hpp"
@@ -117,11 +118,10 @@ double copy_bandwidth_gbps(Timer& timer) {
   return 2.0 * static_cast<double>(bytes) / (us * 1e3);  // read + write, GB/s
 }
 
-// exact = false, lanes = 0: the default (append.cu: the bit-exact four-lane kernel up to 32K vectors, the
-// fast one-lane kernel above); exact = false, lanes = 1: the fast kernel; exact = true: the bit-exact
-// kernel with `lanes` lanes (0: auto).
+// lanes = 0: the default (default_append_kernel in append.hpp); otherwise the fast (exact = false: 1, 4,
+// 8 or 16 lanes, `rounds` rounds per block) or bit-exact (exact = true: 1 or 4 lanes) kernel.
 void bench_append(const std::string& format, long long n_vectors, bool exact, int lanes, double copy_gbps, Timer& timer,
-                  std::vector<Row>& rows) {
+                  std::vector<Row>& rows, int rounds = 0) {
   const int H = 8, d = 128, page = 64;
   const int T = static_cast<int>(n_vectors / (2 * H));  // K and V of T tokens x H heads
   RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
@@ -147,14 +147,15 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
   p.jobs[1] = AppendJob{xv.get(), static_cast<int64_t>(H) * d, InputType::F16, vc.device, vcache.geometry, vcache.planes()};
   p.lanes_per_vector = lanes;
   p.exact = exact ? 1 : 0;
+  p.rounds_per_block = rounds;
   const double us = timer.median_us([&] { check(launch_quantize_append(p, nullptr), "append"); }, 30);
   Row r;
   r.bench = "append";
   r.format = format;
-  const int auto_lanes = n_vectors <= 32768 ? 4 : 1;  // append.cu's choice for lanes_per_vector = 0
-  const int used = lanes ? lanes : auto_lanes;
-  r.kernel = std::string(!exact && !lanes ? "default: " : "") +
-             (!exact && used == 1 ? "fast 1 lane" : used == 4 ? "exact 4 lanes" : "exact 1 lane");
+  AppendKernel k{exact, lanes, rounds > 0 ? rounds : 1};
+  if (!lanes) k = default_append_kernel(n_vectors, exact, kc.device.family);
+  r.kernel = std::string(!lanes ? "default: " : "") + (k.exact ? "exact " : "fast ") + std::to_string(k.lanes) +
+             (k.lanes == 1 ? " lane" : " lanes") + (!k.exact && k.lanes > 1 && k.rounds > 1 ? " x" + std::to_string(k.rounds) + " rounds" : "");
   r.n = n_vectors;
   r.us = us;
   // bytes moved: fp16 input + codes + norm + slot ids
@@ -266,8 +267,10 @@ int main(int argc, char** argv) {
       for (const auto& f : format_table()) {
         if (decode_only) break;
         if (f.scheme != Scheme::LloydMax || f.qjl || !gpu_supports(Codec(f, 128))) continue;
-        const AppendCheck fast = check_append(std::string(f.name), InputType::F16, rng);
-        report(fast.ok(), fast.text);
+        for (int lanes : {1, 4, 8, 16}) {
+          const AppendCheck fast = check_append(std::string(f.name), InputType::F16, rng, lanes, false);
+          report(fast.ok(), fast.text);
+        }
         for (int lanes : {4, 1}) {
           const AppendCheck c = check_append(std::string(f.name), InputType::F16, rng, lanes, true);
           report(c.ok(), c.text);
@@ -275,18 +278,28 @@ int main(int argc, char** argv) {
       }
       for (const char* f : {"rotor3", "turbo3"}) {
         if (decode_only) break;
-        const AppendCheck fast = check_append(f, InputType::BF16, rng);
-        report(fast.ok(), fast.text);
+        for (int lanes : {1, 4, 8, 16}) {
+          const AppendCheck fast = check_append(f, InputType::BF16, rng, lanes, false);
+          report(fast.ok(), fast.text);
+        }
         for (int lanes : {4, 1}) {
           const AppendCheck c = check_append(f, InputType::BF16, rng, lanes, true);
           report(c.ok(), c.text);
         }
       }
-      for (int kernel : {0, 4, 1}) {  // fast, exact 4 lanes, exact 1 lane
+      for (const char* f : {"rotor3", "turbo3"}) {  // several rounds per block (the last block stops early)
         if (decode_only) break;
-        report(check_append_policy(rng, kernel ? kernel : 1, kernel != 0).ok(),
-               std::string("append input policy (") + (kernel == 0 ? "fast" : kernel == 4 ? "exact 4 lanes" : "exact 1 lane") +
-                   "): NaN/Inf rows stored as zeros, flag raised, bad dim refused");
+        for (int lanes : {4, 8, 16}) {
+          const AppendCheck c = check_append(f, InputType::F16, rng, lanes, false, 3);
+          report(c.ok(), c.text);
+        }
+      }
+      const std::pair<int, bool> policy_kernels[] = {{1, false}, {4, false}, {8, false}, {16, false}, {4, true}, {1, true}};
+      for (const auto& [lanes, exact] : policy_kernels) {
+        if (decode_only) break;
+        report(check_append_policy(rng, lanes, exact).ok(),
+               std::string("append input policy (") + (exact ? "exact " : "fast ") + std::to_string(lanes) +
+                   (lanes == 1 ? " lane" : " lanes") + "): NaN/Inf rows stored as zeros, flag raised, bad dim refused");
       }
       for (bool exact : {true, false}) {
         if (append_only) break;
@@ -315,8 +328,13 @@ int main(int argc, char** argv) {
       for (const char* f : {"rotor3", "turbo3"}) {
         if (decode_only) break;
         for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL}) bench_append(f, n, false, 0, copy, timer, rows);
-        bench_append(f, 16384, false, 1, copy, timer, rows);   // the fast kernel where the default is exact
-        bench_append(f, 1048576, true, 1, copy, timer, rows);  // the exact kernel where the default is fast
+        for (long long n : {4096LL, 16384LL, 65536LL})  // every fast lane count where the choice changes
+          for (int lanes : {1, 4, 8, 16}) bench_append(f, n, false, lanes, copy, timer, rows);
+        for (long long n : {16384LL, 65536LL})
+          for (int lanes : {4, 8, 16})
+            for (int rounds : {2, 4}) bench_append(f, n, false, lanes, copy, timer, rows, rounds);
+        bench_append(f, 16384, true, 4, copy, timer, rows);    // the exact kernels: the small-step default
+        bench_append(f, 1048576, true, 1, copy, timer, rows);  // before this pass, and the large-step one
       }
       const int shapes[][2] = {{1, 4096}, {1, 32768}, {1, 131072}, {8, 32768}, {16, 65536}, {32, 8192}};
       for (bool exact : {false, true})

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 #include "rq/cuda/harness.hpp"
 
@@ -34,16 +35,18 @@ TEST_P(AppendMatchesCodec, Fp16InputsBitExact) {
   }
 }
 
-// The fast (default) kernel: differing codes only within kThresholdEps of their threshold, differing
-// norms within one fp16 ulp.
+// The fast (default) kernels, 1, 4, 8 and 16 lanes per vector: differing codes only within
+// kThresholdEps of their threshold, differing norms within one fp16 ulp.
 TEST_P(AppendMatchesCodec, Fp16InputsFastWithinRounding) {
   RQ_REQUIRE_GPU();
   Rng rng(4321);
-  const AppendCheck c = check_append(GetParam(), InputType::F16, rng);
-  EXPECT_TRUE(c.ok()) << c.text;
-  EXPECT_EQ(c.code_unexplained, 0u) << c.text;
-  EXPECT_EQ(c.norm_unexplained, 0u) << c.text;
-  EXPECT_GT(c.rows, 0u);
+  for (int lanes : {1, 4, 8, 16}) {
+    const AppendCheck c = check_append(GetParam(), InputType::F16, rng, lanes, /*exact=*/false);
+    EXPECT_TRUE(c.ok()) << c.text;
+    EXPECT_EQ(c.code_unexplained, 0u) << c.text;
+    EXPECT_EQ(c.norm_unexplained, 0u) << c.text;
+    EXPECT_GT(c.rows, 0u);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, AppendMatchesCodec,
@@ -54,8 +57,23 @@ TEST(AppendMatchesCodecBf16, RotorAndTurbo) {
   RQ_REQUIRE_GPU();
   Rng rng(99);
   for (const char* f : {"rotor3", "turbo3"}) {
-    for (bool exact : {false, true}) {
-      const AppendCheck c = check_append(f, InputType::BF16, rng, 4, exact);
+    for (int lanes : {1, 4, 8, 16}) {  // exact: 1 and 4 lanes; fast: 1, 4, 8 and 16
+      for (bool exact : {false, true}) {
+        if (lanes > 4 && exact) continue;
+        const AppendCheck c = check_append(f, InputType::BF16, rng, lanes, exact);
+        EXPECT_TRUE(c.ok()) << c.text;
+      }
+    }
+  }
+}
+
+// The fast kernel with several lanes and three rounds of vectors per block (the last block stops early).
+TEST(AppendMatchesCodecRounds, RotorAndTurbo) {
+  RQ_REQUIRE_GPU();
+  Rng rng(31);
+  for (const char* f : {"rotor3", "turbo3"}) {
+    for (int lanes : {4, 8, 16}) {
+      const AppendCheck c = check_append(f, InputType::F16, rng, lanes, /*exact=*/false, /*rounds_per_block=*/3);
       EXPECT_TRUE(c.ok()) << c.text;
     }
   }
@@ -64,8 +82,9 @@ TEST(AppendMatchesCodecBf16, RotorAndTurbo) {
 TEST(AppendPolicy, NanInfStoredAsZerosAndFlagged) {
   RQ_REQUIRE_GPU();
   Rng rng(5);
-  for (int kernel : {0, 4, 1}) {  // fast (one lane), exact with 4 lanes, exact with 1 lane
-    const PolicyCheck c = check_append_policy(rng, kernel ? kernel : 1, kernel != 0);
+  const std::pair<int, bool> kernels[] = {{1, false}, {4, false}, {8, false}, {16, false}, {4, true}, {1, true}};  // lanes, exact
+  for (const auto& [lanes, exact] : kernels) {
+    const PolicyCheck c = check_append_policy(rng, lanes, exact);
     EXPECT_TRUE(c.flag_raised);
     EXPECT_TRUE(c.bad_rows_zero);
     EXPECT_TRUE(c.good_rows_kept);

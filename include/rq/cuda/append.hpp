@@ -1,16 +1,16 @@
 // Fused quantize-and-append: normalize, rotate, quantize, pack and store one step's K and V vectors
 // of every KV head and every sequence into the paged cache (paged_layout.hpp), in one launch.
 //
-// Two kernels (docs/decisions.md, "GPU append: fast by default, bit-exact on request"):
-//  - fast (exact = 0 with one lane per vector, the default above 32K vectors per launch): fp32 in
-//    any operation order (FMA, in-register FWHT, tree sums; the rotation is applied to x and the
-//    thresholds are scaled by the norm instead of dividing x by it). Codes equal rq::Codec::encode's
-//    except where the reference's rotated, normalized coordinate lies within float rounding
-//    (checked: 1e-5) of a decision threshold; stored norms are within one fp16 ulp of the
-//    reference's formula for the same codes.
-//  - exact (exact = 1, or four lanes per vector, the default up to 32K vectors): the reference's
-//    operation order (no FMA contraction, fp64 norms and ||C||^2): codes and stored norms
-//    bit-identical to rq::Codec::encode.
+// Two kinds of kernel (docs/decisions.md, "GPU append: fast by default, bit-exact on request"):
+//  - fast (exact = 0, the default): fp32 in any operation order (FMA, FWHT in registers and across
+//    lanes, tree sums; the rotation is applied to x and the thresholds are scaled by the norm instead
+//    of dividing x by it), with 8 or 16 lanes per vector (small steps) or one (large steps). Codes
+//    equal rq::Codec::encode's except where the reference's rotated, normalized coordinate lies
+//    within float rounding (checked: 1e-5) of a decision threshold; stored norms are within one fp16
+//    ulp of the reference's formula for the same codes.
+//  - exact (exact = 1): the reference's operation order (no FMA contraction, fp64 norms and
+//    ||C||^2), with one or four lanes per vector: codes and stored norms bit-identical to
+//    rq::Codec::encode.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -41,15 +41,35 @@ struct AppendParams {
   AppendJob jobs[2];                     // K then V (or one role)
   int32_t n_jobs = 2;
   int32_t* error_flag = nullptr;         // optional [1]: set to 1 on NaN/Inf input or fp16 overflow
-  int32_t lanes_per_vector = 0;          // 4: four lanes per vector (a quarter of the serial chain:
-                                         //    faster for small steps); 1: one thread per vector (fewer
-                                         //    instructions: faster for large ones); 0: choose (four
-                                         //    lanes up to 32K vectors per launch)
-  int32_t exact = 0;                     // 1: the bit-exact kernels only. 0 (default): one lane runs
-                                         //    the fast kernel; four lanes run the bit-exact four-lane
-                                         //    kernel, which is faster than the fast kernel for small
-                                         //    steps (so the default is bit-exact up to 32K vectors)
+  int32_t lanes_per_vector = 0;          // lanes per vector: fast kernel 1, 4, 8 or 16; exact kernel 1 or
+                                         //   4 (more lanes: a shorter serial chain, faster for small
+                                         //   steps; fewer: fewer instructions, faster for large ones);
+                                         //   0: default_append_kernel() (which may pick the bit-exact
+                                         //   kernel where it is the faster one)
+  int32_t exact = 0;                     // 1: the bit-exact kernels only; 0 (default): the fast kernels
+  int32_t rounds_per_block = 0;          // fast kernel with 4-16 lanes: a block encodes this many rounds
+                                         //   of 256 / lanes vectors (tables built once per block); 0: 1
 };
+
+/// A kernel: bit-exact or fast, lanes per vector, rounds per block (fast kernel with several lanes).
+struct AppendKernel {
+  bool exact = false;
+  int lanes = 1;
+  int rounds = 1;
+};
+
+/// The kernel launch_quantize_append runs for `vectors` (n_tokens x n_kv_heads x n_jobs) vectors of a
+/// format of rotation `family` per launch when lanes_per_vector = 0: the fastest measured on the H200
+/// per size among the checked kernels (docs/gpu.md, "Append, fifth pass"). With exact = 0 the
+/// bit-exact four-lane kernel is chosen for 4K < vectors <= 32K, where it was faster than every fast
+/// variant (1, 4, 8, 16 lanes, 1-4 rounds). (Turbo at 64K measured 8% faster with 4 lanes x 4
+/// rounds; rounds > 1 are not yet covered by a device-run check, so they are not chosen here.)
+constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily /*family*/) {
+  if (exact) return {true, vectors <= 32768 ? 4 : 1, 1};
+  if (vectors <= 4096) return {false, 16, 1};
+  if (vectors <= 32768) return {true, 4, 1};
+  return {false, 1, 1};
+}
 
 /// Launches the append for all jobs. The jobs must share dim, bits and rotation family (one kernel);
 /// otherwise call once per job (n_jobs = 1). Returns the launch status; no synchronization.

@@ -210,13 +210,14 @@ inline constexpr double kThresholdEps = 1e-5;
 
 /// Appends random and edge-case K and V rows of `format` (4 sequences of 1, 37, 130, 255 new tokens,
 /// 8 heads) and compares each row with rq::Codec::encode. Exact kernel (exact = true, lanes_per_vector
-/// lanes): byte for byte. Fast kernel (exact = false; one lane):
+/// 1 or 4 lanes): byte for byte. Fast kernel (exact = false; lanes_per_vector 4, 8 or 16, else one lane):
 /// a code may differ only by one level, where the reference's rotated, normalized coordinate
 /// (rotation().apply of x * (1 / norm), the float the reference quantizes) is within kThresholdEps of
-/// the threshold between the two levels; a stored norm may differ only by one fp16 ulp from the
+/// the threshold between the two levels (rounds_per_block: AppendParams::rounds_per_block of the
+/// fast kernel with several lanes); a stored norm may differ only by one fp16 ulp from the
 /// reference's formula float(norm / sqrt(sum C[code]^2)) evaluated with the GPU's codes.
 inline AppendCheck check_append(const std::string& format, InputType type, Rng& rng, int lanes_per_vector = 4,
-                                bool exact = false) {
+                                bool exact = false, int rounds_per_block = 0) {
   const int H = 8, d = 128, page = 16;
   const std::vector<int32_t> lens = {1, 37, 130, 255};  // new tokens per sequence (odd sizes)
   PageTables pt(lens, page, rng);
@@ -254,7 +255,9 @@ inline AppendCheck check_append(const std::string& format, InputType type, Rng& 
   p.jobs[1] = AppendJob{dv.get(), static_cast<int64_t>(H) * d, type, vc.device, vcache.geometry, vcache.planes()};
   p.n_jobs = 2;
   p.error_flag = flag.get();
-  p.lanes_per_vector = exact ? lanes_per_vector : 1;  // exact = 0 with one lane: the fast kernel
+  const int lanes = exact || lanes_per_vector == 4 || lanes_per_vector == 8 || lanes_per_vector == 16 ? lanes_per_vector : 1;
+  p.lanes_per_vector = lanes;
+  p.rounds_per_block = rounds_per_block;  // fast kernel with several lanes: rounds of 256 / lanes vectors
   p.exact = exact ? 1 : 0;
   check(launch_quantize_append(p, nullptr), "append launch");
   check(cudaDeviceSynchronize(), "append sync");
@@ -330,9 +333,10 @@ inline AppendCheck check_append(const std::string& format, InputType type, Rng& 
                   res.rows, res.code_mismatch, res.norm_mismatch);
   } else {
     std::snprintf(buf, sizeof buf,
-                  "append %-8s %s fast: %zu rows, %zu codes: differing codes %zu (%zu not within %.0e of their threshold; "
-                  "max distance %.1e), differing norms %zu (%zu over 1 fp16 ulp)",
-                  format.c_str(), in, res.rows, res.codes, res.code_mismatch, res.code_unexplained, kThresholdEps,
+                  "append %-8s %s fast %2d lane%s%s: %zu rows, %zu codes: differing codes %zu (%zu not within %.0e of their "
+                  "threshold; max distance %.1e), differing norms %zu (%zu over 1 fp16 ulp)",
+                  format.c_str(), in, lanes, lanes == 1 ? " " : "s",
+                  rounds_per_block > 1 ? (" x" + std::to_string(rounds_per_block) + " rounds").c_str() : "", res.rows, res.codes, res.code_mismatch, res.code_unexplained, kThresholdEps,
                   res.max_threshold_distance, res.norm_mismatch, res.norm_unexplained);
   }
   res.text = buf;

@@ -1,0 +1,383 @@
+// Fast fused quantize-and-append with L = 4, 8 or 16 lanes per vector (AppendParams::exact = 0 with
+// lanes_per_vector 4 / 8 / 16, or the default for <= 4K vectors per launch; include/rq/cuda/append.hpp),
+// private to cuda/. The same arithmetic as append_fast_kernel.cuh (fp32, FMA, the rotation applied to
+// x, the thresholds scaled by the norm, ||C[idx]||^2 from per-threshold counts, turbo's D(s2) folded
+// into the codes), so the same checks apply (harness::check_append), spread over L lanes to shorten
+// each thread's serial chain (C = 128 / L coordinates per lane instead of 128).
+//
+// Lane r of a vector owns coordinates j = r C .. r C + C - 1 (input and output):
+//  - input: 16-byte global loads per lane (no shared-memory staging);
+//  - turbo: D(s1) on the input's sign bits, the FWHT's stages of half < C in registers, the others
+//    across lanes (__shfl_xor_sync); block rotations: output j = coefficients x inputs from a
+//    per-block shared table (rows padded so that the lanes' 16-byte loads do not conflict); rotor's
+//    3 x 3 blocks straddle lane boundaries, so each output uses a window x[j - 2 .. j + 2] (two
+//    inputs from each neighbouring lane by shuffles) with zero coefficients outside its block;
+//  - sum of squares and per-threshold counts by butterfly reductions (every lane gets the same
+//    bits, so all lanes use the same scaled thresholds); counts are packed as bytes (<= 129);
+//  - codes: each lane packs its C codes into C * BITS bits (whole bytes) and stores them itself;
+//    rotor's coordinate 128 (padded input 0) is quantized by the last lane into the tail byte.
+// A block (256 threads) encodes `rounds` rounds of 256 / L vectors of one KV head and role; the
+// tables and per-lane constants are built once per block.
+//
+// H200 (docs/gpu.md, "Append, fifth pass"): fastest at 1K-4K vectors (16 lanes), but at 16K slower
+// than the bit-exact four-lane kernel: the per-vector work (norm, counts, stored norm, row address,
+// stores) is repeated by every lane and the cross-lane FWHT stages cost a shuffle per coordinate, so
+// a vector costs L x the kernel's SASS (3 bits, static: 1,008-1,136 for 16 lanes, 1,208-1,496 for 8,
+// 1,640-1,992 for 4) against 4,600-5,900 for the one-lane kernel.
+#pragma once
+
+#include <cfloat>
+
+#include "append_fast_kernel.cuh"
+
+namespace rq::cuda::detail {
+
+constexpr int kLanesThreads = 256;  // threads per block: rounds of 256 / L vectors of one KV head and role
+
+template <int L>
+__device__ __forceinline__ float group_sum(float s) {
+#pragma unroll
+  for (int bit = 1; bit < L; bit <<= 1) s += __shfl_xor_sync(0xffffffffu, s, bit);
+  return s;
+}
+
+template <int D, int BITS, int FAM, int L>
+__global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(AppendParams p, int rounds) {
+  constexpr int VPB = kLanesThreads / L;  // vectors per round
+  constexpr int C = D / L;                // coordinates per lane
+  constexpr int N = kRotatedDim<D, FAM>;
+  constexpr bool EXTRA = N > D;           // rotor: output D (from the padded input 0), last lane
+  constexpr int FB = C * BITS;            // bits of a lane's codes
+  constexpr int FW = (FB + 31) / 32;
+  constexpr int SB = FB / 8;              // bytes of a lane's codes
+  constexpr int PAYLOAD = (N * BITS + 7) / 8;
+  constexpr int MAIN = PAYLOAD / 16 * 16;
+  constexpr int TAIL = PAYLOAD - MAIN;
+  constexpr int HALF = 1 << (BITS - 1);
+  constexpr int KP = HALF - 1;
+  constexpr int F = FAM > 0 ? FAM : 1;    // block size (divisor-safe)
+  constexpr int KW = (KP + 3) / 4;        // words of packed byte counts
+  constexpr bool WINDOW = FAM != 0 && C % F != 0;  // blocks straddle lanes (rotor)
+  constexpr int HW = WINDOW ? F - 1 : 0;            // window half-width
+  constexpr int W = FAM == 0 ? 1 : WINDOW ? 2 * HW + 1 : F;  // coefficients per output
+  constexpr int LSTRIDE = C * W + 4;      // floats per lane's coefficients: an odd number of 16 B
+  constexpr int COEF = FAM == 0 ? 4 : L * LSTRIDE + (EXTRA ? 8 : 0);
+  constexpr bool CF_REGS = C * W <= 80;   // coefficients preloaded with 16-byte loads (else per output)
+  static_assert(D % L == 0 && C % 8 == 0 && FB % 8 == 0 && FW <= 4, "lanes");
+  static_assert(MAIN == D * BITS / 8 && TAIL == (EXTRA ? 1 : 0) && (!EXTRA || (N == D + 1 && WINDOW)), "layout");
+  static_assert((LSTRIDE / 4) % 2 == 1 && (C * W) % 4 == 0, "conflict-free coefficient rows");
+  constexpr unsigned kFull = 0xffffffffu;
+  constexpr int kTurbo = FAM == 0 ? 1 : 0;
+
+  // Block rotations: coefficients [L][LSTRIDE] (+ output D's window). Turbo: D(s1) sign masks in the
+  // input's format (16-bit: word k covers elements 2k, 2k + 1), the sign-test bias of each
+  // coordinate (D(s2), append_fast_kernel.cuh) and each lane's final XOR words.
+  __shared__ __align__(16) float s_coef[COEF];
+  __shared__ __align__(16) uint32_t s_s1[kTurbo ? D : 4];
+  __shared__ __align__(16) float s_bias[kTurbo ? N : 4];
+  __shared__ uint32_t s_xor[kTurbo ? L * FW : 1];
+
+  const AppendJob& job = p.jobs[blockIdx.z];
+  const int head = blockIdx.y, tid = threadIdx.x, r = tid % L;
+  const InputType type = job.type;
+  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+
+  // 1. Per-block tables. Coefficient (lane q, output m, d) at q LSTRIDE + m W + d: of input
+  // j + d - HW (window) or F (j / F) + d (aligned blocks) in output j = q C + m; output D's at L LSTRIDE + d.
+  if constexpr (FAM != 0) {
+    for (int i = tid; i < COEF; i += kLanesThreads) {
+      const int q = i / LSTRIDE, o = i % LSTRIDE;
+      int j = D, d = i - L * LSTRIDE;
+      if (q < L) j = q * C + o / W, d = o % W;
+      const bool used = q < L ? o < C * W : d < W;
+      const int b = j / F, row = j % F;
+      const int k = WINDOW ? j + d - HW - F * b : d;
+      s_coef[i] = used && k >= 0 && k < F && b < N / F ? rot[(b * F + row) * F + k] : 0.0f;
+    }
+  } else {
+    for (int j = tid; j < N; j += kLanesThreads) {
+      s_bias[j] = rot[N + j] < 0.0f ? __uint_as_float(1u) : 0.0f;
+      uint32_t m = 0;
+      if (type == InputType::F32) {
+        m = __float_as_uint(rot[j]) & 0x80000000u;
+      } else if (j < N / 2) {
+        m = ((__float_as_uint(rot[2 * j]) >> 16) & 0x8000u) | (__float_as_uint(rot[2 * j + 1]) & 0x80000000u);
+      }
+      s_s1[j] = m;
+    }
+    if (tid < L * FW) {  // lane q's word w: field tops XOR all bits of the fields whose s2 < 0
+      const int q = tid / FW, w = tid % FW;
+      uint32_t word = 0;
+      for (int bit = 0; bit < 32; ++bit) {
+        const int local = 32 * w + bit, m = local / BITS;
+        const bool top = local % BITS == BITS - 1;
+        const bool flip = m < C && rot[N + q * C + (m < C ? m : 0)] < 0.0f;
+        if (m < C && top != flip) word |= 1u << bit;
+      }
+      s_xor[tid] = word;
+    }
+  }
+  __syncthreads();
+
+  // 2. Per-lane constants for all rounds.
+  float tpos[KP], c2[HALF];
+#pragma unroll
+  for (int i = 0; i < KP; ++i) tpos[i] = job.codec.thresholds[HALF + i];
+#pragma unroll
+  for (int k = 0; k < HALF; ++k) {
+    const float c = job.codec.centroids[HALF + k];
+    c2[k] = c * c;
+  }
+  uint32_t xorw[FW];
+#pragma unroll
+  for (int w = 0; w < FW; ++w) xorw[w] = kTurbo ? s_xor[r * FW + w] : SymmetricQuantizer<BITS>::field_base(w, C);
+  float bias[C];
+#pragma unroll
+  for (int m = 0; m < C; ++m) bias[m] = 0.0f;
+  if constexpr (kTurbo) {
+#pragma unroll
+    for (int q = 0; q < C / 4; ++q) {
+      const float4 b = reinterpret_cast<const float4*>(s_bias + r * C)[q];
+      bias[4 * q] = b.x, bias[4 * q + 1] = b.y, bias[4 * q + 2] = b.z, bias[4 * q + 3] = b.w;
+    }
+  }
+
+#pragma unroll 1
+  for (int round = 0; round < rounds; ++round) {
+    const int first = (blockIdx.x * rounds + round) * VPB;
+    if (first >= p.n_tokens) break;  // block-uniform
+    const int token = first + tid / L;
+    const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
+    const bool active = slot >= 0;  // inactive lanes still take part in the shuffles
+
+    // 3. The lane's C input elements (16-byte loads) as floats; turbo: D(s1) on the sign bits first.
+    float x[C];
+#pragma unroll
+    for (int m = 0; m < C; ++m) x[m] = 0.0f;
+    if (active) {
+      const size_t base = static_cast<size_t>(token) * job.token_stride + static_cast<size_t>(head) * D + r * C;
+      if (type == InputType::F32) {
+        const uint4* src = reinterpret_cast<const uint4*>(static_cast<const float*>(job.x) + base);
+#pragma unroll
+        for (int q = 0; q < C / 4; ++q) {
+          uint4 w = src[q];
+          if constexpr (kTurbo) {
+            const uint4 s = reinterpret_cast<const uint4*>(s_s1 + r * C)[q];
+            w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
+          }
+          x[4 * q] = __uint_as_float(w.x), x[4 * q + 1] = __uint_as_float(w.y);
+          x[4 * q + 2] = __uint_as_float(w.z), x[4 * q + 3] = __uint_as_float(w.w);
+        }
+      } else {
+        const uint4* src = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(job.x) + base);
+        auto load16 = [&](auto bf16) {
+#pragma unroll
+          for (int q = 0; q < C / 8; ++q) {
+            uint4 w = src[q];
+            if constexpr (kTurbo) {
+              const uint4 s = reinterpret_cast<const uint4*>(s_s1 + r * C / 2)[q];
+              w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
+            }
+#pragma unroll
+            for (int e = 0; e < 8; ++e) x[8 * q + e] = element16<decltype(bf16)::value>(w, e);
+          }
+        };
+        if (type == InputType::BF16) {
+          load16(std::true_type{});
+        } else {
+          load16(std::false_type{});
+        }
+      }
+    }
+
+    // 4. Turbo: y = H D(s1) x, the FWHT's stages of half < C in registers, the others across lanes.
+    if constexpr (kTurbo) {
+      fwht_in_registers<1>(x);
+#pragma unroll
+      for (int bit = 1; bit < L; bit <<= 1) {
+        const float sign = (r & bit) ? -1.0f : 1.0f;  // lower lane a + b, upper lane a - b
+#pragma unroll
+        for (int m = 0; m < C; ++m) x[m] = fmaf(x[m], sign, __shfl_xor_sync(kFull, x[m], bit));
+      }
+    }
+
+    // 5. Sum of squares (turbo: of y, = n ||x||^2; blocks: of x), the same on every lane of the vector.
+    auto lane_sum = [&]() {
+      float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+      for (int m = 0; m < C; m += 2) a0 = fmaf(x[m], x[m], a0), a1 = fmaf(x[m + 1], x[m + 1], a1);
+      return a0 + a1;
+    };
+    float ss = group_sum<L>(lane_sum());
+    const bool finite = ss <= FLT_MAX;  // false for Inf and NaN
+    int rescaled = 0;                   // tiny inputs, as append_fast_kernel.cuh (warp-uniform loop)
+#pragma unroll 1
+    while (__any_sync(kFull, finite && !(ss >= 0x1p-120f) && rescaled < 3)) {
+      const bool need = finite && !(ss >= 0x1p-120f) && rescaled < 3;
+      if (need) {
+#pragma unroll
+        for (int m = 0; m < C; ++m) x[m] *= 0x1p64f;
+      }
+      const float s = group_sum<L>(lane_sum());
+      if (need) ss = s, ++rescaled;
+    }
+    const float scale = sqrtf(ss);
+    float norm = kTurbo ? scale * (1.0f / kSqrtN<N>) : scale;
+#pragma unroll 1
+    for (int i = 0; i < rescaled; ++i) norm *= 0x1p-64f;
+    bool zero = norm == 0.0f;
+    const bool nan_codes = !zero && isinf(1.0f / norm);
+
+    // 6. Block rotations: the lane's outputs.
+    float y_extra = 0.0f;  // rotor: output D (meaningful in the last lane)
+    if constexpr (FAM != 0) {
+      constexpr int XE = C + 2 * HW;
+      float xe[XE];  // inputs r C - HW .. r C + C + HW - 1
+#pragma unroll
+      for (int m = 0; m < C; ++m) xe[HW + m] = x[m];
+#pragma unroll
+      for (int h = 0; h < HW; ++h) {
+        xe[h] = __shfl_up_sync(kFull, x[C - HW + h], 1, L);  // lane 0: its own (finite) value, coefficient 0
+        const float right = __shfl_down_sync(kFull, x[h], 1, L);
+        xe[HW + C + h] = r == L - 1 ? 0.0f : right;            // past the last input: rotor's padded 0
+      }
+      const float* lane_coef = s_coef + r * LSTRIDE;
+      float cf[CF_REGS ? C * W : 1];
+      if constexpr (CF_REGS) {
+#pragma unroll
+        for (int i = 0; i < C * W / 4; ++i) {
+          const float4 f = reinterpret_cast<const float4*>(lane_coef)[i];
+          cf[4 * i] = f.x, cf[4 * i + 1] = f.y, cf[4 * i + 2] = f.z, cf[4 * i + 3] = f.w;
+        }
+      }
+#pragma unroll
+      for (int m = 0; m < C; ++m) {
+        const int x0 = WINDOW ? m : m - m % F;  // xe index of the row's first input
+        auto coef = [&](int d) { return CF_REGS ? cf[CF_REGS ? m * W + d : 0] : lane_coef[m * W + d]; };
+        float y = coef(0) * xe[x0];
+#pragma unroll
+        for (int d = 1; d < W; ++d) y = fmaf(coef(d), xe[x0 + d], y);
+        x[m] = y;
+      }
+      if constexpr (EXTRA) {
+        // Inputs D - HW .. D of its window (xe[C .. C + HW]); those past D do not exist (coefficient 0).
+        const float* ce = s_coef + L * LSTRIDE;
+        y_extra = ce[0] * xe[C];
+#pragma unroll
+        for (int d = 1; d <= HW; ++d) y_extra = fmaf(ce[d], xe[C + d], y_extra);
+      }
+    }
+
+    // 7. Quantize and pack the lane's codes; counts per threshold over the vector.
+    FastQuantizer<BITS> quant;
+#pragma unroll
+    for (int i = 0; i < KP; ++i) quant.t[i] = tpos[i] * scale, quant.at_or_above[i] = 0u;
+    uint32_t field[FW];
+#pragma unroll
+    for (int w = 0; w < FW; ++w) field[w] = 0u;
+    static_for<0, C>([&](auto mc) {
+      constexpr int M = decltype(mc)::value;
+      quant.template emit<M>(x[M], bias[M], field);
+    });
+    uint32_t field_extra[1] = {0u};
+    if constexpr (EXTRA) {
+      const uint32_t keep = r == L - 1 ? 0xffffffffu : 0u;
+      FastQuantizer<BITS> qe;
+#pragma unroll
+      for (int i = 0; i < KP; ++i) qe.t[i] = quant.t[i], qe.at_or_above[i] = 0u;
+      qe.template emit<0>(y_extra, 0.0f, field_extra);
+#pragma unroll
+      for (int i = 0; i < KP; ++i) quant.at_or_above[i] += qe.at_or_above[i] & keep;
+    }
+    uint32_t counts[KW];
+#pragma unroll
+    for (int w = 0; w < KW; ++w) counts[w] = 0u;
+#pragma unroll
+    for (int i = 0; i < KP; ++i) counts[i / 4] += (0u - quant.at_or_above[i]) << (8 * (i % 4));
+#pragma unroll
+    for (int bit = 1; bit < L; bit <<= 1) {
+#pragma unroll
+      for (int w = 0; w < KW; ++w) counts[w] += __shfl_xor_sync(kFull, counts[w], bit);
+    }
+
+    // 8. ||C[idx]||^2 from the counts, final codes, stored norm (as append_fast_kernel.cuh).
+    float cnorm_sq = static_cast<float>(N) * c2[0];
+#pragma unroll
+    for (int i = 0; i < KP; ++i) {
+      const int count = static_cast<int>((counts[i / 4] >> (8 * (i % 4))) & 0xffu);
+      cnorm_sq = fmaf(c2[i + 1] - c2[i], static_cast<float>(count), cnorm_sq);
+    }
+    constexpr uint32_t kBaseExtra = 1u << (BITS - 1);
+    if (nan_codes) {  // every code 0, as the reference's NaN coordinates: C[0]^2 = C[levels - 1]^2
+      cnorm_sq = static_cast<float>(N) * c2[HALF - 1];
+#pragma unroll
+      for (int w = 0; w < FW; ++w) field[w] = 0u;
+      field_extra[0] = 0u;
+    } else {
+#pragma unroll
+      for (int w = 0; w < FW; ++w) field[w] ^= xorw[w];
+      field_extra[0] ^= kBaseExtra;
+    }
+    float stored = norm;
+    if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
+    if (!finite || !(fabsf(stored) <= kHalfMax)) {
+      if (p.error_flag && r == 0 && active) atomicExch(p.error_flag, 1);
+      zero = true;
+    }
+    if (zero) {
+      stored = 0.0f;
+#pragma unroll
+      for (int w = 0; w < FW; ++w) field[w] = SymmetricQuantizer<BITS>::field_base(w, C);  // all codes = half
+      field_extra[0] = kBaseExtra;
+    }
+
+    // 9. Store: the lane's SB bytes at byte r SB of the row; the tail byte; the norm.
+    if (active) {
+      const size_t rw = slot_row(job.geometry, slot, head);
+      uint8_t* dst = job.planes.codes + rw * MAIN + r * SB;
+      if constexpr (SB == 16) {
+        *reinterpret_cast<uint4*>(dst) = make_uint4(field[0], field[1], field[2], field[3]);
+      } else if constexpr (SB == 8) {
+        *reinterpret_cast<uint2*>(dst) = make_uint2(field[0], field[1]);
+      } else if constexpr (SB % 4 == 0) {
+#pragma unroll
+        for (int w = 0; w < SB / 4; ++w) reinterpret_cast<uint32_t*>(dst)[w] = field[w];
+      } else if constexpr (SB == 6) {
+        uint16_t* d16 = reinterpret_cast<uint16_t*>(dst);
+        d16[0] = static_cast<uint16_t>(field[0]), d16[1] = static_cast<uint16_t>(field[0] >> 16);
+        d16[2] = static_cast<uint16_t>(field[1]);
+      } else if constexpr (SB == 2) {
+        *reinterpret_cast<uint16_t*>(dst) = static_cast<uint16_t>(field[0]);
+      } else {
+        static_assert(SB == 3, "lane bytes");
+        dst[0] = static_cast<uint8_t>(field[0]), dst[1] = static_cast<uint8_t>(field[0] >> 8);
+        dst[2] = static_cast<uint8_t>(field[0] >> 16);
+      }
+      if constexpr (TAIL > 0) {
+        if (r == L - 1) job.planes.tail[rw * TAIL] = static_cast<uint8_t>(field_extra[0]);
+      }
+      if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
+    }
+  }
+}
+
+template <int D, int BITS, int FAM, int L>
+cudaError_t launch_append_fast_lanes_kernel(const AppendParams& p, cudaStream_t stream) {
+  constexpr int VPB = kLanesThreads / L;
+  const int rounds = p.rounds_per_block > 0 ? p.rounds_per_block : 1;
+  const dim3 grid((p.n_tokens + VPB * rounds - 1) / (VPB * rounds), p.n_kv_heads, p.n_jobs);
+  append_fast_lanes_kernel<D, BITS, FAM, L><<<grid, kLanesThreads, 0, stream>>>(p, rounds);
+  return cudaGetLastError();
+}
+
+template <int L>
+struct FastLanesLaunch {
+  template <int BITS, int FAM>
+  struct At {
+    static cudaError_t run(const AppendParams& p, cudaStream_t stream) {
+      return launch_append_fast_lanes_kernel<128, BITS, FAM, L>(p, stream);
+    }
+  };
+};
+
+}  // namespace rq::cuda::detail
