@@ -44,6 +44,23 @@ __device__ __forceinline__ uint32_t mask_lt(float v, float b) {
   return m;
 }
 
+// Turbo's sign tables for the fast kernels, filled by `threads` threads (this one: tid):
+// s2_mark[j] = the smallest positive float where s2_j < 0 (else 0), and s1_masks[j] = the sign bits
+// of D(s1) in the input's format (fp32: word j; 16-bit: word j < N / 2 covers elements 2j, 2j + 1).
+__device__ __forceinline__ void fill_turbo_sign_tables(const float* rot, int N, InputType type, float* s2_mark,
+                                                       uint32_t* s1_masks, int tid, int threads) {
+  for (int j = tid; j < N; j += threads) {
+    s2_mark[j] = rot[N + j] < 0.0f ? __uint_as_float(1u) : 0.0f;
+    uint32_t m = 0;
+    if (type == InputType::F32) {
+      m = __float_as_uint(rot[j]) & 0x80000000u;
+    } else if (j < N / 2) {
+      m = ((__float_as_uint(rot[2 * j]) >> 16) & 0x8000u) | (__float_as_uint(rot[2 * j + 1]) & 0x80000000u);
+    }
+    s1_masks[j] = m;
+  }
+}
+
 /// The fast quantizer: the positive thresholds scaled to the unnormalized rotated vector, and per
 /// threshold minus the number of coordinates at or above it (sums of 0 / -1 masks).
 template <int BITS>
@@ -115,17 +132,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   // 2. Rotation tables, thresholds and C^2 while the copies are in flight.
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
   if constexpr (FAM == 0) {
-    uint32_t* s1_masks = reinterpret_cast<uint32_t*>(s_rot) + N;
-    for (int j = tid; j < N; j += THREADS) {
-      s_rot[j] = rot[N + j] < 0.0f ? __uint_as_float(1u) : 0.0f;
-      uint32_t m = 0;
-      if (type == InputType::F32) {
-        m = __float_as_uint(rot[j]) & 0x80000000u;
-      } else if (j < N / 2) {
-        m = ((__float_as_uint(rot[2 * j]) >> 16) & 0x8000u) | (__float_as_uint(rot[2 * j + 1]) & 0x80000000u);
-      }
-      s1_masks[j] = m;
-    }
+    fill_turbo_sign_tables(rot, N, type, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, tid, THREADS);
     // s_flip: field_base, and every bit of the fields j with s2_j < 0; bit b of the row by thread
     // b % 64 (a warp's 32 bits are one word).
 #pragma unroll

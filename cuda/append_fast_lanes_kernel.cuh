@@ -95,16 +95,7 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
       s_coef[i] = used && k >= 0 && k < F && b < N / F ? rot[(b * F + row) * F + k] : 0.0f;
     }
   } else {
-    for (int j = tid; j < N; j += kLanesThreads) {
-      s_bias[j] = rot[N + j] < 0.0f ? __uint_as_float(1u) : 0.0f;
-      uint32_t m = 0;
-      if (type == InputType::F32) {
-        m = __float_as_uint(rot[j]) & 0x80000000u;
-      } else if (j < N / 2) {
-        m = ((__float_as_uint(rot[2 * j]) >> 16) & 0x8000u) | (__float_as_uint(rot[2 * j + 1]) & 0x80000000u);
-      }
-      s_s1[j] = m;
-    }
+    fill_turbo_sign_tables(rot, N, type, s_bias, s_s1, tid, kLanesThreads);
     if (tid < L * FW) {  // lane q's word w: field tops XOR all bits of the fields whose s2 < 0
       const int q = tid / FW, w = tid % FW;
       uint32_t word = 0;
