@@ -61,6 +61,43 @@ __device__ __forceinline__ void fill_turbo_sign_tables(const float* rot, int N, 
   }
 }
 
+/// E input elements as floats from 16-byte words at src (fp32, fp16 or bf16 per `type`); with XOR,
+/// word q is XORed with masks[q] first (turbo's D(s1) on the sign bits; the masks are in the
+/// input's format, see fill_turbo_sign_tables).
+template <int E, bool XOR>
+__device__ __forceinline__ void load_masked_row(const uint4* src, const uint4* masks, InputType type, float* x) {
+  if (type == InputType::F32) {
+#pragma unroll
+    for (int q = 0; q < E / 4; ++q) {
+      uint4 w = src[q];
+      if constexpr (XOR) {
+        const uint4 s = masks[q];
+        w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
+      }
+      x[4 * q] = __uint_as_float(w.x), x[4 * q + 1] = __uint_as_float(w.y);
+      x[4 * q + 2] = __uint_as_float(w.z), x[4 * q + 3] = __uint_as_float(w.w);
+    }
+    return;
+  }
+  auto load16 = [&](auto bf16) {
+#pragma unroll
+    for (int q = 0; q < E / 8; ++q) {
+      uint4 w = src[q];
+      if constexpr (XOR) {
+        const uint4 s = masks[q];
+        w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) x[8 * q + e] = element16<decltype(bf16)::value>(w, e);
+    }
+  };
+  if (type == InputType::BF16) {
+    load16(std::true_type{});
+  } else {
+    load16(std::false_type{});
+  }
+}
+
 /// The fast quantizer: the positive thresholds scaled to the unnormalized rotated vector, and per
 /// threshold minus the number of coordinates at or above it (sums of 0 / -1 masks).
 template <int BITS>
@@ -160,31 +197,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   // 3. x as floats (turbo: D(s1) applied to the sign bits first); sum of squares in fp32.
   float x[N];
   if constexpr (FAM == 0) {
-    const uint4* masks = reinterpret_cast<const uint4*>(s_rot + N);
-    if (type == InputType::F32) {
-#pragma unroll
-      for (int q = 0; q < D / 4; ++q) {
-        const uint4 w = reinterpret_cast<const uint4*>(row)[q], s = masks[q];
-        x[4 * q] = __uint_as_float(w.x ^ s.x), x[4 * q + 1] = __uint_as_float(w.y ^ s.y);
-        x[4 * q + 2] = __uint_as_float(w.z ^ s.z), x[4 * q + 3] = __uint_as_float(w.w ^ s.w);
-      }
-    } else {
-      auto load16 = [&](auto bf16) {
-#pragma unroll
-        for (int q = 0; q < D / 8; ++q) {
-          uint4 w = reinterpret_cast<const uint4*>(row)[q];
-          const uint4 s = masks[q];
-          w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
-#pragma unroll
-          for (int e = 0; e < 8; ++e) x[8 * q + e] = element16<decltype(bf16)::value>(w, e);
-        }
-      };
-      if (type == InputType::BF16) {
-        load16(std::true_type{});
-      } else {
-        load16(std::false_type{});
-      }
-    }
+    load_masked_row<D, true>(reinterpret_cast<const uint4*>(row), reinterpret_cast<const uint4*>(s_rot + N), type, x);
   } else {
     load_row<D, N>(row, type, x);
   }

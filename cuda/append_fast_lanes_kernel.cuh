@@ -147,38 +147,11 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
     for (int m = 0; m < C; ++m) x[m] = 0.0f;
     if (active) {
       const size_t base = static_cast<size_t>(token) * job.token_stride + static_cast<size_t>(head) * D + r * C;
-      if (type == InputType::F32) {
-        const uint4* src = reinterpret_cast<const uint4*>(static_cast<const float*>(job.x) + base);
-#pragma unroll
-        for (int q = 0; q < C / 4; ++q) {
-          uint4 w = src[q];
-          if constexpr (kTurbo) {
-            const uint4 s = reinterpret_cast<const uint4*>(s_s1 + r * C)[q];
-            w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
-          }
-          x[4 * q] = __uint_as_float(w.x), x[4 * q + 1] = __uint_as_float(w.y);
-          x[4 * q + 2] = __uint_as_float(w.z), x[4 * q + 3] = __uint_as_float(w.w);
-        }
-      } else {
-        const uint4* src = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(job.x) + base);
-        auto load16 = [&](auto bf16) {
-#pragma unroll
-          for (int q = 0; q < C / 8; ++q) {
-            uint4 w = src[q];
-            if constexpr (kTurbo) {
-              const uint4 s = reinterpret_cast<const uint4*>(s_s1 + r * C / 2)[q];
-              w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
-            }
-#pragma unroll
-            for (int e = 0; e < 8; ++e) x[8 * q + e] = element16<decltype(bf16)::value>(w, e);
-          }
-        };
-        if (type == InputType::BF16) {
-          load16(std::true_type{});
-        } else {
-          load16(std::false_type{});
-        }
-      }
+      const int esize = type == InputType::F32 ? 4 : 2;
+      const uint4* src = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(job.x) + base * esize);
+      // The lane's masks: word q of its C elements (fp32: s_s1 + r C, 16-bit: s_s1 + r C / 2).
+      const uint4* masks = reinterpret_cast<const uint4*>(s_s1 + r * C * esize / 4);
+      load_masked_row<C, kTurbo>(src, masks, type, x);
     }
 
     // 4. Turbo: y = H D(s1) x, the FWHT's stages of half < C in registers, the others across lanes.
