@@ -49,8 +49,9 @@ int main(int argc, char** argv) {
     constexpr size_t kPage = 256;
     for (size_t t = 0; t < n; t += kPage) {
       const size_t m = std::min(kPage, n - t);
-      p.k_pages.push_back({kcodes.data() + t * l.code_bytes, kside.data() + t * l.side_bytes, m});
-      p.v_pages.push_back({vcodes.data() + t * l.code_bytes, vside.data() + t * l.side_bytes, m});
+      const size_t after = (n - t - m) * l.code_bytes;  // the following pages of the same buffer
+      p.k_pages.push_back({kcodes.data() + t * l.code_bytes, kside.data() + t * l.side_bytes, m, after});
+      p.v_pages.push_back({vcodes.data() + t * l.code_bytes, vside.data() + t * l.side_bytes, m, after});
     }
     const auto arithmetic = use_float ? rq::FastArithmetic::Float : rq::FastArithmetic::Integer;
     double best = 1e30;

@@ -343,15 +343,20 @@ void ValuePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, siz
 }
 
 // The rows of a chunk in pieces whose block loads stay inside readable memory: rows whose loads
-// would run past the page (rows_after rows follow the chunk in it) are copied into `pad`.
+// would run past the readable bytes after the chunk (`tail`: the span's rows after the chunk plus
+// its readable_after) are copied into `pad`.
 template <class Fn>
-void ForReadableRows(const uint8_t* codes, size_t rows, size_t rows_after, size_t code_bytes, size_t read_end,
+void ForReadableRows(const uint8_t* codes, size_t rows, size_t tail, size_t code_bytes, size_t read_end,
                      std::vector<uint8_t>& pad, Fn&& fn) {
   size_t unsafe = 0;
   if (read_end > code_bytes) {
+    // The row i places from the end has i * code_bytes + tail readable bytes after it.
     const size_t overrun = read_end - code_bytes;
-    const size_t need = (overrun + code_bytes - 1) / code_bytes;
-    unsafe = need > rows_after ? need - rows_after : 0;
+    unsafe = overrun > tail ? (overrun - tail + code_bytes - 1) / code_bytes : 0;
+    // The in-place piece keeps a multiple of 8 rows: whole groups of the score reduction and whole
+    // row pairs, so the weight pairs are read in place (a page-end chunk of 128 rows with one
+    // unsafe row is 120 + 8 rather than 127 + 1).
+    if (unsafe > 0 && unsafe < rows) unsafe += (rows - unsafe) % 8;
     if (unsafe > rows) unsafe = rows;
   }
   if (rows > unsafe) fn(codes, rows - unsafe, size_t{0});
@@ -403,13 +408,11 @@ void RunIntWorkItem(const WorkItem& item) {
   // Queries per block of 32 coordinates (coordinate order), zero past n.
   thread_local std::vector<uint8_t> q16_bytes;
   int16_t* q16 = reinterpret_cast<int16_t*>(Aligned32(q16_bytes, G * kfull * kIntBlock * 2));
+  const size_t q_copied = kfull * kIntBlock < iq.n ? kfull * kIntBlock : iq.n;
   for (size_t h = 0; h < G; ++h) {
-    for (size_t k = 0; k < kfull; ++k) {
-      for (size_t i = 0; i < kIntBlock; ++i) {
-        const size_t j = k * 32 + i;
-        q16[(h * kfull + k) * 32 + i] = j < iq.n ? iq.q16[h * iq.n + j] : 0;
-      }
-    }
+    int16_t* dst = q16 + h * kfull * kIntBlock;
+    std::memcpy(dst, iq.q16.data() + h * iq.n, q_copied * sizeof(int16_t));
+    std::memset(dst + q_copied, 0, (kfull * kIntBlock - q_copied) * sizeof(int16_t));
   }
   std::optional<Unpacker> ku, vu;  // only Lloyd-Max tables of 2..4 bits reach this path
   if (kfull) ku.emplace(kcb);
@@ -431,7 +434,7 @@ void RunIntWorkItem(const WorkItem& item) {
 
     // Scores.
     for (size_t i = 0; i < G * kIntChunk; ++i) isum[i] = 0;
-    ForReadableRows(kcodes, rows, kp.n_tokens - k_off - rows, kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
+    ForReadableRows(kcodes, rows, (kp.n_tokens - k_off - rows) * kf.code_bytes + kp.readable_after, kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       if (kfull) ScoreFullBlocks(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, khalf, q16, G, isum + r0, kIntChunk);
@@ -455,7 +458,7 @@ void RunIntWorkItem(const WorkItem& item) {
 
     // Values.
     for (size_t i = 0; i < G * vs_stride; ++i) vsum[i] = 0;
-    ForReadableRows(vcodes, rows, vp.n_tokens - v_off - rows, vf.code_bytes, BlockReadEnd(vcb, vfull), pad,
+    ForReadableRows(vcodes, rows, (vp.n_tokens - v_off - rows) * vf.code_bytes + vp.readable_after, vf.code_bytes, BlockReadEnd(vcb, vfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       if (vfull) {

@@ -341,20 +341,20 @@ void LoadSide(const KernelFormat& f, const uint8_t* side, size_t rows, float* ro
   if (f.block_scale) HalvesToFloats(side, rows * f.n_blocks, blk);
 }
 
-// Rows that may use the 4-byte packed loads: all but those of the page's last rows whose final
-// load would read past the page (rows_after: rows of the page after this chunk).
-size_t VecRows(const KernelFormat& f, size_t rows, size_t rows_after) {
+// Rows that may use the 4-byte packed loads: all but those of the chunk's last rows whose final
+// load would read past readable memory (tail: readable bytes after the chunk, i.e. the span's rows
+// after it plus its readable_after).
+size_t VecRows(const KernelFormat& f, size_t rows, size_t tail) {
   constexpr size_t N = hn::MaxLanes(DF());
   if (f.kind != CodeKind::Packed || rows == 0) return rows;
   const size_t full = VecCoords(f);
   if (full == 0) return rows;
   const size_t last_load = ((full - N) * static_cast<size_t>(f.bits)) >> 3;  // first byte of the last 4-byte load
   if (last_load + 4 <= f.code_bytes) return rows;
-  // The load runs `overrun` bytes past its row: the page's last `unsafe` rows go the scalar way.
+  // The load runs `overrun` bytes past its row: the chunk's last `scalar` rows go the scalar way.
   const size_t overrun = last_load + 4 - f.code_bytes;
-  const size_t unsafe = (overrun + f.code_bytes - 1) / f.code_bytes;
-  if (unsafe <= rows_after) return rows;
-  const size_t scalar = unsafe - rows_after;
+  if (overrun <= tail) return rows;
+  const size_t scalar = (overrun - tail + f.code_bytes - 1) / f.code_bytes;
   return scalar >= rows ? 0 : rows - scalar;
 }
 
@@ -433,7 +433,7 @@ void RunWorkItem(const WorkItem& item) {
 
     // Scores.
     LoadSide(kf, kp.side ? kp.side + k_off * kf.side_bytes : nullptr, rows, rs, blk);
-    const size_t k_vec = VecRows(kf, rows, kp.n_tokens - k_off - rows);
+    const size_t k_vec = VecRows(kf, rows, (kp.n_tokens - k_off - rows) * kf.code_bytes + kp.readable_after);
     WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s); });
 
     // Online softmax: new max, rescale, weights = exp(s - m) x V row scale.
@@ -444,7 +444,7 @@ void RunWorkItem(const WorkItem& item) {
     }
 
     // Accumulate values in the rotated domain.
-    const size_t v_vec = VecRows(vf, rows, vp.n_tokens - v_off - rows);
+    const size_t v_vec = VecRows(vf, rows, (vp.n_tokens - v_off - rows) * vf.code_bytes + vp.readable_after);
     WithDecoder(vf, [&]<class Dec>() { AccumulateAll<Dec>(vf, w, G, vcodes, rows, v_vec, blk, item.acc); });
 
   });

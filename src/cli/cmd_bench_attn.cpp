@@ -125,9 +125,11 @@ BenchCache build_cache(const FormatSpec& f, size_t d, size_t context, size_t gqa
         const size_t hv = layer * 2 * kKvHeads + 2 * h + role;
         auto& pages = role ? p.v_pages : p.k_pages;
         for (size_t t = 0; t < context; t += kPageTokens) {
+          const size_t m = std::min(kPageTokens, context - t);
+          const size_t end = hv * plane + (t + m) * l.code_bytes;  // the page's end in the codes buffer
           pages.push_back({c.codes.data() + hv * plane + t * l.code_bytes,
-                           l.side_bytes ? c.side.data() + hv * side_plane + t * l.side_bytes : nullptr,
-                           std::min(kPageTokens, context - t)});
+                           l.side_bytes ? c.side.data() + hv * side_plane + t * l.side_bytes : nullptr, m,
+                           c.codes.size() - end});
         }
       }
       c.problems[layer].push_back(std::move(p));

@@ -315,6 +315,9 @@ std::vector<KvSegment> PagedKvCache::segments(SeqId seq, size_t layer, size_t he
     seg.v.codes = page + plane_offset(head, KvRole::V, false) + slot * v_code_bytes_;
     seg.v.side = page + plane_offset(head, KvRole::V, true) + slot * v_side_bytes_;
     seg.k.n_tokens = seg.v.n_tokens = count;
+    // Everything up to the end of the page allocation is readable (the fast kernels' loads).
+    seg.k.readable_after = page_bytes_ - (plane_offset(head, KvRole::K, false) + (slot + count) * k_code_bytes_);
+    seg.v.readable_after = page_bytes_ - (plane_offset(head, KvRole::V, false) + (slot + count) * v_code_bytes_);
     out.push_back(seg);
     pos += count;
   }

@@ -107,6 +107,35 @@ TEST(AttendFast, BatchOfHeadsMatchesReferencePerHead) {
   }
 }
 
+// PageSpan::readable_after lets the SIMD loads of a span's last rows read on into memory the caller
+// vouches for (the rest of a cache page) instead of copying those rows or scoring them with scalar
+// code: the same results either way.
+// (Under ASan a load past what is claimed would fail here: the claim is exactly the buffer's end.)
+TEST(AttendFast, ReadableAfterChangesNothing) {
+  for (const char* fmt : {"rotor3", "turbo3", "rotor2", "q4", "turbo4", "planar3"}) {
+    for (const size_t d : {size_t{64}, size_t{128}, size_t{97}}) {
+      const HeadCache c = make_cache(fmt, fmt, d, 1500, 3, 91);
+      for (const auto arithmetic : {FastArithmetic::Float, FastArithmetic::IntegerAlways}) {
+        std::vector<float> plain(3 * d), vouched(3 * d);
+        AttentionProblem p = make_problem(c, 3, 0.1f, plain.data());
+        attend_fast_batch(&p, 1, 1, arithmetic);
+        for (auto* pages : {&p.k_pages, &p.v_pages}) {
+          const auto& codes = pages == &p.k_pages ? c.k_codes : c.v_codes;
+          const size_t cb = (pages == &p.k_pages ? c.k_codec : c.v_codec)->layout().code_bytes;
+          for (PageSpan& s : *pages) {
+            s.readable_after = static_cast<size_t>(codes.data() + codes.size() - (s.codes + s.n_tokens * cb));
+          }
+        }
+        p.out = vouched.data();
+        attend_fast_batch(&p, 1, 1, arithmetic);
+        // The integer path copies unsafe rows (same integers); the float path (also q4's) scores
+        // them with its scalar loop instead (another summation order).
+        EXPECT_LT(rel_error(vouched, plain), 1e-6) << fmt << " d=" << d;
+      }
+    }
+  }
+}
+
 TEST(AttendFast, QjlFallsBackToReference) {
   EXPECT_FALSE(attend_fast_supported(Codec(find_format("turbo3_qjl"), 64), Codec(find_format("rotor3"), 64)));
   EXPECT_TRUE(attend_fast_supported(Codec(find_format("rotor3"), 64), Codec(find_format("f16"), 64)));

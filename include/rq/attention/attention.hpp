@@ -17,6 +17,10 @@ struct PageSpan {
   const uint8_t* codes = nullptr;
   const uint8_t* side = nullptr;
   size_t n_tokens = 0;
+  /// Bytes of readable memory right after the last code row (e.g. the rest of a cache page). The
+  /// fast kernels' SIMD loads may read up to 16 bytes past a row; rows whose loads would run past
+  /// codes + n_tokens * code_bytes + readable_after are first copied into scratch. 0: unknown.
+  size_t readable_after = 0;
 };
 
 /// One decode-attention call for one KV head.
