@@ -231,6 +231,7 @@ void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full_runtime, 
     for (size_t g = 0; g < groups; g += 2) {
       __m256i a0[G], a1[G];
       for (size_t h = 0; h < G; ++h) a0[h] = a1[h] = _mm256_setzero_si256();
+#pragma GCC unroll 2
       for (size_t p = 0; p < n_pairs; ++p) {
         const __m256i* src = pairs + (p * full + k) * 4 + g;
         const __m256i x0 = _mm256_load_si256(src), x1 = _mm256_load_si256(src + 1);
