@@ -4,11 +4,15 @@
 //  - fp32 throughout, FMA contraction allowed, sums of squares in fp32 (four accumulators and a tree);
 //  - the rotation is applied to x itself, and the decision thresholds are scaled by the vector's
 //    norm (and sqrt(n) for the Hadamard) instead of dividing every coordinate by the norm;
-//  - quantization by the symmetric codebook (as append_quantize.cuh): code = half + c for y >= 0 and
-//    half - 1 - c for y < 0, with c = #{i : |y| >= t[half + i] * scale} counted as the sum of
+//  - quantization (2 and 3 bits, PolyQuantizer below) as code = floor(half + g(y / scale)) with an
+//    odd polynomial g through the positive thresholds (g(t[half + i]) = i + 1), one saturating and
+//    one rounding-down FMA, the code's float bits added into the packed words; (4 bits,
+//    FastQuantizer) by the symmetric codebook (as append_quantize.cuh): code = half + c for y >= 0
+//    and half - 1 - c for y < 0, with c = #{i : |y| >= t[half + i] * scale} counted as the sum of
 //    comparison masks (one FSET each) - the strict '>' of the negative side is not kept, it only
 //    matters for |y| exactly on a threshold;
-//  - ||C[idx]||^2 from the counts: N C[half]^2 + sum_i (C[half+i+1]^2 - C[half+i]^2) #{|y| >= t_i}.
+//  - ||C[idx]||^2 from counts: N C[half]^2 + sum_i (C[half+i+1]^2 - C[half+i]^2) #{|y| >= t_i}
+//    (popcounts of the packed codes, or sums of the comparison masks).
 // So a code can differ from rq::Codec::encode's only where the reference's rotated, normalized
 // coordinate lies within float rounding of a threshold, and a stored norm only by fp16 rounding of
 // a float that differs in its last bits (include/rq/cuda/harness.hpp checks both).
@@ -16,12 +20,15 @@
 // One thread per vector, block = 64 consecutive tokens of one KV head and role, rows staged into
 // shared memory with cp.async (append_kernel.cuh). Turbo's D(s1) flips the input's sign bits before
 // conversion; D(s2) is folded into the codes: the code of -y is the mirror of y's (levels - 1 - code),
-// which one XOR per packed word applies at the end; the sign test of such a coordinate is y > 0,
-// i.e. not (y < smallest denormal), so exact zeros keep the reference's code (-0 >= 0).
-// Inputs whose sum of squares is below 2^-120 (bf16/fp32 only, and zero vectors) take a rare path:
-// x (turbo: y, the FWHT of tiny values being an exact fixed-point sum) is multiplied by 2^64 up to
-// three times, exactly, so that the thresholds stay normal floats; codes are 0 where 1/norm
-// overflows (the reference then quantizes NaNs), and a norm that is 0 in float is a zero vector.
+// which one XOR per packed word applies at the end; with the threshold quantizer the sign test of
+// such a coordinate is y > 0, i.e. not (y < smallest denormal), so exact zeros keep the reference's
+// code (-0 >= 0); the polynomial one gives such an exact zero half - 1 (one level off, at the
+// threshold 0, which the check allows).
+// Inputs whose sum of squares is below 2^-40 (zero vectors, tiny vectors) take a rare path: x
+// (turbo: y, the FWHT of tiny values being an exact fixed-point sum) is multiplied by 2^32 up to
+// five times, exactly, so that the thresholds and the polynomial's coefficients stay normal floats;
+// codes are 0 where 1/norm overflows (the reference then quantizes NaNs), and a norm that is 0 in
+// float is a zero vector.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -45,12 +52,14 @@ __device__ __forceinline__ uint32_t mask_lt(float v, float b) {
 }
 
 // Turbo's sign tables for the fast kernels, filled by `threads` threads (this one: tid):
-// s2_mark[j] = the smallest positive float where s2_j < 0 (else 0), and s1_masks[j] = the sign bits
-// of D(s1) in the input's format (fp32: word j; 16-bit: word j < N / 2 covers elements 2j, 2j + 1).
-__device__ __forceinline__ void fill_turbo_sign_tables(const float* rot, int N, InputType type, float* s2_mark,
-                                                       uint32_t* s1_masks, int tid, int threads) {
+// s2_mark[j] = the quantizer's mirror_bias where s2_j < 0 (else plain_bias; emit's bias), and
+// s1_masks[j] = the sign bits of D(s1) in the input's format (fp32: word j; 16-bit: word j < N / 2
+// covers elements 2j, 2j + 1).
+__device__ __forceinline__ void fill_turbo_sign_tables(const float* rot, int N, InputType type, float plain_bias,
+                                                       float mirror_bias, float* s2_mark, uint32_t* s1_masks, int tid,
+                                                       int threads) {
   for (int j = tid; j < N; j += threads) {
-    s2_mark[j] = rot[N + j] < 0.0f ? __uint_as_float(1u) : 0.0f;
+    s2_mark[j] = rot[N + j] < 0.0f ? mirror_bias : plain_bias;
     uint32_t m = 0;
     if (type == InputType::F32) {
       m = __float_as_uint(rot[j]) & 0x80000000u;
@@ -98,14 +107,28 @@ __device__ __forceinline__ void load_masked_row(const uint4* src, const uint4* m
   }
 }
 
-/// The fast quantizer: the positive thresholds scaled to the unnormalized rotated vector, and per
-/// threshold minus the number of coordinates at or above it (sums of 0 / -1 masks).
+/// The fast quantizer for 4 bits: the positive thresholds scaled to the unnormalized rotated
+/// vector, and per threshold minus the number of coordinates at or above it (sums of 0 / -1 masks).
+/// Codes are packed as (c ^ sign mask) & (2^BITS - 1) and need the final XOR with field_base.
 template <int BITS>
 struct FastQuantizer {
   static constexpr int kHalf = 1 << (BITS - 1);
   static constexpr int kPositive = kHalf - 1;
+  static constexpr bool kFinalCodes = false;  // packed fields still need SymmetricQuantizer::field_base
+  static constexpr float kPlainBias = 0.0f;      // emit's bias: sign test y < 0
+  static constexpr float kMirrorBias = 0x1p-149f;  // of a coordinate mirrored afterwards: y < smallest denormal
   float t[kPositive];
   uint32_t at_or_above[kPositive];  // minus the count, mod 2^32
+
+  /// The shared parameters: the positive thresholds t[half + i].
+  __device__ __forceinline__ static void fill_params(const float* thresholds_pos, float* out, int tid) {
+    if (tid < kPositive) out[tid] = thresholds_pos[tid];
+  }
+  __device__ __forceinline__ void prepare(const float* params, float scale) {
+#pragma unroll
+    for (int i = 0; i < kPositive; ++i) t[i] = params[i] * scale, at_or_above[i] = 0u;
+  }
+  __host__ __device__ static constexpr uint32_t word_start(int /*word*/, int /*n_codes*/) { return 0u; }
 
   /// Quantizes y as code J of the row and adds its pre-field ((c ^ sign mask) & (2^BITS - 1)) at bit
   /// J * BITS of words; `bias` is 0, or the smallest denormal for a coordinate whose code is mirrored
@@ -124,7 +147,151 @@ struct FastQuantizer {
     words[kWord] += field << kShift;
     if constexpr (kShift + BITS > 32) words[kWord + 1] += field >> (32 - kShift);
   }
+
+  /// n[i] = #{codes with |level| index >= i + 1} over the emitted codes (the words are not needed).
+  template <int NCODES, int WORDS>
+  __device__ __forceinline__ void counts(const uint32_t (&)[WORDS], uint32_t (&n)[kPositive]) const {
+#pragma unroll
+    for (int i = 0; i < kPositive; ++i) n[i] = 0u - at_or_above[i];
+  }
 };
+
+/// The fast quantizer for 2 and 3 bits: code = floor(half + g(u)) clamped to [0, levels - 1], where
+/// u = y / scale is the normalized coordinate and g(u) = sum_i a_i u^(2i+1) the odd polynomial with
+/// g(t[half + i]) = i + 1 (odd, so g(t[half - 2 - i]) = -(i + 1) too). g is increasing on [0, 1]
+/// (codec_tables.cpp refuses codebooks where it is not), so the code is the codebook's except within
+/// float rounding of a threshold. Per code: y^2, half - 2 FFMA, one saturating FFMA
+/// s = (half + g) / levels (+ 2^-22) in [0, 1], one FFMA rounding down, 2^23 + floor(s levels'),
+/// whose bits 0x4b000000 + code are added at the field (one LEA): the exponent bits fall off bit 31
+/// or land on compile-time known bits, which the words start without (word_start). Codes are final
+/// (no field_base XOR); counts per level come from popcounts of the packed words.
+template <int BITS>
+struct PolyQuantizer {
+  static_assert(BITS == 2 || BITS == 3, "polynomial quantizer: 2 or 3 bits");
+  static constexpr int kHalf = 1 << (BITS - 1);
+  static constexpr int kPositive = kHalf - 1;
+  static constexpr int kLevels = 1 << BITS;
+  static constexpr bool kFinalCodes = true;
+  static constexpr uint32_t kExponent = 0x4b000000u;  // bits of 2^23
+  // emit's bias, the addend of s: 1/2 + 2^-22 puts u = 0 at half; for a coordinate mirrored afterwards
+  // 1/2 - 2^-22 puts it at half - 1, mirrored to half (the reference's code of -0).
+  static constexpr float kPlainBias = 0.5f + 0x1p-22f;
+  static constexpr float kMirrorBias = 0.5f - 0x1p-22f;
+  float k[kPositive];  // coefficient of y^(2i+1) in (half + g(y / scale)) / levels - 1/2
+
+  /// The shared parameters a_i / levels, solved in double by thread 0 from the positive thresholds.
+  __device__ static void fill_params(const float* thresholds_pos, float* out, int tid) {
+    if (tid != 0) return;
+    double m[kPositive][kPositive + 1];
+#pragma unroll
+    for (int i = 0; i < kPositive; ++i) {
+      const double t = thresholds_pos[i], t2 = t * t;
+      double p = t;
+#pragma unroll
+      for (int j = 0; j < kPositive; ++j) m[i][j] = p, p *= t2;
+      m[i][kPositive] = i + 1;
+    }
+#pragma unroll
+    for (int c = 0; c < kPositive; ++c) {  // Gauss-Jordan; the matrix is totally positive (no pivoting)
+#pragma unroll
+      for (int i = 0; i < kPositive; ++i) {
+        if (i == c) continue;
+        const double f = m[i][c] / m[c][c];
+#pragma unroll
+        for (int j = 0; j <= kPositive; ++j) m[i][j] -= f * m[c][j];
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kPositive; ++i) out[i] = static_cast<float>(m[i][kPositive] / m[i][i] / kLevels);
+  }
+  __device__ __forceinline__ void prepare(const float* params, float scale) {
+    const float inv = 1.0f / scale, inv2 = inv * inv;
+    float f = inv;
+#pragma unroll
+    for (int i = 0; i < kPositive; ++i) k[i] = params[i] * f, f *= inv2;
+  }
+
+  /// What word `word` of a row of n_codes codes starts with: minus the exponent bits that the emits
+  /// add to it (0x4b000000 << shift for shifts < 8; the top of a field that straddles into it).
+  __host__ __device__ static constexpr uint32_t word_start(int word, int n_codes) {
+    uint32_t garbage = 0;
+    for (int j = 0; j < n_codes; ++j) {
+      const int bit = j * BITS, w = bit >> 5, shift = bit & 31;
+      if (w == word) garbage += kExponent << shift;
+      if (w + 1 == word && shift + BITS > 32) garbage += kExponent >> (32 - shift);
+    }
+    return 0u - garbage;
+  }
+
+  template <int J, int WORDS>
+  __device__ __forceinline__ void emit(float y, float bias, uint32_t (&words)[WORDS]) const {
+    constexpr int kBit = J * BITS, kWord = kBit >> 5, kShift = kBit & 31;
+    // s = (half + g) / levels +- 2^-22 in [0, 1] (bias), floor(s levels (1 - 2^-22)): s = 1 gives
+    // levels - 1, u = 0 half (or half - 1, see kMirrorBias); the thresholds move by ~1e-7 of u.
+    constexpr float kTop = static_cast<float>(kLevels) * (1.0f - 0x1p-22f);
+    float p = k[kPositive - 1];
+    if constexpr (kPositive > 1) {
+      const float v = y * y;
+#pragma unroll
+      for (int i = kPositive - 2; i >= 0; --i) p = fmaf(p, v, k[i]);
+    }
+    float s;
+    asm("fma.rn.sat.f32 %0, %1, %2, %3;" : "=f"(s) : "f"(p), "f"(y), "f"(bias));
+    const uint32_t b = __float_as_uint(__fmaf_rd(s, kTop, 0x1p23f));         // 0x4b000000 + code
+    words[kWord] += b << kShift;
+    if constexpr (kShift + BITS > 32) words[kWord + 1] += b >> (32 - kShift);
+  }
+
+  /// n[i] = #{codes with |level| index >= i + 1} among the NCODES packed codes (fields from bit 0):
+  /// the magnitude bits of a field are c_k = b_k XNOR b_top, aligned on the field's first bit by
+  /// funnel shifts, then counted under the mask of first bits.
+  template <int NCODES, int WORDS>
+  __device__ __forceinline__ void counts(const uint32_t (&w)[WORDS], uint32_t (&n)[kPositive]) const {
+#pragma unroll
+    for (int i = 0; i < kPositive; ++i) n[i] = 0u;
+#pragma unroll
+    for (int i = 0; i < WORDS; ++i) {
+      const uint32_t first = first_bits(i, NCODES);
+      if (first == 0u) continue;
+      const uint32_t next = i + 1 < WORDS ? w[i + 1 < WORDS ? i + 1 : i] : 0u;
+      if constexpr (BITS == 2) {
+        n[0] += __popc(~(w[i] ^ (w[i] >> 1)) & first);
+      } else {
+        const uint32_t x1 = __funnelshift_r(w[i], next, 1), x2 = __funnelshift_r(w[i], next, 2);
+        const uint32_t c1 = ~(x1 ^ x2), c0 = ~(w[i] ^ x2);
+        n[0] += __popc((c0 | c1) & first);
+        n[1] += __popc(c1 & first);
+        n[2] += __popc(c0 & c1 & first);
+      }
+    }
+  }
+
+ private:
+  __host__ __device__ static constexpr uint32_t first_bits(int word, int n_codes) {
+    uint32_t m = 0;
+    for (int j = 0; j < n_codes; ++j) {
+      if ((j * BITS) >> 5 == word) m |= 1u << ((j * BITS) & 31);
+    }
+    return m;
+  }
+};
+
+/// The fast kernels' quantizer: the polynomial one for 2 and 3 bits, the threshold masks for 4.
+template <int BITS>
+using FastQuantizerFor = std::conditional_t<BITS <= 3, PolyQuantizer<BITS>, FastQuantizer<BITS>>;
+
+/// What the fast kernels XOR into packed word `word` of n_codes codes at the end (besides turbo's
+/// mirrored fields): field_base for the threshold quantizer, nothing for the polynomial one.
+template <int BITS>
+__host__ __device__ constexpr uint32_t fast_code_xor(int word, int n_codes) {
+  return FastQuantizerFor<BITS>::kFinalCodes ? 0u : SymmetricQuantizer<BITS>::field_base(word, n_codes);
+}
+
+// Inputs whose sum of squares is below this are multiplied by 2^32 (up to kMaxRescales times): the
+// scale then lies in [2^-20, 2^12], where the polynomial's coefficients (up to scale^-5) and the
+// scaled thresholds stay normal floats.
+constexpr float kRescaleBelow = 0x1p-40f;
+constexpr int kMaxRescales = 5;
 
 constexpr double const_sqrt(double v) {  // Newton's iteration, for compile-time constants
   double r = v > 1.0 ? v : 1.0;
@@ -145,6 +312,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   constexpr int HALF = 1 << (BITS - 1);
   constexpr int KP = HALF - 1;
   constexpr int MS = kMatrixStride<FAM>;
+  using Quantizer = FastQuantizerFor<BITS>;
   static_assert(FAM != 0 || 2 * N <= kRotationSmemFloats, "turbo tables");
   static_assert(FAM == 0 || (N / (FAM > 0 ? FAM : 1)) * MS <= kRotationSmemFloats, "block matrices");
   static_assert(MAIN / 16 <= 4 && D % 8 == 0, "head_dim 128");
@@ -154,157 +322,160 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   // [N, 2N) as words: D(s1) sign masks in the input's format (16-bit: word k covers elements 2k, 2k+1).
   __shared__ __align__(16) float s_rot[kRotationSmemFloats];
   __shared__ __align__(16) uint32_t s_flip[(WORDS + 3) / 4 * 4];  // turbo: final XOR of each word
-  __shared__ float s_tpos[KP > 0 ? KP : 1];  // thresholds t[half + i]
+  __shared__ float s_qparams[KP > 0 ? KP : 1];  // the quantizer's parameters (fill_params)
   __shared__ float s_c2[HALF];               // C[half + k]^2
 
   const AppendJob& job = p.jobs[blockIdx.z];
   const int head = blockIdx.y, tid = threadIdx.x;
-  const int t0 = blockIdx.x * kTileVectors;
   const InputType type = job.type;
   const int row_bytes = D * (type == InputType::F32 ? 4 : 2);
   const int stride = row_bytes + kRowPad;
+  const int t0 = blockIdx.x * kTileVectors;
 
   // 1. Stage the block's input rows.
   stage_block<D, THREADS>(tile, stride, job, head, t0, p.n_tokens);
   // 2. Rotation tables, thresholds and C^2 while the copies are in flight.
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
   if constexpr (FAM == 0) {
-    fill_turbo_sign_tables(rot, N, type, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, tid, THREADS);
-    // s_flip: field_base, and every bit of the fields j with s2_j < 0; bit b of the row by thread
+    fill_turbo_sign_tables(rot, N, type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_rot,
+                           reinterpret_cast<uint32_t*>(s_rot) + N, tid, THREADS);
+    // s_flip: fast_code_xor, and every bit of the fields j with s2_j < 0; bit b of the row by thread
     // b % 64 (a warp's 32 bits are one word).
 #pragma unroll
     for (int b0 = 0; b0 < 32 * WORDS; b0 += THREADS) {
       const int b = b0 + tid, j = b / BITS;
-      const bool top = b % BITS == BITS - 1, flip = j < N && rot[N + (j < N ? j : 0)] < 0.0f;
+      const bool top = !Quantizer::kFinalCodes && b % BITS == BITS - 1;
+      const bool flip = j < N && rot[N + (j < N ? j : 0)] < 0.0f;
       const uint32_t word = __ballot_sync(0xffffffffu, j < N && (top != flip));
       if (b < 32 * WORDS && (tid & 31) == 0) s_flip[b / 32] = word;
     }
   } else {
     for (int i = tid; i < (N / FAM) * FAM * FAM; i += THREADS) s_rot[(i / (FAM * FAM)) * MS + i % (FAM * FAM)] = rot[i];
   }
-  if (tid < KP) s_tpos[tid] = job.codec.thresholds[HALF + tid];
+  Quantizer::fill_params(job.codec.thresholds + HALF, s_qparams, tid);
   if (tid < HALF) {
     const float c = job.codec.centroids[HALF + tid];
     s_c2[tid] = c * c;
   }
+
+  // 3-6. Encode the thread's row and store it.
+  auto encode = [&](const uint8_t* row, int64_t slot) {
+    // 3. x as floats (turbo: D(s1) applied to the sign bits first); sum of squares in fp32.
+    float x[N];
+    if constexpr (FAM == 0) {
+      load_masked_row<D, true>(reinterpret_cast<const uint4*>(row), reinterpret_cast<const uint4*>(s_rot + N), type, x);
+    } else {
+      load_row<D, N>(row, type, x);
+    }
+    // Sum of squares in fp32. Turbo: of y = H D(s1) x after the FWHT (||y||^2 = n ||x||^2), so only y
+    // stays live; block rotations: of x, then each block is rotated and quantized at once.
+    if constexpr (FAM == 0) fwht_in_registers<1>(x);
+    constexpr int NS = FAM == 0 ? N : D;  // coordinates summed
+    auto sum_of_squares = [&]() {
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int j = 0; j < NS; ++j) acc[j % 4] = fmaf(x[j], x[j], acc[j % 4]);
+      return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    };
+    float ss = sum_of_squares();
+    const bool finite = ss <= 3.402823466e38f;  // false for Inf and NaN (NaN/Inf input, or a huge norm)
+    int rescaled = 0;  // x was multiplied by 2^(32 rescaled), exactly (tiny inputs: see the file comment)
+#pragma unroll 1
+    while (finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales) {
+#pragma unroll
+      for (int j = 0; j < NS; ++j) x[j] *= 0x1p32f;
+      ss = sum_of_squares();
+      ++rescaled;
+    }
+    // scale: the norm of the vector the thresholds are compared with (turbo: ||y|| = sqrt(n) ||x||)
+    const float scale = sqrtf(ss);
+    float norm = FAM == 0 ? scale * (1.0f / kSqrtN<N>) : scale;
+    if (rescaled) norm = scalbnf(norm, -32 * rescaled);  // one rounding (norms below 2^-126 are denormal)
+    bool zero = norm == 0.0f;
+    const bool nan_codes = !zero && isinf(1.0f / norm);  // the reference quantizes x * Inf: NaNs
+
+    // 4. (Block rotations: rotate,) quantize and pack.
+    Quantizer quant;
+    quant.prepare(s_qparams, scale);
+    uint32_t words[WORDS];
+#pragma unroll
+    for (int w = 0; w < WORDS; ++w) words[w] = Quantizer::word_start(w, N);
+    if constexpr (FAM == 0) {
+      static_for<0, N / 4>([&](auto qc) {
+        constexpr int Q = decltype(qc)::value;
+        const float4 b = reinterpret_cast<const float4*>(s_rot)[Q];
+        quant.template emit<4 * Q + 0>(x[4 * Q + 0], b.x, words);
+        quant.template emit<4 * Q + 1>(x[4 * Q + 1], b.y, words);
+        quant.template emit<4 * Q + 2>(x[4 * Q + 2], b.z, words);
+        quant.template emit<4 * Q + 3>(x[4 * Q + 3], b.w, words);
+      });
+    } else {
+      static_for<0, N / FAM>([&](auto bc) {
+        constexpr int B = decltype(bc)::value;
+        float m[MS];
+#pragma unroll
+        for (int i = 0; i < MS / 4; ++i) {
+          const float4 v = reinterpret_cast<const float4*>(s_rot + B * MS)[i];
+          m[4 * i] = v.x, m[4 * i + 1] = v.y, m[4 * i + 2] = v.z, m[4 * i + 3] = v.w;
+        }
+        static_for<0, FAM>([&](auto rc) {
+          constexpr int R = decltype(rc)::value;
+          float y = m[R * FAM] * x[B * FAM];
+#pragma unroll
+          for (int k = 1; k < FAM; ++k) y = fmaf(m[R * FAM + k], x[B * FAM + k], y);
+          quant.template emit<B * FAM + R>(y, Quantizer::kPlainBias, words);
+        });
+      });
+    }
+
+    // 5. ||C[idx]||^2 from the counts, final codes, stored norm.
+    uint32_t level_counts[KP > 0 ? KP : 1];
+    quant.template counts<N>(words, level_counts);
+    float cnorm_sq = static_cast<float>(N) * s_c2[0];
+#pragma unroll
+    for (int i = 0; i < KP; ++i) cnorm_sq = fmaf(s_c2[i + 1] - s_c2[i], static_cast<float>(level_counts[i]), cnorm_sq);
+    if (nan_codes) {  // every code 0, as the reference's NaN coordinates: C[0]^2 = C[levels - 1]^2
+      cnorm_sq = static_cast<float>(N) * s_c2[HALF - 1];
+#pragma unroll
+      for (int w = 0; w < WORDS; ++w) words[w] = 0u;
+    } else {
+#pragma unroll
+      for (int w = 0; w < WORDS; ++w) {
+        words[w] ^= FAM == 0 ? s_flip[w] : fast_code_xor<BITS>(w, N);
+      }
+    }
+    float stored = norm;
+    if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
+    if (!finite || !(fabsf(stored) <= kHalfMax)) {
+      // The CPU codec refuses this vector; store a zero vector and report it.
+      if (p.error_flag) atomicExch(p.error_flag, 1);
+      zero = true;
+    }
+    if (zero) {
+      stored = 0.0f;
+#pragma unroll
+      for (int w = 0; w < WORDS; ++w) words[w] = SymmetricQuantizer<BITS>::field_base(w, N);  // all codes = half
+    }
+
+    const size_t rw = slot_row(job.geometry, slot, head);
+    if constexpr (MAIN > 0) {
+      uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);
+#pragma unroll
+      for (int i = 0; i < MAIN / 16; ++i) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
+    }
+    if constexpr (TAIL > 0) {
+      uint8_t* dst = job.planes.tail + rw * TAIL;
+#pragma unroll
+      for (int i = 0; i < TAIL; ++i) dst[i] = static_cast<uint8_t>(words[(MAIN + i) >> 2] >> (8 * ((MAIN + i) & 3)));
+    }
+    job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
+  };
+
   const int token = t0 + tid;
   const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
   asm volatile("cp.async.wait_all;\n" ::);
   __syncthreads();
-  if (slot < 0) return;
-  const uint8_t* row = tile + tid * stride;
-
-  // 3. x as floats (turbo: D(s1) applied to the sign bits first); sum of squares in fp32.
-  float x[N];
-  if constexpr (FAM == 0) {
-    load_masked_row<D, true>(reinterpret_cast<const uint4*>(row), reinterpret_cast<const uint4*>(s_rot + N), type, x);
-  } else {
-    load_row<D, N>(row, type, x);
-  }
-  // Sum of squares in fp32. Turbo: of y = H D(s1) x after the FWHT (||y||^2 = n ||x||^2), so only y
-  // stays live; block rotations: of x, then each block is rotated and quantized at once.
-  if constexpr (FAM == 0) fwht_in_registers<1>(x);
-  constexpr int NS = FAM == 0 ? N : D;  // coordinates summed
-  auto sum_of_squares = [&]() {
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int j = 0; j < NS; ++j) acc[j % 4] = fmaf(x[j], x[j], acc[j % 4]);
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
-  };
-  float ss = sum_of_squares();
-  const bool finite = ss <= 3.402823466e38f;  // false for Inf and NaN (NaN/Inf input, or a huge norm)
-  int rescaled = 0;  // x was multiplied by 2^(64 rescaled), exactly (tiny inputs: see the file comment)
-#pragma unroll 1
-  while (finite && !(ss >= 0x1p-120f) && rescaled < 3) {
-#pragma unroll
-    for (int j = 0; j < NS; ++j) x[j] *= 0x1p64f;
-    ss = sum_of_squares();
-    ++rescaled;
-  }
-  // scale: the norm of the vector the thresholds are compared with (turbo: ||y|| = sqrt(n) ||x||)
-  const float scale = sqrtf(ss);
-  float norm = FAM == 0 ? scale * (1.0f / kSqrtN<N>) : scale;
-#pragma unroll 1
-  for (int i = 0; i < rescaled; ++i) norm *= 0x1p-64f;
-  bool zero = norm == 0.0f;
-  const bool nan_codes = !zero && isinf(1.0f / norm);  // the reference quantizes x * Inf: NaNs
-
-  // 4. (Block rotations: rotate,) quantize and pack.
-  FastQuantizer<BITS> quant;
-#pragma unroll
-  for (int i = 0; i < KP; ++i) quant.t[i] = s_tpos[i] * scale, quant.at_or_above[i] = 0u;
-  uint32_t words[WORDS];
-#pragma unroll
-  for (int w = 0; w < WORDS; ++w) words[w] = 0u;
-  if constexpr (FAM == 0) {
-    static_for<0, N / 4>([&](auto qc) {
-      constexpr int Q = decltype(qc)::value;
-      const float4 b = reinterpret_cast<const float4*>(s_rot)[Q];
-      quant.template emit<4 * Q + 0>(x[4 * Q + 0], b.x, words);
-      quant.template emit<4 * Q + 1>(x[4 * Q + 1], b.y, words);
-      quant.template emit<4 * Q + 2>(x[4 * Q + 2], b.z, words);
-      quant.template emit<4 * Q + 3>(x[4 * Q + 3], b.w, words);
-    });
-  } else {
-    static_for<0, N / FAM>([&](auto bc) {
-      constexpr int B = decltype(bc)::value;
-      float m[MS];
-#pragma unroll
-      for (int i = 0; i < MS / 4; ++i) {
-        const float4 v = reinterpret_cast<const float4*>(s_rot + B * MS)[i];
-        m[4 * i] = v.x, m[4 * i + 1] = v.y, m[4 * i + 2] = v.z, m[4 * i + 3] = v.w;
-      }
-      static_for<0, FAM>([&](auto rc) {
-        constexpr int R = decltype(rc)::value;
-        float y = m[R * FAM] * x[B * FAM];
-#pragma unroll
-        for (int k = 1; k < FAM; ++k) y = fmaf(m[R * FAM + k], x[B * FAM + k], y);
-        quant.template emit<B * FAM + R>(y, 0.0f, words);
-      });
-    });
-  }
-
-  // 5. ||C[idx]||^2 from the counts, final codes, stored norm.
-  float cnorm_sq = static_cast<float>(N) * s_c2[0];
-#pragma unroll
-  for (int i = 0; i < KP; ++i) {
-    cnorm_sq = fmaf(s_c2[i + 1] - s_c2[i], static_cast<float>(static_cast<int>(0u - quant.at_or_above[i])), cnorm_sq);
-  }
-  if (nan_codes) {  // every code 0, as the reference's NaN coordinates: C[0]^2 = C[levels - 1]^2
-    cnorm_sq = static_cast<float>(N) * s_c2[HALF - 1];
-#pragma unroll
-    for (int w = 0; w < WORDS; ++w) words[w] = 0u;
-  } else {
-#pragma unroll
-    for (int w = 0; w < WORDS; ++w) {
-      words[w] ^= FAM == 0 ? s_flip[w] : SymmetricQuantizer<BITS>::field_base(w, N);
-    }
-  }
-  float stored = norm;
-  if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
-  if (!finite || !(fabsf(stored) <= kHalfMax)) {
-    // The CPU codec refuses this vector; store a zero vector and report it.
-    if (p.error_flag) atomicExch(p.error_flag, 1);
-    zero = true;
-  }
-  if (zero) {
-    stored = 0.0f;
-#pragma unroll
-    for (int w = 0; w < WORDS; ++w) words[w] = SymmetricQuantizer<BITS>::field_base(w, N);  // all codes = half
-  }
-
-  const size_t rw = slot_row(job.geometry, slot, head);
-  if constexpr (MAIN > 0) {
-    uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);
-#pragma unroll
-    for (int i = 0; i < MAIN / 16; ++i) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
-  }
-  if constexpr (TAIL > 0) {
-    uint8_t* dst = job.planes.tail + rw * TAIL;
-#pragma unroll
-    for (int i = 0; i < TAIL; ++i) dst[i] = static_cast<uint8_t>(words[(MAIN + i) >> 2] >> (8 * ((MAIN + i) & 3)));
-  }
-  job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
+  if (slot >= 0) encode(tile + tid * stride, slot);
 }
 
 template <int D, int BITS, int FAM>

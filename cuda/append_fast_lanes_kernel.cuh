@@ -1,8 +1,8 @@
 // Fast fused quantize-and-append with L = 4, 8 or 16 lanes per vector (AppendParams::exact = 0 with
 // lanes_per_vector 4 / 8 / 16, or the default for <= 4K vectors per launch; include/rq/cuda/append.hpp),
 // private to cuda/. The same arithmetic as append_fast_kernel.cuh (fp32, FMA, the rotation applied to
-// x, the thresholds scaled by the norm, ||C[idx]||^2 from per-threshold counts, turbo's D(s2) folded
-// into the codes), so the same checks apply (harness::check_append), spread over L lanes to shorten
+// x, the same quantizers (FastQuantizerFor: the odd polynomial for 2-3 bits), ||C[idx]||^2 from
+// per-level counts, turbo's D(s2) folded into the codes), so the same checks apply (harness::check_append), spread over L lanes to shorten
 // each thread's serial chain (C = 128 / L coordinates per lane instead of 128).
 //
 // Lane r of a vector owns coordinates j = r C .. r C + C - 1 (input and output):
@@ -12,8 +12,8 @@
 //    per-block shared table (rows padded so that the lanes' 16-byte loads do not conflict); rotor's
 //    3 x 3 blocks straddle lane boundaries, so each output uses a window x[j - 2 .. j + 2] (two
 //    inputs from each neighbouring lane by shuffles) with zero coefficients outside its block;
-//  - sum of squares and per-threshold counts by butterfly reductions (every lane gets the same
-//    bits, so all lanes use the same scaled thresholds); counts are packed as bytes (<= 129);
+//  - sum of squares and per-level counts by butterfly reductions (every lane gets the same bits,
+//    so all lanes use the same quantizer parameters); counts are packed as bytes (<= 129);
 //  - codes: each lane packs its C codes into C * BITS bits (whole bytes) and stores them itself;
 //    rotor's coordinate 128 (padded input 0) is quantized by the last lane into the tail byte.
 // A block (256 threads) encodes `rounds` rounds of 256 / L vectors of one KV head and role; the
@@ -68,6 +68,7 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
   static_assert((LSTRIDE / 4) % 2 == 1 && (C * W) % 4 == 0, "conflict-free coefficient rows");
   constexpr unsigned kFull = 0xffffffffu;
   constexpr int kTurbo = FAM == 0 ? 1 : 0;
+  using Quantizer = FastQuantizerFor<BITS>;
 
   // Block rotations: coefficients [L][LSTRIDE] (+ output D's window). Turbo: D(s1) sign masks in the
   // input's format (16-bit: word k covers elements 2k, 2k + 1), the sign-test bias of each
@@ -76,6 +77,7 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
   __shared__ __align__(16) uint32_t s_s1[kTurbo ? D : 4];
   __shared__ __align__(16) float s_bias[kTurbo ? N : 4];
   __shared__ uint32_t s_xor[kTurbo ? L * FW : 1];
+  __shared__ float s_qparams[KP > 0 ? KP : 1];  // the quantizer's parameters (fill_params)
 
   const AppendJob& job = p.jobs[blockIdx.z];
   const int head = blockIdx.y, tid = threadIdx.x, r = tid % L;
@@ -95,25 +97,24 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
       s_coef[i] = used && k >= 0 && k < F && b < N / F ? rot[(b * F + row) * F + k] : 0.0f;
     }
   } else {
-    fill_turbo_sign_tables(rot, N, type, s_bias, s_s1, tid, kLanesThreads);
-    if (tid < L * FW) {  // lane q's word w: field tops XOR all bits of the fields whose s2 < 0
+    fill_turbo_sign_tables(rot, N, type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_bias, s_s1, tid, kLanesThreads);
+    if (tid < L * FW) {  // lane q's word w: fast_code_xor XOR all bits of the fields whose s2 < 0
       const int q = tid / FW, w = tid % FW;
       uint32_t word = 0;
       for (int bit = 0; bit < 32; ++bit) {
         const int local = 32 * w + bit, m = local / BITS;
-        const bool top = local % BITS == BITS - 1;
+        const bool top = !Quantizer::kFinalCodes && local % BITS == BITS - 1;
         const bool flip = m < C && rot[N + q * C + (m < C ? m : 0)] < 0.0f;
         if (m < C && top != flip) word |= 1u << bit;
       }
       s_xor[tid] = word;
     }
   }
+  Quantizer::fill_params(job.codec.thresholds + HALF, s_qparams, tid);
   __syncthreads();
 
   // 2. Per-lane constants for all rounds.
-  float tpos[KP], c2[HALF];
-#pragma unroll
-  for (int i = 0; i < KP; ++i) tpos[i] = job.codec.thresholds[HALF + i];
+  float c2[HALF];
 #pragma unroll
   for (int k = 0; k < HALF; ++k) {
     const float c = job.codec.centroids[HALF + k];
@@ -121,10 +122,10 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
   }
   uint32_t xorw[FW];
 #pragma unroll
-  for (int w = 0; w < FW; ++w) xorw[w] = kTurbo ? s_xor[r * FW + w] : SymmetricQuantizer<BITS>::field_base(w, C);
+  for (int w = 0; w < FW; ++w) xorw[w] = kTurbo ? s_xor[r * FW + w] : fast_code_xor<BITS>(w, C);
   float bias[C];
 #pragma unroll
-  for (int m = 0; m < C; ++m) bias[m] = 0.0f;
+  for (int m = 0; m < C; ++m) bias[m] = Quantizer::kPlainBias;
   if constexpr (kTurbo) {
 #pragma unroll
     for (int q = 0; q < C / 4; ++q) {
@@ -176,19 +177,18 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
     const bool finite = ss <= FLT_MAX;  // false for Inf and NaN
     int rescaled = 0;                   // tiny inputs, as append_fast_kernel.cuh (warp-uniform loop)
 #pragma unroll 1
-    while (__any_sync(kFull, finite && !(ss >= 0x1p-120f) && rescaled < 3)) {
-      const bool need = finite && !(ss >= 0x1p-120f) && rescaled < 3;
+    while (__any_sync(kFull, finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales)) {
+      const bool need = finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales;
       if (need) {
 #pragma unroll
-        for (int m = 0; m < C; ++m) x[m] *= 0x1p64f;
+        for (int m = 0; m < C; ++m) x[m] *= 0x1p32f;
       }
       const float s = group_sum<L>(lane_sum());
       if (need) ss = s, ++rescaled;
     }
     const float scale = sqrtf(ss);
     float norm = kTurbo ? scale * (1.0f / kSqrtN<N>) : scale;
-#pragma unroll 1
-    for (int i = 0; i < rescaled; ++i) norm *= 0x1p-64f;
+    if (rescaled) norm = scalbnf(norm, -32 * rescaled);
     bool zero = norm == 0.0f;
     const bool nan_codes = !zero && isinf(1.0f / norm);
 
@@ -233,31 +233,33 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
     }
 
     // 7. Quantize and pack the lane's codes; counts per threshold over the vector.
-    FastQuantizer<BITS> quant;
-#pragma unroll
-    for (int i = 0; i < KP; ++i) quant.t[i] = tpos[i] * scale, quant.at_or_above[i] = 0u;
+    Quantizer quant;
+    quant.prepare(s_qparams, scale);
     uint32_t field[FW];
 #pragma unroll
-    for (int w = 0; w < FW; ++w) field[w] = 0u;
+    for (int w = 0; w < FW; ++w) field[w] = Quantizer::word_start(w, C);
     static_for<0, C>([&](auto mc) {
       constexpr int M = decltype(mc)::value;
       quant.template emit<M>(x[M], bias[M], field);
     });
-    uint32_t field_extra[1] = {0u};
+    uint32_t level_counts[KP > 0 ? KP : 1];
+    quant.template counts<C>(field, level_counts);
+    uint32_t field_extra[1] = {Quantizer::word_start(0, 1)};
     if constexpr (EXTRA) {
       const uint32_t keep = r == L - 1 ? 0xffffffffu : 0u;
-      FastQuantizer<BITS> qe;
+      Quantizer qe;
+      qe.prepare(s_qparams, scale);
+      qe.template emit<0>(y_extra, Quantizer::kPlainBias, field_extra);
+      uint32_t extra_counts[KP > 0 ? KP : 1];
+      qe.template counts<1>(field_extra, extra_counts);
 #pragma unroll
-      for (int i = 0; i < KP; ++i) qe.t[i] = quant.t[i], qe.at_or_above[i] = 0u;
-      qe.template emit<0>(y_extra, 0.0f, field_extra);
-#pragma unroll
-      for (int i = 0; i < KP; ++i) quant.at_or_above[i] += qe.at_or_above[i] & keep;
+      for (int i = 0; i < KP; ++i) level_counts[i] += extra_counts[i] & keep;
     }
     uint32_t counts[KW];
 #pragma unroll
     for (int w = 0; w < KW; ++w) counts[w] = 0u;
 #pragma unroll
-    for (int i = 0; i < KP; ++i) counts[i / 4] += (0u - quant.at_or_above[i]) << (8 * (i % 4));
+    for (int i = 0; i < KP; ++i) counts[i / 4] += level_counts[i] << (8 * (i % 4));
 #pragma unroll
     for (int bit = 1; bit < L; bit <<= 1) {
 #pragma unroll
@@ -271,7 +273,6 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
       const int count = static_cast<int>((counts[i / 4] >> (8 * (i % 4))) & 0xffu);
       cnorm_sq = fmaf(c2[i + 1] - c2[i], static_cast<float>(count), cnorm_sq);
     }
-    constexpr uint32_t kBaseExtra = 1u << (BITS - 1);
     if (nan_codes) {  // every code 0, as the reference's NaN coordinates: C[0]^2 = C[levels - 1]^2
       cnorm_sq = static_cast<float>(N) * c2[HALF - 1];
 #pragma unroll
@@ -280,7 +281,7 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
     } else {
 #pragma unroll
       for (int w = 0; w < FW; ++w) field[w] ^= xorw[w];
-      field_extra[0] ^= kBaseExtra;
+      field_extra[0] ^= fast_code_xor<BITS>(0, 1);
     }
     float stored = norm;
     if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
@@ -292,7 +293,7 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
       stored = 0.0f;
 #pragma unroll
       for (int w = 0; w < FW; ++w) field[w] = SymmetricQuantizer<BITS>::field_base(w, C);  // all codes = half
-      field_extra[0] = kBaseExtra;
+      field_extra[0] = SymmetricQuantizer<BITS>::field_base(0, 1);
     }
 
     // 9. Store: the lane's SB bytes at byte r SB of the row; the tail byte; the norm.

@@ -29,6 +29,38 @@ bool symmetric_codebook(const Codec& codec) {
   return t[levels / 2 - 1] == 0.0f;
 }
 
+// The fast append kernels quantize 2 and 3 bits through the odd polynomial g(u) = sum_i a_i u^(2i+1)
+// with g(t[half + i]) = i + 1 (cuda/append_fast_kernel.cuh, PolyQuantizer): code = floor(half + g(u)).
+// That is the codebook's code only if g increases on [0, 1] (a unit vector's coordinates); true for
+// the Lloyd-Max codebooks (3 bits: g'(u) >= 0.3 a_0), checked rather than assumed.
+bool increasing_code_polynomial(const Codec& codec) {
+  const std::vector<double>& all = codec.codebook()->thresholds;
+  const size_t half = (all.size() + 1) / 2, positive = half - 1;
+  if (codec.format().bits > 3 || positive == 0) return true;
+  std::vector<std::vector<double>> m(positive, std::vector<double>(positive + 1));
+  for (size_t i = 0; i < positive; ++i) {
+    const double t = static_cast<float>(all[half + i]);
+    double p = t;
+    for (size_t j = 0; j < positive; ++j) m[i][j] = p, p *= t * t;
+    m[i][positive] = static_cast<double>(i + 1);
+  }
+  for (size_t c = 0; c < positive; ++c) {  // Gauss-Jordan, as the kernel solves it
+    for (size_t i = 0; i < positive; ++i) {
+      if (i == c) continue;
+      const double f = m[i][c] / m[c][c];
+      for (size_t j = 0; j <= positive; ++j) m[i][j] -= f * m[c][j];
+    }
+  }
+  constexpr int kSteps = 4096;
+  for (int s = 0; s <= kSteps; ++s) {
+    const double u = static_cast<double>(s) / kSteps;
+    double slope = 0.0, power = 1.0;  // g'(u) = sum_i (2i + 1) a_i u^(2i)
+    for (size_t i = 0; i < positive; ++i) slope += (2.0 * i + 1.0) * (m[i][positive] / m[i][i]) * power, power *= u * u;
+    if (!(slope > 0.0)) return false;
+  }
+  return true;
+}
+
 // Relative error of rounding x > 0 to fp16 (normal range).
 double fp16_relative_error(double x) {
   int e = 0;
@@ -72,7 +104,9 @@ std::string unsupported_reason(const Codec& codec) {
     case RotationKind::IsoFast:
     case RotationKind::IsoFull:
     case RotationKind::Turbo:
-      return symmetric_codebook(codec) ? std::string() : "the GPU kernels need a codebook symmetric about 0";
+      if (!symmetric_codebook(codec)) return "the GPU kernels need a codebook symmetric about 0";
+      return increasing_code_polynomial(codec) ? std::string()
+                                               : "the fast GPU quantizer needs an increasing odd polynomial through the thresholds";
     default:
       return std::string("rotation '") + rotation_name(f.rotation) + "' does not run on the GPU";
   }

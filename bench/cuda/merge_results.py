@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Joins the CUDA and PyTorch results of scripts/gpu_bench.sh into one JSON file (bench/results/
 format: date, device, command, rows with bench, format, n or batch+context, us, bw_fraction,
-speedup_vs_torch) and prints a markdown table."""
+speedup_vs_torch; append rows also us_stream, the per-launch time of back-to-back launches on cold
+inputs) and prints a markdown table."""
 import argparse
 import datetime
 import json
@@ -46,14 +47,17 @@ def main():
         json.dump(result, f, indent=1)
     print(f"device: {cu['device']}, copy bandwidth {cu['copy_gbps']:.0f} GB/s (read + write), "
           f"empty launch {cu.get('empty_launch_us') or 0:.2f} us")
-    print("| bench | format | kernel | n / batch x context | us | GB/s | of copy BW | torch us | speedup |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| bench | format | kernel | n / batch x context | us | GB/s | of copy BW | stream us | stream of copy BW "
+          "| torch us | speedup |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         shape = str(r["n"]) if r["bench"] == "append" else f"{r['batch']} x {r['context']}"
         tu = f"{r['torch_us']:.1f}" if r["torch_us"] else "-"
         sp = f"{r['speedup_vs_torch']:.2f}x" if r["speedup_vs_torch"] else "-"
+        us_stream = r.get("us_stream")
+        st = f"{us_stream:.2f} | {100 * r['bw_fraction'] * r['us'] / us_stream:.1f}%" if us_stream else "- | -"
         print(f"| {r['bench']} | {r['format']} | {r.get('kernel', '')} | {shape} | {r['us']:.2f} | {r['gbps']:.0f} | "
-              f"{100 * r['bw_fraction']:.1f}% | {tu} | {sp} |")
+              f"{100 * r['bw_fraction']:.1f}% | {st} | {tu} | {sp} |")
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ struct AppendKernel {
 /// format of rotation `family` per launch when lanes_per_vector = 0: the fastest measured on the H200
 /// per size among the checked kernels (docs/gpu.md, "Append, fifth pass"). With exact = 0 the
 /// bit-exact four-lane kernel is chosen for 4K < vectors <= 32K, where it was faster than every fast
-/// variant (1, 4, 8, 16 lanes, 1-4 rounds). (Turbo at 64K measured 8% faster with 4 lanes x 4
-/// rounds; rounds > 1 are not yet covered by a device-run check, so they are not chosen here.)
+/// variant (1, 4, 8, 16 lanes, 1-4 rounds). Several lanes with rounds per block were slower than
+/// one lane from 64K on once the fast kernels had the polynomial quantizer (docs/gpu.md, "Append,
+/// sixth pass").
 constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily /*family*/) {
   if (exact) return {true, vectors <= 32768 ? 4 : 1, 1};
   if (vectors <= 4096) return {false, 16, 1};
