@@ -11,7 +11,8 @@
 namespace rq::cuda {
 namespace detail {
 bool tc_decode_supported(const DecodeParams& p);
-cudaError_t launch_split_tc(const DecodeParams& p, cudaStream_t stream);
+bool tc_fused_merge(const DecodeParams& p);  // whether the tensor-core kernel merges in its last blocks
+cudaError_t launch_split_tc(const DecodeParams& p, bool fused_merge, cudaStream_t stream);
 int tc_warps_per_block();  // splits per block of the tensor-core kernel
 int tc_blocks_per_sm();    // its blocks per SM
 }  // namespace detail
@@ -494,15 +495,17 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
       p.v_geometry.row_main_bytes + p.v_geometry.row_tail_bytes != v.payload_bytes) {
     return cudaErrorInvalidValue;
   }
-  // Three launches (two for the tensor-core kernel, which merges in its last blocks); the second
-  // and third are programmatic dependent launches: each may start while the previous one runs and
-  // waits (griddepcontrol.wait) only where it reads its output.
+  // Three launches (two where the tensor-core kernel merges in its last blocks: 64 or more
+  // (sequence, query pass) pairs, detail::tc_fused_merge); the second and third are programmatic
+  // dependent launches: each may start while the previous one runs and waits (griddepcontrol.wait)
+  // only where it reads its output.
   prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
   cudaError_t st = cudaGetLastError();
   if (st != cudaSuccess) return st;
   const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
-  if (tensor_core_decode(p)) {
-    st = detail::launch_split_tc(p, stream);
+  const bool tc = tensor_core_decode(p), fused = tc && detail::tc_fused_merge(p);
+  if (tc) {
+    st = detail::launch_split_tc(p, fused, stream);
   } else {
     switch (k.rotated_dim) {
       case 128: st = launch_split_bits<128>(p, grid, stream); break;
@@ -510,12 +513,12 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
       default: return cudaErrorInvalidValue;
     }
   }
-  if (st != cudaSuccess) return st;
-  if (tensor_core_decode(p)) return cudaSuccess;  // merged by the split kernel's last blocks
+  if (st != cudaSuccess || fused) return st;  // fused: merged by the split kernel's last blocks
   const dim3 merge_grid(p.n_q_heads, p.batch);
+  const int per_partial = tc ? detail::tc_warps_per_block() : 1;  // the tensor-core blocks merge their splits
   return p.plan.max_splits >= kWideMergeSplits
-             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p, 1)
-             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p, 1);
+             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p, per_partial)
+             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p, per_partial);
 }
 
 }  // namespace rq::cuda

@@ -1,20 +1,24 @@
 // Tensor-core split-KV decode (include/rq/cuda/decode.hpp, DecodeParams::exact == 0).
 //
 // One warp = one split; it handles (up to) 4 query heads of one KV head (a GQA group of 8 is two
-// passes, blockIdx.y). Per chunk of 64 tokens, 8 blocks of 8 tokens (lane: token gid of each):
-//   K: mma.m16n8k16 with A rows 0-7 = fp16 hi parts of the centroids of 8 tokens and rows 8-15 =
-//      their lo parts (C = hi + lo to ~2^-22), B columns 0-3 = fp16 hi parts of the 4 queries and
-//      columns 4-7 = their lo parts: one MMA gives all four products hi hi, hi lo, lo hi, lo lo, and
-//      the score is the sum of the lane's two rows and of the partner lane's (tig ^ 2) columns.
-//      A lane's A registers are two 8-byte (hi, lo) entries of a per-lane table of code pairs.
-//   online softmax per query in that layout (lane: token gid, queries 2 (tig & 1) + {0, 1});
+// passes, blockIdx.y). Per chunk of 64 tokens:
+//   K: 4 blocks of 16 tokens, mma.m16n8k16 with A rows = the 16 tokens' centroids as single fp16
+//      values a_K C (DeviceCodec::mma_scale: within ~2^-15.5 of a_K C), one 4-byte table entry per
+//      code pair, and B columns 0-3 = fp16 hi parts of the 4 queries / a_K, columns 4-7 = their lo
+//      parts; the score of (token, query) is its hi column plus its lo column (one shuffle with
+//      lane tig ^ 2). Lane (gid, tig) then owns token 16 tb + gid + 8 (tig >> 1) and queries
+//      2 (tig & 1) + {0, 1}: every score, exponential and weight is computed once.
+//   online softmax per query over the warp's 64 tokens;
 //   V: O[pair][query, slot] += A x B with A rows = 16 coordinate pairs, K = 8 tokens x 2 slots (the
 //      pair's two coordinates), A registers = a_V C of a code pair of one token (a per-lane table,
-//      no transposition), B = weight of the K position's token in the column of its slot and zero
-//      in the other (columns 0-3: slot 0, 4-7: slot 1); weights split hi + lo (two MMAs). a_V
-//      (DeviceCodec::mma_scale) makes a_V C[k] fp16 values to ~2^-15.5 relative; partials are
-//      divided by a_V.
+//      no transposition), B = the fp16 weight of the K position's token in the column of its slot
+//      and zero in the other (columns 0-3: slot 0, 4-7: slot 1): the owner lane packs its two
+//      queries' weights as a half2, one shuffle brings it to the B lane and one PRMT places the
+//      query's half in its slot.
+//      Partials are divided by a_V.
 //   Rotor's 129th coordinate (tail byte) is done in fp32 next to the MMAs.
+// Precision: K centroids ~2^-15.5 and the weights fp16 (2^-11) relative (docs/decisions.md,
+// "GPU decode: fp16 centroids and weights"); the exact kernel (exact = 1) is the faithful one.
 // Splits: a sequence of len tokens has S = ceil(len / tokens_per_split) splits, and split s takes
 // the 64-token chunks [s C / S, (s + 1) C / S) of its C = ceil(len / 64) chunks, so the splits of a
 // sequence differ by at most one chunk (tokens_per_split >= 64: none is empty) and plan_decode can
@@ -44,7 +48,12 @@ using detail::static_for;
 constexpr int kWarps = 12;       // splits per block
 constexpr int kBlocksPerSm = 2;  // 24 warps per SM (~86 KB shared memory and <= 85 registers each)
 constexpr int kChunk = 64;       // tokens per warp iteration
+constexpr int kLutAlign = 8192;  // >= 64 pairs x 32 lanes x 4 bytes; the tables start at a multiple
 constexpr int kMaxPartials = (1024 + kWarps - 1) / kWarps;  // plan: at most 1024 splits
+// The last blocks merge the partials (no merge launch) when there are at least this many (sequence,
+// query pass) pairs; with fewer (batch 1: 8) the merge of a pair is one block's serial tail, and the
+// merge kernel (launched early, 32 blocks or more) finishes sooner (measured: 0-2 us at batch 1).
+constexpr int kFusedMergeMinPasses = 64;
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -90,6 +99,14 @@ __device__ __forceinline__ uint32_t lut_offset(const uint32_t (&w)[WORDS], uint3
   return (v & kMask) | lane_bits;
 }
 
+// 32-bit load from shared-memory address addr + OFF (an immediate of the LDS).
+template <int OFF>
+__device__ __forceinline__ uint32_t lds32(uint32_t addr) {
+  uint32_t v;
+  asm("ld.shared.u32 %0, [%1+%2];" : "=r"(v) : "r"(addr), "n"(OFF));
+  return v;
+}
+
 __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src));
@@ -106,16 +123,19 @@ struct TcLayout {
   static constexpr int TAIL = PAYLOAD - MAIN;
   static constexpr int ROWW = MAIN / 4;            // words per staged row
   static constexpr int CODEW = kChunk * ROWW + 4;  // words per staged chunk (+ overrun pad)
-  // Tables, in a static shared array (its address is an immediate in the LDS instructions):
-  static constexpr size_t lut_k = 0;                                     // uint2 [PAIRS][32]: K (hi, lo)
-  static constexpr size_t lut_v = lut_k + sizeof(uint2) * PAIRS * 32;    // uint32 [PAIRS][32]: a_V C
-  static constexpr size_t cents = lut_v + sizeof(uint32_t) * PAIRS * 32; // float [K, V][8]: C (fp32)
-  static constexpr size_t lut_bytes = cents + sizeof(float) * 16;
   // Dynamic shared memory, per warp:
   static constexpr size_t codes = 0;                                              // uint32 [warps][K,V][CODEW]
   static constexpr size_t norms = codes + sizeof(uint32_t) * kWarps * 2 * CODEW;  // uint16 [warps][K,V][64]
   static constexpr size_t tails = norms + sizeof(uint16_t) * kWarps * 2 * kChunk; // uint8 [warps][K,V][64]
-  static constexpr size_t bytes = tails + kWarps * 2 * kChunk;
+  static constexpr size_t staging = tails + kWarps * 2 * kChunk;
+  // then, at the first shared address >= staging that is a multiple of kLutAlign (T), the tables, so
+  // that an entry's address is (T | lane * 4 | pair * 128) + the table's offset: one LOP3 and an
+  // immediate of the LDS.
+  static constexpr int table = 4 * PAIRS * 32;  // bytes of one table
+  static constexpr int lut_k = 0;               // uint32 [PAIRS][32]: a_K C
+  static constexpr int lut_v = table;           // uint32 [PAIRS][32]: a_V C
+  static constexpr size_t bytes = staging + kLutAlign + 2 * table;
+  static_assert(table <= kLutAlign, "an entry address is an OR with the aligned table address");
   static_assert(sizeof(float) * kWarps * 4 * (N + 2) <= norms, "the block's merge fits in the code buffers");
   static_assert(sizeof(float) * (8 * N + 4 * kMaxPartials + 4) <= norms, "the last block's merge fits too");
 };
@@ -186,7 +206,7 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
 }
 
 template <int N, int BITS>
-__global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p) {
+__global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p, int fused_merge) {
   using L = TcLayout<N, BITS>;
   constexpr int PAIRS = L::PAIRS, MAIN = L::MAIN, TAIL = L::TAIL, ROWW = L::ROWW, CODEW = L::CODEW;
   constexpr int W2 = 2 * BITS;  // bits of a code pair
@@ -196,9 +216,9 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   static_assert(MAIN == 16 * BITS && TAIL <= 1, "main row = 128 coordinates");
 
   extern __shared__ __align__(16) uint8_t smem[];
-  __shared__ __align__(128) uint8_t s_lut[L::lut_bytes];
-  const float* cent_k = reinterpret_cast<const float*>(s_lut + L::cents);
-  const float* cent_v = cent_k + 8;
+  __shared__ float s_cents[16];  // fp32 C of K (0-7) and V (8-15)
+  const float* cent_k = s_cents;
+  const float* cent_v = s_cents + 8;
 
   const int len = p.seq_lens[blockIdx.z];
   const int group = p.n_q_heads / p.n_kv_heads;
@@ -246,9 +266,10 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn, uint8_t* dt) {
     if (t0 < end) {  // (t0 < len: splits past the end stage nothing)
       const size_t row0 = g.row(__ldg(pages + (t0 >> page_shift)), kvh, t0 & (page_size - 1));
-      const uint8_t* src = pl.codes + row0 * MAIN;
+      const uint8_t* src = pl.codes + row0 * MAIN + 16 * lane;  // one base address: immediate offsets below
+      uint32_t* d = dst + 4 * lane;
 #pragma unroll
-      for (int i = lane; i < kChunk * MAIN / 16; i += 32) cp_async16(dst + 4 * i, src + 16 * i);
+      for (int i = 0; i < kChunk * MAIN / 512; ++i) cp_async16(d + 128 * i, src + 512 * i);
       if (lane < kChunk * 2 / 16) cp_async16(dn + 8 * lane, pl.norms + row0 + 8 * lane);
       if constexpr (TAIL > 0) {
         if (lane < kChunk / 16) cp_async16(dt + 16 * lane, pl.tail + row0 + 16 * lane);
@@ -261,48 +282,48 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // and the K half alone lets the K step start about twice as early while V arrives during it.
   stage(start, p.k_geometry, p.k_planes, s_kc, s_kn, s_kt);
 
-  // Tables: thread f < PAIRS writes the 32 copies of K entry f (fp16 hi and lo parts of the pair's
-  // two centroids), thread PAIRS + f those of V entry f (a_V C); the next 16 threads the fp32 C.
+  // Tables, at T = lut_base (a shared address, multiple of kLutAlign): thread f < PAIRS writes the 32
+  // copies of K entry f (fp16 a_K C of the pair's two centroids), thread PAIRS + f those of V entry f
+  // (a_V C); the next 16 threads the fp32 C.
+  const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t lut_base = (smem_base + static_cast<uint32_t>(L::staging) + kLutAlign - 1) & ~(kLutAlign - 1u);
   {
+    uint8_t* s_lut = smem + (lut_base - smem_base);
     const int t = threadIdx.x, f = t % PAIRS;
     const int i0 = f & ((1 << BITS) - 1), i1 = f >> BITS;
-    if (t < PAIRS) {
-      uint32_t hi, lo;
-      split_half2(p.k_codec.centroids[i0], p.k_codec.centroids[i1], hi, lo);
-      uint4* dst = reinterpret_cast<uint4*>(s_lut + L::lut_k + f * 32 * sizeof(uint2));
-#pragma unroll
-      for (int i = 0; i < 16; ++i) dst[i] = make_uint4(hi, lo, hi, lo);
-    } else if (t < 2 * PAIRS) {
-      const float a = p.v_codec.mma_scale;
-      const uint32_t v = pack_half2(a * p.v_codec.centroids[i0], a * p.v_codec.centroids[i1]);
-      uint4* dst = reinterpret_cast<uint4*>(s_lut + L::lut_v + f * 32 * sizeof(uint32_t));
+    if (t < 2 * PAIRS) {
+      const DeviceCodec& c = t < PAIRS ? p.k_codec : p.v_codec;
+      const uint32_t v = pack_half2(c.mma_scale * c.centroids[i0], c.mma_scale * c.centroids[i1]);
+      uint4* dst = reinterpret_cast<uint4*>(s_lut + (t < PAIRS ? L::lut_k : L::lut_v) + f * 32 * sizeof(uint32_t));
 #pragma unroll
       for (int i = 0; i < 8; ++i) dst[i] = make_uint4(v, v, v, v);
     } else if (t < 2 * PAIRS + 16) {
       const int k = (t - 2 * PAIRS) & 7;
       const DeviceCodec& c = t < 2 * PAIRS + 8 ? p.k_codec : p.v_codec;
-      reinterpret_cast<float*>(s_lut + L::cents)[t - 2 * PAIRS] = k < (1 << BITS) ? c.centroids[k] : 0.0f;
+      s_cents[t - 2 * PAIRS] = k < (1 << BITS) ? c.centroids[k] : 0.0f;
     }
   }
   __syncthreads();
 
-  // Query B fragments: lane holds column gid (query q0 + (gid & 3); hi part for gid < 4, lo part
-  // for gid >= 4) at coordinates 32 tig + 4 s + {0, 1} (b0) and + {2, 3} (b1) of k-step s.
+  // Query B fragments: lane holds column gid (query q0 + (gid & 3) divided by a_K; hi part for
+  // gid < 4, lo part for gid >= 4) at coordinates 32 tig + 4 s + {0, 1} (b0) and + {2, 3} (b1) of k-step s.
   const int qa = 2 * (tig & 1);  // the lane's score / softmax / output queries: qa, qa + 1
   uint32_t bq[8][2];
   float q128[2] = {0.0f, 0.0f};
   {
     wait_for_prerequisite();  // prepare_queries_kernel's rotated, pre-scaled queries
+    allow_dependents();       // the merge kernel (fused_merge == 0) may launch; it waits for the partials
     const float* ws = static_cast<const float*>(p.workspace);
     const float* qrow = ws + (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0) * N;
     const int qi = gid & 3;
     const bool real = q0 + qi < group, lo = gid >= 4;
+    const float inv_ak = 1.0f / p.k_codec.mma_scale;  // the K table holds a_K C[k]
 #pragma unroll
     for (int s = 0; s < 8; ++s) {
       const int c = 32 * tig + 4 * s;
       float v[4];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) v[k] = real ? qrow[qi * N + c + k] : 0.0f;
+      for (int k = 0; k < 4; ++k) v[k] = real ? qrow[qi * N + c + k] * inv_ak : 0.0f;
       uint32_t h0, l0, h1, l1;
       split_half2(v[0], v[1], h0, l0);
       split_half2(v[2], v[3], h1, l1);
@@ -315,9 +336,15 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     }
   }
 
-  const uint32_t lane8 = 8u * static_cast<uint32_t>(lane), lane4 = 4u * static_cast<uint32_t>(lane);
-  const uint32_t slot_mask = gid >= 4 ? 0xFFFF0000u : 0x0000FFFFu;  // V B column's slot (half)
-  const int wsrc = 4 * tig + ((gid & 3) >> 1) + 2 * (gid & 1);      // lane holding that weight
+  // Shared address of the lane's column of the tables: entry f of a table is at (lut | f << 7) + offset.
+  const uint32_t lut = lut_base | (4u * static_cast<uint32_t>(lane));
+  const bool upper = tig >= 2;            // K: the lane keeps row gid + 8 of the MMA (else row gid)
+  const int tok = gid + 8 * (tig >> 1);   // the lane's token in each 16-token block
+  // V B fragment: column gid = (query gid & 3, slot gid >> 2); its weights come as half2 (queries
+  // 2 ((gid >> 1) & 1) + {0, 1}) from the owner lane; the PRMT keeps half gid & 1 in the slot's half.
+  const uint32_t wsel = (gid & 1) ? 0x32u : 0x10u;  // byte selectors of half gid & 1
+  const uint32_t bsel = gid >= 4 ? (wsel << 8) | 0x44u : 0x4400u | wsel;
+  const int wsrc = 4 * tig + ((gid >> 1) & 1);  // + 16 h + 2 (ks & 1): owner of token 8 ks + tig + 4 h
   const int vword = (VBIT * gid) >> 5, vshift = (VBIT * gid) & 31;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
   float acc[4][4];
@@ -330,27 +357,32 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   for (int t0 = start; t0 < end; t0 += kChunk) {
     cp_async_wait_1();  // this chunk's K (its V may still be in flight)
     __syncwarp();
-    // ---- K: scores of 8 blocks of 8 tokens; lane: token 8 tb + gid, queries qa, qa + 1.
-    float sc[8][2];
+    // ---- K: scores of 4 blocks of 16 tokens; lane: token 16 tb + tok, queries qa, qa + 1.
+    float sc[4][2];
 #pragma unroll
-    for (int tb = 0; tb < 8; ++tb) {
-      const int tl = 8 * tb + gid;
-      uint32_t kw[KW];
+    for (int tb = 0; tb < 4; ++tb) {
+      uint32_t kw0[KW], kw1[KW];  // rows gid and gid + 8 of the block
 #pragma unroll
-      for (int i = 0; i < KW; ++i) kw[i] = s_kc[tl * ROWW + KW * tig + i];
+      for (int i = 0; i < KW; ++i) {
+        kw0[i] = s_kc[(16 * tb + gid) * ROWW + KW * tig + i];
+        kw1[i] = s_kc[(16 * tb + gid + 8) * ROWW + KW * tig + i];
+      }
       float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       static_for<0, 8>([&](auto sc_) {
         constexpr int S = decltype(sc_)::value;
-        const uint32_t o0 = lut_offset<(4 * S) * BITS, W2, 8>(kw, lane8);
-        const uint32_t o1 = lut_offset<(4 * S + 2) * BITS, W2, 8>(kw, lane8);
-        const uint2 e0 = *reinterpret_cast<const uint2*>(s_lut + L::lut_k + o0);
-        const uint2 e1 = *reinterpret_cast<const uint2*>(s_lut + L::lut_k + o1);
-        const uint32_t a[4] = {e0.x, e0.y, e1.x, e1.y};
+        constexpr int K0 = L::lut_k;
+        const uint32_t a[4] = {lds32<K0>(lut_offset<(4 * S) * BITS, W2, 7>(kw0, lut)),
+                               lds32<K0>(lut_offset<(4 * S) * BITS, W2, 7>(kw1, lut)),
+                               lds32<K0>(lut_offset<(4 * S + 2) * BITS, W2, 7>(kw0, lut)),
+                               lds32<K0>(lut_offset<(4 * S + 2) * BITS, W2, 7>(kw1, lut))};
         mma16816(d, a, bq[S][0], bq[S][1]);
       });
-      float x0 = d[0] + d[2], x1 = d[1] + d[3];  // hi + lo rows
-      x0 += __shfl_xor_sync(0xffffffffu, x0, 2);  // + the query lo columns
-      x1 += __shfl_xor_sync(0xffffffffu, x1, 2);
+      // Columns 2 tig, 2 tig + 1: hi parts (tig < 2) or lo parts (tig >= 2) of queries qa, qa + 1.
+      const float send0 = upper ? d[0] : d[2], send1 = upper ? d[1] : d[3];
+      float x0 = upper ? d[2] : d[0], x1 = upper ? d[3] : d[1];
+      x0 += __shfl_xor_sync(0xffffffffu, send0, 2);
+      x1 += __shfl_xor_sync(0xffffffffu, send1, 2);
+      const int tl = 16 * tb + tok;
       if constexpr (TAIL > 0) {
         const float ck = cent_k[s_kt[tl] & ((1u << BITS) - 1u)];
         x0 = fmaf(q128[0], ck, x0);
@@ -366,30 +398,28 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     cp_async_wait_1();  // this chunk's V
     __syncwarp();
 
-    // ---- online softmax per query; max over the warp's 64 tokens.
+    // ---- online softmax per query; max over the warp's 64 tokens (lanes with the same tig & 1).
     float alpha[2], m_new[2];
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
-      float mx = sc[0][c];
+      float mx = fmaxf(fmaxf(sc[0][c], sc[1][c]), fmaxf(sc[2][c], sc[3][c]));
 #pragma unroll
-      for (int tb = 1; tb < 8; ++tb) mx = fmaxf(mx, sc[tb][c]);
-#pragma unroll
-      for (int o = 4; o < 32; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      for (int o = 2; o < 32; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
       m_new[c] = fmaxf(m_run[c], mx);  // finite: token t0 is valid
       alpha[c] = fast_exp2(m_run[c] - m_new[c]);
       m_run[c] = m_new[c];
     }
-    float wq[8];  // weight p * nu_v of token 8 tb + gid for query qa + (tig >> 1) (the one V needs from here)
+    uint32_t wh[4];  // fp16 weights p * nu_v of the lane's token in block tb, queries (qa, qa + 1)
     float lsum[2] = {0.0f, 0.0f};
 #pragma unroll
-    for (int tb = 0; tb < 8; ++tb) {
-      const int tl = 8 * tb + gid;
+    for (int tb = 0; tb < 4; ++tb) {
+      const int tl = 16 * tb + tok;
       const float nv = t0 + tl < end ? h2f(s_vn[tl]) : 0.0f;
       const float p0 = fast_exp2(sc[tb][0] - m_new[0]), p1 = fast_exp2(sc[tb][1] - m_new[1]);  // 0 past the end
       lsum[0] += p0;
       lsum[1] += p1;
       const float w0 = p0 * nv, w1 = p1 * nv;
-      wq[tb] = tig >= 2 ? w1 : w0;
+      wh[tb] = pack_half2(w0, w1);
       if constexpr (TAIL > 0) {
         const float cv = cent_v[s_vt[tl] & ((1u << BITS) - 1u)];
         acc128[0] = fmaf(w0, cv, acc128[0] * (tb == 0 ? alpha[0] : 1.0f));
@@ -424,24 +454,19 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
         }
       }
       // B: the weight of token 8 ks + tig (+ 4) for query gid & 3, in the half of column gid's slot.
-      uint32_t bhi[2], blo[2];
+      uint32_t bw[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const float v = __shfl_sync(0xffffffffu, wq[ks], wsrc + 16 * h);
-        const uint32_t hh = pack_half2(v, v);
-        const float r = v - __low2float(*reinterpret_cast<const __half2*>(&hh));
-        bhi[h] = hh & slot_mask;
-        blo[h] = pack_half2(r, r) & slot_mask;
+        bw[h] = __byte_perm(__shfl_sync(0xffffffffu, wh[ks >> 1], wsrc + 16 * h + 2 * (ks & 1)), 0u, bsel);
       }
       static_for<0, 4>([&](auto mc) {
         constexpr int M = decltype(mc)::value;
-        const uint8_t* lv = s_lut + L::lut_v;
-        const uint32_t a[4] = {*reinterpret_cast<const uint32_t*>(lv + lut_offset<(2 * M) * W2, W2, 7>(vb[0], lane4)),
-                               *reinterpret_cast<const uint32_t*>(lv + lut_offset<(2 * M + 1) * W2, W2, 7>(vb[0], lane4)),
-                               *reinterpret_cast<const uint32_t*>(lv + lut_offset<(2 * M) * W2, W2, 7>(vb[1], lane4)),
-                               *reinterpret_cast<const uint32_t*>(lv + lut_offset<(2 * M + 1) * W2, W2, 7>(vb[1], lane4))};
-        mma16816(acc[M], a, bhi[0], bhi[1]);
-        mma16816(acc[M], a, blo[0], blo[1]);
+        constexpr int V0 = L::lut_v;
+        const uint32_t a[4] = {lds32<V0>(lut_offset<(2 * M) * W2, W2, 7>(vb[0], lut)),
+                               lds32<V0>(lut_offset<(2 * M + 1) * W2, W2, 7>(vb[0], lut)),
+                               lds32<V0>(lut_offset<(2 * M) * W2, W2, 7>(vb[1], lut)),
+                               lds32<V0>(lut_offset<(2 * M + 1) * W2, W2, 7>(vb[1], lut))};
+        mma16816(acc[M], a, bw[0], bw[1]);
       });
     }
     __syncwarp();  // the V stage is rewritten next
@@ -453,7 +478,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
 #pragma unroll
-    for (int o = 4; o < 32; o <<= 1) {
+    for (int o = 2; o < 32; o <<= 1) {  // lanes with the same queries (tig & 1)
       l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], o);
       if constexpr (TAIL > 0) acc128[c] += __shfl_xor_sync(0xffffffffu, acc128[c], o);
     }
@@ -512,7 +537,8 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     ml[1] = l;
   }
 
-  // ---- the last block of this (sequence, query pass) merges the n_blocks partials.
+  // ---- the last block of this (sequence, query pass) merges the n_blocks partials (else the merge kernel).
+  if (!fused_merge) return;
   __shared__ int s_last;
   const int n_blocks_ = s_blocks;
   __threadfence();  // this block's partial is visible device-wide before the counter says so
@@ -526,21 +552,21 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
 }
 
 template <int N, int BITS>
-cudaError_t launch_tc(const DecodeParams& p, cudaStream_t stream) {
+cudaError_t launch_tc(const DecodeParams& p, int fused_merge, cudaStream_t stream) {
   const int group = p.n_q_heads / p.n_kv_heads;
   const dim3 grid((p.plan.max_splits + kWarps - 1) / kWarps, p.n_kv_heads * ((group + 3) / 4), p.batch);
   constexpr size_t bytes = TcLayout<N, BITS>::bytes;
   const cudaError_t st = cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(bytes));
   if (st != cudaSuccess) return st;
-  return launch_dependent(decode_split_tc_kernel<N, BITS>, grid, dim3(kWarps * 32), bytes, stream, p);
+  return launch_dependent(decode_split_tc_kernel<N, BITS>, grid, dim3(kWarps * 32), bytes, stream, p, fused_merge);
 }
 
 template <int N>
-cudaError_t launch_tc_bits(const DecodeParams& p, cudaStream_t stream) {
+cudaError_t launch_tc_bits(const DecodeParams& p, int fused_merge, cudaStream_t stream) {
   switch (p.k_codec.bits) {
-    case 2: return launch_tc<N, 2>(p, stream);
-    case 3: return launch_tc<N, 3>(p, stream);
+    case 2: return launch_tc<N, 2>(p, fused_merge, stream);
+    case 3: return launch_tc<N, 3>(p, fused_merge, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -556,10 +582,15 @@ bool tc_decode_supported(const DecodeParams& p) {
          group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk && p.plan.tokens_per_split >= kChunk;
 }
 
-cudaError_t launch_split_tc(const DecodeParams& p, cudaStream_t stream) {
+bool tc_fused_merge(const DecodeParams& p) {
+  const int group = p.n_q_heads / p.n_kv_heads;
+  return static_cast<long long>(p.batch) * p.n_kv_heads * ((group + 3) / 4) >= kFusedMergeMinPasses;
+}
+
+cudaError_t launch_split_tc(const DecodeParams& p, bool fused_merge, cudaStream_t stream) {
   switch (p.k_codec.rotated_dim) {
-    case 128: return launch_tc_bits<128>(p, stream);
-    case 129: return launch_tc_bits<129>(p, stream);
+    case 128: return launch_tc_bits<128>(p, fused_merge ? 1 : 0, stream);
+    case 129: return launch_tc_bits<129>(p, fused_merge ? 1 : 0, stream);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -383,6 +383,11 @@ int main(int argc, char** argv) {
           const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact, {9000, 3});
           report(c.ok(), c.text);
         }
+        for (const char* f : {"rotor3", "turbo3"}) {  // 16 sequences x 8 KV heads (tensor cores: merged in the last blocks)
+          const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact,
+                                             {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513});
+          report(c.ok(), c.text);
+        }
       }
       std::printf("correctness: %s (%d failures)\n", g_failures ? "FAIL" : "PASS", g_failures);
     }

@@ -4,7 +4,8 @@
 //   2. split: block (split, kv head, seq) scores its chunk of tokens from the K codes, keeps an
 //      online softmax, accumulates p * nu_v * C[idx_v] in V's rotated domain, writes a partial;
 //   3. merge: combines the partials of a (seq, query head) and un-rotates the output once.
-// The tensor-core split kernel does 3. itself, in the last of a sequence's blocks to finish.
+// The tensor-core split kernel does 3. itself, in the last of a sequence's blocks to finish, when
+// there are 64 or more (sequence, 4-query-head pass) pairs (at batch 1 the merge launch is faster).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -45,10 +46,10 @@ struct DecodeParams {
   DecodePlan plan;                     // from plan_decode(..., exact)
   int32_t exact = 0;                   // 0 (default): tensor-core kernel where supported (2-3 bits,
                                        //   d = 128, page_size >= 64, any GQA group <= 8), else the exact
-                                       //   one: hi + lo fp16 queries, weights and K centroids, V centroids
-                                       //   as fp16(a C) (2^-15.5); measured 1.2e-5 .. 3.0e-5 of max |ref|
-                                       //   vs the CPU reference (docs/gpu.md); 1: fp32 CUDA-core kernel
-                                       //   (5e-6 .. 4e-5 measured), slower
+                                       //   one: hi + lo fp16 queries, K and V centroids as fp16(a C)
+                                       //   (~2^-15.5), fp16 weights (2^-11), fp32 sums; error vs the CPU
+                                       //   reference in docs/gpu.md (decode sixth pass); 1: fp32 CUDA-core
+                                       //   kernel (5e-6 .. 4e-5 of max |ref| measured), slower
   void* workspace = nullptr;           // decode_workspace_bytes(...) bytes of device memory
 };
 

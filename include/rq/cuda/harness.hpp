@@ -394,8 +394,10 @@ struct DecodeCheck {
   bool finite = true;    // every output written (outputs are poisoned with NaN first)
   bool tensor_cores = false;
   std::string text;
-  /// Both kernels: float rounding (tensor cores: hi + lo fp16 parts, V centroids to ~2^-15.5).
-  bool ok() const { return finite && rel_err < 1e-4; }
+  /// Exact kernel: float rounding, 1e-4. Tensor cores: K and V centroids as fp16(a C) (~2^-15.5
+  /// relative, systematic per level, so it enters every score), fp16 softmax weights: 2e-3
+  /// (docs/decisions.md, "GPU decode: fp16 centroids and weights"; measured up to 1.1e-3).
+  bool ok() const { return finite && rel_err < (tensor_cores ? 2e-3 : 1e-4); }
 };
 
 /// Decode over the same (GPU-written) pages on both sides; sequence lengths 1, 7, 129, 1000, 2500, 0.
