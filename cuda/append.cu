@@ -52,12 +52,12 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
   }
   if (c0.dim != 128) return cudaErrorInvalidValue;  // the kernels are instantiated for head_dim 128
   const long long vectors = static_cast<long long>(p.n_tokens) * p.n_kv_heads * p.n_jobs;
-  AppendKernel k{p.exact != 0, lv, p.rounds_per_block > 0 ? p.rounds_per_block : 1};
+  AppendKernel k{p.exact != 0, lv, p.rounds_per_block};
   if (!lv) k = default_append_kernel(vectors, p.exact != 0, c0.family);
   if (!k.exact) {
-    if (k.lanes == 1) return detail::launch_append_fast(p, stream);
     AppendParams q = p;
-    q.rounds_per_block = k.rounds;
+    q.rounds_per_block = k.rounds;  // one lane: tiles per block (0: one wave); more lanes: rounds (0: 1)
+    if (k.lanes == 1) return detail::launch_append_fast(q, stream);
     if (k.lanes == 16) return detail::launch_append_fast_lanes16(q, stream);
     if (k.lanes == 8) return detail::launch_append_fast_lanes8(q, stream);
     return detail::launch_append_fast_lanes4(q, stream);

@@ -17,8 +17,10 @@
 // coordinate lies within float rounding of a threshold, and a stored norm only by fp16 rounding of
 // a float that differs in its last bits (include/rq/cuda/harness.hpp checks both).
 //
-// One thread per vector, block = 64 consecutive tokens of one KV head and role, rows staged into
-// shared memory with cp.async (append_kernel.cuh). Turbo's D(s1) flips the input's sign bits before
+// One thread per vector; a block encodes one or more tiles of 64 consecutive tokens of one KV head
+// and role (tables built once), rows staged into shared memory with cp.async, the next tile's copy
+// in flight while the current one is encoded (two buffers; by default the launch is one wave of
+// resident blocks, 6 per SM, so memory transfer and encoding overlap). Turbo's D(s1) flips the input's sign bits before
 // conversion; D(s2) is folded into the codes: the code of -y is the mirror of y's (levels - 1 - code),
 // which one XOR per packed word applies at the end; with the threshold quantizer the sign test of
 // such a coordinate is y > 0, i.e. not (y < smallest denormal), so exact zeros keep the reference's
@@ -32,6 +34,8 @@
 #pragma once
 
 #include <cuda_fp16.h>
+
+#include <atomic>
 
 #include "append_kernel.cuh"
 
@@ -301,8 +305,53 @@ constexpr double const_sqrt(double v) {  // Newton's iteration, for compile-time
 template <int N>
 constexpr float kSqrtN = static_cast<float>(const_sqrt(static_cast<double>(N)));
 
+// Issues the cp.async copies of rows t0 .. t0 + kTileVectors - 1 of head `head` of job's input into
+// buffer (row r at buffer + r * (row bytes + kRowPad)), one commit; THREADS threads, thread tid copies
+// chunk tid % CHUNKS of rows tid / CHUNKS + k * THREADS / CHUNKS. As stage_block, but with
+// compile-time offsets from one converted shared-memory address and a source pointer advanced by an
+// opaque add, so that a loop over tiles does not keep 16-32 per-copy offsets live in registers
+// across the encoding.
+template <int D, int THREADS>
+__device__ __forceinline__ void stage_tile(uint8_t* buffer, const AppendJob& job, int head, int t0, int n_tokens) {
+  auto stage = [&](auto esize_c) {
+    constexpr int kEsize = decltype(esize_c)::value;
+    constexpr int kChunks = D * kEsize / 16, kRowsPerPass = THREADS / kChunks, kStride = D * kEsize + kRowPad;
+    static_assert(THREADS % kChunks == 0 && kTileVectors % kRowsPerPass == 0, "staging shape");
+    const int tid = static_cast<int>(threadIdx.x), r0 = tid / kChunks, c = tid % kChunks;
+    const int64_t pitch = job.token_stride * kEsize;
+    const uint8_t* src = static_cast<const uint8_t*>(job.x) + static_cast<int64_t>(head) * D * kEsize +
+                         (t0 + r0) * pitch + 16 * c;
+    const int64_t step = kRowsPerPass * pitch;
+    // shared-window address, converted once (per copy the conversion costs ~5 instructions)
+    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(buffer + r0 * kStride + 16 * c));
+    const int rows_left = n_tokens - t0 - r0;
+#pragma unroll
+    for (int k = 0; k < kTileVectors / kRowsPerPass; ++k) {
+      if (k * kRowsPerPass < rows_left) {
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst + k * kRowsPerPass * kStride), "l"(src));
+      }
+      asm("add.s64 %0, %0, %1;" : "+l"(src) : "l"(step));
+    }
+  };
+  if (job.type == InputType::F32) {
+    stage(std::integral_constant<int, 4>{});
+  } else {
+    stage(std::integral_constant<int, 2>{});
+  }
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+
+// Tiles of kTileVectors tokens that one block of append_fast_kernel encodes when rounds_per_block
+// is 0: the fewest that let every block of the launch be resident at once (one wave), so that each
+// block's next tile is in flight while it encodes the current one. resident_blocks: blocks of the
+// kernel that fit on the whole device.
+inline int fast_tiles_per_block(int tiles_per_head, int head_jobs, int resident_blocks) {
+  const int blocks_per_head = resident_blocks / head_jobs > 1 ? resident_blocks / head_jobs : 1;
+  return (tiles_per_head + blocks_per_head - 1) / blocks_per_head;
+}
+
 template <int D, int BITS, int FAM>
-__global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendParams p) {
+__global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendParams p, int tiles_per_block) {
   constexpr int THREADS = kTileVectors;
   constexpr int N = kRotatedDim<D, FAM>;
   constexpr int PAYLOAD = (N * BITS + 7) / 8;
@@ -317,7 +366,9 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   static_assert(FAM == 0 || (N / (FAM > 0 ? FAM : 1)) * MS <= kRotationSmemFloats, "block matrices");
   static_assert(MAIN / 16 <= 4 && D % 8 == 0, "head_dim 128");
 
-  extern __shared__ __align__(16) uint8_t tile[];  // [kTileVectors][row_bytes + kRowPad] staged rows
+  // [2][kTileVectors][row_bytes + kRowPad] staged rows: the tile being encoded and the next one
+  // (one buffer when the block encodes one tile)
+  extern __shared__ __align__(16) uint8_t tile[];
   // Block rotations: the matrices (stride MS). Turbo: [0, N) sign-test bias per coordinate (D(s2)),
   // [N, 2N) as words: D(s1) sign masks in the input's format (16-bit: word k covers elements 2k, 2k+1).
   __shared__ __align__(16) float s_rot[kRotationSmemFloats];
@@ -330,10 +381,13 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   const InputType type = job.type;
   const int row_bytes = D * (type == InputType::F32 ? 4 : 2);
   const int stride = row_bytes + kRowPad;
-  const int t0 = blockIdx.x * kTileVectors;
+  const int tile_bytes = kTileVectors * stride;
+  // The block's tiles: first_tile .. end_tile - 1 of this head and role.
+  const int first_tile = blockIdx.x * tiles_per_block;
+  const int end_tile = min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors);
 
-  // 1. Stage the block's input rows.
-  stage_block<D, THREADS>(tile, stride, job, head, t0, p.n_tokens);
+  // 1. Stage the block's first tile.
+  stage_tile<D, THREADS>(tile, job, head, first_tile * kTileVectors, p.n_tokens);
   // 2. Rotation tables, thresholds and C^2 while the copies are in flight.
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
   if constexpr (FAM == 0) {
@@ -471,18 +525,53 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
   };
 
-  const int token = t0 + tid;
-  const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
-  asm volatile("cp.async.wait_all;\n" ::);
-  __syncthreads();
-  if (slot >= 0) encode(tile + tid * stride, slot);
+  // Tile i is in buffer i % 2; tile i + 1 is staged while tile i is encoded. The barrier after the
+  // wait also orders the previous tile's reads of the other buffer before the copies into it.
+#pragma unroll 1
+  for (int t = first_tile; t < end_tile; ++t) {
+    const int token = t * kTileVectors + tid;
+    const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
+    uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+    if (t + 1 < end_tile) {
+      stage_tile<D, THREADS>(tile + ((t + 1 - first_tile) & 1) * tile_bytes, job, head, (t + 1) * kTileVectors, p.n_tokens);
+    }
+    if (slot >= 0) encode(buffer + tid * stride, slot);
+  }
 }
 
+// rounds_per_block > 0: tiles of kTileVectors tokens per block; 0: fast_tiles_per_block (one wave).
 template <int D, int BITS, int FAM>
 cudaError_t launch_append_fast_kernel(const AppendParams& p, cudaStream_t stream) {
-  const dim3 grid((p.n_tokens + kTileVectors - 1) / kTileVectors, p.n_kv_heads, p.n_jobs);
-  const size_t smem = append_smem_bytes<D, FAM, 1>(p);
-  append_fast_kernel<D, BITS, FAM><<<grid, kTileVectors, smem, stream>>>(p);
+  auto kernel = append_fast_kernel<D, BITS, FAM>;
+  const size_t buffer = append_smem_bytes<D, FAM, 1>(p);  // one tile of staged rows
+  // Once per device: room for two fp32 tiles (over the default 48 KB), the shared-memory carveout
+  // at its maximum (so that registers, 6 blocks per SM, bind rather than shared memory), and the
+  // blocks of the double-buffered kernel that fit on the device, per input width.
+  constexpr int kDevices = 16;
+  static std::atomic<int> resident[kDevices][2] = {};
+  int device = 0;
+  cudaError_t st = cudaGetDevice(&device);
+  if (st != cudaSuccess) return st;
+  const bool f32 = buffer > kTileVectors * (2 * D + kRowPad);
+  std::atomic<int>* cached = device < kDevices ? &resident[device][f32] : nullptr;
+  int blocks = cached ? cached->load(std::memory_order_relaxed) : 0;
+  if (blocks == 0) {
+    const int most = static_cast<int>(2 * kTileVectors * (4 * D + kRowPad));
+    int sms = 0, per_sm = 0;
+    st = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, most);
+    if (st == cudaSuccess) st = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+    if (st == cudaSuccess) st = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (st == cudaSuccess) st = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kTileVectors, 2 * buffer);
+    if (st != cudaSuccess) return st;
+    blocks = sms * (per_sm > 0 ? per_sm : 1);
+    if (cached) cached->store(blocks, std::memory_order_relaxed);
+  }
+  const int tiles = (p.n_tokens + kTileVectors - 1) / kTileVectors;
+  const int per_block = p.rounds_per_block > 0 ? p.rounds_per_block : fast_tiles_per_block(tiles, p.n_kv_heads * p.n_jobs, blocks);
+  const dim3 grid((tiles + per_block - 1) / per_block, p.n_kv_heads, p.n_jobs);
+  kernel<<<grid, kTileVectors, per_block > 1 ? 2 * buffer : buffer, stream>>>(p, per_block);
   return cudaGetLastError();
 }
 

@@ -219,10 +219,12 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
   Row r;
   r.bench = "append";
   r.format = format;
-  AppendKernel k{exact, lanes, rounds > 0 ? rounds : 1};
+  AppendKernel k{exact, lanes, rounds};
   if (!lanes) k = default_append_kernel(n_vectors, exact, kc.device.family);
+  // fast one lane: " x<R> tiles" per block where given (none: one wave of resident blocks)
+  const std::string per_block = k.lanes == 1 ? " tiles" : " rounds";
   r.kernel = std::string(!lanes ? "default: " : "") + (k.exact ? "exact " : "fast ") + std::to_string(k.lanes) +
-             (k.lanes == 1 ? " lane" : " lanes") + (!k.exact && k.lanes > 1 && k.rounds > 1 ? " x" + std::to_string(k.rounds) + " rounds" : "");
+             (k.lanes == 1 ? " lane" : " lanes") + (!k.exact && k.rounds > (k.lanes == 1 ? 0 : 1) ? " x" + std::to_string(k.rounds) + per_block : "");
   r.n = n_vectors;
   r.us = us;
   r.us_stream = us_stream;
@@ -355,9 +357,9 @@ int main(int argc, char** argv) {
           report(c.ok(), c.text);
         }
       }
-      for (const char* f : {"rotor3", "turbo3"}) {  // several rounds per block (the last block stops early)
+      for (const char* f : {"rotor3", "turbo3"}) {  // several rounds (one lane: tiles) per block (the last block stops early)
         if (decode_only) break;
-        for (int lanes : {4, 8, 16}) {
+        for (int lanes : {1, 4, 8, 16}) {
           const AppendCheck c = check_append(f, InputType::F16, rng, lanes, false, 3);
           report(c.ok(), c.text);
         }
@@ -407,6 +409,8 @@ int main(int argc, char** argv) {
           for (int lanes : {4, 8, 16})
             for (int rounds : {2, 4}) bench_append(f, n, false, lanes, copy, timer, rows, rounds);
         bench_append(f, 1048576, false, 4, copy, timer, rows, 16);  // several lanes at 1M (more warps per SM)
+        for (long long n : {65536LL, 1048576LL})  // one lane, one tile per block (before the seventh pass), 4 tiles
+          for (int tiles : {1, 4}) bench_append(f, n, false, 1, copy, timer, rows, tiles);
         bench_append(f, 16384, true, 4, copy, timer, rows);    // the exact kernels: the small-step default
         bench_append(f, 1048576, true, 1, copy, timer, rows);  // before this pass, and the large-step one
       }

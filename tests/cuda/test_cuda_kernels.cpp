@@ -67,12 +67,13 @@ TEST(AppendMatchesCodecBf16, RotorAndTurbo) {
   }
 }
 
-// The fast kernel with several lanes and three rounds of vectors per block (the last block stops early).
+// The fast kernel with several lanes and three rounds of vectors per block, and with one lane and
+// three tiles per block (the next tile copied in while one is encoded); the last block stops early.
 TEST(AppendMatchesCodecRounds, RotorAndTurbo) {
   RQ_REQUIRE_GPU();
   Rng rng(31);
   for (const char* f : {"rotor3", "turbo3"}) {
-    for (int lanes : {4, 8, 16}) {
+    for (int lanes : {1, 4, 8, 16}) {
       const AppendCheck c = check_append(f, InputType::F16, rng, lanes, /*exact=*/false, /*rounds_per_block=*/3);
       EXPECT_TRUE(c.ok()) << c.text;
     }

@@ -48,10 +48,14 @@ struct AppendParams {
                                          //   kernel where it is the faster one)
   int32_t exact = 0;                     // 1: the bit-exact kernels only; 0 (default): the fast kernels
   int32_t rounds_per_block = 0;          // fast kernel with 4-16 lanes: a block encodes this many rounds
-                                         //   of 256 / lanes vectors (tables built once per block); 0: 1
+                                         //   of 256 / lanes vectors (tables built once per block); 0: 1.
+                                         //   Fast kernel with one lane: tiles of 64 tokens per block (the
+                                         //   next tile is copied in while one is encoded); 0: the fewest
+                                         //   that make the launch one wave of resident blocks
 };
 
-/// A kernel: bit-exact or fast, lanes per vector, rounds per block (fast kernel with several lanes).
+/// A kernel: bit-exact or fast, lanes per vector, rounds per block (fast kernel with several lanes;
+/// with one lane: tiles per block, 0 for one wave of resident blocks; see AppendParams).
 struct AppendKernel {
   bool exact = false;
   int lanes = 1;
@@ -64,12 +68,13 @@ struct AppendKernel {
 /// bit-exact four-lane kernel is chosen for 4K < vectors <= 32K, where it was faster than every fast
 /// variant (1, 4, 8, 16 lanes, 1-4 rounds). Several lanes with rounds per block were slower than
 /// one lane from 64K on once the fast kernels had the polynomial quantizer (docs/gpu.md, "Append,
-/// sixth pass").
+/// sixth pass"). Above 32K the one-lane kernel runs one wave of resident blocks, each encoding
+/// several tiles with the next one's copy in flight (docs/gpu.md, "Append, seventh pass").
 constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily /*family*/) {
   if (exact) return {true, vectors <= 32768 ? 4 : 1, 1};
   if (vectors <= 4096) return {false, 16, 1};
   if (vectors <= 32768) return {true, 4, 1};
-  return {false, 1, 1};
+  return {false, 1, 0};
 }
 
 /// Launches the append for all jobs. The jobs must share dim, bits and rotation family (one kernel);
