@@ -1,8 +1,7 @@
 // Driver of the fast decode attention: checks problems (as attend_reference does), turns codecs
 // into kernel formats, rotates each query once, splits every head's tokens into work items, runs
-// them on OpenMP threads (SIMD kernels in attend_kernels.cpp) and merges the split-KV partial
+// them on the thread pool (rq/threads) (SIMD kernels in attend_kernels.cpp) and merges the split-KV partial
 // softmax states exactly, then un-rotates each output row once.
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +12,7 @@
 #include "fast_kernels.hpp"
 #include "rq/attention/attention_fast.hpp"
 #include "rq/core/errors.hpp"
+#include "rq/threads/thread_pool.hpp"
 
 namespace rq {
 namespace attn_detail {
@@ -154,7 +154,7 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
     prepare_head(problems[i], n, arithmetic, plans[i]);
     if (plans[i].fast) total_tokens += n;
   }
-  const int threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+  const int threads = n_threads > 0 ? n_threads : ThreadPool::global().threads();
   const size_t split = std::max(kMinSplitTokens, (total_tokens + threads * kItemsPerThread - 1) /
                                                      (static_cast<size_t>(threads) * kItemsPerThread));
 
@@ -210,8 +210,9 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
   if (total_tokens < kSerialTokens || threads == 1 || n_items == 1) {
     for (long i = 0; i < n_items; ++i) run_item(items[i]);
   } else {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (long i = 0; i < n_items; ++i) run_item(items[i]);
+    parallel_for(items.size(), 1, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) run_item(items[i]);
+    }, threads);
   }
   for (size_t i = 0; i < count; ++i) {
     if (plans[i].fast) {

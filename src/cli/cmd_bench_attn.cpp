@@ -9,9 +9,9 @@
 // over several "layers" (> 128 MiB in all) and the calls cycle through them, so every call reads
 // its cache from DRAM as in a real decode step, not from the CPU caches.
 #include <fmt/format.h>
-#include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -25,6 +25,7 @@
 #include "rq/codec/codec.hpp"
 #include "rq/core/errors.hpp"
 #include "rq/core/rng.hpp"
+#include "rq/threads/thread_pool.hpp"
 
 namespace rq::cli {
 namespace {
@@ -51,21 +52,27 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// GB/s of a multi-threaded read of a 1 GiB buffer (best of 5 passes).
+// GB/s of a multi-threaded read of a 1 GiB buffer (best of 5 passes; the attention's thread pool,
+// one contiguous slice per thread).
 double memory_read_gbps(int threads) {
   const size_t words = (size_t{1} << 30) / sizeof(uint64_t);
   std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (size_t i = 0; i < words; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
+  const size_t slice = (words / 4 + threads - 1) / threads * 4;  // words per thread, a multiple of 4
+  parallel_for(words, slice, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) buf[i] = i * 0x9e3779b97f4a7c15ull;
+  }, threads);
   double best = 0;
   uint64_t sink = 0;
   for (int pass = 0; pass < 5; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
-    uint64_t total = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
-    for (size_t i = 0; i < words; i += 4) total += (buf[i] ^ buf[i + 1]) + (buf[i + 2] ^ buf[i + 3]);
+    std::atomic<uint64_t> total{0};
+    parallel_for(words, slice, [&](size_t b, size_t e) {
+      uint64_t part = 0;
+      for (size_t i = b; i < e; i += 4) part += (buf[i] ^ buf[i + 1]) + (buf[i + 2] ^ buf[i + 3]);
+      total += part;
+    }, threads);
     best = std::max(best, static_cast<double>(words * sizeof(uint64_t)) / seconds_since(t0) / 1e9);
-    sink += total;
+    sink += total.load();
   }
   if (sink == 42) fmt::print(" ");  // keep the sum alive
   return best;
@@ -177,7 +184,8 @@ void run_bench(BenchOptions o) {
   for (size_t ctx : o.contexts) {
     if (ctx < 1 || ctx > (size_t{1} << 20)) throw InvalidArgument("bench-attn: --contexts must be in 1..1048576");
   }
-  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+  if (o.threads > 0) ThreadPool::set_global_threads(o.threads);
+  const int threads = ThreadPool::global().threads();
   o.threads = threads;
   const double mem_gbps = memory_read_gbps(threads);
   if (!o.json) {

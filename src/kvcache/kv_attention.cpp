@@ -3,13 +3,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <exception>
-#include <mutex>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "rq/core/errors.hpp"
+#include "rq/threads/thread_pool.hpp"
 
 namespace rq {
 
@@ -106,22 +105,15 @@ void attend_cache_causal(const PagedKvCache& cache, SeqId seq, size_t layer, siz
   const size_t group = n_heads / H;
   std::vector<AttentionProblem> problems(n * H);
   std::vector<char> ready(n * H, 0);
-  std::exception_ptr err;
-  std::mutex err_mu;
-  const long jobs = static_cast<long>(n * H);
   // Building problems is cheap; mixed-codec heads (sinks, fp16 window) are computed right here.
-#pragma omp parallel for schedule(dynamic, 1) if (jobs > 1)
-  for (long job = 0; job < jobs; ++job) {
-    const size_t t = static_cast<size_t>(job) / H, h = static_cast<size_t>(job) % H;
-    try {
+  // (An exception in a job reaches the caller through parallel_for.)
+  parallel_for(n * H, 1, [&](size_t begin, size_t end) {
+    for (size_t job = begin; job < end; ++job) {
+      const size_t t = job / H, h = job % H;
       ready[job] = make_problem(cache, seq, layer, p0 + t + 1, h, group, q + (t * n_heads + h * group) * d, scale,
                                 out + (t * n_heads + h * group) * d, problems[job]);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(err_mu);
-      if (!err) err = std::current_exception();
     }
-  }
-  if (err) std::rethrow_exception(err);
+  });
   size_t kept = 0;
   for (size_t i = 0; i < problems.size(); ++i) {
     if (!ready[i]) continue;
@@ -134,16 +126,9 @@ void attend_cache_causal(const PagedKvCache& cache, SeqId seq, size_t layer, siz
     return;
   }
   const AttentionKernel kernel = attention_kernel();
-#pragma omp parallel for schedule(dynamic, 1)
-  for (long i = 0; i < static_cast<long>(problems.size()); ++i) {
-    try {
-      kernel(problems[i]);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(err_mu);
-      if (!err) err = std::current_exception();
-    }
-  }
-  if (err) std::rethrow_exception(err);
+  parallel_for(problems.size(), 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) kernel(problems[i]);
+  });
 }
 
 void attend_cache(const PagedKvCache& cache, SeqId seq, size_t layer, size_t n_tokens, size_t n_heads,

@@ -1,7 +1,7 @@
 // Fast CPU decode attention over the compressed cache: the same contract (and the same result, to
 // float rounding) as rq::attend_reference, with SIMD kernels (Highway, runtime dispatch) that score
 // keys straight from their codes and accumulate values in the rotated domain, and threads over
-// heads and token splits (OpenMP).
+// heads and token splits (rq::ThreadPool).
 //
 // Kernels per format (docs/formats.md row layout, read in place):
 //   - Lloyd-Max formats with 1..4-bit codes (turbo*, turbodense*, rotor*, planar*, iso*, none*,
@@ -45,7 +45,8 @@ void attend_fast(const AttentionProblem& problem);
 void attend_fast_float(const AttentionProblem& problem);
 
 /// Many independent problems at once (e.g. all KV heads of one layer for one token): the work is
-/// split over heads and token ranges and spread over n_threads threads (0: OpenMP's default).
+/// split over heads and token ranges and spread over n_threads threads of rq::ThreadPool::global() (0: all of them; more than the pool has
+/// are not started: see rq::ThreadPool::set_global_threads).
 /// problems: count entries; their outputs must not overlap.
 void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_threads = 0,
                        FastArithmetic arithmetic = FastArithmetic::Integer);

@@ -21,13 +21,13 @@ AttentionKernel attention_kernel();
 /// A kernel for many independent problems at once that spreads them over its own threads (e.g.
 /// rq::attend_fast_batch). attend_cache_causal hands it every (token, kv head) problem of a layer.
 using AttentionBatchKernel = void (*)(const AttentionProblem* problems, size_t count);
-/// nullptr (the default): attend_cache_causal runs the single-problem kernel on OpenMP threads.
+/// nullptr (the default): attend_cache_causal runs the single-problem kernel on the thread pool.
 void set_attention_batch_kernel(AttentionBatchKernel kernel);
 
 /// Causal attention of n consecutive query tokens at positions p0 .. p0 + n - 1 of (seq, layer):
 /// token t attends to cache tokens [0, p0 + t]. q, out: n x n_heads x head_dim. One call per layer:
 /// all (token, kv head) problems go to the batch kernel together (or to the single kernel on
-/// OpenMP threads). Throws rq::InvalidArgument like attend_cache.
+/// pool threads). Throws rq::InvalidArgument like attend_cache.
 void attend_cache_causal(const PagedKvCache& cache, SeqId seq, size_t layer, size_t p0, size_t n, size_t n_heads,
                          const float* q, float scale, float* out);
 

@@ -146,9 +146,9 @@ class LlamaRunner {
   std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_;
 };
 
-/// Number of OpenMP threads used by the model (omp_get_max_threads(), 1 without OpenMP).
+/// Number of threads used by the model (rq::ThreadPool::global(): the machine's hardware threads by default).
 int model_threads();
-/// Set the OpenMP thread count (<= 0: leave as is).
+/// Set the thread count of rq::ThreadPool::global() (<= 0: leave as is).
 void set_model_threads(int n);
 
 }  // namespace rq::model

@@ -91,7 +91,7 @@ float dot_row_reference(GgmlType type, const void* row, const float* x, size_t n
 
 /// y = W x. W: rows × row_bytes(type, cols) bytes (row-major, ggml layout: ne[0] = cols is the
 /// contiguous dimension, ne[1] = rows); x: cols floats; y: rows floats (must not alias x).
-/// Threaded with OpenMP over rows.
+/// Threaded over rows (rq::ThreadPool::global()).
 void matvec(GgmlType type, const void* W, size_t rows, size_t cols, const float* x, float* y);
 
 /// Name of the SIMD target dot_row dispatches to on this CPU (e.g. "AVX2"), for benchmarks.

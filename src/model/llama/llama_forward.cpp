@@ -11,27 +11,14 @@
 #include "rq/core/errors.hpp"
 #include "rq/kvcache/kv_attention.hpp"
 #include "rq/model/llama.hpp"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "rq/threads/thread_pool.hpp"
 
 namespace rq::model {
 
-int model_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
+int model_threads() { return ThreadPool::global().threads(); }
 
 void set_model_threads(int n) {
-#ifdef _OPENMP
-  if (n > 0) omp_set_num_threads(n);
-#else
-  (void)n;
-#endif
+  if (n > 0) ThreadPool::set_global_threads(n);
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "rq/core/errors.hpp"
+#include "rq/threads/thread_pool.hpp"
 
 namespace rq::model::detail {
 
@@ -115,7 +116,7 @@ float dot_f32(const float* a, const float* b, size_t n) { return has_avx2() ? do
 void matmul(const Weight& w, size_t n, const float* x, float* y) {
   if (w.data == nullptr) throw InvalidArgument("matmul: null weight");
   if (n == 0) return;
-  // Nothing may throw inside the OpenMP region: check the type up front.
+  // Check the type up front (nothing throws inside the threaded loop).
   if (!is_compute_supported(w.type)) {
     throw FormatError(std::string("matmul: unsupported tensor type ") + type_name(w.type));
   }
@@ -129,13 +130,12 @@ void matmul(const Weight& w, size_t n, const float* x, float* y) {
   const size_t rb = row_bytes(w.type, cols);
   const auto* base = static_cast<const uint8_t*>(w.data);
   const bool avx = has_avx2();
-  const long n_blocks = static_cast<long>((rows + kRowBlock - 1) / kRowBlock);
-#pragma omp parallel
-  {
-    std::vector<float> wbuf(kRowBlock * cols);  // kRowBlock x cols, dequantized rows
+  const size_t n_blocks = (rows + kRowBlock - 1) / kRowBlock;
+  parallel_for(n_blocks, 1, [&](size_t block_begin, size_t block_end) {
+    thread_local std::vector<float> wbuf;  // kRowBlock x cols, dequantized rows
+    wbuf.resize(kRowBlock * cols);
     float out4[4];
-#pragma omp for schedule(static)
-    for (long b = 0; b < n_blocks; ++b) {
+    for (size_t b = block_begin; b < block_end; ++b) {
       const size_t r0 = static_cast<size_t>(b) * kRowBlock;
       const size_t nr = std::min(kRowBlock, rows - r0);
       for (size_t r = 0; r < nr; ++r) dequantize_row(w.type, base + (r0 + r) * rb, &wbuf[r * cols], cols);
@@ -164,7 +164,7 @@ void matmul(const Weight& w, size_t n, const float* x, float* y) {
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace rq::model::detail

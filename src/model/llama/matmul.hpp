@@ -7,7 +7,7 @@
 
 namespace rq::model::detail {
 
-/// y[n x w.rows] = x[n x w.cols] . W^T. Dequantizes blocks of rows once and reuses them for every token (OpenMP over row blocks).
+/// y[n x w.rows] = x[n x w.cols] . W^T. Dequantizes blocks of rows once and reuses them for every token (pool threads over row blocks).
 /// Each output element is one dot product in a fixed order: the result does not depend on the
 /// thread count.
 void matmul(const Weight& w, size_t n, const float* x, float* y);

@@ -2,7 +2,7 @@
 // once per SIMD target (foreach_target) and dot_row dispatches at run time to the best target
 // the CPU supports. Every block type is decoded in registers (bytes widened to int32 lanes,
 // converted to float, FMA with the activation); block scales are applied once per block or
-// sub-block. matvec runs the row kernel over rows with OpenMP.
+// sub-block. matvec runs the row kernel over rows on the thread pool.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tensor/dot_simd.cpp"  // relative to src/model (private include dir)
 #include <hwy/foreach_target.h>  // NOLINT: must come before highway.h
@@ -274,6 +274,7 @@ HWY_AFTER_NAMESPACE();
 #include <fmt/format.h>
 
 #include "rq/core/errors.hpp"
+#include "rq/threads/thread_pool.hpp"
 
 namespace rq::model {
 
@@ -340,11 +341,16 @@ void matvec(GgmlType type, const void* W, size_t rows, size_t cols, const float*
   const size_t stride = row_bytes(type, cols);
   const size_t count = cols / k.block_size;
   const uint8_t* base = static_cast<const uint8_t*>(W);
-  const long long n_rows = static_cast<long long>(rows);
-#pragma omp parallel for schedule(static) if (rows * cols >= (size_t{1} << 18))
-  for (long long r = 0; r < n_rows; ++r) {
-    y[r] = k.fn(base + static_cast<size_t>(r) * stride, x, count);
+  const auto rows_of = [&](size_t begin, size_t end) {
+    for (size_t r = begin; r < end; ++r) y[r] = k.fn(base + r * stride, x, count);
+  };
+  if (rows * cols < (size_t{1} << 18)) {
+    rows_of(0, rows);
+    return;
   }
+  // Four chunks per thread: claimed dynamically, so a thread that loses its core delays one chunk.
+  const size_t threads = static_cast<size_t>(ThreadPool::global().threads());
+  parallel_for(rows, (rows + 4 * threads - 1) / (4 * threads), rows_of);
 }
 
 const char* dot_simd_target() {
