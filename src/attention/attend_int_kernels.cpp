@@ -253,8 +253,9 @@ void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full_runtime, 
   }
 }
 
-// Calls fn(std::integral_constant<size_t, F>) with F = full for 1..5 blocks (unrolled loops; 5: rotor's
-// 129 coordinates at head_dim 128), else 0.
+// Calls fn(std::integral_constant<size_t, F>) with F = full for 1..5 blocks (unrolled loops: head_dim
+// 128 is 4 blocks, rotor's 129 too since its last coordinate runs the portable loops; 5 is e.g.
+// rotor's 132 at head_dim 130), else 0 (runtime block count).
 template <class Fn>
 HWY_INLINE void WithBlockCount(size_t full, Fn&& fn) {
   switch (full) {
@@ -402,8 +403,11 @@ void RunIntWorkItem(const WorkItem& item) {
   int32_t* vsum = isum + G * kIntChunk;         // G x vs_stride
   wscratch.resize(G * kIntChunk);
   uint16_t* w16 = wscratch.data();              // G x chunk
-  std::vector<float> vfactor(G), wmax(G);
-  std::vector<int32_t> wsum(G);
+  thread_local std::vector<float> vfactor, wmax;
+  thread_local std::vector<int32_t> wsum;
+  vfactor.resize(G);
+  wmax.resize(G);
+  wsum.resize(G);
 
 #if RQ_INT_ATTENTION_AVX2
   // Queries per block of 32 coordinates (coordinate order), zero past n.
