@@ -1,6 +1,6 @@
 // One KV head of fast decode attention, repeated: the program behind
-// scripts/attention_instructions.sh, which runs it under valgrind (callgrind) with R repeats and
-// with none, and reports instructions per cached token and KV head: (I(R) - I(0)) / (R * tokens).
+// scripts/attention_instructions.sh, which runs it under valgrind (callgrind) with 1 + R repeats and
+// with 1, and reports instructions per cached token and KV head: (I(1 + R) - I(1)) / (R * tokens).
 // Instruction counts are deterministic, unlike timings on a shared 2-core VM; the program also
 // prints the best wall time of its repeats (meaningful only outside valgrind).
 //

@@ -352,9 +352,7 @@ void ForReadableRows(const uint8_t* codes, size_t rows, size_t tail, size_t code
                      std::vector<uint8_t>& pad, Fn&& fn) {
   size_t unsafe = 0;
   if (read_end > code_bytes) {
-    // The row i places from the end has i * code_bytes + tail readable bytes after it.
-    const size_t overrun = read_end - code_bytes;
-    unsafe = overrun > tail ? (overrun - tail + code_bytes - 1) / code_bytes : 0;
+    unsafe = rows_past_readable(read_end - code_bytes, tail, code_bytes);
     // The in-place piece keeps a multiple of 8 rows: whole groups of the score reduction and whole
     // row pairs, so the weight pairs are read in place (a page-end chunk of 128 rows with one
     // unsafe row is 120 + 8 rather than 127 + 1).
@@ -439,7 +437,7 @@ void RunIntWorkItem(const WorkItem& item) {
 
     // Scores.
     for (size_t i = 0; i < G * kIntChunk; ++i) isum[i] = 0;
-    ForReadableRows(kcodes, rows, (kp.n_tokens - k_off - rows) * kf.code_bytes + kp.readable_after, kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
+    ForReadableRows(kcodes, rows, readable_tail(kp, k_off, rows, kf.code_bytes), kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       if (kfull) ScoreFullBlocks(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, khalf, q16, G, isum + r0, kIntChunk);
@@ -463,7 +461,7 @@ void RunIntWorkItem(const WorkItem& item) {
 
     // Values.
     for (size_t i = 0; i < G * vs_stride; ++i) vsum[i] = 0;
-    ForReadableRows(vcodes, rows, (vp.n_tokens - v_off - rows) * vf.code_bytes + vp.readable_after, vf.code_bytes, BlockReadEnd(vcb, vfull), pad,
+    ForReadableRows(vcodes, rows, readable_tail(vp, v_off, rows, vf.code_bytes), vf.code_bytes, BlockReadEnd(vcb, vfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       if (vfull) {

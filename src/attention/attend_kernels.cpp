@@ -353,8 +353,7 @@ size_t VecRows(const KernelFormat& f, size_t rows, size_t tail) {
   if (last_load + 4 <= f.code_bytes) return rows;
   // The load runs `overrun` bytes past its row: the chunk's last `scalar` rows go the scalar way.
   const size_t overrun = last_load + 4 - f.code_bytes;
-  if (overrun <= tail) return rows;
-  const size_t scalar = (overrun - tail + f.code_bytes - 1) / f.code_bytes;
+  const size_t scalar = rows_past_readable(overrun, tail, f.code_bytes);
   return scalar >= rows ? 0 : rows - scalar;
 }
 
@@ -433,7 +432,7 @@ void RunWorkItem(const WorkItem& item) {
 
     // Scores.
     LoadSide(kf, kp.side ? kp.side + k_off * kf.side_bytes : nullptr, rows, rs, blk);
-    const size_t k_vec = VecRows(kf, rows, (kp.n_tokens - k_off - rows) * kf.code_bytes + kp.readable_after);
+    const size_t k_vec = VecRows(kf, rows, readable_tail(kp, k_off, rows, kf.code_bytes));
     WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s); });
 
     // Online softmax: new max, rescale, weights = exp(s - m) x V row scale.
@@ -444,7 +443,7 @@ void RunWorkItem(const WorkItem& item) {
     }
 
     // Accumulate values in the rotated domain.
-    const size_t v_vec = VecRows(vf, rows, (vp.n_tokens - v_off - rows) * vf.code_bytes + vp.readable_after);
+    const size_t v_vec = VecRows(vf, rows, readable_tail(vp, v_off, rows, vf.code_bytes));
     WithDecoder(vf, [&]<class Dec>() { AccumulateAll<Dec>(vf, w, G, vcodes, rows, v_vec, blk, item.acc); });
 
   });

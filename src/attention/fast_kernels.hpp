@@ -58,6 +58,18 @@ struct WorkItem {
   const IntCodebook* v_int = nullptr;
 };
 
+/// Readable bytes after rows [offset, offset + rows) of span s: its later rows plus readable_after.
+inline size_t readable_tail(const PageSpan& s, size_t offset, size_t rows, size_t code_bytes) {
+  return (s.n_tokens - offset - rows) * code_bytes + s.readable_after;
+}
+
+/// How many of a chunk's last rows have loads reaching `overrun` bytes past their own row end
+/// beyond the `tail` readable bytes after the chunk (row i places from the end has
+/// i * code_bytes + tail readable bytes after it).
+inline size_t rows_past_readable(size_t overrun, size_t tail, size_t code_bytes) {
+  return overrun > tail ? (overrun - tail + code_bytes - 1) / code_bytes : 0;
+}
+
 /// Position inside a list of pages (token order).
 struct PageCursor {
   const PageSpan* pages;

@@ -45,8 +45,8 @@ void attend_fast(const AttentionProblem& problem);
 void attend_fast_float(const AttentionProblem& problem);
 
 /// Many independent problems at once (e.g. all KV heads of one layer for one token): the work is
-/// split over heads and token ranges and spread over n_threads threads of rq::ThreadPool::global() (0: all of them; more than the pool has
-/// are not started: see rq::ThreadPool::set_global_threads).
+/// split over heads and token ranges and spread over n_threads threads of rq::ThreadPool::global()
+/// (0: all of them; more than the pool has are not started: see rq::ThreadPool::set_global_threads).
 /// problems: count entries; their outputs must not overlap.
 void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_threads = 0,
                        FastArithmetic arithmetic = FastArithmetic::Integer);

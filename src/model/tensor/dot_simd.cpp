@@ -349,8 +349,9 @@ void matvec(GgmlType type, const void* W, size_t rows, size_t cols, const float*
     return;
   }
   // Four chunks per thread: claimed dynamically, so a thread that loses its core delays one chunk.
-  const size_t threads = static_cast<size_t>(ThreadPool::global().threads());
-  parallel_for(rows, (rows + 4 * threads - 1) / (4 * threads), rows_of);
+  ThreadPool& pool = ThreadPool::global();
+  const size_t threads = static_cast<size_t>(pool.threads());
+  pool.parallel_for(rows, (rows + 4 * threads - 1) / (4 * threads), rows_of);
 }
 
 const char* dot_simd_target() {
