@@ -83,10 +83,7 @@ __device__ __forceinline__ void load_masked_row(const uint4* src, const uint4* m
 #pragma unroll
     for (int q = 0; q < E / 4; ++q) {
       uint4 w = src[q];
-      if constexpr (XOR) {
-        const uint4 s = masks[q];
-        w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
-      }
+      if constexpr (XOR) xor_words(w, masks[q]);
       x[4 * q] = __uint_as_float(w.x), x[4 * q + 1] = __uint_as_float(w.y);
       x[4 * q + 2] = __uint_as_float(w.z), x[4 * q + 3] = __uint_as_float(w.w);
     }
@@ -96,10 +93,7 @@ __device__ __forceinline__ void load_masked_row(const uint4* src, const uint4* m
 #pragma unroll
     for (int q = 0; q < E / 8; ++q) {
       uint4 w = src[q];
-      if constexpr (XOR) {
-        const uint4 s = masks[q];
-        w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w;
-      }
+      if constexpr (XOR) xor_words(w, masks[q]);
 #pragma unroll
       for (int e = 0; e < 8; ++e) x[8 * q + e] = element16<decltype(bf16)::value>(w, e);
     }
@@ -467,11 +461,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
       static_for<0, N / FAM>([&](auto bc) {
         constexpr int B = decltype(bc)::value;
         float m[MS];
-#pragma unroll
-        for (int i = 0; i < MS / 4; ++i) {
-          const float4 v = reinterpret_cast<const float4*>(s_rot + B * MS)[i];
-          m[4 * i] = v.x, m[4 * i + 1] = v.y, m[4 * i + 2] = v.z, m[4 * i + 3] = v.w;
-        }
+        load_block_matrix(s_rot + B * MS, m);
         static_for<0, FAM>([&](auto rc) {
           constexpr int R = decltype(rc)::value;
           float y = m[R * FAM] * x[B * FAM];

@@ -285,11 +285,7 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
       static_for<0, N / FAM>([&](auto bc) {
         constexpr int B = decltype(bc)::value;
         float m[MS];
-#pragma unroll
-        for (int i = 0; i < MS / 4; ++i) {
-          const float4 v = reinterpret_cast<const float4*>(s_rot + B * MS)[i];
-          m[4 * i] = v.x, m[4 * i + 1] = v.y, m[4 * i + 2] = v.z, m[4 * i + 3] = v.w;
-        }
+        load_block_matrix(s_rot + B * MS, m);
         static_for<0, FAM>([&](auto rc) {
           constexpr int R = decltype(rc)::value;
           constexpr int J = B * FAM + R;

@@ -37,4 +37,19 @@ __device__ __forceinline__ void static_for(F&& f) {
 
 __host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+/// m[0, MS) = the MS floats at src (shared memory, 16-byte aligned), read as float4s: one block's
+/// rotation matrix of a block-diagonal rotation (rotor 3 x 3, planar 2 x 2, iso 4 x 4, padded).
+template <int MS>
+__device__ __forceinline__ void load_block_matrix(const float* src, float (&m)[MS]) {
+  static_assert(MS % 4 == 0, "block matrices are stored as whole float4s");
+#pragma unroll
+  for (int i = 0; i < MS / 4; ++i) {
+    const float4 v = reinterpret_cast<const float4*>(src)[i];
+    m[4 * i] = v.x, m[4 * i + 1] = v.y, m[4 * i + 2] = v.z, m[4 * i + 3] = v.w;
+  }
+}
+
+/// w ^= s, word by word (e.g. sign masks on packed input elements).
+__device__ __forceinline__ void xor_words(uint4& w, const uint4& s) { w.x ^= s.x, w.y ^= s.y, w.z ^= s.z, w.w ^= s.w; }
+
 }  // namespace rq::cuda::detail
