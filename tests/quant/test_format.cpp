@@ -19,8 +19,8 @@ TEST(FormatTable, BytesMatchTheSpec) {
   EXPECT_EQ(bytes("turbo2", 64), 18u);
   EXPECT_EQ(bytes("turbo3", 64), 26u);
   EXPECT_EQ(bytes("turbo4", 64), 34u);
-  EXPECT_EQ(bytes("rotor3", 128), 51u);  // 129 coordinates: 49 B of codes + 2 B norm
-  EXPECT_EQ(bytes("rotor3", 64), 27u);   // 66 coordinates: 25 B + 2 B
+  EXPECT_EQ(bytes("rotor3", 128), 50u);  // 128 coordinates (pad-free last group): 48 B + 2 B norm
+  EXPECT_EQ(bytes("rotor3", 64), 26u);   // 64 coordinates: 24 B + 2 B
   EXPECT_EQ(bytes("f16", 128), 256u);
   EXPECT_EQ(bytes("f32", 128), 512u);
   EXPECT_EQ(bytes("q8", 128), 130u);

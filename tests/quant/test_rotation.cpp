@@ -45,8 +45,8 @@ std::vector<std::pair<RotationKind, size_t>> cases() {
 }
 
 TEST(Rotation, RotatedDimensions) {
-  EXPECT_EQ(rq::rotated_dim_for(RotationKind::Rotor, 128), 129u);
-  EXPECT_EQ(rq::rotated_dim_for(RotationKind::Rotor, 64), 66u);
+  EXPECT_EQ(rq::rotated_dim_for(RotationKind::Rotor, 128), 128u);  // pad-free last group
+  EXPECT_EQ(rq::rotated_dim_for(RotationKind::Rotor, 64), 64u);
   EXPECT_EQ(rq::rotated_dim_for(RotationKind::Planar, 5), 6u);
   EXPECT_EQ(rq::rotated_dim_for(RotationKind::IsoFast, 5), 8u);
   EXPECT_EQ(rq::rotated_dim_for(RotationKind::IsoFull, 96), 96u);
@@ -215,6 +215,57 @@ TEST(Rotation, RotorMatricesComeFromTheRotors) {
     const auto m = r.matrix();
     for (size_t i = 0; i < 9; ++i) EXPECT_NEAR(mats[9 * g + i], m[i], 1e-7);
   }
+}
+
+TEST(Rotation, RotorPartialLastGroupKeepsThePadsAtZero) {
+  // d % 3 = 2: the last rotor turns in the e12 plane (not the identity); d % 3 = 1: the identity.
+  rq::Rng rng(77);
+  for (size_t d : {2u, 4u, 5u, 64u, 128u, 130u}) {
+    rq::RotationSeed seed;
+    seed.seed = 5 + d;
+    const rq::RotorRotation rot(d, seed);
+    ASSERT_EQ(rot.rotated_dim(), d);
+    ASSERT_EQ(rot.groups(), (d + 2) / 3);
+    const std::vector<float> params = rot.parameters();
+    const float* last = &params[4 * (rot.groups() - 1)];
+    const float* m = &rot.matrices()[9 * (rot.groups() - 1)];
+    if (d % 3 == 2) {
+      EXPECT_EQ(last[2], 0.0f);
+      EXPECT_EQ(last[3], 0.0f);
+      EXPECT_GT(std::fabs(last[1]), 0.0f);
+      EXPECT_EQ(m[6], 0.0f);  // row 3 (the pad's output) reads no real coordinate
+      EXPECT_EQ(m[7], 0.0f);
+    } else {
+      EXPECT_EQ(last[0], 1.0f);
+      EXPECT_EQ(m[3], 0.0f);
+      EXPECT_EQ(m[6], 0.0f);
+    }
+    // Orthogonal on R^d: norm preserved, inverse recovers the input.
+    const std::vector<float> x = random_vector(rng, d);
+    std::vector<float> y(d), back(d);
+    rot.apply(x.data(), y.data());
+    rot.apply_inverse(y.data(), back.data());
+    double nx = 0, ny = 0;
+    for (size_t i = 0; i < d; ++i) {
+      nx += double(x[i]) * x[i];
+      ny += double(y[i]) * y[i];
+      EXPECT_NEAR(back[i], x[i], 1e-5);
+    }
+    EXPECT_NEAR(ny, nx, 1e-4 * nx);
+  }
+}
+
+TEST(Rotation, RotorParametersThatMoveThePadAreRefused) {
+  rq::RotationSeed seed;
+  const rq::RotorRotation ok(128, seed);
+  std::vector<float> bad = ok.parameters();
+  bad[4 * 42 + 2] = 0.25f;  // e13 in the last group of d = 128 mixes the pad in
+  EXPECT_THROW(rq::RotorRotation(128, bad), rq::InvalidArgument);
+  const rq::RotorRotation ok64(64, seed);
+  std::vector<float> bad64 = ok64.parameters();
+  bad64[4 * 21 + 1] = 0.5f;  // e12 in the last group of d = 64 moves the single real coordinate
+  EXPECT_THROW(rq::RotorRotation(64, bad64), rq::InvalidArgument);
+  EXPECT_NO_THROW(rq::RotorRotation(128, ok.parameters()));
 }
 
 TEST(Rotation, LoadedRotorsAreNormalized) {

@@ -20,8 +20,10 @@ class IdentityRotation final : public Rotation {
 };
 
 /// RotorQuant: G = ceil(d/3) groups of 3 coordinates, the last zero-padded; one Haar-uniform
-/// Cl(3,0) rotor per group, applied through its 3x3 matrix. parameters(): per group the rotor
-/// (s, e12, e13, e23) followed by nothing else; matrices() holds the induced 3x3 matrices.
+/// Cl(3,0) rotor per group, applied through its 3x3 matrix. The partial last group's rotor keeps
+/// the pads at zero (e12 plane for d % 3 = 2, identity for d % 3 = 1; parameters that do not are
+/// refused), so rotated_dim() = d: nothing is padded or stored beyond d. parameters(): per group
+/// the rotor (s, e12, e13, e23) followed by nothing else; matrices() holds the induced 3x3 matrices.
 class RotorRotation final : public Rotation {
  public:
   RotorRotation(size_t dim, const RotationSeed& seed);
@@ -32,7 +34,7 @@ class RotorRotation final : public Rotation {
   void apply_inverse(const float* y, float* x) const override;
   void apply_padded(const float* x, float* y) const override;
   std::vector<float> parameters() const override { return rotors_; }
-  size_t groups() const noexcept { return rotated_dim() / 3; }
+  size_t groups() const noexcept;
   /// Row-major 3x3 matrices, 9 floats per group: y_g = M_g x_g.
   const std::vector<float>& matrices() const noexcept { return matrices_; }
 

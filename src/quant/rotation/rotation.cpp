@@ -67,8 +67,8 @@ size_t rotated_dim_for(RotationKind kind, size_t dim) {
   switch (kind) {
     case RotationKind::None:
     case RotationKind::TurboDense:
+    case RotationKind::Rotor:  // the partial last group's rotor keeps its pads at zero
       return dim;
-    case RotationKind::Rotor: return round_up(dim, 3);
     case RotationKind::Planar: return round_up(dim, 2);
     case RotationKind::IsoFast:
     case RotationKind::IsoFull:
