@@ -43,10 +43,11 @@ constexpr size_t kHeadsPerPass = 4;
 
 
 /// A tail of at most this many coordinates after the 32-coordinate blocks runs the portable loops
-/// (rotor's 129 = 4 x 32 + 1 coordinates at head_dim 128); a longer tail of <= 16 (rotor's 66 = 2 x 32
-/// + 2 at head_dim 64) is half a SIMD block. Measured with valgrind instruction counts (rotor3, GQA 4,
-/// head_dim 128: portable 1-coordinate tail ~492 per token and head, half block ~524, whole block
-/// ~592; head_dim 64, GQA 3: half block and portable 2-coordinate tail equal within the noise).
+/// (e.g. 97 = 3 x 32 + 1); a longer tail of <= 16 (e.g. 130 = 4 x 32 + 2) is half a SIMD block.
+/// Measured with valgrind instruction counts on format-v1 rotor (129 coordinates at head_dim 128,
+/// GQA 4: portable 1-coordinate tail ~492 per token and head, half block ~524, whole block ~592;
+/// 66 at head_dim 64, GQA 3: half block and portable 2-coordinate tail equal within the noise).
+/// Since format v2 rotor stores d coordinates, so head_dim 64 and 128 have no tail at all.
 constexpr size_t kPortableTail = 1;
 
 /// SIMD blocks of 32 coordinates for n coordinates (the last may be partial).
@@ -254,8 +255,7 @@ void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full_runtime, 
 }
 
 // Calls fn(std::integral_constant<size_t, F>) with F = full for 1..5 blocks (unrolled loops: head_dim
-// 128 is 4 blocks, rotor's 129 too since its last coordinate runs the portable loops; 5 is e.g.
-// rotor's 132 at head_dim 130), else 0 (runtime block count).
+// 128 is 4 blocks; 5 is e.g. iso's 132 at head_dim 130), else 0 (runtime block count).
 template <class Fn>
 HWY_INLINE void WithBlockCount(size_t full, Fn&& fn) {
   switch (full) {

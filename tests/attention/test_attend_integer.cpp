@@ -50,9 +50,10 @@ TEST_P(IntegerPerTarget, SameIntegersAsThePortableLoops) {
   const std::string portable = attention_simd_targets().back();
   uint64_t seed = 300;
   for (const auto& name : integer_formats()) {
-    // Coordinates per row (rotor pads to a multiple of 3) cover every tail after the 32-lane blocks:
-    // 5: half a block only; 64: none (rotor 66: half block); 97: a 1-coordinate portable tail;
-    // 120: a partial block of 24; 128: none (rotor 129: portable tail); 130: half block (rotor 132).
+    // Coordinates per row (rotor: d; planar pads to even, iso to a multiple of 4, turbo to a power
+    // of 2) cover every tail after the 32-lane blocks: 5: half a block only; 64, 128: none; 97: a
+    // 1-coordinate portable tail (rotor; planar 98: half block); 120: a partial block of 24; 130:
+    // half a block (rotor, planar; iso 132).
     for (size_t d : {5u, 64u, 97u, 120u, 128u, 130u}) {
       for (size_t n : {1u, 2u, 37u, 300u}) {
         for (size_t gqa : {1u, 3u, 4u, 6u}) {
