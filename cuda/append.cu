@@ -44,13 +44,14 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
     if (!job.x || !c.rotation || !c.centroids || !c.thresholds || !job.planes.norms ||
         job.geometry.n_kv_heads != p.n_kv_heads || c.rotation_stride > kMaxRotationFloats ||
         (c.family == RotationFamily::Hadamard && c.rotation_stride % 4 != 0) ||  // 16-byte sign loads
-        job.geometry.row_main_bytes + job.geometry.row_tail_bytes != c.payload_bytes ||
-        (job.geometry.row_main_bytes && !job.planes.codes) || (job.geometry.row_tail_bytes && !job.planes.tail) ||
+        job.geometry.row_main_bytes != c.payload_bytes || job.geometry.row_tail_bytes != 0 || !job.planes.codes ||
         job.token_stride < static_cast<int64_t>(p.n_kv_heads) * c.dim) {
       return cudaErrorInvalidValue;
     }
   }
-  if (c0.dim != 128) return cudaErrorInvalidValue;  // the kernels are instantiated for head_dim 128
+  // The kernels are instantiated for head_dim 128, where every GPU format stores 128 coordinates in
+  // whole 16-byte units: a codes row is its main part (row_tail_bytes = 0, checked above).
+  if (c0.dim != 128 || c0.rotated_dim != 128) return cudaErrorInvalidValue;
   const long long vectors = static_cast<long long>(p.n_tokens) * p.n_kv_heads * p.n_jobs;
   AppendKernel k{p.exact != 0, lv, p.rounds_per_block};
   if (!lv) k = default_append_kernel(vectors, p.exact != 0, c0.family);

@@ -347,18 +347,18 @@ inline int fast_tiles_per_block(int tiles_per_head, int head_jobs, int resident_
 template <int D, int BITS, int FAM>
 __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendParams p, int tiles_per_block) {
   constexpr int THREADS = kTileVectors;
-  constexpr int N = kRotatedDim<D, FAM>;
-  constexpr int PAYLOAD = (N * BITS + 7) / 8;
-  constexpr int WORDS = (PAYLOAD + 3) / 4;
-  constexpr int MAIN = PAYLOAD / 16 * 16;
-  constexpr int TAIL = PAYLOAD - MAIN;
+  constexpr int N = D;  // rotated (and stored) coordinates
+  constexpr int MAIN = kRowBytes<D, BITS>;
+  constexpr int WORDS = MAIN / 4;
   constexpr int HALF = 1 << (BITS - 1);
   constexpr int KP = HALF - 1;
+  constexpr int F = FAM > 0 ? FAM : 1;  // block size (divisor-safe)
+  constexpr int NB = kBlocks<D, F>;     // blocks of a block rotation
   constexpr int MS = kMatrixStride<FAM>;
   using Quantizer = FastQuantizerFor<BITS>;
   static_assert(FAM != 0 || 2 * N <= kRotationSmemFloats, "turbo tables");
-  static_assert(FAM == 0 || (N / (FAM > 0 ? FAM : 1)) * MS <= kRotationSmemFloats, "block matrices");
-  static_assert(MAIN / 16 <= 4 && D % 8 == 0, "head_dim 128");
+  static_assert(FAM == 0 || NB * MS <= kRotationSmemFloats, "block matrices");
+  static_assert(MAIN % 16 == 0 && MAIN / 16 <= 4 && D % 8 == 0, "head_dim 128, no tail bytes");
 
   // [2][kTileVectors][row_bytes + kRowPad] staged rows: the tile being encoded and the next one
   // (one buffer when the block encodes one tile)
@@ -398,7 +398,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
       if (b < 32 * WORDS && (tid & 31) == 0) s_flip[b / 32] = word;
     }
   } else {
-    for (int i = tid; i < (N / FAM) * FAM * FAM; i += THREADS) s_rot[(i / (FAM * FAM)) * MS + i % (FAM * FAM)] = rot[i];
+    for (int i = tid; i < NB * FAM * FAM; i += THREADS) s_rot[(i / (FAM * FAM)) * MS + i % (FAM * FAM)] = rot[i];
   }
   Quantizer::fill_params(job.codec.thresholds + HALF, s_qparams, tid);
   if (tid < HALF) {
@@ -413,16 +413,15 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     if constexpr (FAM == 0) {
       load_masked_row<D, true>(reinterpret_cast<const uint4*>(row), reinterpret_cast<const uint4*>(s_rot + N), type, x);
     } else {
-      load_row<D, N>(row, type, x);
+      load_row<D>(row, type, x);
     }
     // Sum of squares in fp32. Turbo: of y = H D(s1) x after the FWHT (||y||^2 = n ||x||^2), so only y
     // stays live; block rotations: of x, then each block is rotated and quantized at once.
     if constexpr (FAM == 0) fwht_in_registers<1>(x);
-    constexpr int NS = FAM == 0 ? N : D;  // coordinates summed
     auto sum_of_squares = [&]() {
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-      for (int j = 0; j < NS; ++j) acc[j % 4] = fmaf(x[j], x[j], acc[j % 4]);
+      for (int j = 0; j < N; ++j) acc[j % 4] = fmaf(x[j], x[j], acc[j % 4]);
       return (acc[0] + acc[1]) + (acc[2] + acc[3]);
     };
     float ss = sum_of_squares();
@@ -431,7 +430,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
 #pragma unroll 1
     while (finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales) {
 #pragma unroll
-      for (int j = 0; j < NS; ++j) x[j] *= 0x1p32f;
+      for (int j = 0; j < N; ++j) x[j] *= 0x1p32f;
       ss = sum_of_squares();
       ++rescaled;
     }
@@ -458,15 +457,18 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
         quant.template emit<4 * Q + 3>(x[4 * Q + 3], b.w, words);
       });
     } else {
-      static_for<0, N / FAM>([&](auto bc) {
-        constexpr int B = decltype(bc)::value;
+      // Rotor's partial last block: its real rows and inputs only (kBlockWidth, append_kernel.cuh).
+      // Rotor's blocks go from the last one down: ptxas then spills nothing for rotor2-4 (ascending:
+      // up to 32 B stores / 96 B loads); planar and iso keep the ascending order (iso4 spills more).
+      static_for<0, NB>([&](auto bc) {
+        constexpr int B = FAM == 3 ? NB - 1 - decltype(bc)::value : decltype(bc)::value, BW = kBlockWidth<D, FAM, B>;
         float m[MS];
         load_block_matrix(s_rot + B * MS, m);
-        static_for<0, FAM>([&](auto rc) {
+        static_for<0, BW>([&](auto rc) {
           constexpr int R = decltype(rc)::value;
           float y = m[R * FAM] * x[B * FAM];
 #pragma unroll
-          for (int k = 1; k < FAM; ++k) y = fmaf(m[R * FAM + k], x[B * FAM + k], y);
+          for (int k = 1; k < BW; ++k) y = fmaf(m[R * FAM + k], x[B * FAM + k], y);
           quant.template emit<B * FAM + R>(y, Quantizer::kPlainBias, words);
         });
       });
@@ -502,16 +504,9 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     }
 
     const size_t rw = slot_row(job.geometry, slot, head);
-    if constexpr (MAIN > 0) {
-      uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);
+    uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);
 #pragma unroll
-      for (int i = 0; i < MAIN / 16; ++i) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
-    }
-    if constexpr (TAIL > 0) {
-      uint8_t* dst = job.planes.tail + rw * TAIL;
-#pragma unroll
-      for (int i = 0; i < TAIL; ++i) dst[i] = static_cast<uint8_t>(words[(MAIN + i) >> 2] >> (8 * ((MAIN + i) & 3)));
-    }
+    for (int i = 0; i < MAIN / 16; ++i) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
     job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
   };
 
@@ -567,7 +562,9 @@ cudaError_t launch_append_fast_kernel(const AppendParams& p, cudaStream_t stream
 
 template <int BITS, int FAM>
 struct FastLaunch {
-  static cudaError_t run(const AppendParams& p, cudaStream_t stream) { return launch_append_fast_kernel<128, BITS, FAM>(p, stream); }
+  static cudaError_t run(const AppendParams& p, cudaStream_t stream) {
+    return launch_append_fast_kernel<kHeadDim, BITS, FAM>(p, stream);
+  }
 };
 
 }  // namespace rq::cuda::detail

@@ -11,11 +11,12 @@
 //    across lanes (__shfl_xor_sync); block rotations: output j = coefficients x inputs from a
 //    per-block shared table (rows padded so that the lanes' 16-byte loads do not conflict); rotor's
 //    3 x 3 blocks straddle lane boundaries, so each output uses a window x[j - 2 .. j + 2] (two
-//    inputs from each neighbouring lane by shuffles) with zero coefficients outside its block;
+//    inputs from each neighbouring lane by shuffles) with zero coefficients outside its block and
+//    outside the vector (rotor's partial last block: inputs 126, 127 and its zero pad);
 //  - sum of squares and per-level counts by butterfly reductions (every lane gets the same bits,
-//    so all lanes use the same quantizer parameters); counts are packed as bytes (<= 129);
-//  - codes: each lane packs its C codes into C * BITS bits (whole bytes) and stores them itself;
-//    rotor's coordinate 128 (padded input 0) is quantized by the last lane into the tail byte.
+//    so all lanes use the same quantizer parameters); counts are packed as bytes (<= 128);
+//  - codes: each lane packs its C codes into C * BITS bits (whole bytes) and stores them itself
+//    (128 coordinates: the row is main bytes only, no tail).
 // A block (256 threads) encodes `rounds` rounds of 256 / L vectors of one KV head and role; the
 // tables and per-lane constants are built once per block.
 //
@@ -45,14 +46,11 @@ template <int D, int BITS, int FAM, int L>
 __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(AppendParams p, int rounds) {
   constexpr int VPB = kLanesThreads / L;  // vectors per round
   constexpr int C = D / L;                // coordinates per lane
-  constexpr int N = kRotatedDim<D, FAM>;
-  constexpr bool EXTRA = N > D;           // rotor: output D (from the padded input 0), last lane
+  constexpr int N = D;                    // rotated (and stored) coordinates
   constexpr int FB = C * BITS;            // bits of a lane's codes
   constexpr int FW = (FB + 31) / 32;
   constexpr int SB = FB / 8;              // bytes of a lane's codes
-  constexpr int PAYLOAD = (N * BITS + 7) / 8;
-  constexpr int MAIN = PAYLOAD / 16 * 16;
-  constexpr int TAIL = PAYLOAD - MAIN;
+  constexpr int MAIN = kRowBytes<D, BITS>;
   constexpr int HALF = 1 << (BITS - 1);
   constexpr int KP = HALF - 1;
   constexpr int F = FAM > 0 ? FAM : 1;    // block size (divisor-safe)
@@ -61,16 +59,16 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
   constexpr int HW = WINDOW ? F - 1 : 0;            // window half-width
   constexpr int W = FAM == 0 ? 1 : WINDOW ? 2 * HW + 1 : F;  // coefficients per output
   constexpr int LSTRIDE = C * W + 4;      // floats per lane's coefficients: an odd number of 16 B
-  constexpr int COEF = FAM == 0 ? 4 : L * LSTRIDE + (EXTRA ? 8 : 0);
+  constexpr int COEF = FAM == 0 ? 4 : L * LSTRIDE;
   constexpr bool CF_REGS = C * W <= 80;   // coefficients preloaded with 16-byte loads (else per output)
   static_assert(D % L == 0 && C % 8 == 0 && FB % 8 == 0 && FW <= 4, "lanes");
-  static_assert(MAIN == D * BITS / 8 && TAIL == (EXTRA ? 1 : 0) && (!EXTRA || (N == D + 1 && WINDOW)), "layout");
+  static_assert(MAIN % 16 == 0 && L * SB == MAIN, "layout: the lanes' bytes are the whole row, no tail");
   static_assert((LSTRIDE / 4) % 2 == 1 && (C * W) % 4 == 0, "conflict-free coefficient rows");
   constexpr unsigned kFull = 0xffffffffu;
   constexpr int kTurbo = FAM == 0 ? 1 : 0;
   using Quantizer = FastQuantizerFor<BITS>;
 
-  // Block rotations: coefficients [L][LSTRIDE] (+ output D's window). Turbo: D(s1) sign masks in the
+  // Block rotations: coefficients [L][LSTRIDE]. Turbo: D(s1) sign masks in the
   // input's format (16-bit: word k covers elements 2k, 2k + 1), the sign-test bias of each
   // coordinate (D(s2), append_fast_kernel.cuh) and each lane's final XOR words.
   __shared__ __align__(16) float s_coef[COEF];
@@ -85,16 +83,16 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
 
   // 1. Per-block tables. Coefficient (lane q, output m, d) at q LSTRIDE + m W + d: of input
-  // j + d - HW (window) or F (j / F) + d (aligned blocks) in output j = q C + m; output D's at L LSTRIDE + d.
+  // j + d - HW (window) or F (j / F) + d (aligned blocks) in output j = q C + m; 0 outside the
+  // output's block and past the last input (rotor's zero pad and beyond).
   if constexpr (FAM != 0) {
     for (int i = tid; i < COEF; i += kLanesThreads) {
       const int q = i / LSTRIDE, o = i % LSTRIDE;
-      int j = D, d = i - L * LSTRIDE;
-      if (q < L) j = q * C + o / W, d = o % W;
-      const bool used = q < L ? o < C * W : d < W;
+      const int j = q * C + o / W, d = o % W;
       const int b = j / F, row = j % F;
       const int k = WINDOW ? j + d - HW - F * b : d;
-      s_coef[i] = used && k >= 0 && k < F && b < N / F ? rot[(b * F + row) * F + k] : 0.0f;
+      const bool used = o < C * W && k >= 0 && k < F && F * b + k < D;
+      s_coef[i] = used ? rot[(b * F + row) * F + k] : 0.0f;
     }
   } else {
     fill_turbo_sign_tables(rot, N, type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_bias, s_s1, tid, kLanesThreads);
@@ -193,17 +191,15 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
     const bool nan_codes = !zero && isinf(1.0f / norm);
 
     // 6. Block rotations: the lane's outputs.
-    float y_extra = 0.0f;  // rotor: output D (meaningful in the last lane)
     if constexpr (FAM != 0) {
       constexpr int XE = C + 2 * HW;
       float xe[XE];  // inputs r C - HW .. r C + C + HW - 1
 #pragma unroll
       for (int m = 0; m < C; ++m) xe[HW + m] = x[m];
 #pragma unroll
-      for (int h = 0; h < HW; ++h) {
-        xe[h] = __shfl_up_sync(kFull, x[C - HW + h], 1, L);  // lane 0: its own (finite) value, coefficient 0
-        const float right = __shfl_down_sync(kFull, x[h], 1, L);
-        xe[HW + C + h] = r == L - 1 ? 0.0f : right;            // past the last input: rotor's padded 0
+      for (int h = 0; h < HW; ++h) {  // lane 0 / the last lane: its own (finite) values, coefficients 0
+        xe[h] = __shfl_up_sync(kFull, x[C - HW + h], 1, L);
+        xe[HW + C + h] = __shfl_down_sync(kFull, x[h], 1, L);
       }
       const float* lane_coef = s_coef + r * LSTRIDE;
       float cf[CF_REGS ? C * W : 1];
@@ -223,13 +219,6 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
         for (int d = 1; d < W; ++d) y = fmaf(coef(d), xe[x0 + d], y);
         x[m] = y;
       }
-      if constexpr (EXTRA) {
-        // Inputs D - HW .. D of its window (xe[C .. C + HW]); those past D do not exist (coefficient 0).
-        const float* ce = s_coef + L * LSTRIDE;
-        y_extra = ce[0] * xe[C];
-#pragma unroll
-        for (int d = 1; d <= HW; ++d) y_extra = fmaf(ce[d], xe[C + d], y_extra);
-      }
     }
 
     // 7. Quantize and pack the lane's codes; counts per threshold over the vector.
@@ -244,17 +233,6 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
     });
     uint32_t level_counts[KP > 0 ? KP : 1];
     quant.template counts<C>(field, level_counts);
-    uint32_t field_extra[1] = {Quantizer::word_start(0, 1)};
-    if constexpr (EXTRA) {
-      const uint32_t keep = r == L - 1 ? 0xffffffffu : 0u;
-      Quantizer qe;
-      qe.prepare(s_qparams, scale);
-      qe.template emit<0>(y_extra, Quantizer::kPlainBias, field_extra);
-      uint32_t extra_counts[KP > 0 ? KP : 1];
-      qe.template counts<1>(field_extra, extra_counts);
-#pragma unroll
-      for (int i = 0; i < KP; ++i) level_counts[i] += extra_counts[i] & keep;
-    }
     uint32_t counts[KW];
 #pragma unroll
     for (int w = 0; w < KW; ++w) counts[w] = 0u;
@@ -277,11 +255,9 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
       cnorm_sq = static_cast<float>(N) * c2[HALF - 1];
 #pragma unroll
       for (int w = 0; w < FW; ++w) field[w] = 0u;
-      field_extra[0] = 0u;
     } else {
 #pragma unroll
       for (int w = 0; w < FW; ++w) field[w] ^= xorw[w];
-      field_extra[0] ^= fast_code_xor<BITS>(0, 1);
     }
     float stored = norm;
     if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
@@ -293,12 +269,13 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
       stored = 0.0f;
 #pragma unroll
       for (int w = 0; w < FW; ++w) field[w] = SymmetricQuantizer<BITS>::field_base(w, C);  // all codes = half
-      field_extra[0] = SymmetricQuantizer<BITS>::field_base(0, 1);
     }
 
-    // 9. Store: the lane's SB bytes at byte r SB of the row; the tail byte; the norm.
+    // 9. Store: the lane's SB bytes at byte r SB of the row; the norm.
     if (active) {
-      const size_t rw = slot_row(job.geometry, slot, head);
+      // The slot again (an L1 hit) instead of two registers held across the encoding: ptxas -v
+      // rotor3 4 lanes 86 -> 69 registers (3 blocks per SM again), turbo3 4 lanes 122 -> 115.
+      const size_t rw = slot_row(job.geometry, __ldg(p.slot_mapping + token), head);
       uint8_t* dst = job.planes.codes + rw * MAIN + r * SB;
       if constexpr (SB == 16) {
         *reinterpret_cast<uint4*>(dst) = make_uint4(field[0], field[1], field[2], field[3]);
@@ -317,9 +294,6 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
         static_assert(SB == 3, "lane bytes");
         dst[0] = static_cast<uint8_t>(field[0]), dst[1] = static_cast<uint8_t>(field[0] >> 8);
         dst[2] = static_cast<uint8_t>(field[0] >> 16);
-      }
-      if constexpr (TAIL > 0) {
-        if (r == L - 1) job.planes.tail[rw * TAIL] = static_cast<uint8_t>(field_extra[0]);
       }
       if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
     }
@@ -340,7 +314,7 @@ struct FastLanesLaunch {
   template <int BITS, int FAM>
   struct At {
     static cudaError_t run(const AppendParams& p, cudaStream_t stream) {
-      return launch_append_fast_lanes_kernel<128, BITS, FAM, L>(p, stream);
+      return launch_append_fast_lanes_kernel<kHeadDim, BITS, FAM, L>(p, stream);
     }
   };
 };

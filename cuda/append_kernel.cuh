@@ -32,9 +32,19 @@ constexpr int kRowPad = 16;               // bytes after each staged row (confli
 constexpr int kRotationSmemFloats = 528;  // rotor: 43 blocks x 12 (9 used); turbo: 128 + 128
 constexpr int kUStride = 132;             // floats per normalized vector in shared memory (LANES = 4)
 
-// Coordinates after rotation: D for turbo (64 and 128 are powers of two), else D padded to blocks.
+// Every GPU format rotates and stores exactly D = 128 coordinates (turbo: a power of two; rotor's
+// partial last block keeps its pad at zero, docs/formats.md), so a codes row is D BITS / 8 bytes, a
+// multiple of 16: the tail plane is empty and the kernels store main rows only.
+template <int D, int BITS>
+constexpr int kRowBytes = D * BITS / 8;
+
+// Blocks of a block-diagonal rotation of D coordinates (FAM > 0), and the real coordinates (rows
+// and inputs) of block B: FAM, or D - B FAM in rotor's partial last block (D % 3 != 0), whose
+// matrix maps the real inputs to the real outputs and keeps the zero pad at zero.
 template <int D, int FAM>
-constexpr int kRotatedDim = FAM == 0 ? D : FAM * ((D + FAM - 1) / FAM);
+constexpr int kBlocks = (D + FAM - 1) / FAM;
+template <int D, int FAM, int B>
+constexpr int kBlockWidth = D - B * FAM < FAM ? D - B * FAM : FAM;
 
 // Floats per staged block matrix: FAM x FAM rounded up to whole 16-byte loads.
 template <int FAM>
@@ -102,10 +112,8 @@ __device__ __forceinline__ void load_lane(const uint8_t* row, InputType type, in
 }
 
 // The whole row as floats (LANES = 1): 16-byte shared loads, conflict-free (rows kRowPad apart).
-template <int D, int N>
-__device__ __forceinline__ void load_row(const uint8_t* row, InputType type, float (&x)[N]) {
-#pragma unroll
-  for (int j = D; j < N; ++j) x[j] = 0.0f;
+template <int D>
+__device__ __forceinline__ void load_row(const uint8_t* row, InputType type, float (&x)[D]) {
   if (type == InputType::F32) {
 #pragma unroll
     for (int q = 0; q < D / 4; ++q) {
@@ -162,20 +170,20 @@ __device__ __forceinline__ void fwht_in_registers(float (&x)[NN]) {
 template <int D, int BITS, int FAM, int LANES>
 __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) append_kernel(AppendParams p) {
   constexpr int THREADS = kTileVectors * LANES;
-  constexpr int N = kRotatedDim<D, FAM>;
+  constexpr int N = D;          // rotated (and stored) coordinates
   constexpr int C = D / LANES;  // a lane's coordinates (LANES = 4: j = 4 m + r, m < C)
-  constexpr int PAYLOAD = (N * BITS + 7) / 8;
-  constexpr int WORDS = (PAYLOAD + 3) / 4;
-  constexpr int MAIN = PAYLOAD / 16 * 16;
-  constexpr int TAIL = PAYLOAD - MAIN;
+  constexpr int MAIN = kRowBytes<D, BITS>;
+  constexpr int WORDS = MAIN / 4;
   constexpr int HALF = 1 << (BITS - 1);
+  constexpr int F = FAM > 0 ? FAM : 1;  // block size (divisor-safe)
+  constexpr int NB = kBlocks<D, F>;     // blocks of a block rotation
   constexpr int MS = kMatrixStride<FAM>;
   static_assert(LANES == 1 || LANES == 4, "one or four lanes per vector");
   constexpr int kLaneStride = C + 4;                      // LANES = 4: floats per lane's table row
   constexpr int kTurboTable = LANES == 1 ? N : 4 * kLaneStride;
   static_assert(FAM != 0 || 2 * kTurboTable <= kRotationSmemFloats, "turbo tables");
-  static_assert(FAM == 0 || (N / (FAM > 0 ? FAM : 1)) * MS <= kRotationSmemFloats, "block matrices");
-  static_assert(N <= kUStride && MAIN / 16 <= 4, "head_dim 128");
+  static_assert(FAM == 0 || NB * MS <= kRotationSmemFloats, "block matrices");
+  static_assert(NB * F < kUStride && MAIN % 16 == 0 && MAIN / 16 <= 4, "head_dim 128, no tail bytes");
 
   // dynamic: [kTileVectors][row_bytes + kRowPad] staged rows, then (LANES = 4, block rotations)
   // [kTileVectors][kUStride] normalized vectors
@@ -207,7 +215,7 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
       reinterpret_cast<uint32_t*>(s_rot)[kTurboTable + at] = __float_as_uint(rot[j]) & 0x80000000u;
     }
   } else {
-    for (int i = tid; i < (N / FAM) * FAM * FAM; i += THREADS) s_rot[(i / (FAM * FAM)) * MS + i % (FAM * FAM)] = rot[i];
+    for (int i = tid; i < NB * FAM * FAM; i += THREADS) s_rot[(i / (FAM * FAM)) * MS + i % (FAM * FAM)] = rot[i];
   }
   if (tid < HALF) {
     const double c = job.codec.centroids[HALF + tid];
@@ -231,10 +239,10 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
   const uint8_t* row = tile + vec * stride;
 
   // 3. x as floats, norm (double, the reference's four accumulators: coordinate j into a[j % 4]).
-  float x[LANES == 1 ? N : C];
+  float x[C];
   double sq;
   if constexpr (LANES == 1) {
-    load_row<D, N>(row, type, x);
+    load_row<D>(row, type, x);
     double a[4] = {0.0, 0.0, 0.0, 0.0};
 #pragma unroll
     for (int j = 0; j < D; ++j) add_square(a[j % 4], x[j]);
@@ -281,18 +289,20 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
     } else {
 #pragma unroll
       for (int j = 0; j < D; ++j) x[j] = __fmul_rn(x[j], inv);
-      // Block-diagonal: y_r = sum_k M[r][k] u_k, left to right, per block of FAM coordinates.
-      static_for<0, N / FAM>([&](auto bc) {
-        constexpr int B = decltype(bc)::value;
+      // Block-diagonal: y_r = sum_k M[r][k] u_k, left to right, per block of FAM coordinates; the
+      // partial last block (rotor) sums its real inputs only: the reference's pad term M[r][2] * 0
+      // is a zero, which can only change the sign of a zero y, and -0 gets +0's code.
+      static_for<0, NB>([&](auto bc) {
+        constexpr int B = decltype(bc)::value, BW = kBlockWidth<D, FAM, B>;
         float m[MS];
         load_block_matrix(s_rot + B * MS, m);
-        static_for<0, FAM>([&](auto rc) {
+        static_for<0, BW>([&](auto rc) {
           constexpr int R = decltype(rc)::value;
           constexpr int J = B * FAM + R;
           float y = __fmul_rn(m[R * FAM], x[B * FAM]);
 #pragma unroll
-          for (int k = 1; k < FAM; ++k) y = __fadd_rn(y, __fmul_rn(m[R * FAM + k], x[B * FAM + k]));
-          quant.template emit<J, BITS>(y, words, cn[J < N / 4 * 4 ? J % 4 : 0]);
+          for (int k = 1; k < BW; ++k) y = __fadd_rn(y, __fmul_rn(m[R * FAM + k], x[B * FAM + k]));
+          quant.template emit<J, BITS>(y, words, cn[J % 4]);
         });
       });
     }
@@ -329,7 +339,7 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
       float* u = reinterpret_cast<float*>(tile + kTileVectors * stride) + vec * kUStride;
 #pragma unroll
       for (int m = 0; m < C; ++m) u[4 * m + r] = __fmul_rn(x[m], inv);
-      if (N > D && r == 0) u[D] = 0.0f;
+      if (NB * FAM > D && r == 0) u[D] = 0.0f;  // rotor's partial last block: its zero pad, as the reference's
       __syncwarp();
       // Output j = 4 m + r is row j % FAM of block j / FAM. With m = k + FAM t (k < FAM) that is
       // row (4 k + r) % FAM of block b_k + 4 t: per-lane bases for each k, compile-time steps in t.
@@ -354,9 +364,6 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
         constexpr int M = decltype(mc)::value;
         quant.template emit<M, 4 * BITS>(rotated(mc), words, cn[0]);
       });
-      if constexpr (N > D) {  // rotor's padded coordinate 128 = 4 * 32 + 0: lane 0, into a[0], last
-        if (r == 0) quant.template emit<C, 4 * BITS>(rotated(std::integral_constant<int, C>{}), words, cn[0]);
-      }
     }
     // The lane's fields sit 4 * BITS apart from bit 0: shift them to bit BITS * r, then OR the quad.
     const int shift = BITS * r;
@@ -395,21 +402,12 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
 
   if (!active) return;
   const size_t rw = slot_row(job.geometry, slot, head);
-  if constexpr (MAIN > 0) {
-    uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);
+  uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);
 #pragma unroll
-    for (int i = 0; i < MAIN / 16; ++i) {
-      if (LANES == 1 || i == r) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
-    }
+  for (int i = 0; i < MAIN / 16; ++i) {
+    if (LANES == 1 || i == r) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
   }
-  if (r == 0) {
-    if constexpr (TAIL > 0) {
-      uint8_t* dst = job.planes.tail + rw * TAIL;
-#pragma unroll
-      for (int i = 0; i < TAIL; ++i) dst[i] = static_cast<uint8_t>(words[(MAIN + i) >> 2] >> (8 * ((MAIN + i) & 3)));
-    }
-    job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504: as float_to_half
-  }
+  if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504: as float_to_half
 }
 
 // Dynamic shared memory of append_kernel<D, *, FAM, LANES> for these jobs.
@@ -461,7 +459,9 @@ template <int LANES>
 struct ExactLaunch {
   template <int BITS, int FAM>
   struct At {
-    static cudaError_t run(const AppendParams& p, cudaStream_t stream) { return launch_append<128, BITS, FAM, LANES>(p, stream); }
+    static cudaError_t run(const AppendParams& p, cudaStream_t stream) {
+      return launch_append<kHeadDim, BITS, FAM, LANES>(p, stream);
+    }
   };
 };
 

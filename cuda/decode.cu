@@ -23,7 +23,7 @@ using detail::static_for;
 
 constexpr int kThreads = 128;  // 4 warps; one token per thread per tile
 constexpr int kTile = kThreads;
-constexpr int kMaxN = 256;
+using detail::kHeadDim;
 constexpr float kLog2e = 1.4426950408889634f;
 
 // Workspace carve-up: q_rot [B][Hq][N], partial_o [B][Hq][splits][N], partial_ml [B][Hq][splits][2]
@@ -49,7 +49,7 @@ __host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads,
 
 // 1. q_rot[b][hq][:] = (scale * log2 e) * Pi_K(kv head) pad(q[b][hq]); counters[b][hq] = 0.
 __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p) {
-  __shared__ float buf[kMaxN], tmp[kMaxN];
+  __shared__ float buf[kHeadDim], tmp[kHeadDim];
   detail::allow_dependents();  // the split kernel may start its prologue now
   const int hq = blockIdx.x, b = blockIdx.y;
   const int d = p.k_codec.dim, n = p.k_codec.rotated_dim;
@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams 
   const float* q = p.queries + (static_cast<size_t>(b) * p.n_q_heads + hq) * d;
   for (int j = threadIdx.x; j < n; j += blockDim.x) buf[j] = j < d ? q[j] : 0.0f;
   __syncthreads();
-  detail::rotate_shared(p.k_codec, hq / group, false, buf, tmp, 1, kMaxN);
+  detail::rotate_shared(p.k_codec, hq / group, false, buf, tmp, 1, kHeadDim);
   const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, n, p.plan.max_splits);
   if (threadIdx.x == 0) ws.counters[static_cast<size_t>(b) * p.n_q_heads + hq] = 0;
   float* out = ws.q_rot + (static_cast<size_t>(b) * p.n_q_heads + hq) * n;
@@ -78,23 +78,14 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Loads one codes row (main part + tail) of `row` into register words; WORDS+ words, zero-filled.
-template <int MAIN, int TAIL, int WORDS>
-__device__ __forceinline__ void load_row(const PagedPlanes& pl, size_t row, uint32_t (&w)[WORDS]) {
+// Loads the codes row `row` (MAIN bytes: the whole row, no tail) into register words.
+template <int MAIN>
+__device__ __forceinline__ void load_row(const PagedPlanes& pl, size_t row, uint32_t (&w)[MAIN / 4]) {
+  const uint4* src = reinterpret_cast<const uint4*>(pl.codes + row * MAIN);
 #pragma unroll
-  for (int i = 0; i < WORDS; ++i) w[i] = 0;
-  if constexpr (MAIN > 0) {
-    const uint4* src = reinterpret_cast<const uint4*>(pl.codes + row * MAIN);
-#pragma unroll
-    for (int i = 0; i < MAIN / 16; ++i) {
-      const uint4 v = __ldg(src + i);
-      w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
-    }
-  }
-  if constexpr (TAIL > 0) {
-    const uint8_t* src = pl.tail + row * TAIL;
-#pragma unroll
-    for (int i = 0; i < TAIL; ++i) w[(MAIN + i) >> 2] |= static_cast<uint32_t>(__ldg(src + i)) << (8 * ((MAIN + i) & 3));
+  for (int i = 0; i < MAIN / 16; ++i) {
+    const uint4 v = __ldg(src + i);
+    w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
   }
 }
 
@@ -102,14 +93,11 @@ __device__ __forceinline__ void load_row(const PagedPlanes& pl, size_t row, uint
 template <int N, int BITS, int G>
 __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) {
   constexpr int LEVELS = 1 << BITS;
-  constexpr int PAYLOAD = (N * BITS + 7) / 8;
-  constexpr int WORDS = (PAYLOAD + 3) / 4;
-  constexpr int MAIN = PAYLOAD / 16 * 16;
-  constexpr int TAIL = PAYLOAD - MAIN;
+  constexpr int MAIN = N * BITS / 8;   // codes row: main bytes only (no tail)
+  constexpr int WORDS = MAIN / 4;
   constexpr int CPL = N / 32;          // V coordinates per lane, contiguous: [lane*CPL, lane*CPL+CPL)
-  constexpr int EXTRA = N - 32 * CPL;  // leftover coordinates 32*CPL + lane, for lane < EXTRA
-  constexpr int ACC = CPL + (EXTRA > 0 ? 1 : 0);
   constexpr int VSTRIDE = WORDS + 1;   // one zero word after each row: two-word reads never overrun
+  static_assert(N % 32 == 0 && MAIN % 16 == 0, "whole lanes' coordinates, 16-byte rows");
 
   const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
   const int len = p.seq_lens[b];
@@ -136,13 +124,13 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
   __syncthreads();
   detail::allow_dependents();  // the merge may launch (it waits)
 
-  float m_run[G], l_run[G], acc[G][ACC];
+  float m_run[G], l_run[G], acc[G][CPL];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     m_run[g] = -INFINITY;
     l_run[g] = 0.0f;
 #pragma unroll
-    for (int c = 0; c < ACC; ++c) acc[g][c] = 0.0f;
+    for (int c = 0; c < CPL; ++c) acc[g][c] = 0.0f;
   }
   const int page_size = p.k_geometry.page_size;
   const int32_t* pages = p.page_table + static_cast<size_t>(b) * p.max_pages_per_seq;
@@ -159,8 +147,8 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
       const int off = t & (page_size - 1);
       const size_t krow = p.k_geometry.row(page, kvh, off);
       const size_t vrow = p.v_geometry.row(page, kvh, off);
-      load_row<MAIN, TAIL>(p.k_planes, krow, kd);
-      load_row<MAIN, TAIL>(p.v_planes, vrow, vd);
+      load_row<MAIN>(p.k_planes, krow, kd);
+      load_row<MAIN>(p.v_planes, vrow, vd);
       nk = half_to_float(__ldg(p.k_planes.norms + krow));
       nv = half_to_float(__ldg(p.v_planes.norms + vrow));
     } else {
@@ -218,17 +206,16 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
       l_run[g] = l_run[g] * alpha + pw;
       s_w[tid][g] = pw * nu_v;
 #pragma unroll
-      for (int c = 0; c < ACC; ++c) acc[g][c] *= alpha;
+      for (int c = 0; c < CPL; ++c) acc[g][c] *= alpha;
       m_run[g] = m_new[g];
     }
     __syncthreads();
 
-    // Values: warp w takes the tile's tokens [32w, 32w+32); lane owns CPL (+1) coordinates.
+    // Values: warp w takes the tile's tokens [32w, 32w+32); lane owns CPL coordinates.
     const int n_tile = min(kTile, end - t0);
     const int i_end = min(32 * warp + 32, n_tile);
     const int bit0 = lane * CPL * BITS;
     const int wi = bit0 >> 5, sh = bit0 & 31;
-    const int xbit = (32 * CPL + lane) * BITS;  // extra coordinate (lane < EXTRA)
     for (int i = 32 * warp; i < i_end; ++i) {
       float w[G];
       if constexpr (G == 4) {
@@ -245,14 +232,6 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
 #pragma unroll
         for (int g = 0; g < G; ++g) acc[g][c] = fmaf(w[g], cv, acc[g][c]);
       }
-      if constexpr (EXTRA > 0) {
-        if (lane < EXTRA) {
-          const uint32_t xb = __funnelshift_r(s_v[i][xbit >> 5], s_v[i][(xbit >> 5) + 1], xbit & 31);
-          const float cv = s_cv[xb & (LEVELS - 1)];
-#pragma unroll
-          for (int g = 0; g < G; ++g) acc[g][CPL] = fmaf(w[g], cv, acc[g][CPL]);
-        }
-      }
     }
     __syncthreads();  // s_v, s_w, s_red are rewritten by the next tile
 #pragma unroll
@@ -266,9 +245,6 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeParams p) 
   for (int g = 0; g < G; ++g) {
 #pragma unroll
     for (int c = 0; c < CPL; ++c) s_acc[warp][g][lane * CPL + c] = acc[g][c];
-    if constexpr (EXTRA > 0) {
-      if (lane < EXTRA) s_acc[warp][g][32 * CPL + lane] = acc[g][CPL];
-    }
     const float ls = warp_sum(l_run[g]);
     if (lane == 0) s_red[warp][g] = ls;
   }
@@ -326,13 +302,13 @@ __device__ MergeHead merge_head(const DecodeParams& p, int splits_per_partial) {
 // buf: the merged row in V's rotated domain (shared); un-rotates it once and writes the output row.
 __device__ void merge_finish(const DecodeParams& p, const MergeHead& h, float* buf, float* tmp) {
   const int group = p.n_q_heads / p.n_kv_heads;
-  detail::rotate_shared(p.v_codec, blockIdx.x / group, true, buf, tmp, 1, kMaxN);
+  detail::rotate_shared(p.v_codec, blockIdx.x / group, true, buf, tmp, 1, kHeadDim);
   for (int j = threadIdx.x; j < p.v_codec.dim; j += blockDim.x) h.out[j] = buf[j];
 }
 
 // 3. out[b][hq] = Pi_V^T (sum_s 2^(m_s - M) o_s) / (sum_s 2^(m_s - M) l_s).
 __global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p, int splits_per_partial) {
-  __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
+  __shared__ float buf[kHeadDim], tmp[kHeadDim], s_scale[1024];
   __shared__ float s_norm;
   const MergeHead h = merge_head(p, splits_per_partial);  // waits for the split kernel's partials
   if (h.splits == 0) return;
@@ -386,8 +362,8 @@ __device__ __forceinline__ float block_reduce(float v, bool is_max, float* s_red
 }
 
 __global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams p, int splits_per_partial) {
-  __shared__ float buf[kMaxN], tmp[kMaxN], s_scale[1024];
-  __shared__ float s_part[kMergeGroups][kMaxN];
+  __shared__ float buf[kHeadDim], tmp[kHeadDim], s_scale[1024];
+  __shared__ float s_part[kMergeGroups][kHeadDim];
   __shared__ float s_red[kMergeThreads / 32];
   const MergeHead h = merge_head(p, splits_per_partial);  // waits for the split kernel's partials
   if (h.splits == 0) return;
@@ -485,14 +461,16 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   if (p.batch <= 0) return cudaSuccess;
   const DeviceCodec& k = p.k_codec;
   const DeviceCodec& v = p.v_codec;
+  // The kernels are built for head_dim 128, where every GPU format stores 128 coordinates in whole
+  // 16-byte units: a codes row is its main part (row_tail_bytes = 0).
   if (p.n_kv_heads <= 0 || p.n_q_heads % p.n_kv_heads != 0 || !p.queries || !p.out || !p.seq_lens ||
       !p.page_table || !p.workspace || p.plan.tokens_per_split <= 0 || p.plan.max_splits <= 0 ||
       p.plan.max_splits > 1024 || k.dim != v.dim || k.bits != v.bits || k.rotated_dim != v.rotated_dim ||
-      k.rotated_dim > kMaxN || p.k_geometry.page_size != p.v_geometry.page_size || p.k_geometry.page_size <= 0 ||
-      (p.k_geometry.page_size & (p.k_geometry.page_size - 1)) != 0 ||
+      k.rotated_dim != kHeadDim || k.dim != kHeadDim || p.k_geometry.page_size != p.v_geometry.page_size ||
+      p.k_geometry.page_size <= 0 || (p.k_geometry.page_size & (p.k_geometry.page_size - 1)) != 0 ||
       p.k_geometry.n_kv_heads != p.n_kv_heads || p.v_geometry.n_kv_heads != p.n_kv_heads ||
-      p.k_geometry.row_main_bytes + p.k_geometry.row_tail_bytes != k.payload_bytes ||
-      p.v_geometry.row_main_bytes + p.v_geometry.row_tail_bytes != v.payload_bytes) {
+      p.k_geometry.row_main_bytes != k.payload_bytes || p.k_geometry.row_tail_bytes != 0 ||
+      p.v_geometry.row_main_bytes != v.payload_bytes || p.v_geometry.row_tail_bytes != 0) {
     return cudaErrorInvalidValue;
   }
   // Three launches (two where the tensor-core kernel merges in its last blocks: 64 or more
@@ -504,15 +482,7 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   if (st != cudaSuccess) return st;
   const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
   const bool tc = tensor_core_decode(p), fused = tc && detail::tc_fused_merge(p);
-  if (tc) {
-    st = detail::launch_split_tc(p, fused, stream);
-  } else {
-    switch (k.rotated_dim) {
-      case 128: st = launch_split_bits<128>(p, grid, stream); break;
-      case 129: st = launch_split_bits<129>(p, grid, stream); break;
-      default: return cudaErrorInvalidValue;
-    }
-  }
+  st = tc ? detail::launch_split_tc(p, fused, stream) : launch_split_bits<kHeadDim>(p, grid, stream);
   if (st != cudaSuccess || fused) return st;  // fused: merged by the split kernel's last blocks
   const dim3 merge_grid(p.n_q_heads, p.batch);
   const int per_partial = tc ? detail::tc_warps_per_block() : 1;  // the tensor-core blocks merge their splits

@@ -16,7 +16,8 @@
 //      queries' weights as a half2, one shuffle brings it to the B lane and one PRMT places the
 //      query's half in its slot.
 //      Partials are divided by a_V.
-//   Rotor's 129th coordinate (tail byte) is done in fp32 next to the MMAs.
+// Every GPU format stores exactly 128 coordinates (rotor's partial last group keeps its pad at zero,
+// docs/formats.md), so a codes row is 16 BITS bytes: main part only, no tail plane to read.
 // Precision: K centroids ~2^-15.5 and the weights fp16 (2^-11) relative (docs/decisions.md,
 // "GPU decode: fp16 centroids and weights"); the exact kernel (exact = 1) is the faithful one.
 // Splits: a sequence of len tokens has S = ceil(len / tokens_per_split) splits, and split s takes
@@ -118,16 +119,13 @@ __device__ __forceinline__ void cp_async_wait_1() { asm volatile("cp.async.wait_
 template <int N, int BITS>
 struct TcLayout {
   static constexpr int PAIRS = 1 << (2 * BITS);
-  static constexpr int PAYLOAD = (N * BITS + 7) / 8;
-  static constexpr int MAIN = PAYLOAD / 16 * 16;
-  static constexpr int TAIL = PAYLOAD - MAIN;
+  static constexpr int MAIN = N * BITS / 8;        // codes row: main bytes only (no tail)
   static constexpr int ROWW = MAIN / 4;            // words per staged row
   static constexpr int CODEW = kChunk * ROWW + 4;  // words per staged chunk (+ overrun pad)
   // Dynamic shared memory, per warp:
   static constexpr size_t codes = 0;                                              // uint32 [warps][K,V][CODEW]
   static constexpr size_t norms = codes + sizeof(uint32_t) * kWarps * 2 * CODEW;  // uint16 [warps][K,V][64]
-  static constexpr size_t tails = norms + sizeof(uint16_t) * kWarps * 2 * kChunk; // uint8 [warps][K,V][64]
-  static constexpr size_t staging = tails + kWarps * 2 * kChunk;
+  static constexpr size_t staging = norms + sizeof(uint16_t) * kWarps * 2 * kChunk;
   // then, at the first shared address >= staging that is a multiple of kLutAlign (T), the tables, so
   // that an entry's address is (T | lane * 4 | pair * 128) + the table's offset: one LOP3 and an
   // immediate of the LDS.
@@ -208,17 +206,13 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
 template <int N, int BITS>
 __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p, int fused_merge) {
   using L = TcLayout<N, BITS>;
-  constexpr int PAIRS = L::PAIRS, MAIN = L::MAIN, TAIL = L::TAIL, ROWW = L::ROWW, CODEW = L::CODEW;
+  constexpr int PAIRS = L::PAIRS, MAIN = L::MAIN, ROWW = L::ROWW, CODEW = L::CODEW;
   constexpr int W2 = 2 * BITS;  // bits of a code pair
   constexpr int KW = BITS;      // words of a lane's K slice: 32 coordinates x BITS bits
   constexpr int VBIT = 16 * BITS;  // bits of a lane's V slice: 16 coordinates
-  static_assert(N == 128 || N == 129, "tensor-core decode: 128 coordinates (+ rotor's pad)");
-  static_assert(MAIN == 16 * BITS && TAIL <= 1, "main row = 128 coordinates");
+  static_assert(N == kHeadDim && MAIN == 16 * BITS, "tensor-core decode: rows of 128 coordinates, no tail");
 
   extern __shared__ __align__(16) uint8_t smem[];
-  __shared__ float s_cents[16];  // fp32 C of K (0-7) and V (8-15)
-  const float* cent_k = s_cents;
-  const float* cent_v = s_cents + 8;
 
   const int len = p.seq_lens[blockIdx.z];
   const int group = p.n_q_heads / p.n_kv_heads;
@@ -254,8 +248,6 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   uint32_t* s_vc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 1) * CODEW;
   uint16_t* s_kn = reinterpret_cast<uint16_t*>(smem + L::norms) + (warp * 2 + 0) * kChunk;
   uint16_t* s_vn = reinterpret_cast<uint16_t*>(smem + L::norms) + (warp * 2 + 1) * kChunk;
-  uint8_t* s_kt = smem + L::tails + (warp * 2 + 0) * kChunk;
-  uint8_t* s_vt = smem + L::tails + (warp * 2 + 1) * kChunk;
   if (lane < 4) s_kc[kChunk * ROWW + lane] = s_vc[kChunk * ROWW + lane] = 0u;
 
   // The first chunk's K copies fly while the block builds its tables and the queries are rotated.
@@ -263,7 +255,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   const int page_shift = __ffs(page_size) - 1;
   const int32_t* pages = p.page_table + static_cast<size_t>(b) * p.max_pages_per_seq;
   // Stage the 64 rows of chunk t0 (contiguous in its page) into shared memory, asynchronously.
-  auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn, uint8_t* dt) {
+  auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn) {
     if (t0 < end) {  // (t0 < len: splits past the end stage nothing)
       const size_t row0 = g.row(__ldg(pages + (t0 >> page_shift)), kvh, t0 & (page_size - 1));
       const uint8_t* src = pl.codes + row0 * MAIN + 16 * lane;  // one base address: immediate offsets below
@@ -271,20 +263,17 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
 #pragma unroll
       for (int i = 0; i < kChunk * MAIN / 512; ++i) cp_async16(d + 128 * i, src + 512 * i);
       if (lane < kChunk * 2 / 16) cp_async16(dn + 8 * lane, pl.norms + row0 + 8 * lane);
-      if constexpr (TAIL > 0) {
-        if (lane < kChunk / 16) cp_async16(dt + 16 * lane, pl.tail + row0 + 16 * lane);
-      }
     }
     cp_async_commit();
   };
   // The first chunk's V is asked for only once its K is here (before the loop): at batch 1 every warp
   // of the grid stages its first chunk at the same moment (~20 MB at (1, 128K), ~5 us of DRAM time),
   // and the K half alone lets the K step start about twice as early while V arrives during it.
-  stage(start, p.k_geometry, p.k_planes, s_kc, s_kn, s_kt);
+  stage(start, p.k_geometry, p.k_planes, s_kc, s_kn);
 
   // Tables, at T = lut_base (a shared address, multiple of kLutAlign): thread f < PAIRS writes the 32
   // copies of K entry f (fp16 a_K C of the pair's two centroids), thread PAIRS + f those of V entry f
-  // (a_V C); the next 16 threads the fp32 C.
+  // (a_V C).
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   const uint32_t lut_base = (smem_base + static_cast<uint32_t>(L::staging) + kLutAlign - 1) & ~(kLutAlign - 1u);
   {
@@ -297,10 +286,6 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
       uint4* dst = reinterpret_cast<uint4*>(s_lut + (t < PAIRS ? L::lut_k : L::lut_v) + f * 32 * sizeof(uint32_t));
 #pragma unroll
       for (int i = 0; i < 8; ++i) dst[i] = make_uint4(v, v, v, v);
-    } else if (t < 2 * PAIRS + 16) {
-      const int k = (t - 2 * PAIRS) & 7;
-      const DeviceCodec& c = t < 2 * PAIRS + 8 ? p.k_codec : p.v_codec;
-      s_cents[t - 2 * PAIRS] = k < (1 << BITS) ? c.centroids[k] : 0.0f;
     }
   }
   __syncthreads();
@@ -309,7 +294,6 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // gid < 4, lo part for gid >= 4) at coordinates 32 tig + 4 s + {0, 1} (b0) and + {2, 3} (b1) of k-step s.
   const int qa = 2 * (tig & 1);  // the lane's score / softmax / output queries: qa, qa + 1
   uint32_t bq[8][2];
-  float q128[2] = {0.0f, 0.0f};
   {
     wait_for_prerequisite();  // prepare_queries_kernel's rotated, pre-scaled queries
     allow_dependents();       // the merge kernel (fused_merge == 0) may launch; it waits for the partials
@@ -330,10 +314,6 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
       bq[s][0] = lo ? l0 : h0;
       bq[s][1] = lo ? l1 : h1;
     }
-    if constexpr (N > 128) {
-#pragma unroll
-      for (int c = 0; c < 2; ++c) q128[c] = q0 + qa + c < group ? qrow[(qa + c) * N + 128] : 0.0f;
-    }
   }
 
   // Shared address of the lane's column of the tables: entry f of a table is at (lut | f << 7) + offset.
@@ -350,10 +330,9 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   float acc[4][4];
 #pragma unroll
   for (int m = 0; m < 4; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.0f;
-  float acc128[2] = {0.0f, 0.0f};
 
   asm volatile("cp.async.wait_group 0;\n" ::);  // the first chunk's K (the one group in flight) ...
-  stage(start, p.v_geometry, p.v_planes, s_vc, s_vn, s_vt);  // ... then ask for its V
+  stage(start, p.v_geometry, p.v_planes, s_vc, s_vn);  // ... then ask for its V
   for (int t0 = start; t0 < end; t0 += kChunk) {
     cp_async_wait_1();  // this chunk's K (its V may still be in flight)
     __syncwarp();
@@ -383,18 +362,13 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
       x0 += __shfl_xor_sync(0xffffffffu, send0, 2);
       x1 += __shfl_xor_sync(0xffffffffu, send1, 2);
       const int tl = 16 * tb + tok;
-      if constexpr (TAIL > 0) {
-        const float ck = cent_k[s_kt[tl] & ((1u << BITS) - 1u)];
-        x0 = fmaf(q128[0], ck, x0);
-        x1 = fmaf(q128[1], ck, x1);
-      }
       const bool ok = t0 + tl < end;
       const float nu = h2f(s_kn[tl]);
       sc[tb][0] = ok ? x0 * nu : -INFINITY;
       sc[tb][1] = ok ? x1 * nu : -INFINITY;
     }
     __syncwarp();
-    stage(t0 + kChunk, p.k_geometry, p.k_planes, s_kc, s_kn, s_kt);  // next chunk's K, in flight during V
+    stage(t0 + kChunk, p.k_geometry, p.k_planes, s_kc, s_kn);  // next chunk's K, in flight during V
     cp_async_wait_1();  // this chunk's V
     __syncwarp();
 
@@ -420,11 +394,6 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
       lsum[1] += p1;
       const float w0 = p0 * nv, w1 = p1 * nv;
       wh[tb] = pack_half2(w0, w1);
-      if constexpr (TAIL > 0) {
-        const float cv = cent_v[s_vt[tl] & ((1u << BITS) - 1u)];
-        acc128[0] = fmaf(w0, cv, acc128[0] * (tb == 0 ? alpha[0] : 1.0f));
-        acc128[1] = fmaf(w1, cv, acc128[1] * (tb == 0 ? alpha[1] : 1.0f));
-      }
     }
 #pragma unroll
     for (int c = 0; c < 2; ++c) l_run[c] = l_run[c] * alpha[c] + lsum[c];
@@ -470,7 +439,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
       });
     }
     __syncwarp();  // the V stage is rewritten next
-    stage(t0 + kChunk, p.v_geometry, p.v_planes, s_vc, s_vn, s_vt);
+    stage(t0 + kChunk, p.v_geometry, p.v_planes, s_vc, s_vn);
   }
   asm volatile("cp.async.wait_all;\n" ::);
 
@@ -478,10 +447,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
 #pragma unroll
-    for (int o = 2; o < 32; o <<= 1) {  // lanes with the same queries (tig & 1)
-      l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], o);
-      if constexpr (TAIL > 0) acc128[c] += __shfl_xor_sync(0xffffffffu, acc128[c], o);
-    }
+    for (int o = 2; o < 32; o <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], o);  // lanes of queries tig & 1
   }
   __syncthreads();  // every warp is done with its staging buffers, which hold the merge below
   float* s_o = reinterpret_cast<float*>(smem + L::codes);  // [kWarps][4 queries][N]
@@ -507,9 +473,6 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     for (int m = 0; m < 4; ++m) {
       o[16 * gid + 4 * m + slot] = acc[m][c] * (f * inv_av);
       o[16 * gid + 4 * m + 2 + slot] = acc[m][2 + c] * (f * inv_av);
-    }
-    if constexpr (TAIL > 0) {
-      if (gid == 0 && slot == 0) o[128] = acc128[c] * f;
     }
   }
   __syncthreads();
@@ -578,7 +541,7 @@ int tc_blocks_per_sm() { return kBlocksPerSm; }
 
 bool tc_decode_supported(const DecodeParams& p) {
   const int group = p.n_kv_heads > 0 ? p.n_q_heads / p.n_kv_heads : 0;
-  return (p.k_codec.bits == 2 || p.k_codec.bits == 3) && (p.k_codec.rotated_dim == 128 || p.k_codec.rotated_dim == 129) &&
+  return (p.k_codec.bits == 2 || p.k_codec.bits == 3) && p.k_codec.rotated_dim == kHeadDim &&
          group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk && p.plan.tokens_per_split >= kChunk;
 }
 
@@ -588,11 +551,8 @@ bool tc_fused_merge(const DecodeParams& p) {
 }
 
 cudaError_t launch_split_tc(const DecodeParams& p, bool fused_merge, cudaStream_t stream) {
-  switch (p.k_codec.rotated_dim) {
-    case 128: return launch_tc_bits<128>(p, fused_merge ? 1 : 0, stream);
-    case 129: return launch_tc_bits<129>(p, fused_merge ? 1 : 0, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  if (p.k_codec.rotated_dim != kHeadDim) return cudaErrorInvalidValue;
+  return launch_tc_bits<kHeadDim>(p, fused_merge ? 1 : 0, stream);
 }
 
 }  // namespace detail

@@ -8,6 +8,11 @@
 
 namespace rq::cuda::detail {
 
+/// The head_dim the kernels are built for, and the coordinates every GPU format rotates and stores
+/// at it (rotor's partial last group keeps its pad at zero, docs/formats.md): a codes row is
+/// 16 BITS bytes, whole 16-byte units, so the paged layout's tail plane is empty for all of them.
+constexpr int kHeadDim = 128;
+
 /// Bit layout of include/rq/pack/bitpack.hpp (code j at bits [j*BITS, j*BITS+BITS), LSB first),
 /// in register words: word w holds row bytes [4w, 4w+4) little-endian. J is compile-time, so the
 /// words stay in registers. Tests check the result byte for byte against rq::pack_codes.

@@ -8,7 +8,7 @@
 
 namespace rq::cuda::detail {
 
-/// In-place rotation of count vectors buf[count][stride] (first c.rotated_dim entries of each) by
+/// In-place rotation of count vectors buf[count][stride] (first c.rotated_dim = c.dim entries of each) by
 /// head `head`'s parameters: forward y = Pi x, inverse x = Pi^T y. tmp: shared scratch of the same
 /// shape. All threads of the block must call it (it synchronizes the block).
 __device__ inline void rotate_shared(const DeviceCodec& c, int head, bool inverse, float* buf, float* tmp, int count,
@@ -36,14 +36,18 @@ __device__ inline void rotate_shared(const DeviceCodec& c, int head, bool invers
     __syncthreads();
     return;
   }
+  // Block-diagonal: blocks of bs coordinates; rotor's partial last block (n % 3 != 0) has only
+  // n - b bs real coordinates, and its matrix keeps the pads at zero (docs/formats.md), so only the
+  // real inputs are read (the entry after a vector is the next vector's, or unwritten).
   const int bs = static_cast<int>(c.family);
   for (int i = threadIdx.x; i < count * n; i += blockDim.x) {
     const int g = i / n, j = i % n;
     const int b = j / bs, r = j % bs;
+    const int width = min(bs, n - b * bs);
     const float* m = prm + b * bs * bs;
     const float* x = buf + g * stride + b * bs;
     float acc = 0.0f;
-    for (int k = 0; k < bs; ++k) acc += (inverse ? m[k * bs + r] : m[r * bs + k]) * x[k];
+    for (int k = 0; k < width; ++k) acc += (inverse ? m[k * bs + r] : m[r * bs + k]) * x[k];
     tmp[g * stride + j] = acc;
   }
   __syncthreads();

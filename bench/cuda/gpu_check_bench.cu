@@ -246,8 +246,7 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
   PageTables pt(lens, page, rng);
   DeviceCache kcache(H, page, pt.total_pages, kc.device.payload_bytes), vcache(H, page, pt.total_pages, vc.device.payload_bytes);
   for (DeviceCache* c : {&kcache, &vcache}) {
-    fill_random(c->codes.get(), c->codes.size(), 11);
-    if (c->tail.size()) fill_random(c->tail.get(), c->tail.size() / 4 * 4, 13);
+    fill_random(c->codes.get(), c->codes.size(), 11);  // rows of 128 coordinates: no tail plane
     fill_norms_kernel<<<1024, 256>>>(c->norms.get(), c->norms.size(), 17);
   }
   std::vector<float> q(static_cast<size_t>(B) * Hq * d);

@@ -40,16 +40,33 @@ TEST(CodecTables, RotorThreeBitsAtD128) {
   }
   const HostCodecTables t = make_codec_tables({&codecs[0], &codecs[1], &codecs[2]});
   EXPECT_EQ(t.info.family, RotationFamily::Block3);
-  EXPECT_EQ(t.info.rotated_dim, 129);
+  EXPECT_EQ(t.info.rotated_dim, 128);  // pad-free last group (format v2): 42 groups of 3 and one of 2
   EXPECT_EQ(t.info.bits, 3);
-  EXPECT_EQ(t.info.payload_bytes, 49);
-  EXPECT_EQ(t.info.rotation_stride, 43 * 9);
+  EXPECT_EQ(t.info.payload_bytes, 48);
+  EXPECT_EQ(t.info.rotation_stride, 43 * 9);  // still 43 matrices; the last one's pad row is unused
   ASSERT_EQ(t.rotation.size(), 3u * 43u * 9u);
   const auto& m1 = dynamic_cast<const RotorRotation&>(codecs[1].rotation()).matrices();
   for (size_t i = 0; i < m1.size(); ++i) EXPECT_EQ(t.rotation[43 * 9 + i], m1[i]);
   EXPECT_EQ(t.centroids, codecs[0].centroids());
   ASSERT_EQ(t.thresholds.size(), 7u);
   for (size_t i = 0; i + 1 < t.thresholds.size(); ++i) EXPECT_LT(t.thresholds[i], t.thresholds[i + 1]);
+}
+
+// The kernels store and read rows of 128 coordinates in whole 16-byte units (no tail plane):
+// every format they accept has rotated_dim = 128 and a payload that is a multiple of 16.
+TEST(CodecTables, EveryGpuFormatHasRowsWithoutTail) {
+  int supported = 0;
+  for (const auto& f : format_table()) {
+    if (f.scheme != Scheme::LloydMax || f.qjl) continue;
+    const Codec c(f, 128);
+    if (!gpu_supports(c)) continue;
+    ++supported;
+    const HostCodecTables t = make_codec_tables({&c});
+    EXPECT_EQ(t.info.rotated_dim, 128) << f.name;
+    EXPECT_EQ(t.info.payload_bytes, 16 * t.info.bits) << f.name;
+    EXPECT_EQ(make_paged_geometry(8, 64, 1, t.info.payload_bytes).row_tail_bytes, 0) << f.name;
+  }
+  EXPECT_GE(supported, 15);
 }
 
 TEST(CodecTables, TurboPlanarIsoFamilies) {
