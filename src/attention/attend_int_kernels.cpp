@@ -65,7 +65,7 @@ inline size_t BlockReadEnd(const IntCodebook& cb, size_t full_blocks) {
 
 #if RQ_INT_ATTENTION_AVX2
 
-// Unpacks 32 b-bit codes (4b bytes, LSB-first) and looks them up in the 7-bit table t (built once
+// Unpacks 32 b-bit codes (4b bytes, LSB-first) and looks them up in the 8-bit table t (built once
 // per work item). Block():
 // byte i of the result holds code Pos(i): lane L = i / 16, k = i % 16: k < 8 ? 8L + k : 16 + 8L + k - 8.
 struct Unpacker {

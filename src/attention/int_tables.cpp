@@ -9,15 +9,44 @@ IntCodebook make_int_codebook(const float* centroids, int bits) {
   IntCodebook cb;
   cb.bits = bits;
   const int levels = 1 << bits;
-  float cmax = 0.0f;
-  for (int k = 0; k < levels; ++k) cmax = std::fmax(cmax, std::fabs(centroids[k]));
-  cb.alpha = cmax > 0.0f ? cmax / 63.0f : 1.0f;
-  for (int k = 0; k < 16; ++k) {
-    long level = k < levels ? std::lround(centroids[k] / cb.alpha) : 0;
-    if (level > 63) level = 63;
-    if (level < -63) level = -63;
-    cb.t[k] = static_cast<uint8_t>(kTableZero + level);
+  double cmax = 0.0;
+  for (int k = 0; k < levels; ++k) cmax = std::fmax(cmax, std::fabs(static_cast<double>(centroids[k])));
+  for (int k = 0; k < 16; ++k) cb.t[k] = static_cast<uint8_t>(kTableZero);
+  if (!(cmax > 0.0)) {
+    cb.alpha = 1.0f;
+    return cb;
   }
+  // Integer levels l_k = round(c_k m / cmax) for a top level m <= kTableTop, then the least-squares
+  // scale alpha = sum c l / sum l^2 for those levels; the m (searched in steps of 1/16 from
+  // kTableTop / 2 up) whose levels leave the smallest squared error wins. Deterministic, once per codec.
+  double best_err = -1.0, best_alpha = cmax / kTableTop;
+  long best[16] = {};
+  for (int step = 16 * kTableTop / 2; step <= 16 * kTableTop; ++step) {
+    const double m = step / 16.0;
+    long lv[16] = {};
+    double cl = 0.0, ll = 0.0;
+    for (int k = 0; k < levels; ++k) {
+      long l = std::lround(centroids[k] * m / cmax);
+      l = l > kTableTop ? kTableTop : (l < -kTableTop ? -kTableTop : l);
+      lv[k] = l;
+      cl += static_cast<double>(centroids[k]) * static_cast<double>(l);
+      ll += static_cast<double>(l) * static_cast<double>(l);
+    }
+    if (!(ll > 0.0)) continue;
+    const double alpha = cl / ll;
+    double err = 0.0;
+    for (int k = 0; k < levels; ++k) {
+      const double e = centroids[k] - alpha * static_cast<double>(lv[k]);
+      err += e * e;
+    }
+    if (best_err < 0.0 || err < best_err) {
+      best_err = err;
+      best_alpha = alpha;
+      for (int k = 0; k < levels; ++k) best[k] = lv[k];
+    }
+  }
+  cb.alpha = static_cast<float>(best_alpha);
+  for (int k = 0; k < levels; ++k) cb.t[k] = static_cast<uint8_t>(kTableZero + best[k]);
   return cb;
 }
 
@@ -25,7 +54,7 @@ bool quantize_queries(const float* q, size_t stride, size_t n, size_t groups, fl
   out.n = n;
   out.groups = groups;
   const int64_t padded = static_cast<int64_t>((n + kIntBlock - 1) / kIntBlock * kIntBlock);
-  const int64_t bound = (int64_t{1} << 31) / (127 * (padded > 0 ? padded : 1)) - 1;
+  const int64_t bound = (int64_t{1} << 31) / (kTableMax * (padded > 0 ? padded : 1)) - 1;
   out.levels = static_cast<int32_t>(bound < 32767 ? bound : 32767);
   out.q16.assign(groups * n, 0);
   out.q16_sum.assign(groups, 0);
