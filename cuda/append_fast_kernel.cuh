@@ -177,30 +177,33 @@ struct PolyQuantizer {
   static constexpr float kMirrorBias = 0.5f - 0x1p-22f;
   float k[kPositive];  // coefficient of y^(2i+1) in (half + g(y / scale)) / levels - 1/2
 
-  /// The shared parameters a_i / levels, solved in double by thread 0 from the positive thresholds.
+  /// The shared parameters a_i / levels, solved in double by thread 0 from the positive thresholds:
+  /// sum_j a_j t_i^(2j+1) = i + 1. It runs between the thresholds' load and the block's first
+  /// barrier, so its dependent chain is kept short: 2 bits a_0 = 1 / t_0; 3 bits Cramer's rule on
+  /// the 3 x 3 system divided by t_i (rows 1, t_i^2, t_i^4, right side (i + 1) / t_i), one
+  /// reciprocal of the determinant (Gauss-Jordan had nine dependent divisions; both in double, the
+  /// float results agree to an ulp at most, i.e. thresholds within ~1e-7).
   __device__ static void fill_params(const float* thresholds_pos, float* out, int tid) {
     if (tid != 0) return;
-    double m[kPositive][kPositive + 1];
+    if constexpr (kPositive == 1) {
+      out[0] = static_cast<float>(1.0 / static_cast<double>(thresholds_pos[0]) / kLevels);
+    } else {
+      double v[3], b[3];
 #pragma unroll
-    for (int i = 0; i < kPositive; ++i) {
-      const double t = thresholds_pos[i], t2 = t * t;
-      double p = t;
-#pragma unroll
-      for (int j = 0; j < kPositive; ++j) m[i][j] = p, p *= t2;
-      m[i][kPositive] = i + 1;
-    }
-#pragma unroll
-    for (int c = 0; c < kPositive; ++c) {  // Gauss-Jordan; the matrix is totally positive (no pivoting)
-#pragma unroll
-      for (int i = 0; i < kPositive; ++i) {
-        if (i == c) continue;
-        const double f = m[i][c] / m[c][c];
-#pragma unroll
-        for (int j = 0; j <= kPositive; ++j) m[i][j] -= f * m[c][j];
+      for (int i = 0; i < 3; ++i) {
+        const double t = thresholds_pos[i];
+        v[i] = t * t;
+        b[i] = (i + 1) / t;
       }
+      // rows (1, v_i, v_i^2): a Vandermonde matrix in v, determinant (v1 - v0)(v2 - v0)(v2 - v1)
+      const double d01 = v[1] - v[0], d02 = v[2] - v[0], d12 = v[2] - v[1];
+      const double inv_det = 1.0 / (d01 * d02 * d12) / kLevels;
+      // Lagrange form of the interpolating quadratic q(v) = a0 + a1 v + a2 v^2 through (v_i, b_i)
+      const double w0 = b[0] * d12, w1 = -b[1] * d02, w2 = b[2] * d01;  // b_i / prod_{k != i}(v_i - v_k) times det
+      out[0] = static_cast<float>((w0 * v[1] * v[2] + w1 * v[0] * v[2] + w2 * v[0] * v[1]) * inv_det);
+      out[1] = static_cast<float>(-(w0 * (v[1] + v[2]) + w1 * (v[0] + v[2]) + w2 * (v[0] + v[1])) * inv_det);
+      out[2] = static_cast<float>((w0 + w1 + w2) * inv_det);
     }
-#pragma unroll
-    for (int i = 0; i < kPositive; ++i) out[i] = static_cast<float>(m[i][kPositive] / m[i][i] / kLevels);
   }
   __device__ __forceinline__ void prepare(const float* params, float scale) {
     const float inv = 1.0f / scale, inv2 = inv * inv;

@@ -42,8 +42,11 @@ __device__ __forceinline__ float group_sum(float s) {
   return s;
 }
 
+// 8 lanes: at least 4 blocks per SM (<= 64 registers), so that 16K vectors (512 blocks) are one wave;
+// 4 and 16 lanes: no minimum (0), ptxas's own allocation (a minimum raised theirs, docs/gpu.md,
+// "Append, eighth pass").
 template <int D, int BITS, int FAM, int L>
-__global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(AppendParams p, int rounds) {
+__global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lanes_kernel(AppendParams p, int rounds) {
   constexpr int VPB = kLanesThreads / L;  // vectors per round
   constexpr int C = D / L;                // coordinates per lane
   constexpr int N = D;                    // rotated (and stored) coordinates
@@ -82,6 +85,27 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
   const InputType type = job.type;
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
 
+  // 0. The first round's slot and input lines are prefetched into L2 before the tables are built, so
+  // that their DRAM round trip overlaps the tables' (the loads in the round then hit L2; prefetches
+  // hold no registers, unlike loads issued this early). The centroids are loaded here too.
+  {
+    const int token = blockIdx.x * rounds * VPB + tid / L;
+    if (token < p.n_tokens) {
+      const int esize = type == InputType::F32 ? 4 : 2;
+      const size_t base = static_cast<size_t>(token) * job.token_stride + static_cast<size_t>(head) * D + r * C;
+      const uint8_t* src = static_cast<const uint8_t*>(job.x) + base * esize;
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(p.slot_mapping + token));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(src));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(src + C * esize - 1));  // the lane's last line
+    }
+  }
+  float c2[HALF];
+#pragma unroll
+  for (int k = 0; k < HALF; ++k) {
+    const float c = job.codec.centroids[HALF + k];
+    c2[k] = c * c;
+  }
+
   // 1. Per-block tables. Coefficient (lane q, output m, d) at q LSTRIDE + m W + d: of input
   // j + d - HW (window) or F (j / F) + d (aligned blocks) in output j = q C + m; 0 outside the
   // output's block and past the last input (rotor's zero pad and beyond).
@@ -112,12 +136,6 @@ __global__ void __launch_bounds__(kLanesThreads) append_fast_lanes_kernel(Append
   __syncthreads();
 
   // 2. Per-lane constants for all rounds.
-  float c2[HALF];
-#pragma unroll
-  for (int k = 0; k < HALF; ++k) {
-    const float c = job.codec.centroids[HALF + k];
-    c2[k] = c * c;
-  }
   uint32_t xorw[FW];
 #pragma unroll
   for (int w = 0; w < FW; ++w) xorw[w] = kTurbo ? s_xor[r * FW + w] : fast_code_xor<BITS>(w, C);
