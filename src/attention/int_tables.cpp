@@ -1,11 +1,17 @@
 #include "int_tables.hpp"
 
+#include "rq/core/errors.hpp"
+
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace rq::attn_detail {
 
-IntCodebook make_int_codebook(const float* centroids, int bits) {
+namespace {
+
+// The search below costs ~30 us; attention calls ask for the same few codebooks on every call.
+IntCodebook fit_int_codebook(const float* centroids, int bits) {
   IntCodebook cb;
   cb.bits = bits;
   const int levels = 1 << bits;
@@ -48,6 +54,32 @@ IntCodebook make_int_codebook(const float* centroids, int bits) {
   cb.alpha = static_cast<float>(best_alpha);
   for (int k = 0; k < levels; ++k) cb.t[k] = static_cast<uint8_t>(kTableZero + best[k]);
   return cb;
+}
+
+}  // namespace
+
+IntCodebook make_int_codebook(const float* centroids, int bits) {
+  // Per-thread memo of the last codebooks (a model has one or two per format): no locks, and a
+  // miss only costs one search.
+  struct Entry {
+    int bits = -1;
+    float centroids[16] = {};
+    IntCodebook cb;
+  };
+  constexpr size_t kEntries = 8;
+  thread_local Entry memo[kEntries];
+  thread_local size_t next = 0;
+  if (bits < 1 || bits > 4) throw InvalidArgument("integer attention tables need 1..4-bit codes");
+  const size_t levels = size_t{1} << bits;
+  for (const Entry& e : memo) {
+    if (e.bits == bits && std::memcmp(e.centroids, centroids, levels * sizeof(float)) == 0) return e.cb;
+  }
+  Entry& e = memo[next];
+  next = (next + 1) % kEntries;
+  e.bits = bits;
+  std::memcpy(e.centroids, centroids, levels * sizeof(float));
+  e.cb = fit_int_codebook(centroids, bits);
+  return e.cb;
 }
 
 bool quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out) {
