@@ -1,8 +1,10 @@
 // Split-KV decode attention over the compressed paged cache (include/rq/cuda/decode.hpp).
 #include <algorithm>
 #include <cfloat>
+#include <cstdlib>
 
 #include "kernel_common.cuh"
+#include "decode_common.cuh"
 #include "dependent_launch.cuh"
 #include "rotate_shared.cuh"
 #include "rq/core/half.hpp"
@@ -12,9 +14,20 @@ namespace rq::cuda {
 namespace detail {
 bool tc_decode_supported(const DecodeParams& p);
 bool tc_fused_merge(const DecodeParams& p);  // whether the tensor-core kernel merges in its last blocks
-cudaError_t launch_split_tc(const DecodeParams& p, bool fused_merge, cudaStream_t stream);
+// flags: kTcFusedMerge, kTcRotShared (decode_common.cuh).
+cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream);
+cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // 128-thread merge launch
 int tc_warps_per_block();  // splits per block of the tensor-core kernel
 int tc_blocks_per_sm();    // its blocks per SM
+// The variant this process runs (RQ_DECODE_VARIANT overrides the default, for A/B runs).
+constexpr int kDefaultDecodeVariant = kDecodeAttrOnce | kDecodeRotShared | kDecodeSmallMerge;  // measured best
+int decode_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("RQ_DECODE_VARIANT");
+    return e && *e ? std::atoi(e) : kDefaultDecodeVariant;
+  }();
+  return v;
+}
 }  // namespace detail
 
 namespace {
@@ -48,16 +61,22 @@ __host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads,
 }
 
 // 1. q_rot[b][hq][:] = (scale * log2 e) * Pi_K(kv head) pad(q[b][hq]); counters[b][hq] = 0.
-__global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p) {
-  __shared__ float buf[kHeadDim], tmp[kHeadDim];
+// rot_shared: the head's rotation parameters are read into shared memory with the query (one cold
+// round trip instead of one or two more inside rotate_shared).
+__global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p, int rot_shared) {
+  __shared__ float buf[kHeadDim], tmp[kHeadDim], s_rot[detail::kMaxRotationFloats];
   detail::allow_dependents();  // the split kernel may start its prologue now
   const int hq = blockIdx.x, b = blockIdx.y;
-  const int d = p.k_codec.dim, n = p.k_codec.rotated_dim;
+  const int d = p.k_codec.dim;
   const int group = p.n_q_heads / p.n_kv_heads;
   const float* q = p.queries + (static_cast<size_t>(b) * p.n_q_heads + hq) * d;
-  for (int j = threadIdx.x; j < n; j += blockDim.x) buf[j] = j < d ? q[j] : 0.0f;
+  static_assert(kThreads == kHeadDim, "one coordinate per thread");
+  const int n = kHeadDim;  // = rotated_dim (launch_decode_attention)
+  const float qv = static_cast<int>(threadIdx.x) < d ? q[threadIdx.x] : 0.0f;  // issued before the parameters' loads
+  const detail::StagedRotation rot = detail::stage_rotation(p.k_codec, hq / group, s_rot, rot_shared != 0);
+  buf[threadIdx.x] = qv;
   __syncthreads();
-  detail::rotate_shared(p.k_codec, hq / group, false, buf, tmp, 1, kHeadDim);
+  detail::rotate_shared(rot.codec, rot.head, false, buf, tmp, 1, kHeadDim);
   const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, n, p.plan.max_splits);
   if (threadIdx.x == 0) ws.counters[static_cast<size_t>(b) * p.n_q_heads + hq] = 0;
   float* out = ws.q_rot + (static_cast<size_t>(b) * p.n_q_heads + hq) * n;
@@ -300,16 +319,19 @@ __device__ MergeHead merge_head(const DecodeParams& p, int splits_per_partial) {
 }
 
 // buf: the merged row in V's rotated domain (shared); un-rotates it once and writes the output row.
-__device__ void merge_finish(const DecodeParams& p, const MergeHead& h, float* buf, float* tmp) {
-  const int group = p.n_q_heads / p.n_kv_heads;
-  detail::rotate_shared(p.v_codec, blockIdx.x / group, true, buf, tmp, 1, kHeadDim);
+// rot: V's rotation of the block's KV head (detail::stage_rotation, before the wait).
+__device__ void merge_finish(const DecodeParams& p, const MergeHead& h, const detail::StagedRotation& rot, float* buf,
+                             float* tmp) {
+  detail::rotate_shared(rot.codec, rot.head, true, buf, tmp, 1, kHeadDim);
   for (int j = threadIdx.x; j < p.v_codec.dim; j += blockDim.x) h.out[j] = buf[j];
 }
 
 // 3. out[b][hq] = Pi_V^T (sum_s 2^(m_s - M) o_s) / (sum_s 2^(m_s - M) l_s).
-__global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p, int splits_per_partial) {
-  __shared__ float buf[kHeadDim], tmp[kHeadDim], s_scale[1024];
+__global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p, int splits_per_partial, int rot_shared) {
+  __shared__ float buf[kHeadDim], tmp[kHeadDim], s_scale[1024], s_rot[detail::kMaxRotationFloats];
   __shared__ float s_norm;
+  const detail::StagedRotation rot =  // (cold reads, while the split kernel runs)
+      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot, rot_shared != 0);
   const MergeHead h = merge_head(p, splits_per_partial);  // waits for the split kernel's partials
   if (h.splits == 0) return;
   const int n = h.n, splits = h.splits;
@@ -334,7 +356,7 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p, int spl
     buf[j] = o * s_norm;
   }
   __syncthreads();
-  merge_finish(p, h, buf, tmp);
+  merge_finish(p, h, rot, buf, tmp);
 }
 
 // 3b. The same merge for many splits (max_splits >= kWideMergeSplits: long sequences at small
@@ -361,10 +383,12 @@ __device__ __forceinline__ float block_reduce(float v, bool is_max, float* s_red
   return r;
 }
 
-__global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams p, int splits_per_partial) {
-  __shared__ float buf[kHeadDim], tmp[kHeadDim], s_scale[1024];
+__global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams p, int splits_per_partial, int rot_shared) {
+  __shared__ float buf[kHeadDim], tmp[kHeadDim], s_scale[1024], s_rot[detail::kMaxRotationFloats];
   __shared__ float s_part[kMergeGroups][kHeadDim];
   __shared__ float s_red[kMergeThreads / 32];
+  const detail::StagedRotation rot =  // (cold reads, while the split kernel runs)
+      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot, rot_shared != 0);
   const MergeHead h = merge_head(p, splits_per_partial);  // waits for the split kernel's partials
   if (h.splits == 0) return;
   const int n = h.n, splits = h.splits;
@@ -395,7 +419,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams 
     buf[j] = o * inv_l;
   }
   __syncthreads();
-  merge_finish(p, h, buf, tmp);
+  merge_finish(p, h, rot, buf, tmp);
 }
 
 template <int N, int BITS>
@@ -477,18 +501,22 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   // (sequence, query pass) pairs, detail::tc_fused_merge); the second and third are programmatic
   // dependent launches: each may start while the previous one runs and waits (griddepcontrol.wait)
   // only where it reads its output.
-  prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
+  const int variant = detail::decode_variant();
+  const int rot_shared = (variant & detail::kDecodeRotShared) ? 1 : 0;
+  prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p, rot_shared);
   cudaError_t st = cudaGetLastError();
   if (st != cudaSuccess) return st;
   const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
   const bool tc = tensor_core_decode(p), fused = tc && detail::tc_fused_merge(p);
-  st = tc ? detail::launch_split_tc(p, fused, stream) : launch_split_bits<kHeadDim>(p, grid, stream);
+  const int tc_flags = (fused ? detail::kTcFusedMerge : 0) | (rot_shared ? detail::kTcRotShared : 0);
+  st = tc ? detail::launch_split_tc(p, tc_flags, stream) : launch_split_bits<kHeadDim>(p, grid, stream);
   if (st != cudaSuccess || fused) return st;  // fused: merged by the split kernel's last blocks
+  if (tc && (variant & detail::kDecodeSmallMerge)) return detail::launch_merge_tc(p, stream);
   const dim3 merge_grid(p.n_q_heads, p.batch);
   const int per_partial = tc ? detail::tc_warps_per_block() : 1;  // the tensor-core blocks merge their splits
   return p.plan.max_splits >= kWideMergeSplits
-             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p, per_partial)
-             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p, per_partial);
+             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p, per_partial, rot_shared)
+             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p, per_partial, rot_shared);
 }
 
 }  // namespace rq::cuda

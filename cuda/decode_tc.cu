@@ -27,7 +27,7 @@
 // The block's kWarps splits are merged in shared memory into one partial (o, m, l) per query; the
 // last block of a (sequence, query pass) to finish (a counter per pass, zeroed by the query
 // rotation) merges the ceil(S / kWarps) partials, un-rotates them and writes the output rows: no
-// merge launch.
+// merge launch (with fewer than kFusedMergeMinPasses pairs: merge_tc_kernel, a 128-thread launch).
 // Staging: per warp, a chunk's 64 K rows (codes, norms) and 64 V rows are copied into shared memory
 // by TMA bulk copies that lane 0 issues, each plane completing on its own mbarrier; the next chunk's K
 // is in flight during this chunk's V step, its V during the next K step. The last chunk of a
@@ -37,9 +37,11 @@
 // contiguous slice of each code row (K: 32 coordinates of slice tig; V: 16 coordinates 16 gid..).
 #include <cuda_fp16.h>
 
+#include <atomic>
 #include <type_traits>
 
 #include "kernel_common.cuh"
+#include "decode_common.cuh"
 #include "dependent_launch.cuh"
 #include "rotate_shared.cuh"
 #include "rq/core/half.hpp"
@@ -61,6 +63,7 @@ constexpr int kMaxPartials = (1024 + kWarps - 1) / kWarps;  // plan: at most 102
 // query pass) pairs; with fewer (batch 1: 8) the merge of a pair is one block's serial tail, and the
 // merge kernel (launched early, 32 blocks or more) finishes sooner (measured: 0-2 us at batch 1).
 constexpr int kFusedMergeMinPasses = 64;
+constexpr int kFlagFusedMerge = kTcFusedMerge, kFlagRotShared = kTcRotShared;  // decode_common.cuh
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -158,32 +161,39 @@ struct TcLayout {
   static constexpr size_t bytes = staging + kLutAlign + 2 * table;
   static_assert(table <= kLutAlign, "an entry address is an OR with the aligned table address");
   static_assert(sizeof(float) * kWarps * 4 * (N + 2) <= norms, "the block's merge fits in the code buffers");
-  static_assert(sizeof(float) * (8 * N + 4 * kMaxPartials + 4) <= norms, "the last block's merge fits too");
+  static_assert(sizeof(float) * (8 * N + 4 * kMaxPartials + 4 + kMaxRotationFloats) <= norms, "the last block's merge fits too");
 };
 
 // The last block's merge of a (sequence, query pass): n_parts partials (o [N], then m, l) of nq
 // query heads (rows max_splits apart; other blocks' writes, read through L2) -> softmax-weighted sum,
 // V's inverse rotation, output rows out[nq][dim]. s: shared scratch of (8 N + 4 kMaxPartials + 4)
-// floats. Not inlined: inlined, its registers cost the chunk loop ~2% more instructions (spills).
+// floats + kMaxRotationFloats. rot_shared: V's rotation parameters are read into shared memory with
+// m and l (one round trip, not one or two cold reads at the end). Not inlined: inlined, its
+// registers cost the chunk loop ~2% more instructions (spills).
 template <int N>
 __device__ __noinline__ void merge_partials(const float* partial_o, const float* partial_ml, int max_splits, int n_parts,
-                                            int nq, DeviceCodec vc, int kvh, float* out, float* s) {
+                                            int nq, DeviceCodec vc, int kvh, float* out, float* s, bool rot_shared) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float* s_buf = s;                      // [4][N] merged rows (V's rotated domain)
   float* s_tmp = s_buf + 4 * N;          // [4][N] rotation scratch
   float* s_f = s_tmp + 4 * N;            // [4][kMaxPartials] 2^(m_k - M)
   float* s_inv = s_f + 4 * kMaxPartials;  // [4] 1 / sum_k 2^(m_k - M) l_k
-  if (warp < nq) {  // m and l of up to 3 partials per lane (n_parts <= kMaxPartials <= 96), loaded once
-    static_assert(kMaxPartials <= 96, "three partials per lane");
-    const float* ml = partial_ml + static_cast<size_t>(warp) * max_splits * 2;
-    float m[3], lp[3], mx = -INFINITY;
+  float* s_rot = s_inv + 4;              // [kMaxRotationFloats] V's rotation of head kvh
+  // m and l of up to 3 partials per lane (warps < nq; n_parts <= kMaxPartials <= 96), loaded once
+  static_assert(kMaxPartials <= 96, "three partials per lane");
+  const float* ml = partial_ml + static_cast<size_t>(warp) * max_splits * 2;
+  float m[3], lp[3];
 #pragma unroll
-    for (int r = 0; r < 3; ++r) {
-      const int k = lane + 32 * r;
-      m[r] = k < n_parts ? __ldcg(ml + 2 * k) : -INFINITY;
-      lp[r] = k < n_parts ? __ldcg(ml + 2 * k + 1) : 0.0f;
-      mx = fmaxf(mx, m[r]);
-    }
+  for (int r = 0; r < 3; ++r) {
+    const int k = lane + 32 * r;
+    m[r] = warp < nq && k < n_parts ? __ldcg(ml + 2 * k) : -INFINITY;
+    lp[r] = warp < nq && k < n_parts ? __ldcg(ml + 2 * k + 1) : 0.0f;
+  }
+  const StagedRotation rot = stage_rotation(vc, kvh, s_rot, rot_shared);
+  if (warp < nq) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int r = 0; r < 3; ++r) mx = fmaxf(mx, m[r]);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     float l = 0.0f;  // (mx finite: warp 0 of every block is not empty)
@@ -222,12 +232,13 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
     }
   }
   __syncthreads();
-  rotate_shared(vc, kvh, true, s_buf, s_tmp, nq, N);  // (synchronizes the block)
+  rotate_shared(rot.codec, rot.head, true, s_buf, s_tmp, nq, N);  // (synchronizes the block)
   for (int i = threadIdx.x; i < nq * vc.dim; i += blockDim.x) out[i] = s_buf[(i / vc.dim) * N + i % vc.dim];
 }
 
 template <int N, int BITS>
-__global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p, int fused_merge) {
+__global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p, int flags) {
+  const bool fused_merge = flags & kFlagFusedMerge, rot_shared = flags & kFlagRotShared;
   using L = TcLayout<N, BITS>;
   constexpr int PAIRS = L::PAIRS, MAIN = L::MAIN, ROWW = L::ROWW, CODEW = L::CODEW;
   constexpr int W2 = 2 * BITS;  // bits of a code pair
@@ -564,25 +575,91 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   if (!s_last) return;
   __threadfence();
   merge_partials<N>(partial_o + bh0 * p.plan.max_splits * N, partial_ml + bh0 * p.plan.max_splits * 2, p.plan.max_splits,
-                    n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, reinterpret_cast<float*>(smem + L::codes));
+                    n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, reinterpret_cast<float*>(smem + L::codes),
+                    rot_shared);
+}
+
+// The merge launch (no fused merge; kDecodeSmallMerge): block (query head, sequence) of 128 threads,
+// thread j = coordinate j. Small enough (registers, ptxas -v) to wait resident beside two split blocks
+// (2 x 384 threads x 80 registers leave 4,096), with V's rotation parameters already in shared memory
+// (read before the wait); after it, one round of loads brings every partial's (m, l) and the first
+// kMergeBatch partial values of the thread's coordinate, the rest follow kMergeBatch at a time.
+constexpr int kMergeTcThreads = 128;
+constexpr int kMergeBatch = 16;
+
+template <int N>
+__global__ void __launch_bounds__(kMergeTcThreads, 16) merge_tc_kernel(DecodeParams p) {
+  static_assert(N == kMergeTcThreads && kMaxPartials <= kMergeTcThreads, "a coordinate and a partial per thread");
+  __shared__ float s_buf[N], s_tmp[N], s_f[kMaxPartials], s_red[2][kMergeTcThreads / 32];
+  __shared__ float s_rot[kMaxRotationFloats];
+  const int hq = blockIdx.x, b = blockIdx.y, j = threadIdx.x, lane = j & 31, warp = j >> 5;
+  const int group = p.n_q_heads / p.n_kv_heads;
+  const int len = p.seq_lens[b];  // (not written by the split kernel)
+  const StagedRotation rot = stage_rotation(p.v_codec, hq / group, s_rot, true);  // cold, while the split kernel runs
+  wait_for_prerequisite();  // the split kernel's partials
+  if (len <= 0) return;     // (the split kernel's block 0 wrote the zero rows)
+  const int n_splits = static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split);
+  const int n = (n_splits + kWarps - 1) / kWarps;  // partials (one per split block)
+  const float* ws = static_cast<const float*>(p.workspace);
+  const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads, bh = static_cast<size_t>(b) * p.n_q_heads + hq;
+  const float* po = ws + bh_count * N + bh * p.plan.max_splits * N + j;
+  const float2* pml = reinterpret_cast<const float2*>(ws + bh_count * N + bh_count * p.plan.max_splits * N) + bh * p.plan.max_splits;
+  const float2 ml = j < n ? __ldcg(pml + j) : make_float2(-INFINITY, 0.0f);
+  float v[kMergeBatch];
+#pragma unroll
+  for (int i = 0; i < kMergeBatch; ++i) v[i] = i < n ? __ldcg(po + static_cast<size_t>(i) * N) : 0.0f;
+  float mx = ml.x;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if (lane == 0) s_red[0][warp] = mx;
+  __syncthreads();
+  mx = fmaxf(fmaxf(s_red[0][0], s_red[0][1]), fmaxf(s_red[0][2], s_red[0][3]));  // finite: partial 0 is not empty
+  const float f = fast_exp2(ml.x - mx);  // 0 past n
+  if (j < n) s_f[j] = f;
+  float l = f * ml.y;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+  if (lane == 0) s_red[1][warp] = l;
+  __syncthreads();  // (also orders the s_f writes)
+  const float inv_l = 1.0f / (s_red[1][0] + s_red[1][1] + s_red[1][2] + s_red[1][3]);
+  float o = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kMergeBatch; ++i)
+    if (i < n) o = fmaf(s_f[i], v[i], o);
+  for (int k0 = kMergeBatch; k0 < n; k0 += kMergeBatch) {
+#pragma unroll
+    for (int i = 0; i < kMergeBatch; ++i) v[i] = k0 + i < n ? __ldcg(po + static_cast<size_t>(k0 + i) * N) : 0.0f;
+#pragma unroll
+    for (int i = 0; i < kMergeBatch; ++i)
+      if (k0 + i < n) o = fmaf(s_f[k0 + i], v[i], o);
+  }
+  s_buf[j] = o * inv_l;
+  __syncthreads();
+  rotate_shared(rot.codec, rot.head, true, s_buf, s_tmp, 1, N);  // (synchronizes the block)
+  float* out = p.out + bh * p.v_codec.dim;
+  for (int i = j; i < p.v_codec.dim; i += kMergeTcThreads) out[i] = s_buf[i];
 }
 
 template <int N, int BITS>
-cudaError_t launch_tc(const DecodeParams& p, int fused_merge, cudaStream_t stream) {
+cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   const int group = p.n_q_heads / p.n_kv_heads;
   const dim3 grid((p.plan.max_splits + kWarps - 1) / kWarps, p.n_kv_heads * ((group + 3) / 4), p.batch);
   constexpr size_t bytes = TcLayout<N, BITS>::bytes;
-  const cudaError_t st = cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              static_cast<int>(bytes));
+  const int variant = decode_variant();
+  static std::atomic<uint64_t> done{0};  // per instantiation: devices whose attributes are set
+  const cudaError_t st = attribute_once(done, (variant & kDecodeAttrOnce) != 0, [] {
+    return cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                static_cast<int>(bytes));
+  });
   if (st != cudaSuccess) return st;
-  return launch_dependent(decode_split_tc_kernel<N, BITS>, grid, dim3(kWarps * 32), bytes, stream, p, fused_merge);
+  return launch_dependent(decode_split_tc_kernel<N, BITS>, grid, dim3(kWarps * 32), bytes, stream, p, flags);
 }
 
 template <int N>
-cudaError_t launch_tc_bits(const DecodeParams& p, int fused_merge, cudaStream_t stream) {
+cudaError_t launch_tc_bits(const DecodeParams& p, int flags, cudaStream_t stream) {
   switch (p.k_codec.bits) {
-    case 2: return launch_tc<N, 2>(p, fused_merge, stream);
-    case 3: return launch_tc<N, 3>(p, fused_merge, stream);
+    case 2: return launch_tc<N, 2>(p, flags, stream);
+    case 3: return launch_tc<N, 3>(p, flags, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -603,9 +680,13 @@ bool tc_fused_merge(const DecodeParams& p) {
   return static_cast<long long>(p.batch) * p.n_kv_heads * ((group + 3) / 4) >= kFusedMergeMinPasses;
 }
 
-cudaError_t launch_split_tc(const DecodeParams& p, bool fused_merge, cudaStream_t stream) {
+cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   if (p.k_codec.rotated_dim != kHeadDim) return cudaErrorInvalidValue;
-  return launch_tc_bits<kHeadDim>(p, fused_merge ? 1 : 0, stream);
+  return launch_tc_bits<kHeadDim>(p, flags, stream);
+}
+
+cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream) {
+  return launch_dependent(merge_tc_kernel<kHeadDim>, dim3(p.n_q_heads, p.batch), dim3(kMergeTcThreads), 0, stream, p);
 }
 
 }  // namespace detail

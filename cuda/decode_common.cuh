@@ -1,0 +1,88 @@
+// Helpers shared by the decode kernels (cuda/decode.cu, cuda/decode_tc.cu; private to cuda/).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "rq/cuda/device_codec.hpp"
+
+namespace rq::cuda::detail {
+
+// Decode variants (decode tenth pass; A/B switch RQ_DECODE_VARIANT, bits, read once per process;
+// default kDefaultDecodeVariant in cuda/decode.cu = all three; 0 = the ninth pass's decode). Bits 4
+// (max shared-memory carveout) and 8 (queries rotated in the split kernel) measured slower and are
+// only on branch decode-tenth-rejected.
+constexpr int kDecodeAttrOnce = 1;     // cudaFuncSetAttribute once per device and kernel (else per launch)
+constexpr int kDecodeRotShared = 2;    // rotation parameters copied into shared memory with the first cold reads
+constexpr int kDecodeSmallMerge = 16;  // tensor cores, no fused merge: merge_tc_kernel (128 threads)
+int decode_variant();
+
+// Flags of the tensor-core split kernel (detail::launch_split_tc).
+constexpr int kTcFusedMerge = 1;  // the last blocks merge (else a merge launch)
+constexpr int kTcRotShared = 4;   // the last block's merge reads V's rotation into shared memory with m, l
+
+/// Largest rotation_stride (floats per head) copied into shared memory: iso's 32 4x4 matrices.
+constexpr int kMaxRotationFloats = 512;
+
+/// A codec whose rotation parameters for one head may live in shared memory.
+struct StagedRotation {
+  DeviceCodec codec;
+  int head;
+};
+
+/// Loads head `head`'s rotation parameters into registers (all threads of the block, blockDim >= 128;
+/// enable = false or parameters that do not fit: nothing), so that their cold reads can be issued
+/// next to other loads; store_rotation() then writes them to `s` (kMaxRotationFloats floats of shared
+/// memory) and returns the codec that rotate_shared should use (rotation = s, head 0; the caller
+/// synchronizes the block first). Turbo's Hadamard path otherwise reads its two sign vectors in two
+/// dependent cold steps, rotor its matrices in one, after everything else.
+struct RotationRegs {
+  float v[kMaxRotationFloats / 128];
+  bool staged;
+};
+
+__device__ __forceinline__ RotationRegs load_rotation(const DeviceCodec& c, int head, bool enable) {
+  RotationRegs r;
+  r.staged = enable && c.rotation_stride <= kMaxRotationFloats;
+  const float* src = c.rotation + static_cast<size_t>(head) * c.rotation_stride;
+#pragma unroll
+  for (int k = 0; k < kMaxRotationFloats / 128; ++k) {
+    const int i = threadIdx.x + k * static_cast<int>(blockDim.x);
+    r.v[k] = r.staged && i < c.rotation_stride ? __ldg(src + i) : 0.0f;
+  }
+  return r;
+}
+
+__device__ __forceinline__ StagedRotation store_rotation(const DeviceCodec& c, int head, const RotationRegs& r, float* s) {
+  if (!r.staged) return {c, head};
+#pragma unroll
+  for (int k = 0; k < kMaxRotationFloats / 128; ++k) {
+    const int i = threadIdx.x + k * static_cast<int>(blockDim.x);
+    if (i < c.rotation_stride) s[i] = r.v[k];
+  }
+  DeviceCodec staged = c;
+  staged.rotation = s;
+  return {staged, 0};
+}
+
+__device__ __forceinline__ StagedRotation stage_rotation(const DeviceCodec& c, int head, float* s, bool enable) {
+  return store_rotation(c, head, load_rotation(c, head, enable), s);
+}
+
+/// Calls set() (a cudaFuncSetAttribute) once per device for the caller's `done` mask (one static
+/// mask per kernel), or every time where !once (the variant before the tenth pass).
+template <typename F>
+cudaError_t attribute_once(std::atomic<uint64_t>& done, bool once, F&& set) {
+  int dev = 0;
+  if (!once || cudaGetDevice(&dev) != cudaSuccess || dev >= 64) return set();
+  const uint64_t bit = uint64_t(1) << dev;
+  if (done.load(std::memory_order_acquire) & bit) return cudaSuccess;
+  const cudaError_t st = set();  // (two threads may both set it: the same value)
+  if (st == cudaSuccess) done.fetch_or(bit, std::memory_order_acq_rel);
+  return st;
+}
+
+}  // namespace rq::cuda::detail
