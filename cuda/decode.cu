@@ -65,6 +65,7 @@ __host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads,
 // round trip instead of one or two more inside rotate_shared).
 __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p, int rot_shared) {
   __shared__ float buf[kHeadDim], tmp[kHeadDim], s_rot[detail::kMaxRotationFloats];
+  detail::trace_point(p.trace, kTraceQueryStart);
   detail::allow_dependents();  // the split kernel may start its prologue now
   const int hq = blockIdx.x, b = blockIdx.y;
   const int d = p.k_codec.dim;
@@ -82,6 +83,7 @@ __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams 
   float* out = ws.q_rot + (static_cast<size_t>(b) * p.n_q_heads + hq) * n;
   const float s = p.scale * kLog2e;
   for (int j = threadIdx.x; j < n; j += blockDim.x) out[j] = buf[j] * s;
+  detail::trace_point(p.trace, kTraceQueryEnd);
 }
 
 template <int G>
@@ -508,7 +510,8 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   if (st != cudaSuccess) return st;
   const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
   const bool tc = tensor_core_decode(p), fused = tc && detail::tc_fused_merge(p);
-  const int tc_flags = (fused ? detail::kTcFusedMerge : 0) | (rot_shared ? detail::kTcRotShared : 0);
+  const int tc_flags = (fused ? detail::kTcFusedMerge : 0) | (rot_shared ? detail::kTcRotShared : 0) |
+                       ((variant & detail::kDecodeSkipLoop) ? detail::kTcSkipLoop : 0);
   st = tc ? detail::launch_split_tc(p, tc_flags, stream) : launch_split_bits<kHeadDim>(p, grid, stream);
   if (st != cudaSuccess || fused) return st;  // fused: merged by the split kernel's last blocks
   if (tc && (variant & detail::kDecodeSmallMerge)) return detail::launch_merge_tc(p, stream);

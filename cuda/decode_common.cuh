@@ -18,11 +18,25 @@ namespace rq::cuda::detail {
 constexpr int kDecodeAttrOnce = 1;     // cudaFuncSetAttribute once per device and kernel (else per launch)
 constexpr int kDecodeRotShared = 2;    // rotation parameters copied into shared memory with the first cold reads
 constexpr int kDecodeSmallMerge = 16;  // tensor cores, no fused merge: merge_tc_kernel (128 threads)
+// Diagnostic (decode eleventh pass; tensor cores): every split is empty (no staging, no chunk; the
+// output is not finite). Bits 32 (cold prologue inputs asked for before seq_lens) and 64 (the merge
+// launch polls the split blocks' counters) measured neutral / slower: branch decode-eleventh-rejected.
+constexpr int kDecodeSkipLoop = 128;
 int decode_variant();
 
 // Flags of the tensor-core split kernel (detail::launch_split_tc).
 constexpr int kTcFusedMerge = 1;  // the last blocks merge (else a merge launch)
 constexpr int kTcRotShared = 4;   // the last block's merge reads V's rotation into shared memory with m, l
+constexpr int kTcSkipLoop = 32;   // kDecodeSkipLoop
+
+/// DecodeParams::trace: thread 0 of the block records %globaltimer at `point` (min and max words).
+__device__ __forceinline__ void trace_point(uint64_t* trace, int point) {
+  if (trace == nullptr || threadIdx.x != 0) return;
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+  atomicMin(reinterpret_cast<unsigned long long*>(trace) + 2 * point, t);
+  atomicMax(reinterpret_cast<unsigned long long*>(trace) + 2 * point + 1, t);
+}
 
 /// Largest rotation_stride (floats per head) copied into shared memory: iso's 32 4x4 matrices.
 constexpr int kMaxRotationFloats = 512;

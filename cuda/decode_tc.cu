@@ -239,6 +239,8 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
 template <int N, int BITS>
 __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p, int flags) {
   const bool fused_merge = flags & kFlagFusedMerge, rot_shared = flags & kFlagRotShared;
+  uint64_t* const trace = p.trace;
+  trace_point(trace, kTraceSplitStart);
   using L = TcLayout<N, BITS>;
   constexpr int PAIRS = L::PAIRS, MAIN = L::MAIN, ROWW = L::ROWW, CODEW = L::CODEW;
   constexpr int W2 = 2 * BITS;  // bits of a code pair
@@ -278,6 +280,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     start = (split * q + split * r / n_splits) * kChunk;
     end = min(len, ((split + 1) * q + (split + 1) * r / n_splits) * kChunk);
   }
+  if (flags & kTcSkipLoop) start = end = len;  // diagnostic: no staging, no chunk
   uint32_t* s_kc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 0) * CODEW;
   uint32_t* s_vc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 1) * CODEW;
   uint16_t* s_kn = reinterpret_cast<uint16_t*>(smem + L::norms) + (warp * 2 + 0) * kChunk;
@@ -338,6 +341,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     }
   }
   __syncthreads();
+  trace_point(trace, kTraceSplitReady);
 
   // Query B fragments: lane holds column gid (query q0 + (gid & 3) divided by a_K; hi part for
   // gid < 4, lo part for gid >= 4) at coordinates 32 tig + 4 s + {0, 1} (b0) and + {2, 3} (b1) of k-step s.
@@ -345,6 +349,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   uint32_t bq[8][2];
   {
     wait_for_prerequisite();  // prepare_queries_kernel's rotated, pre-scaled queries
+    trace_point(trace, kTraceSplitWaited);
     allow_dependents();       // the merge kernel (fused_merge == 0) may launch; it waits for the partials
     const float* ws = static_cast<const float*>(p.workspace);
     const float* qrow = ws + (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0) * N;
@@ -381,6 +386,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   for (int m = 0; m < 4; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.0f;
 
   if (start < end) mbar_wait(bar_k, 0);  // the first chunk's K (the loop's first wait passes at once) ...
+  trace_point(trace, kTraceSplitFirstK);
   stage(start, p.v_geometry, p.v_planes, s_vc, s_vn, bar_v);  // ... then ask for its V
   // One chunk: the staged rows [t0, t0 + pend). FULL: pend = 64 (no masks); else (the sequence's last
   // chunk) its 16-token blocks past pend are skipped and the tokens past pend masked.
@@ -514,6 +520,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     for (int o = 2; o < 32; o <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], o);  // lanes of queries tig & 1
   }
   __syncthreads();  // every warp is done with its staging buffers, which hold the merge below
+  trace_point(trace, kTraceSplitLoopDone);
   float* s_o = reinterpret_cast<float*>(smem + L::codes);  // [kWarps][4 queries][N]
   float* s_m = s_o + kWarps * 4 * N;                         // [kWarps][4]
   float* s_l = s_m + kWarps * 4;                             // [kWarps][4]
@@ -564,6 +571,8 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     ml[1] = l;
   }
 
+  trace_point(trace, kTraceSplitEnd);
+
   // ---- the last block of this (sequence, query pass) merges the n_blocks partials (else the merge kernel).
   if (!fused_merge) return;
   __shared__ int s_last;
@@ -574,9 +583,11 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   __syncthreads();
   if (!s_last) return;
   __threadfence();
+  trace_point(trace, kTraceMergeStart);
   merge_partials<N>(partial_o + bh0 * p.plan.max_splits * N, partial_ml + bh0 * p.plan.max_splits * 2, p.plan.max_splits,
                     n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, reinterpret_cast<float*>(smem + L::codes),
                     rot_shared);
+  trace_point(trace, kTraceMergeEnd);
 }
 
 // The merge launch (no fused merge; kDecodeSmallMerge): block (query head, sequence) of 128 threads,
@@ -595,8 +606,10 @@ __global__ void __launch_bounds__(kMergeTcThreads, 16) merge_tc_kernel(DecodePar
   const int hq = blockIdx.x, b = blockIdx.y, j = threadIdx.x, lane = j & 31, warp = j >> 5;
   const int group = p.n_q_heads / p.n_kv_heads;
   const int len = p.seq_lens[b];  // (not written by the split kernel)
+  trace_point(p.trace, kTraceMergeStart);
   const StagedRotation rot = stage_rotation(p.v_codec, hq / group, s_rot, true);  // cold, while the split kernel runs
   wait_for_prerequisite();  // the split kernel's partials
+  trace_point(p.trace, kTraceMergeWaited);
   if (len <= 0) return;     // (the split kernel's block 0 wrote the zero rows)
   const int n_splits = static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split);
   const int n = (n_splits + kWarps - 1) / kWarps;  // partials (one per split block)
@@ -638,6 +651,7 @@ __global__ void __launch_bounds__(kMergeTcThreads, 16) merge_tc_kernel(DecodePar
   rotate_shared(rot.codec, rot.head, true, s_buf, s_tmp, 1, N);  // (synchronizes the block)
   float* out = p.out + bh * p.v_codec.dim;
   for (int i = j; i < p.v_codec.dim; i += kMergeTcThreads) out[i] = s_buf[i];
+  trace_point(p.trace, kTraceMergeEnd);
 }
 
 template <int N, int BITS>

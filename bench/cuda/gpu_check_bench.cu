@@ -4,7 +4,8 @@
 // Built by scripts/gpu_bench.sh with plain nvcc (no third-party libraries needed).
 //
 // Usage: gpu_check_bench [--json FILE] [--check-only] [--bench-only] [--decode-only] [--append-only] [--profile]
-//        (--decode-only: decode checks and the tensor-core decode timings only;
+//        [--trace] (--decode-only: decode checks and the tensor-core decode timings only;
+//         --trace: the decode's per-launch %globaltimer timeline at three shapes, nothing else;
 //         --append-only: append checks and timings only; --profile: a few launches for ncu;
 //         --with-exact: also time the exact fp32 decode kernel)
 #include <cuda_fp16.h>
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -237,50 +239,69 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
               r.kernel.c_str(), n_vectors, us, r.gbps, 100 * r.bw_fraction, us_stream, 100 * r.bw_fraction * us / us_stream);
 }
 
+// The decode benchmark's inputs for one (format, batch, context): random codes and norms, page
+// tables drawn from a shuffled pool, normal queries (seed: its own codecs and buffers).
+struct DecodeBench {
+  RoleCodecs kc, vc;
+  std::vector<int32_t> lens;
+  Rng rng;
+  PageTables pt;
+  DeviceCache kcache, vcache;
+  std::vector<float> q;
+  DeviceBuffer<float> dq, dout;
+  DeviceBuffer<int32_t> dlens, dtable;
+  DeviceBuffer<uint8_t> ws;
+  DecodeParams p;
+  static constexpr int H = 8, Hq = 32, d = 128, page = 64;
+  DecodeBench(const std::string& format, int B, int ctx, int sms, bool exact, uint64_t seed = 0x5eedull)
+      : kc(format, H, d, KvRole::K, seed), vc(format, H, d, KvRole::V, seed), lens(static_cast<size_t>(B), ctx),
+        rng(7 + B + ctx), pt(lens, page, rng), kcache(H, page, pt.total_pages, kc.device.payload_bytes),
+        vcache(H, page, pt.total_pages, vc.device.payload_bytes), q(static_cast<size_t>(B) * Hq * d) {
+    for (DeviceCache* c : {&kcache, &vcache}) {
+      fill_random(c->codes.get(), c->codes.size(), 11);  // rows of 128 coordinates: no tail plane
+      fill_norms_kernel<<<1024, 256>>>(c->norms.get(), c->norms.size(), 17);
+    }
+    for (auto& v : q) v = static_cast<float>(rng.normal());
+    dq.upload(q);
+    dout.resize(q.size());
+    dlens.upload(lens);
+    dtable.upload(pt.table);
+    p.batch = B;
+    p.n_q_heads = Hq;
+    p.n_kv_heads = H;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(d));
+    p.queries = dq.get();
+    p.out = dout.get();
+    p.seq_lens = dlens.get();
+    p.page_table = dtable.get();
+    p.max_pages_per_seq = pt.max_pages;
+    p.k_codec = kc.device;
+    p.v_codec = vc.device;
+    p.k_geometry = kcache.geometry;
+    p.v_geometry = vcache.geometry;
+    p.k_planes = kcache.planes();
+    p.v_planes = vcache.planes();
+    p.plan = plan_decode(B, ctx, H, sms, exact);
+    p.exact = exact ? 1 : 0;
+    ws.resize(decode_workspace_bytes(B, Hq, kc.device.rotated_dim, p.plan));
+    p.workspace = ws.get();
+  }
+  bool finite() const {
+    bool ok = true;
+    for (float v : dout.download()) ok = ok && std::isfinite(v);
+    return ok;
+  }
+};
+
 void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact, double copy_gbps, Timer& timer,
                   std::vector<Row>& rows) {
-  const int H = 8, Hq = 32, d = 128, page = 64;
-  RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
-  std::vector<int32_t> lens(static_cast<size_t>(B), ctx);
-  Rng rng(7 + B + ctx);
-  PageTables pt(lens, page, rng);
-  DeviceCache kcache(H, page, pt.total_pages, kc.device.payload_bytes), vcache(H, page, pt.total_pages, vc.device.payload_bytes);
-  for (DeviceCache* c : {&kcache, &vcache}) {
-    fill_random(c->codes.get(), c->codes.size(), 11);  // rows of 128 coordinates: no tail plane
-    fill_norms_kernel<<<1024, 256>>>(c->norms.get(), c->norms.size(), 17);
-  }
-  std::vector<float> q(static_cast<size_t>(B) * Hq * d);
-  for (auto& v : q) v = static_cast<float>(rng.normal());
-  DeviceBuffer<float> dq, dout(q.size());
-  dq.upload(q);
-  DeviceBuffer<int32_t> dlens, dtable;
-  dlens.upload(lens);
-  dtable.upload(pt.table);
-  DecodeParams p;
-  p.batch = B;
-  p.n_q_heads = Hq;
-  p.n_kv_heads = H;
-  p.scale = 1.0f / std::sqrt(static_cast<float>(d));
-  p.queries = dq.get();
-  p.out = dout.get();
-  p.seq_lens = dlens.get();
-  p.page_table = dtable.get();
-  p.max_pages_per_seq = pt.max_pages;
-  p.k_codec = kc.device;
-  p.v_codec = vc.device;
-  p.k_geometry = kcache.geometry;
-  p.v_geometry = vcache.geometry;
-  p.k_planes = kcache.planes();
-  p.v_planes = vcache.planes();
-  p.plan = plan_decode(B, ctx, H, sms, exact);
-  p.exact = exact ? 1 : 0;
-  DeviceBuffer<uint8_t> ws(decode_workspace_bytes(B, Hq, kc.device.rotated_dim, p.plan));
-  p.workspace = ws.get();
+  DecodeBench db(format, B, ctx, sms, exact);
+  const DecodeParams& p = db.p;
+  const RoleCodecs& kc = db.kc;
+  const std::vector<float>& q = db.q;
+  const int H = DecodeBench::H;
   const double us = timer.median_us([&] { check(launch_decode_attention(p, nullptr), "decode"); }, 20);
-  const std::vector<float> out = dout.download();
-  bool finite = true;
-  for (float v : out) finite = finite && std::isfinite(v);
-  if (!finite) report(false, "decode benchmark output is not finite (" + format + ")");
+  if (!db.finite()) report(false, "decode benchmark output is not finite (" + format + ")");
   Row r;
   r.bench = "decode";
   r.format = format;
@@ -297,11 +318,105 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
               r.kernel.c_str(), B, ctx, p.plan.max_splits, p.plan.tokens_per_split, us, r.gbps, 100 * r.bw_fraction);
 }
 
+// --trace (decode eleventh pass): where the time between the timing's two events goes. Each decode
+// runs as in Timer::median_us (L2 flush, event, decode, event) with DecodeParams::trace set (thread 0
+// of every block stamps %globaltimer at the points of rq::cuda::DecodeTracePoint); a one-thread
+// kernel stamps kTraceMarkBefore between the flush and the first event and kTraceMarkAfter after the
+// second. Printed: medians over the runs of each point's first and last stamp, in us after the mark.
+// pre(): runs after the flush, before the mark (warm_code below).
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+  return t;
+}
+
+__global__ void mark_kernel(uint64_t* trace, int point) { trace[2 * point] = trace[2 * point + 1] = global_ns(); }
+
+__global__ void traced_empty_kernel(uint64_t* trace) {  // the empty launch's timeline (query points)
+  trace[2 * kTraceQueryStart] = trace[2 * kTraceQueryStart + 1] = global_ns();
+  trace[2 * kTraceQueryEnd] = trace[2 * kTraceQueryEnd + 1] = global_ns();
+}
+
+template <typename Pre, typename Launch>
+void trace_run(const std::string& label, Timer& timer, Pre&& pre, Launch&& launch, int iters = 20) {
+  constexpr int P = kDecodeTracePoints;
+  DeviceBuffer<uint64_t> tr(2 * P);
+  std::vector<uint64_t> init(2 * P);
+  for (int i = 0; i < P; ++i) init[2 * i] = ~0ull, init[2 * i + 1] = 0;
+  std::vector<std::vector<double>> lo(P), hi(P);
+  std::vector<double> ev;
+  tr.upload(init);
+  launch(tr.get());  // warm-up
+  check(cudaDeviceSynchronize(), "trace warm-up");
+  for (int it = 0; it < iters; ++it) {
+    tr.upload(init);
+    check(cudaMemsetAsync(timer.flush.get(), it & 0xff, timer.flush.size()), "flush");
+    pre();
+    mark_kernel<<<1, 1>>>(tr.get(), kTraceMarkBefore);
+    check(cudaEventRecord(timer.a), "record");
+    launch(tr.get());
+    check(cudaEventRecord(timer.b), "record");
+    mark_kernel<<<1, 1>>>(tr.get(), kTraceMarkAfter);
+    check(cudaDeviceSynchronize(), "trace");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, timer.a, timer.b), "elapsed");
+    ev.push_back(1000.0 * ms);
+    const std::vector<uint64_t> v = tr.download();
+    const uint64_t t0 = v[2 * kTraceMarkBefore];
+    for (int i = 0; i < P; ++i) {
+      if (v[2 * i] == ~0ull) continue;
+      lo[i].push_back((static_cast<double>(v[2 * i]) - static_cast<double>(t0)) / 1e3);
+      hi[i].push_back((static_cast<double>(v[2 * i + 1]) - static_cast<double>(t0)) / 1e3);
+    }
+  }
+  auto median = [](std::vector<double> x) {
+    std::sort(x.begin(), x.end());
+    return x.empty() ? NAN : x[x.size() / 2];
+  };
+  static const char* names[P] = {"query start", "query end",   "split start",  "split ready", "split waited",
+                                 "split firstK", "split loopdone", "split end", "merge start", "merge waited",
+                                 "merge end",    "mark before", "mark after"};
+  std::printf("  trace %s: events %.2f us (median of %d); us after the mark before the first event, first / last block:\n",
+              label.c_str(), median(ev), iters);
+  for (int i = 0; i < P; ++i) {
+    if (lo[i].size() * 2 < ev.size() || i == kTraceMarkBefore) continue;
+    std::printf("    %-15s %8.2f %8.2f\n", names[i], median(lo[i]), median(hi[i]));
+  }
+}
+
+void trace_decodes(int sms) {
+  Timer timer;
+  trace_run("empty kernel", timer, [] {}, [](uint64_t* tr) {
+    traced_empty_kernel<<<1, 32>>>(tr);
+    check(cudaGetLastError(), "empty kernel");
+  });
+  // The code-warm diagnostic's small decode: its own codecs, cache and workspace (1 sequence of 144
+  // tokens: a full and a partial chunk), so only the kernels' code (and the SMs' setup) is warm.
+  std::unique_ptr<DecodeBench> small;
+  const int shapes[][2] = {{1, 4096}, {1, 131072}, {16, 65536}};
+  for (const char* f : {"rotor3", "turbo3"}) {
+    small = std::make_unique<DecodeBench>(f, 1, 144, sms, false, 0x77ull);
+    for (const auto& sh : shapes) {
+      DecodeBench db(f, sh[0], sh[1], sms, false);
+      auto launch = [&](uint64_t* tr) {
+        db.p.trace = tr;
+        check(launch_decode_attention(db.p, nullptr), "decode");
+      };
+      const std::string label = std::string(f) + " B=" + std::to_string(sh[0]) + " ctx=" + std::to_string(sh[1]);
+      trace_run(label, timer, [] {}, launch);
+      trace_run(label + " code-warm", timer, [&] { check(launch_decode_attention(small->p, nullptr), "warm"); }, launch);
+      db.p.trace = nullptr;
+      const double us = timer.median_us([&] { check(launch_decode_attention(db.p, nullptr), "decode"); }, 20);
+      std::printf("  untraced %s: %.2f us\n", label.c_str(), us);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string json_path;
-  bool do_check = true, do_bench = true, decode_only = false, append_only = false, with_exact = false;
+  bool do_check = true, do_bench = true, decode_only = false, append_only = false, with_exact = false, trace = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
@@ -311,6 +426,7 @@ int main(int argc, char** argv) {
     else if (a == "--append-only") append_only = true;
     else if (a == "--profile") g_profile = true;
     else if (a == "--with-exact") with_exact = true;
+    else if (a == "--trace") trace = true;
   }
   try {
     if (device_count() == 0) {
@@ -321,6 +437,10 @@ int main(int argc, char** argv) {
     check(cudaGetDeviceProperties(&prop, 0), "properties");
     std::printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
     Rng rng(20261129);
+    if (trace) {  // the decode's timeline (decode eleventh pass), nothing else
+      trace_decodes(prop.multiProcessorCount);
+      return 0;
+    }
     if (g_profile) {  // a few configurations, one timed launch each, for ncu
       Timer timer;
       std::vector<Row> rows;

@@ -51,6 +51,24 @@ struct DecodeParams {
                                        //   reference in docs/gpu.md (decode sixth pass); 1: fp32 CUDA-core
                                        //   kernel (5e-6 .. 4e-5 of max |ref| measured), slower
   void* workspace = nullptr;           // decode_workspace_bytes(...) bytes of device memory
+  uint64_t* trace = nullptr;           // diagnostics (decode eleventh pass): null, or 2 x kDecodeTracePoints
+                                       //   device words where thread 0 of every block of the tensor-core
+                                       //   decode's launches records %globaltimer (ns) at each point:
+                                       //   word 2 i = min over blocks (init ~0), 2 i + 1 = max (init 0)
+};
+
+/// Points of DecodeParams::trace (decode eleventh pass). Query launch: block start / end. Split
+/// launch: block start, prologue done (tables built, first K stage asked for; before the wait for the
+/// query launch), wait returned, first K stage landed (warp 0), chunk loop done (block), partial
+/// written. Merge (merge launch, or the last block's merge): start (merge launch: block start; fused:
+/// the last block learns it is last), wait returned (merge launch only), output written. The caller
+/// may use the marks before and after for its own stamps.
+enum DecodeTracePoint : int {
+  kTraceQueryStart, kTraceQueryEnd,
+  kTraceSplitStart, kTraceSplitReady, kTraceSplitWaited, kTraceSplitFirstK, kTraceSplitLoopDone, kTraceSplitEnd,
+  kTraceMergeStart, kTraceMergeWaited, kTraceMergeEnd,
+  kTraceMarkBefore, kTraceMarkAfter,
+  kDecodeTracePoints
 };
 
 /// Workspace for rotated queries and per-split partial results.
