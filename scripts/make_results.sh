@@ -69,7 +69,7 @@ else
   "$BIN" eval-kv "$WORK/kv.dump" --json >"$WORK/eval_kv.json"
 fi
 
-python3 - "$WORK" "$OUT" "$CTX" "$CHUNKS" "$JOBS" "$THREADS" "$PPL_SECONDS" "${CONFIGS[@]}" <<'PY'
+RQ_ROOT="$ROOT" python3 - "$WORK" "$OUT" "$CTX" "$CHUNKS" "$JOBS" "$THREADS" "$PPL_SECONDS" "${CONFIGS[@]}" <<'PY'
 import glob, json, os, platform, subprocess, sys, datetime
 work, out, ctx, chunks, jobs, threads, secs = sys.argv[1:8]
 configs = sys.argv[8:]
@@ -141,8 +141,9 @@ for r in ev["formats"]:
              f'{r["attn_rel_err_kv"]:.4f} |')
 L.append("")
 # Speed tables (CPU attention, GPU kernels, codec) are measured by their own commands; docs/speed.md
-# holds them with those commands and is appended here so that results.md is the one place to look.
-speed = os.path.join(os.path.dirname(os.path.abspath(out)), "speed.md")
+# (the source: edit it, not results.md) holds them with those commands and is appended here so that
+# results.md is the one place to look. Found next to this script whatever OUT is.
+speed = os.path.join(os.environ["RQ_ROOT"], "docs", "speed.md")
 if os.path.exists(speed):
     L.append(open(speed).read())
 open(out, "w").write("\n".join(L))

@@ -389,6 +389,31 @@ inline PolicyCheck check_append_policy(Rng& rng, int lanes_per_vector = 4, bool 
 }
 
 /// Outcome of one decode check: GPU split-KV attention vs rq::attend_reference.
+/// The decode parameters of one batch over a K and a V cache (everything but the plan and `exact`):
+/// shared by the checks below and the benchmark.
+inline DecodeParams decode_params(int batch, int n_q_heads, int n_kv_heads, int d, const float* queries, float* out,
+                                  const int32_t* seq_lens, const int32_t* page_table, int max_pages_per_seq,
+                                  const RoleCodecs& kc, const RoleCodecs& vc, const DeviceCache& kcache,
+                                  const DeviceCache& vcache) {
+  DecodeParams p;
+  p.batch = batch;
+  p.n_q_heads = n_q_heads;
+  p.n_kv_heads = n_kv_heads;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  p.queries = queries;
+  p.out = out;
+  p.seq_lens = seq_lens;
+  p.page_table = page_table;
+  p.max_pages_per_seq = max_pages_per_seq;
+  p.k_codec = kc.device;
+  p.v_codec = vc.device;
+  p.k_geometry = kcache.geometry;
+  p.v_geometry = vcache.geometry;
+  p.k_planes = kcache.planes();
+  p.v_planes = vcache.planes();
+  return p;
+}
+
 struct DecodeCheck {
   double rel_err = 0.0;  // max |gpu - cpu| / max |cpu|
   bool finite = true;    // every output written (outputs are poisoned with NaN first)
@@ -439,22 +464,8 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   DeviceBuffer<int32_t> dlens, dtable;
   dlens.upload(lens);
   dtable.upload(pt.table);
-  DecodeParams p;
-  p.batch = B;
-  p.n_q_heads = n_q_heads;
-  p.n_kv_heads = H;
-  p.scale = 1.0f / std::sqrt(static_cast<float>(d));
-  p.queries = dq.get();
-  p.out = dout.get();
-  p.seq_lens = dlens.get();
-  p.page_table = dtable.get();
-  p.max_pages_per_seq = pt.max_pages;
-  p.k_codec = kc.device;
-  p.v_codec = vc.device;
-  p.k_geometry = kcache.geometry;
-  p.v_geometry = vcache.geometry;
-  p.k_planes = kcache.planes();
-  p.v_planes = vcache.planes();
+  DecodeParams p = decode_params(B, n_q_heads, H, d, dq.get(), dout.get(), dlens.get(), dtable.get(), pt.max_pages, kc,
+                                 vc, kcache, vcache);
   p.plan = plan_decode(B, *std::max_element(lens.begin(), lens.end()), H, sms, exact);
   p.exact = exact ? 1 : 0;
   DeviceBuffer<uint8_t> ws(decode_workspace_bytes(B, n_q_heads, kc.device.rotated_dim, p.plan));
