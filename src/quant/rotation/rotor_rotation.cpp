@@ -50,6 +50,12 @@ void rotor_forward(const std::vector<float>& mats, size_t d, const float* x, flo
   }
 }
 
+// Haar on SO(3): a uniform unit quaternion (4 normals, normalized), mapped onto a rotor.
+cl3::Rotor haar_rotor(Rng& rng) {
+  const double w = rng.normal(), qx = rng.normal(), qy = rng.normal(), qz = rng.normal();
+  return cl3::Rotor::from_quaternion(w, qx, qy, qz);
+}
+
 // The rotor of the partial last group (r = d % 3 real coordinates): uniform in the e12 plane for
 // r = 2 (two normals, normalized: a uniform unit complex number), the identity for r = 1.
 cl3::Rotor partial_group_rotor(size_t real, Rng& rng) {
@@ -84,14 +90,7 @@ RotorRotation::RotorRotation(size_t dim, const RotationSeed& seed) : Rotation(di
   for (size_t g = 0; g < g_count; ++g) {
     Rng rng = rotation_detail::stream(seed, rotation_detail::Salt::Rotor, g);
     const bool partial = (g + 1) * kGroup > dim;
-    cl3::Rotor r = cl3::Rotor::from_quaternion(1.0, 0.0, 0.0, 0.0);
-    if (partial) {
-      r = partial_group_rotor(dim % kGroup, rng);
-    } else {
-      // Haar on SO(3): a uniform unit quaternion (4 normals, normalized), mapped onto a rotor.
-      const double w = rng.normal(), qx = rng.normal(), qy = rng.normal(), qz = rng.normal();
-      r = cl3::Rotor::from_quaternion(w, qx, qy, qz);
-    }
+    const cl3::Rotor r = partial ? partial_group_rotor(dim % kGroup, rng) : haar_rotor(rng);
     float* out = &rotors_[g * kRotorFloats];
     out[0] = static_cast<float>(r.mv[cl3::kScalar]);
     out[1] = static_cast<float>(r.mv[cl3::kE12]);
