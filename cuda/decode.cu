@@ -14,17 +14,17 @@ namespace rq::cuda {
 namespace detail {
 bool tc_decode_supported(const DecodeParams& p);
 bool tc_fused_merge(const DecodeParams& p);  // whether the tensor-core kernel merges in its last blocks
-// flags: kTcFusedMerge, kTcRotShared (decode_common.cuh).
+// flags: kTcFusedMerge, kTcSkipLoop (decode_common.cuh).
 cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream);
 cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // 128-thread merge launch
 int tc_warps_per_block();  // splits per block of the tensor-core kernel
 int tc_blocks_per_sm();    // its blocks per SM
-// The variant this process runs (RQ_DECODE_VARIANT overrides the default, for A/B runs).
-constexpr int kDefaultDecodeVariant = kDecodeAttrOnce | kDecodeRotShared | kDecodeSmallMerge;  // measured best
-int decode_variant() {
-  static const int v = [] {
+// The skip-the-loop diagnostic (kDecodeSkipLoop): RQ_DECODE_VARIANT with bit 128 set, read once per
+// process (gpu_check_bench --trace --skip-loop sets it; other bits are ignored).
+bool decode_skip_loop() {
+  static const bool v = [] {
     const char* e = std::getenv("RQ_DECODE_VARIANT");
-    return e && *e ? std::atoi(e) : kDefaultDecodeVariant;
+    return e && *e && (std::atoi(e) & kDecodeSkipLoop) != 0;
   }();
   return v;
 }
@@ -61,9 +61,9 @@ __host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads,
 }
 
 // 1. q_rot[b][hq][:] = (scale * log2 e) * Pi_K(kv head) pad(q[b][hq]); counters[b][hq] = 0.
-// rot_shared: the head's rotation parameters are read into shared memory with the query (one cold
-// round trip instead of one or two more inside rotate_shared).
-__global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p, int rot_shared) {
+// The head's rotation parameters are read into shared memory with the query (one cold round trip
+// instead of one or two more inside rotate_shared).
+__global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p) {
   __shared__ float buf[kHeadDim], tmp[kHeadDim], s_rot[detail::kMaxRotationFloats];
   detail::trace_point(p.trace, kTraceQueryStart);
   detail::allow_dependents();  // the split kernel may start its prologue now
@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams 
   static_assert(kThreads == kHeadDim, "one coordinate per thread");
   const int n = kHeadDim;  // = rotated_dim (launch_decode_attention)
   const float qv = static_cast<int>(threadIdx.x) < d ? q[threadIdx.x] : 0.0f;  // issued before the parameters' loads
-  const detail::StagedRotation rot = detail::stage_rotation(p.k_codec, hq / group, s_rot, rot_shared != 0);
+  const detail::StagedRotation rot = detail::stage_rotation(p.k_codec, hq / group, s_rot, true);
   buf[threadIdx.x] = qv;
   __syncthreads();
   detail::rotate_shared(rot.codec, rot.head, false, buf, tmp, 1, kHeadDim);
@@ -297,9 +297,9 @@ struct MergeHead {
   float* out = nullptr;       // head_dim floats
 };
 
-// splits_per_partial: splits combined into one partial by the split kernel (1: the exact kernel;
-// the tensor-core kernel merges in its last block and launches no merge).
-__device__ MergeHead merge_head(const DecodeParams& p, int splits_per_partial) {
+// The exact kernel's merges: one partial per split (the tensor-core kernel merges in its last blocks
+// or launches merge_tc_kernel, cuda/decode_tc.cu).
+__device__ MergeHead merge_head(const DecodeParams& p) {
   detail::wait_for_prerequisite();  // the split kernel's partials
   MergeHead h;
   const int hq = blockIdx.x, b = blockIdx.y;
@@ -311,8 +311,7 @@ __device__ MergeHead merge_head(const DecodeParams& p, int splits_per_partial) {
     for (int j = threadIdx.x; j < d; j += blockDim.x) h.out[j] = 0.0f;
     return h;
   }
-  const int splits = (len + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split;
-  h.splits = (splits + splits_per_partial - 1) / splits_per_partial;  // partials
+  h.splits = (len + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split;  // partials
   const Workspace ws = carve(p.workspace, p.batch, p.n_q_heads, h.n, p.plan.max_splits);
   const size_t bh = static_cast<size_t>(b) * p.n_q_heads + hq;
   h.ml = ws.partial_ml + bh * p.plan.max_splits * 2;
@@ -329,12 +328,12 @@ __device__ void merge_finish(const DecodeParams& p, const MergeHead& h, const de
 }
 
 // 3. out[b][hq] = Pi_V^T (sum_s 2^(m_s - M) o_s) / (sum_s 2^(m_s - M) l_s).
-__global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p, int splits_per_partial, int rot_shared) {
+__global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
   __shared__ float buf[kHeadDim], tmp[kHeadDim], s_scale[1024], s_rot[detail::kMaxRotationFloats];
   __shared__ float s_norm;
   const detail::StagedRotation rot =  // (cold reads, while the split kernel runs)
-      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot, rot_shared != 0);
-  const MergeHead h = merge_head(p, splits_per_partial);  // waits for the split kernel's partials
+      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot, true);
+  const MergeHead h = merge_head(p);  // waits for the split kernel's partials
   if (h.splits == 0) return;
   const int n = h.n, splits = h.splits;
   const float* ml = h.ml;
@@ -385,13 +384,13 @@ __device__ __forceinline__ float block_reduce(float v, bool is_max, float* s_red
   return r;
 }
 
-__global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams p, int splits_per_partial, int rot_shared) {
+__global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams p) {
   __shared__ float buf[kHeadDim], tmp[kHeadDim], s_scale[1024], s_rot[detail::kMaxRotationFloats];
   __shared__ float s_part[kMergeGroups][kHeadDim];
   __shared__ float s_red[kMergeThreads / 32];
   const detail::StagedRotation rot =  // (cold reads, while the split kernel runs)
-      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot, rot_shared != 0);
-  const MergeHead h = merge_head(p, splits_per_partial);  // waits for the split kernel's partials
+      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot, true);
+  const MergeHead h = merge_head(p);  // waits for the split kernel's partials
   if (h.splits == 0) return;
   const int n = h.n, splits = h.splits;
   const float* ml = h.ml;
@@ -503,23 +502,19 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   // (sequence, query pass) pairs, detail::tc_fused_merge); the second and third are programmatic
   // dependent launches: each may start while the previous one runs and waits (griddepcontrol.wait)
   // only where it reads its output.
-  const int variant = detail::decode_variant();
-  const int rot_shared = (variant & detail::kDecodeRotShared) ? 1 : 0;
-  prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p, rot_shared);
+  prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
   cudaError_t st = cudaGetLastError();
   if (st != cudaSuccess) return st;
   const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
   const bool tc = tensor_core_decode(p), fused = tc && detail::tc_fused_merge(p);
-  const int tc_flags = (fused ? detail::kTcFusedMerge : 0) | (rot_shared ? detail::kTcRotShared : 0) |
-                       ((variant & detail::kDecodeSkipLoop) ? detail::kTcSkipLoop : 0);
+  const int tc_flags = (fused ? detail::kTcFusedMerge : 0) | (detail::decode_skip_loop() ? detail::kTcSkipLoop : 0);
   st = tc ? detail::launch_split_tc(p, tc_flags, stream) : launch_split_bits<kHeadDim>(p, grid, stream);
   if (st != cudaSuccess || fused) return st;  // fused: merged by the split kernel's last blocks
-  if (tc && (variant & detail::kDecodeSmallMerge)) return detail::launch_merge_tc(p, stream);
+  if (tc) return detail::launch_merge_tc(p, stream);  // small merge launch (decode tenth pass)
   const dim3 merge_grid(p.n_q_heads, p.batch);
-  const int per_partial = tc ? detail::tc_warps_per_block() : 1;  // the tensor-core blocks merge their splits
   return p.plan.max_splits >= kWideMergeSplits
-             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p, per_partial, rot_shared)
-             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p, per_partial, rot_shared);
+             ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p)
+             : detail::launch_dependent(merge_kernel, merge_grid, dim3(kThreads), 0, stream, p);
 }
 
 }  // namespace rq::cuda

@@ -11,22 +11,16 @@
 
 namespace rq::cuda::detail {
 
-// Decode variants (decode tenth pass; A/B switch RQ_DECODE_VARIANT, bits, read once per process;
-// default kDefaultDecodeVariant in cuda/decode.cu = all three; 0 = the ninth pass's decode). Bits 4
-// (max shared-memory carveout) and 8 (queries rotated in the split kernel) measured slower and are
-// only on branch decode-tenth-rejected.
-constexpr int kDecodeAttrOnce = 1;     // cudaFuncSetAttribute once per device and kernel (else per launch)
-constexpr int kDecodeRotShared = 2;    // rotation parameters copied into shared memory with the first cold reads
-constexpr int kDecodeSmallMerge = 16;  // tensor cores, no fused merge: merge_tc_kernel (128 threads)
 // Diagnostic (decode eleventh pass; tensor cores): every split is empty (no staging, no chunk; the
-// output is not finite). Bits 32 (cold prologue inputs asked for before seq_lens) and 64 (the merge
-// launch polls the split blocks' counters) measured neutral / slower: branch decode-eleventh-rejected.
+// output is not finite). Set by RQ_DECODE_VARIANT with bit 128 (read once per process; the tenth
+// pass's A/B bits are gone: their default is the only path). Bits 32 (cold prologue inputs asked for
+// before seq_lens) and 64 (the merge launch polls the split blocks' counters) measured neutral /
+// slower: branch decode-eleventh-rejected; bits 4 and 8: branch decode-tenth-rejected.
 constexpr int kDecodeSkipLoop = 128;
-int decode_variant();
+bool decode_skip_loop();
 
 // Flags of the tensor-core split kernel (detail::launch_split_tc).
 constexpr int kTcFusedMerge = 1;  // the last blocks merge (else a merge launch)
-constexpr int kTcRotShared = 4;   // the last block's merge reads V's rotation into shared memory with m, l
 constexpr int kTcSkipLoop = 32;   // kDecodeSkipLoop
 
 /// DecodeParams::trace: thread 0 of the block records %globaltimer at `point` (min and max words).
@@ -87,11 +81,11 @@ __device__ __forceinline__ StagedRotation stage_rotation(const DeviceCodec& c, i
 }
 
 /// Calls set() (a cudaFuncSetAttribute) once per device for the caller's `done` mask (one static
-/// mask per kernel), or every time where !once (the variant before the tenth pass).
+/// mask per kernel).
 template <typename F>
-cudaError_t attribute_once(std::atomic<uint64_t>& done, bool once, F&& set) {
+cudaError_t attribute_once(std::atomic<uint64_t>& done, F&& set) {
   int dev = 0;
-  if (!once || cudaGetDevice(&dev) != cudaSuccess || dev >= 64) return set();
+  if (cudaGetDevice(&dev) != cudaSuccess || dev >= 64) return set();
   const uint64_t bit = uint64_t(1) << dev;
   if (done.load(std::memory_order_acquire) & bit) return cudaSuccess;
   const cudaError_t st = set();  // (two threads may both set it: the same value)

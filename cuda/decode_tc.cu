@@ -63,7 +63,7 @@ constexpr int kMaxPartials = (1024 + kWarps - 1) / kWarps;  // plan: at most 102
 // query pass) pairs; with fewer (batch 1: 8) the merge of a pair is one block's serial tail, and the
 // merge kernel (launched early, 32 blocks or more) finishes sooner (measured: 0-2 us at batch 1).
 constexpr int kFusedMergeMinPasses = 64;
-constexpr int kFlagFusedMerge = kTcFusedMerge, kFlagRotShared = kTcRotShared;  // decode_common.cuh
+constexpr int kFlagFusedMerge = kTcFusedMerge;  // decode_common.cuh
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -167,12 +167,12 @@ struct TcLayout {
 // The last block's merge of a (sequence, query pass): n_parts partials (o [N], then m, l) of nq
 // query heads (rows max_splits apart; other blocks' writes, read through L2) -> softmax-weighted sum,
 // V's inverse rotation, output rows out[nq][dim]. s: shared scratch of (8 N + 4 kMaxPartials + 4)
-// floats + kMaxRotationFloats. rot_shared: V's rotation parameters are read into shared memory with
-// m and l (one round trip, not one or two cold reads at the end). Not inlined: inlined, its
+// floats + kMaxRotationFloats. V's rotation parameters are read into shared memory with m and l (one
+// round trip, not one or two cold reads at the end). Not inlined: inlined, its
 // registers cost the chunk loop ~2% more instructions (spills).
 template <int N>
 __device__ __noinline__ void merge_partials(const float* partial_o, const float* partial_ml, int max_splits, int n_parts,
-                                            int nq, DeviceCodec vc, int kvh, float* out, float* s, bool rot_shared) {
+                                            int nq, DeviceCodec vc, int kvh, float* out, float* s) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float* s_buf = s;                      // [4][N] merged rows (V's rotated domain)
   float* s_tmp = s_buf + 4 * N;          // [4][N] rotation scratch
@@ -189,7 +189,7 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
     m[r] = warp < nq && k < n_parts ? __ldcg(ml + 2 * k) : -INFINITY;
     lp[r] = warp < nq && k < n_parts ? __ldcg(ml + 2 * k + 1) : 0.0f;
   }
-  const StagedRotation rot = stage_rotation(vc, kvh, s_rot, rot_shared);
+  const StagedRotation rot = stage_rotation(vc, kvh, s_rot, true);
   if (warp < nq) {
     float mx = -INFINITY;
 #pragma unroll
@@ -238,7 +238,7 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
 
 template <int N, int BITS>
 __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p, int flags) {
-  const bool fused_merge = flags & kFlagFusedMerge, rot_shared = flags & kFlagRotShared;
+  const bool fused_merge = flags & kFlagFusedMerge;
   uint64_t* const trace = p.trace;
   trace_point(trace, kTraceSplitStart);
   using L = TcLayout<N, BITS>;
@@ -585,12 +585,11 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   __threadfence();
   trace_point(trace, kTraceMergeStart);
   merge_partials<N>(partial_o + bh0 * p.plan.max_splits * N, partial_ml + bh0 * p.plan.max_splits * 2, p.plan.max_splits,
-                    n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, reinterpret_cast<float*>(smem + L::codes),
-                    rot_shared);
+                    n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, reinterpret_cast<float*>(smem + L::codes));
   trace_point(trace, kTraceMergeEnd);
 }
 
-// The merge launch (no fused merge; kDecodeSmallMerge): block (query head, sequence) of 128 threads,
+// The merge launch (no fused merge): block (query head, sequence) of 128 threads,
 // thread j = coordinate j. Small enough (registers, ptxas -v) to wait resident beside two split blocks
 // (2 x 384 threads x 80 registers leave 4,096), with V's rotation parameters already in shared memory
 // (read before the wait); after it, one round of loads brings every partial's (m, l) and the first
@@ -659,9 +658,8 @@ cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   const int group = p.n_q_heads / p.n_kv_heads;
   const dim3 grid((p.plan.max_splits + kWarps - 1) / kWarps, p.n_kv_heads * ((group + 3) / 4), p.batch);
   constexpr size_t bytes = TcLayout<N, BITS>::bytes;
-  const int variant = decode_variant();
   static std::atomic<uint64_t> done{0};  // per instantiation: devices whose attributes are set
-  const cudaError_t st = attribute_once(done, (variant & kDecodeAttrOnce) != 0, [] {
+  const cudaError_t st = attribute_once(done, [] {
     return cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 static_cast<int>(bytes));
   });

@@ -4,8 +4,9 @@
 // Built by scripts/gpu_bench.sh with plain nvcc (no third-party libraries needed).
 //
 // Usage: gpu_check_bench [--json FILE] [--check-only] [--bench-only] [--decode-only] [--append-only] [--profile]
-//        [--trace] (--decode-only: decode checks and the tensor-core decode timings only;
+//        [--trace [--skip-loop]] (--decode-only: decode checks and the tensor-core decode timings only;
 //         --trace: the decode's per-launch %globaltimer timeline at three shapes, nothing else;
+//         --skip-loop: every tensor-core split empty, a diagnostic (RQ_DECODE_VARIANT=128, output not finite);
 //         --append-only: append checks and timings only; --profile: a few launches for ncu;
 //         --with-exact: also time the exact fp32 decode kernel)
 #include <cuda_fp16.h>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -413,6 +415,7 @@ int main(int argc, char** argv) {
     else if (a == "--profile") g_profile = true;
     else if (a == "--with-exact") with_exact = true;
     else if (a == "--trace") trace = true;
+    else if (a == "--skip-loop") setenv("RQ_DECODE_VARIANT", "128", 1);  // read by the first decode launch
   }
   try {
     if (device_count() == 0) {
