@@ -1,12 +1,13 @@
 // Integer path of the fast decode attention (Lloyd-Max formats with 2..4-bit codes; the tables and
-// their exactness are described in int_tables.hpp). Per chunk of <= 64 tokens of one KV head:
-//   score   isum[h][r] = sum_j q16[h][j] * t[code_rj]          (int32, exact)
-//   softmax online, in float, on s = (isum - 64 q16_sum) * factor * norm
+// their exactness are described in int_tables.hpp). Per chunk of <= 128 tokens of one KV head:
+//   score   isum[h][r] = sum_j s_m(j) q8[h][j] * t[code_rj]    (int32, exact)
+//   softmax online, in float, on s = (isum - 128 q_sum) * factor * norm
 //   values  vsum[h][j] = sum_r w16[h][r] * t[code_rj]          (int32, exact)
-//           acc[h][j] += (vsum - 64 sum_r w16) * alpha_V * wmax / 32767
+//           acc[h][j] += (vsum - 128 sum_r w16) * alpha_V * wmax / 32767
 // On AVX2 (and AVX-512 targets) 32 codes at a time are unpacked to bytes with one shuffle, one
 // 16-bit multiply and one shift per 16 codes, looked up with vpshufb, and multiplied with
-// vpmaddwd; every other target runs the plain loops below, which compute the same
+// vpmaddubsw + vpmaddwd (scores) or vpmaddwd (values); every other target runs the plain loops
+// below, which compute the same
 // integers (they are the scalar reference of this path).
 #include <cmath>
 #include <cstring>
@@ -103,21 +104,6 @@ struct Unpacker {
     a = _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), shift);
     b = _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_b), mul_b), shift);
   }
-  // The block's 32 table values as int16, coordinate order: lo = codes 0-15, hi = codes 16-31.
-  HWY_INLINE void Words(const uint8_t* p, __m256i& lo, __m256i& hi) const {
-    const __m256i zero_high = _mm256_set1_epi16(static_cast<short>(0x8000));  // vpshufb: high byte -> 0
-    __m256i a, b;
-    Codes(p, a, b);
-    lo = _mm256_shuffle_epi8(table, _mm256_or_si256(a, zero_high));
-    hi = _mm256_shuffle_epi8(table, _mm256_or_si256(b, zero_high));
-  }
-  // Codes 0-15 of the block only (Words' lo).
-  HWY_INLINE __m256i WordsLo(const uint8_t* p) const {
-    const __m256i zero_high = _mm256_set1_epi16(static_cast<short>(0x8000));
-    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m256i a = _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(x, ctl_a), mul_a), shift);
-    return _mm256_shuffle_epi8(table, _mm256_or_si256(a, zero_high));
-  }
   // The block's 32 table values as bytes, in the order of the class comment.
   HWY_INLINE __m256i Block(const uint8_t* p) const {
     __m256i a, b;
@@ -135,36 +121,66 @@ inline uint8_t* Aligned32(std::vector<uint8_t>& storage, size_t bytes) {
 
 
 
-// isum[h * is_stride + r] += the block sums of row r (G <= 4 heads), r < rows. q16: G x full x 32
-// (coordinates >= n are 0).
-// kFull > 0: the block count as a constant (unrolled), else `full`; half: the last block holds at
-// most 16 coordinates (only its first 16 are multiplied).
+// The query of one pass of <= 4 heads: per block k and head slot h, 64 bytes at (k * 4 + h) * 64: the
+// block's 32 q8 values in Block()'s byte order (0 past n), then the scales s_m of its 16 coordinate
+// pairs as words, in the order of vpmaddubsw's pair sums.
+constexpr size_t kQuerySlot = 64;
+constexpr size_t kQueryBlock = kHeadsPerPass * kQuerySlot;
+
+// a_h (+)= vpmaddwd(vpmaddubsw(t, q8_h), s_h) for the four heads of one block (qs: the block's 256
+// bytes); kFirst: a_h = (no zeroing, no add). Written out: from intrinsics GCC 12 spills partial sums
+// of the unrolled row (see AccumulatePairs).
+#define RQ_SCORE_HEAD(q, s, a, first) \
+  "vpmaddubsw " q "(%[qs]), %[t], " first "\n\t" "vpmaddwd " s "(%[qs]), " first ", " first "\n\t"
+template <bool kFirst>
+HWY_INLINE void ScoreFourHeads(__m256i t, const uint8_t* qs, __m256i& a0, __m256i& a1, __m256i& a2, __m256i& a3) {
+  if constexpr (kFirst) {
+    asm(RQ_SCORE_HEAD("0", "32", a0, "%[a0]") RQ_SCORE_HEAD("64", "96", a1, "%[a1]")
+        RQ_SCORE_HEAD("128", "160", a2, "%[a2]") RQ_SCORE_HEAD("192", "224", a3, "%[a3]")
+        : [a0] "=&x"(a0), [a1] "=&x"(a1), [a2] "=&x"(a2), [a3] "=&x"(a3)
+        : [t] "x"(t), [qs] "r"(qs), "m"(*reinterpret_cast<const uint8_t(*)[kQueryBlock]>(qs)));
+  } else {
+    __m256i x;
+    asm(RQ_SCORE_HEAD("0", "32", a0, "%[x]") "vpaddd %[x], %[a0], %[a0]\n\t"
+        RQ_SCORE_HEAD("64", "96", a1, "%[x]") "vpaddd %[x], %[a1], %[a1]\n\t"
+        RQ_SCORE_HEAD("128", "160", a2, "%[x]") "vpaddd %[x], %[a2], %[a2]\n\t"
+        RQ_SCORE_HEAD("192", "224", a3, "%[x]") "vpaddd %[x], %[a3], %[a3]"
+        : [a0] "+x"(a0), [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [x] "=&x"(x)
+        : [t] "x"(t), [qs] "r"(qs), "m"(*reinterpret_cast<const uint8_t(*)[kQueryBlock]>(qs)));
+  }
+}
+#undef RQ_SCORE_HEAD
+
+// isum[h * is_stride + r] += the block sums of row r (G <= 4 heads), r < rows; qs: the pass's query
+// (kQueryBlock bytes per block). vpmaddubsw(table bytes 1..255, q8 in [-64, 64]) sums two products to
+// at most 32640 (no saturation), vpmaddwd by the pairs' scales widens to int32. kFull > 0: the block count as a
+// constant, else `full_runtime`.
 template <size_t G, size_t kFull>
 void ScoreBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
-                 size_t full_runtime, bool half, const int16_t* q16, int32_t* isum, size_t is_stride) {
+                 size_t full_runtime, const uint8_t* qs, int32_t* isum, size_t is_stride) {
+  static_assert(G >= 1 && G <= kHeadsPerPass);
   const size_t full = kFull ? kFull : full_runtime;
-  const size_t whole = full - (half ? 1 : 0);
   alignas(32) int32_t buf[8][G][8];  // buf[rr][h]: 8 partial sums of row r0 + rr (rows past the end: 0)
   for (size_t r0 = 0; r0 < rows; r0 += 8) {
     const size_t n = rows - r0 < 8 ? rows - r0 : 8;
     for (size_t rr = 0; rr < n; ++rr) {
       const uint8_t* row = codes + (r0 + rr) * code_bytes;
-      __m256i acc[G];
-      for (size_t h = 0; h < G; ++h) acc[h] = _mm256_setzero_si256();
-      for (size_t k = 0; k < whole; ++k) {
-        __m256i lo, hi;
-        u.Words(row + k * bb, lo, hi);
-        for (size_t h = 0; h < G; ++h) {
-          const __m256i* q = reinterpret_cast<const __m256i*>(q16 + (h * full + k) * 32);
-          acc[h] = _mm256_add_epi32(acc[h], _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_load_si256(q)),
-                                                             _mm256_madd_epi16(hi, _mm256_load_si256(q + 1))));
-        }
-      }
-      if (half) {
-        const __m256i lo = u.WordsLo(row + whole * bb);
-        for (size_t h = 0; h < G; ++h) {
-          const __m256i* q = reinterpret_cast<const __m256i*>(q16 + (h * full + whole) * 32);
-          acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(lo, _mm256_load_si256(q)));
+      const __m256i zero = _mm256_setzero_si256();
+      __m256i acc[4] = {zero, zero, zero, zero};
+      if constexpr (G == 4) {
+        __m256i a0, a1, a2, a3;
+        ScoreFourHeads<true>(u.Block(row), qs, a0, a1, a2, a3);  // full >= 1 on this path
+        for (size_t k = 1; k < full; ++k) ScoreFourHeads<false>(u.Block(row + k * bb), qs + k * kQueryBlock, a0, a1, a2, a3);
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+      } else {
+        for (size_t k = 0; k < full; ++k) {
+          const __m256i t = u.Block(row + k * bb);
+          for (size_t h = 0; h < G; ++h) {
+            const uint8_t* slot = qs + k * kQueryBlock + h * kQuerySlot;
+            const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(slot));
+            const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(slot + 32));
+            acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(_mm256_maddubs_epi16(t, q), sc));
+          }
         }
       }
       for (size_t h = 0; h < G; ++h) _mm256_store_si256(reinterpret_cast<__m256i*>(buf[rr][h]), acc[h]);
@@ -192,63 +208,80 @@ void ScoreBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows
   }
 }
 
-// Value pass 1: rows (2p, 2p+1) of the chunk -> per block four registers of 8 coordinates holding
-// (t[code_2p], t[code_2p+1]) as int16 pairs: coordinates {0-3 | 8-11}, {4-7 | 12-15}, {16-19 | 24-27},
-// {20-23 | 28-31} (128-bit lanes). An odd last row is paired with itself
-// (its partner gets weight 0). A half last block gets only its first two registers.
+// Value pass 1: rows (2p, 2p+1) of the chunk -> per block 64 bytes (t[code_2p], t[code_2p+1]) byte
+// pairs in coordinate order: bytes 16g .. 16g + 15 are coordinates 8g .. 8g + 7. An odd last row is
+// paired with itself (its partner gets weight 0). A half last block gets only its first 32 bytes.
 template <size_t kFull>
 void DecodeValuePairs(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
-                      size_t full_runtime, bool half, __m256i* pairs) {
+                      size_t full_runtime, bool half, uint8_t* pairs) {
   const size_t full = kFull ? kFull : full_runtime;
-  const __m256i zero = _mm256_setzero_si256();
+  const Unpacker lu = u;  // a local copy: the stores to `pairs` (bytes) would make the compiler reload u's tables
   for (size_t p = 0; 2 * p < rows; ++p) {
     const uint8_t* r0 = codes + 2 * p * code_bytes;
     const uint8_t* r1 = 2 * p + 1 < rows ? r0 + code_bytes : r0;
     for (size_t k = 0; k < full; ++k) {
-      const __m256i t0 = u.Block(r0 + k * bb), t1 = u.Block(r1 + k * bb);
-      const __m256i lo = _mm256_unpacklo_epi8(t0, t1);
-      __m256i* out = pairs + (p * full + k) * 4;
-      out[0] = _mm256_unpacklo_epi8(lo, zero);
-      out[1] = _mm256_unpackhi_epi8(lo, zero);
+      // Block()'s lane 0 holds coordinates 0-7 | 16-23, lane 1 8-15 | 24-31: the unpacks restore the order.
+      const __m256i t0 = lu.Block(r0 + k * bb), t1 = lu.Block(r1 + k * bb);
+      __m256i* out = reinterpret_cast<__m256i*>(pairs + (p * full + k) * 64);
+      _mm256_store_si256(out, _mm256_unpacklo_epi8(t0, t1));
       if (half && k + 1 == full) continue;  // coordinates 16-31 of a half block are never read
-      const __m256i hi = _mm256_unpackhi_epi8(t0, t1);
-      out[2] = _mm256_unpacklo_epi8(hi, zero);
-      out[3] = _mm256_unpackhi_epi8(hi, zero);
+      _mm256_store_si256(out + 1, _mm256_unpackhi_epi8(t0, t1));
     }
   }
 }
 
-// Value pass 2: vsum[h * vs_stride + k * 32 + i] += sum_p wv[h][p] . pair (coordinate order), G <= 4;
-// w32: the weight pairs w16[2p] | w16[2p+1] << 16, w_stride per head.
-// Weight pairs are read from the uint16 weights themselves (see RunIntWorkItem).
+// Weight pairs w16[2p] | w16[2p+1] << 16, read from the uint16 weights themselves (see RunIntWorkItem):
+// kIntChunk weights, so kIntChunk / 2 pairs, per head.
 using AliasedU32 = uint32_t __attribute__((__may_alias__));
+constexpr size_t kWeightPairStride = kIntChunk / 2;
 
+// Value pass 2: vsum[h * vs_stride + k * 32 + i] += sum_p w[h][p] . pair (coordinate order), G <= 4;
+// wb: the weight pairs w16[2p] | w16[2p+1] << 16 in all eight lanes, kWeightPairStride per head.
 template <size_t G, size_t kFull>
-void AccumulatePairs(const __m256i* pairs, size_t n_pairs, size_t full_runtime, bool half, const AliasedU32* w32,
-                     size_t w_stride, int32_t* vsum, size_t vs_stride) {
+void AccumulatePairs(const uint8_t* pairs, size_t n_pairs, size_t full_runtime, bool half, const __m256i* wb,
+                     int32_t* vsum, size_t vs_stride) {
+  static_assert(G >= 1 && G <= 4);
   const size_t full = kFull ? kFull : full_runtime;
+  constexpr size_t kStride = kWeightPairStride;  // a constant, so the heads' weights are displacements
   for (size_t k = 0; k < full; ++k) {
     const size_t groups = half && k + 1 == full ? 2 : 4;  // a half last block: coordinates 0-15 only
     for (size_t g = 0; g < groups; g += 2) {
-      __m256i a0[G], a1[G];
-      for (size_t h = 0; h < G; ++h) a0[h] = a1[h] = _mm256_setzero_si256();
-#pragma GCC unroll 2
-      for (size_t p = 0; p < n_pairs; ++p) {
-        const __m256i* src = pairs + (p * full + k) * 4 + g;
-        const __m256i x0 = _mm256_load_si256(src), x1 = _mm256_load_si256(src + 1);
-        for (size_t h = 0; h < G; ++h) {
-          const __m256i w = _mm256_set1_epi32(static_cast<int>(w32[h * w_stride + p]));  // vpbroadcastd m32
-          a0[h] = _mm256_add_epi32(a0[h], _mm256_madd_epi16(x0, w));
-          a1[h] = _mm256_add_epi32(a1[h], _mm256_madd_epi16(x1, w));
-        }
+      const __m256i zero = _mm256_setzero_si256();
+      __m256i a00 = zero, a01 = zero, a10 = zero, a11 = zero, a20 = zero, a21 = zero, a30 = zero, a31 = zero;
+      const uint8_t* src = pairs + k * 64 + g * 16;
+      const __m256i* wp = wb;
+      // a0 += x0 . w, a1 += x1 . w, w read from memory by both multiplies. Written out: from
+      // intrinsics GCC 12 loads all four heads' weights first, runs out of registers and copies (or
+      // spills) accumulators on every pair.
+      const auto step = [](__m256i& a0, __m256i& a1, __m256i x0, __m256i x1, const __m256i& w) HWY_ATTR __attribute__((always_inline)) {
+        __m256i t, u;
+        asm("vpmaddwd %[w], %[x0], %[u]\n\t"
+            "vpmaddwd %[w], %[x1], %[t]\n\t"
+            "vpaddd %[u], %[a0], %[a0]\n\t"
+            "vpaddd %[t], %[a1], %[a1]"
+            : [a0] "+x"(a0), [a1] "+x"(a1), [t] "=&x"(t), [u] "=&x"(u)
+            : [x0] "x"(x0), [x1] "x"(x1), [w] "m"(w));
+      };
+      const auto pair = [&](const uint8_t* at, const __m256i* w) HWY_ATTR __attribute__((always_inline)) {
+        const __m256i x0 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(at)));
+        const __m256i x1 = _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(at + 16)));
+        step(a00, a01, x0, x1, w[0]);
+        if constexpr (G > 1) step(a10, a11, x0, x1, w[kStride]);
+        if constexpr (G > 2) step(a20, a21, x0, x1, w[2 * kStride]);
+        if constexpr (G > 3) step(a30, a31, x0, x1, w[3 * kStride]);
+      };
+      const size_t row_step = full * 64;
+      size_t p = 0;
+      for (; p + 2 <= n_pairs; p += 2, src += 2 * row_step, wp += 2) {  // two pairs per turn: half the loop overhead
+        pair(src, wp);
+        pair(src + row_step, wp + 1);
       }
+      if (p < n_pairs) pair(src, wp);
+      const __m256i a[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
       for (size_t h = 0; h < G; ++h) {
-        // (a0, a1) hold coordinates (g/2)*16 + {0-3 | 8-11} and {4-7 | 12-15}: natural order.
         __m256i* dst = reinterpret_cast<__m256i*>(vsum + h * vs_stride + k * 32 + g * 8);
-        const __m256i lo = _mm256_permute2x128_si256(a0[h], a1[h], 0x20);
-        const __m256i hi = _mm256_permute2x128_si256(a0[h], a1[h], 0x31);
-        _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst), lo));
-        _mm256_storeu_si256(dst + 1, _mm256_add_epi32(_mm256_loadu_si256(dst + 1), hi));
+        _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst), a[h][0]));
+        _mm256_storeu_si256(dst + 1, _mm256_add_epi32(_mm256_loadu_si256(dst + 1), a[h][1]));
       }
     }
   }
@@ -270,37 +303,45 @@ HWY_INLINE void WithBlockCount(size_t full, Fn&& fn) {
 
 // Scores of rows [0, rows) for all G heads (groups of <= 4 heads per pass over the codes).
 void ScoreFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                     bool half, const int16_t* q16, size_t G, int32_t* isum, size_t is_stride) {
+                     const uint8_t* qs, size_t G, int32_t* isum, size_t is_stride) {
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
     for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
-      const int16_t* q = q16 + h0 * full * kIntBlock;
+      const uint8_t* q = qs + (h0 / kHeadsPerPass) * full * kQueryBlock;
       int32_t* dst = isum + h0 * is_stride;
       switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
-        case 1: ScoreBlocks<1, F>(u, bb, codes, rows, code_bytes, full, half, q, dst, is_stride); break;
-        case 2: ScoreBlocks<2, F>(u, bb, codes, rows, code_bytes, full, half, q, dst, is_stride); break;
-        case 3: ScoreBlocks<3, F>(u, bb, codes, rows, code_bytes, full, half, q, dst, is_stride); break;
-        default: ScoreBlocks<4, F>(u, bb, codes, rows, code_bytes, full, half, q, dst, is_stride); break;
+        case 1: ScoreBlocks<1, F>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+        case 2: ScoreBlocks<2, F>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+        case 3: ScoreBlocks<3, F>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+        default: ScoreBlocks<4, F>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
       }
     }
   });
 }
 
-// Values of rows [0, rows): vsum += the weighted table values, all G heads.
+// Values of rows [0, rows): vsum += the weighted table values, all G heads. wb: room for G x
+// kWeightPairStride registers.
 void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                     bool half, const AliasedU32* w32, size_t w_stride, size_t G, __m256i* pairs, int32_t* vsum, size_t vs_stride) {
+                     bool half, const AliasedU32* w32, size_t G, uint8_t* pairs, __m256i* wb, int32_t* vsum,
+                     size_t vs_stride) {
+  const size_t np = (rows + 1) / 2;
+  for (size_t h = 0; h < G; ++h) {
+#pragma GCC unroll 8
+    for (size_t p = 0; p < np; ++p) {
+      wb[h * kWeightPairStride + p] = _mm256_set1_epi32(static_cast<int>(w32[h * kWeightPairStride + p]));
+    }
+  }
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
     DecodeValuePairs<F>(u, bb, codes, rows, code_bytes, full, half, pairs);
-    const size_t np = (rows + 1) / 2;
     for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
-      const AliasedU32* wq = w32 + h0 * w_stride;
+      const __m256i* wq = wb + h0 * kWeightPairStride;
       int32_t* dst = vsum + h0 * vs_stride;
       switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
-        case 1: AccumulatePairs<1, F>(pairs, np, full, half, wq, w_stride, dst, vs_stride); break;
-        case 2: AccumulatePairs<2, F>(pairs, np, full, half, wq, w_stride, dst, vs_stride); break;
-        case 3: AccumulatePairs<3, F>(pairs, np, full, half, wq, w_stride, dst, vs_stride); break;
-        default: AccumulatePairs<4, F>(pairs, np, full, half, wq, w_stride, dst, vs_stride); break;
+        case 1: AccumulatePairs<1, F>(pairs, np, full, half, wq, dst, vs_stride); break;
+        case 2: AccumulatePairs<2, F>(pairs, np, full, half, wq, dst, vs_stride); break;
+        case 3: AccumulatePairs<3, F>(pairs, np, full, half, wq, dst, vs_stride); break;
+        default: AccumulatePairs<4, F>(pairs, np, full, half, wq, dst, vs_stride); break;
       }
     }
   });
@@ -323,7 +364,7 @@ void ScorePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, siz
   for (size_t j = j0; j < j1; ++j) {
     CoordinateTable(cb, codes, rows, code_bytes, j, t);
     for (size_t h = 0; h < G; ++h) {
-      const int32_t q = iq.q16[h * iq.n + j];
+      const int32_t q = iq.value(h, j);
       int32_t* dst = isum + h * is_stride;
       for (size_t r = 0; r < rows; ++r) dst[r] += t[r] * q;
     }
@@ -379,7 +420,7 @@ void RunIntWorkItem(const WorkItem& item) {
   // of <= 16 coordinates is only half computed). Without AVX2 the portable loops do everything.
 #if RQ_INT_ATTENTION_AVX2
   const size_t kfull = SimdBlocks(iq.n), vfull = SimdBlocks(vn);
-  const bool khalf = HalfLastBlock(iq.n), vhalf = HalfLastBlock(vn);
+  const bool vhalf = HalfLastBlock(vn);
 #else
   const size_t kfull = 0, vfull = 0;
 #endif
@@ -408,30 +449,48 @@ void RunIntWorkItem(const WorkItem& item) {
   wsum.resize(G);
 
 #if RQ_INT_ATTENTION_AVX2
-  // Queries per block of 32 coordinates (coordinate order), zero past n.
-  thread_local std::vector<uint8_t> q16_bytes;
-  int16_t* q16 = reinterpret_cast<int16_t*>(Aligned32(q16_bytes, G * kfull * kIntBlock * 2));
-  const size_t q_copied = kfull * kIntBlock < iq.n ? kfull * kIntBlock : iq.n;
+  // The queries in ScoreBlocks' layout: per pass of <= 4 heads, per block, per head slot 64 bytes.
+  thread_local std::vector<uint8_t> q_bytes;
+  const size_t passes = (G + kHeadsPerPass - 1) / kHeadsPerPass;
+  uint8_t* qs = Aligned32(q_bytes, passes * kfull * kQueryBlock);
+  if (G % kHeadsPerPass != 0) std::memset(qs, 0, passes * kfull * kQueryBlock);  // empty head slots read as 0
+  // Block() order is natural order with the 8-byte groups (0, 2, 1, 3): one vpermq per 32 values,
+  // and the same for the 16 pair scales (groups of 4 words).
   for (size_t h = 0; h < G; ++h) {
-    int16_t* dst = q16 + h * kfull * kIntBlock;
-    std::memcpy(dst, iq.q16.data() + h * iq.n, q_copied * sizeof(int16_t));
-    std::memset(dst + q_copied, 0, (kfull * kIntBlock - q_copied) * sizeof(int16_t));
+    for (size_t k = 0; k < kfull; ++k) {
+      uint8_t* slot = qs + ((h / kHeadsPerPass) * kfull + k) * kQueryBlock + (h % kHeadsPerPass) * kQuerySlot;
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(iq.q8.data() + h * iq.stride + k * kIntBlock));
+      const __m256i sc = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(iq.pair_scale.data() + h * (iq.stride / 2) + k * (kIntBlock / 2)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(slot), _mm256_permute4x64_epi64(q, 0xD8));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(slot + 32), _mm256_permute4x64_epi64(sc, 0xD8));
+    }
   }
   std::optional<Unpacker> ku, vu;  // only Lloyd-Max tables of 2..4 bits reach this path
   if (kfull) ku.emplace(kcb);
   if (vfull) vu.emplace(vcb);
-  thread_local std::vector<uint8_t> pair_bytes;
-  __m256i* pairs = reinterpret_cast<__m256i*>(Aligned32(pair_bytes, (kIntChunk / 2) * vfull * 4 * 32));
+  thread_local std::vector<uint8_t> pair_bytes, wb_bytes;
+  uint8_t* pairs = Aligned32(pair_bytes, (kIntChunk / 2) * vfull * 64);
+  __m256i* wb = reinterpret_cast<__m256i*>(Aligned32(wb_bytes, G * kWeightPairStride * 32));
   thread_local std::vector<uint32_t> w32;
-  w32.resize(G * (kIntChunk / 2));
+  w32.resize(G * kWeightPairStride);
 #endif
 
   for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows) {
     const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
     const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
     // Pull the next chunk's codes towards L2 (pages are contiguous; a prefetch past the end is harmless).
-    for (size_t b = 0; b < rows * kf.code_bytes; b += 64) __builtin_prefetch(kcodes + rows * kf.code_bytes + b, 0, 2);
-    for (size_t b = 0; b < rows * vf.code_bytes; b += 64) __builtin_prefetch(vcodes + rows * vf.code_bytes + b, 0, 2);
+    // Four lines per turn (the loop itself cost ~6 instructions per token at 3 bits).
+    const auto prefetch = [](const uint8_t* p, size_t bytes) {
+      for (size_t b = 0; b < bytes; b += 256) {
+        __builtin_prefetch(p + b, 0, 2);
+        __builtin_prefetch(p + b + 64, 0, 2);
+        __builtin_prefetch(p + b + 128, 0, 2);
+        __builtin_prefetch(p + b + 192, 0, 2);
+      }
+    };
+    prefetch(kcodes + rows * kf.code_bytes, rows * kf.code_bytes);
+    prefetch(vcodes + rows * vf.code_bytes, rows * vf.code_bytes);
     HalvesToFloats(kp.side + k_off * 2, rows, kn);  // side plane: one fp16 norm per row
     HalvesToFloats(vp.side + v_off * 2, rows, vnorm);
 
@@ -440,12 +499,12 @@ void RunIntWorkItem(const WorkItem& item) {
     ForReadableRows(kcodes, rows, readable_tail(kp, k_off, rows, kf.code_bytes), kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
-                      if (kfull) ScoreFullBlocks(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, khalf, q16, G, isum + r0, kIntChunk);
+                      if (kfull) ScoreFullBlocks(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, G, isum + r0, kIntChunk);
 #endif
                       if (ktail < iq.n) ScorePortable(kcb, codes, nr, kf.code_bytes, iq, G, isum + r0, kIntChunk, ktail, iq.n);
                     });
     for (size_t h = 0; h < G; ++h) {
-      const int32_t bias = kTableZero * iq.q16_sum[h];
+      const int32_t bias = kTableZero * iq.q_sum[h];
       for (size_t r = 0; r < rows; ++r) {
         s[h * kIntChunk + r] = static_cast<float>(isum[h * kIntChunk + r] - bias) * iq.factor[h] * kn[r];
       }
@@ -453,9 +512,9 @@ void RunIntWorkItem(const WorkItem& item) {
 
     // Online softmax; weights p * |v| quantized to 15 bits per head.
     for (size_t h = 0; h < G; ++h) {
-      OnlineSoftmaxStep(s + h * kIntChunk, rows, vnorm, item.max[h], item.denom[h], item.acc + h * vf.stride, vn,
-                        w + h * kIntChunk);
-      wmax[h] = QuantizeWeights(w + h * kIntChunk, rows, w16 + h * kIntChunk, &wsum[h]);
+      const float wm = OnlineSoftmaxStep<true>(s + h * kIntChunk, rows, vnorm, item.max[h], item.denom[h],
+                                               item.acc + h * vf.stride, vn, w + h * kIntChunk);
+      wmax[h] = QuantizeWeights(w + h * kIntChunk, rows, wm, w16 + h * kIntChunk, &wsum[h]);
       vfactor[h] = vcb.alpha * (wmax[h] / static_cast<float>(kWeightLevels));
     }
 
@@ -475,13 +534,13 @@ void RunIntWorkItem(const WorkItem& item) {
                             const uint16_t* wh = w16 + h * kIntChunk + r0;
                             for (size_t p = 0; p < np; ++p) {
                               const uint32_t hi = 2 * p + 1 < nr ? wh[2 * p + 1] : 0;
-                              w32[h * (kIntChunk / 2) + p] = wh[2 * p] | (hi << 16);
+                              w32[h * kWeightPairStride + p] = wh[2 * p] | (hi << 16);
                             }
                           }
                           wp = w32.data();
                         }
-                        ValueFullBlocks(*vu, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, wp, kIntChunk / 2, G,
-                                        pairs, vsum, vs_stride);
+                        ValueFullBlocks(*vu, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, wp, G, pairs, wb,
+                                        vsum, vs_stride);
                       }
 #endif
                       if (vtail < vn) {

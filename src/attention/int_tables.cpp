@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 namespace rq::attn_detail {
 
@@ -85,37 +86,57 @@ IntCodebook make_int_codebook(const float* centroids, int bits) {
 bool quantize_queries(const float* q, size_t stride, size_t n, size_t groups, float k_alpha, IntQueries& out) {
   out.n = n;
   out.groups = groups;
-  const int64_t padded = static_cast<int64_t>((n + kIntBlock - 1) / kIntBlock * kIntBlock);
-  const int64_t bound = (int64_t{1} << 31) / (kTableMax * (padded > 0 ? padded : 1)) - 1;
-  out.levels = static_cast<int32_t>(bound < 32767 ? bound : 32767);
-  out.q16.assign(groups * n, 0);
-  out.q16_sum.assign(groups, 0);
+  out.stride = (n + kIntBlock - 1) / kIntBlock * kIntBlock;
+  const size_t pairs = (n + 1) / 2, pstride = out.stride / 2;
+  const int64_t bound =
+      ((int64_t{1} << 31) - 1) / (int64_t{kTableMax} * kQueryTop * static_cast<int64_t>(out.stride > 0 ? out.stride : 1));
+  if (bound < 1) throw InvalidArgument("integer attention: too many coordinates for int32 sums");
+  out.scale_top = static_cast<int32_t>(bound < 32767 ? bound : 32767);
+  out.q8.assign(groups * out.stride, 0);
+  out.pair_scale.assign(groups * pstride, 0);
+  out.q_sum.assign(groups, 0);
   out.factor.assign(groups, 0.0f);
   for (size_t h = 0; h < groups; ++h) {
     const float* qh = q + h * stride;
-    float qmax = 0.0f;
+    float qmax = 0.0f, nan_probe = 0.0f;
     for (size_t j = 0; j < n; ++j) {
       const float a = std::fabs(qh[j]);
+      nan_probe += a * 0.0f;  // NaN if any value is NaN or infinite
       qmax = a > qmax ? a : qmax;
     }
-    if (!(qmax <= std::numeric_limits<float>::max())) {  // Inf, or a NaN somewhere (NaN compares false)
-      for (size_t j = 0; j < n; ++j) {
-        if (!std::isfinite(qh[j])) return false;
-      }
-    }
-    if (!(qmax > 0.0f)) continue;  // zero query: all scores 0
-    const float inv = static_cast<float>(out.levels) / qmax;
-    const float top = static_cast<float>(out.levels);
+    if (nan_probe != 0.0f) return false;
+    if (!(qmax > 0.0f)) continue;  // zero query: all scores 0 (scales 0 too)
+    // unit = qmax / (S * 64); pair m: s_m = ceil(S * max_m / qmax) in [1, S], q8 = round(q / (s_m unit)),
+    // so |q8| <= 64 and each coordinate is rounded to 1/128 of its pair's larger magnitude or finer.
+    // Plain comparisons and conversions instead of std::fmax / std::ceil / std::round: on the baseline
+    // x86-64 target those are libm calls (no SSE4.1 rounding).
+    const float top_scale = static_cast<float>(out.scale_top);
+    const float unit = qmax / (top_scale * static_cast<float>(kQueryTop));
+    const float to_scale = top_scale / qmax, qtop = static_cast<float>(kQueryTop);
+    int16_t* ps = out.pair_scale.data() + h * pstride;
+    int8_t* q8 = out.q8.data() + h * out.stride;
+    const auto round_clamped = [qtop](float r) {  // round half away from zero, clamp to [-64, 64]
+      r = r > qtop ? qtop : (r < -qtop ? -qtop : r);
+      return static_cast<int32_t>(r + (r >= 0.0f ? 0.5f : -0.5f));
+    };
     int32_t sum = 0;
-    for (size_t j = 0; j < n; ++j) {  // round half away from zero, clamp (a loop the compiler vectorizes)
-      float r = qh[j] * inv;
-      r = r > top ? top : (r < -top ? -top : r);
-      const int32_t v = static_cast<int32_t>(r + (r >= 0.0f ? 0.5f : -0.5f));
-      out.q16[h * n + j] = static_cast<int16_t>(v);
-      sum += v;
+    for (size_t m = 0; m < pairs; ++m) {
+      const bool two = 2 * m + 1 < n;
+      const float x0 = qh[2 * m], x1 = two ? qh[2 * m + 1] : 0.0f;
+      const float a0 = std::fabs(x0), a1 = std::fabs(x1);
+      const float x = (a0 > a1 ? a0 : a1) * to_scale;  // in [0, S]
+      int32_t si = static_cast<int32_t>(x);             // ceil(x) for x >= 0
+      si += static_cast<float>(si) < x ? 1 : 0;
+      si = si < 1 ? 1 : (si > out.scale_top ? out.scale_top : si);
+      ps[m] = static_cast<int16_t>(si);
+      const float inv = 1.0f / (static_cast<float>(si) * unit);
+      const int32_t v0 = round_clamped(x0 * inv), v1 = two ? round_clamped(x1 * inv) : 0;
+      q8[2 * m] = static_cast<int8_t>(v0);
+      if (two) q8[2 * m + 1] = static_cast<int8_t>(v1);
+      sum += (v0 + v1) * si;
     }
-    out.q16_sum[h] = sum;
-    out.factor[h] = k_alpha * (qmax / static_cast<float>(out.levels));
+    out.q_sum[h] = sum;
+    out.factor[h] = k_alpha * unit;
   }
   return true;
 }

@@ -1,10 +1,10 @@
 // Integer tables of the fast attention's integer path (Lloyd-Max formats with 2..4-bit codes):
 //   centroid c_k ~= alpha * (t_k - 128), t_k in [1, 255]      (8-bit codebook, one per codec)
-//   query    q_j ~= beta * q16_j,       |q16_j| <= L          (L = 32767 up to 256 coordinates,
-//                                                             less beyond; one scale per query head)
+//   query    q_j ~= beta * s_m * q8_j,  |q8_j| <= 64, 1 <= s_m <= S  (one 16-bit scale per coordinate
+//                                                             pair m = j / 2, one beta per query head)
 //   weight   w_r ~= wmax / 32767 * w16_r, w16_r in [0, 32767] (15-bit, one scale per head and chunk;
 //            QuantizeWeights in kernel_steps-inl.h)
-// so that score(row) = norm * alpha * beta * (sum_j q16_j t[code_j] - 128 sum_j q16_j) and
+// so that score(row) = norm * alpha * beta * (sum_j s_m q8_j t[code_j] - 128 sum_j s_m q8_j) and
 // sum_r w_r v_r[j] = alpha * wmax / 32767 * (sum_r w16_r t[code_rj] - 128 sum_r w16_r), all sums
 // exact in int32 (bounds in docs/decisions.md). Every SIMD target computes the same integers.
 #pragma once
@@ -20,6 +20,8 @@ constexpr int kTableTop = 127;        // |t_k - 128| <= 127
 constexpr int kTableMax = kTableZero + kTableTop;  // largest table value (255)
 constexpr int kWeightLevels = 32767;  // w16 <= 32767
 constexpr size_t kIntBlock = 32;      // coordinates per SIMD block (one 256-bit register of codes)
+constexpr int kQueryTop = 64;         // |q8| <= 64: a vpmaddubsw pair 255 * 64 * 2 < 2^15 never saturates
+static_assert(2 * kTableMax * kQueryTop <= 32767, "vpmaddubsw pair sums must fit int16 without saturating");
 
 /// 8-bit integer image of a Lloyd-Max codebook.
 struct IntCodebook {
@@ -32,14 +34,24 @@ struct IntCodebook {
 /// level searched for the smallest squared error). centroids: 2^bits values.
 IntCodebook make_int_codebook(const float* centroids, int bits);
 
-/// Quantized queries of one GQA group, natural coordinate order.
+/// Quantized queries of one GQA group, natural coordinate order: 8-bit values with a 16-bit scale per
+/// pair of coordinates (vpmaddubsw adds the products of a pair; vpmaddwd then multiplies each pair's
+/// sum by its own scale, for free), so that every coordinate keeps ~7 bits of its pair's magnitude.
+/// Rows are padded with zeros to whole blocks of 32 coordinates (16 pairs).
 struct IntQueries {
-  size_t n = 0;                 // coordinates (rotated_dim)
-  size_t groups = 0;            // query heads
-  int32_t levels = 0;            // L: |q16| <= L, so that 255 * L * (n rounded up to 32) < 2^31
-  std::vector<int16_t> q16;      // groups x n
-  std::vector<int32_t> q16_sum;  // groups: sum_j q16_j
-  std::vector<float> factor;     // groups: alpha_K * beta (score = (isum - 128 q16_sum) * factor * norm)
+  size_t n = 0;                     // coordinates (rotated_dim)
+  size_t groups = 0;                // query heads
+  size_t stride = 0;                // n rounded up to 32: q8 row stride; pair_scale's is stride / 2
+  int32_t scale_top = 0;            // S: s_m <= S, so that 255 * 64 * S * stride < 2^31
+  std::vector<int8_t> q8;           // groups x stride (0 past n)
+  std::vector<int16_t> pair_scale;  // groups x stride / 2: s_m (0 past the last pair)
+  std::vector<int32_t> q_sum;       // groups: sum_j s_m q8_j
+  std::vector<float> factor;        // groups: alpha_K * beta (score = (isum - 128 q_sum) * factor * norm)
+
+  /// The integer query value s_m q8_j of head h, coordinate j.
+  int32_t value(size_t h, size_t j) const {
+    return static_cast<int32_t>(q8[h * stride + j]) * pair_scale[h * (stride / 2) + j / 2];
+  }
 };
 
 /// q: groups x stride floats (rotated, already times the softmax scale), n used per row. Returns
