@@ -272,11 +272,13 @@ void AccumulatePairs(const uint8_t* pairs, size_t n_pairs, size_t full_runtime, 
       };
       const size_t row_step = full * 64;
       size_t p = 0;
-      for (; p + 2 <= n_pairs; p += 2, src += 2 * row_step, wp += 2) {  // two pairs per turn: half the loop overhead
+      for (; p + 4 <= n_pairs; p += 4, src += 4 * row_step, wp += 4) {  // four pairs per turn: less loop overhead
         pair(src, wp);
         pair(src + row_step, wp + 1);
+        pair(src + 2 * row_step, wp + 2);
+        pair(src + 3 * row_step, wp + 3);
       }
-      if (p < n_pairs) pair(src, wp);
+      for (; p < n_pairs; ++p, src += row_step, ++wp) pair(src, wp);
       const __m256i a[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
       for (size_t h = 0; h < G; ++h) {
         __m256i* dst = reinterpret_cast<__m256i*>(vsum + h * vs_stride + k * 32 + g * 8);
