@@ -64,8 +64,9 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 // Integer arithmetic vs the reference on real K/V (max |error| / max |reference|, measured up to
-// 0.061 at peaky early positions of rotor formats, whose unspread outlier channels meet the 7-bit
-// codebook (15-bit queries, 15-bit weights; docs/decisions.md).
+// 0.061 at peaky early positions of rotor formats, whose unspread outlier channels meet the integer
+// codebook (8-bit codebook, 8-bit queries with a scale per coordinate pair, 15-bit weights;
+// docs/decisions.md).
 constexpr double kIntegerTolerance = 0.1;
 
 TEST(RealKv, FastMatchesReferenceOnEveryTarget) {
