@@ -3,6 +3,8 @@
 #include <cfloat>
 #include <cstdlib>
 
+#include <cuda_fp16.h>
+
 #include "kernel_common.cuh"
 #include "decode_common.cuh"
 #include "dependent_launch.cuh"
@@ -16,7 +18,7 @@ bool tc_decode_supported(const DecodeParams& p);
 bool tc_fused_merge(const DecodeParams& p);  // whether the tensor-core kernel merges in its last blocks
 // flags: kTcFusedMerge, kTcSkipLoop (decode_common.cuh).
 cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream);
-cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // 128-thread merge launch
+cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // merge launch (128 or 512 threads)
 int tc_warps_per_block();  // splits per block of the tensor-core kernel
 int tc_blocks_per_sm();    // its blocks per SM
 // The skip-the-loop diagnostic (kDecodeSkipLoop): RQ_DECODE_VARIANT with bit 128 set, read once per
@@ -63,7 +65,12 @@ __host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads,
 // 1. q_rot[b][hq][:] = (scale * log2 e) * Pi_K(kv head) pad(q[b][hq]); counters[b][hq] = 0.
 // The head's rotation parameters are read into shared memory with the query (one cold round trip
 // instead of one or two more inside rotate_shared).
-__global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p) {
+// packed (the tensor-core kernel; decode thirteenth pass): instead of head hq's 128 floats, its 256
+// fp16 halves [hi | lo][j], x_j = q_rot[j] / a_K, hi = fp16(x_j), lo = fp16(x_j - hi): the split
+// kernel's B fragments (columns 0-3 hi, 4-7 lo), so that its lane (gid, tig) reads its 16 words as 64
+// contiguous bytes at half (gid >= 4 ? 128 : 0) + 32 tig (before: 32 scalar loads of the fp32 row,
+// each warp load over 16 lines, and the split there; 2-3 us per block after the wait).
+__global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p, bool packed) {
   __shared__ float buf[kHeadDim], tmp[kHeadDim], s_rot[detail::kMaxRotationFloats];
   detail::trace_point(p.trace, kTraceQueryStart);
   detail::allow_dependents();  // the split kernel may start its prologue now
@@ -82,7 +89,16 @@ __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams 
   if (threadIdx.x == 0) ws.counters[static_cast<size_t>(b) * p.n_q_heads + hq] = 0;
   float* out = ws.q_rot + (static_cast<size_t>(b) * p.n_q_heads + hq) * n;
   const float s = p.scale * kLog2e;
-  for (int j = threadIdx.x; j < n; j += blockDim.x) out[j] = buf[j] * s;
+  if (packed) {
+    const int j = threadIdx.x;  // (kThreads == n)
+    const float x = (buf[j] * s) * (1.0f / p.k_codec.mma_scale);
+    const __half hi = __float2half_rn(x);
+    __half* h = reinterpret_cast<__half*>(out);
+    h[j] = hi;
+    h[n + j] = __float2half_rn(x - __half2float(hi));
+  } else {
+    for (int j = threadIdx.x; j < n; j += blockDim.x) out[j] = buf[j] * s;
+  }
   detail::trace_point(p.trace, kTraceQueryEnd);
 }
 
@@ -502,15 +518,15 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   // (sequence, query pass) pairs, detail::tc_fused_merge); the second and third are programmatic
   // dependent launches: each may start while the previous one runs and waits (griddepcontrol.wait)
   // only where it reads its output.
-  prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p);
+  const bool tc = tensor_core_decode(p), fused = tc && detail::tc_fused_merge(p);
+  prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p, tc);
   cudaError_t st = cudaGetLastError();
   if (st != cudaSuccess) return st;
   const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
-  const bool tc = tensor_core_decode(p), fused = tc && detail::tc_fused_merge(p);
   const int tc_flags = (fused ? detail::kTcFusedMerge : 0) | (detail::decode_skip_loop() ? detail::kTcSkipLoop : 0);
   st = tc ? detail::launch_split_tc(p, tc_flags, stream) : launch_split_bits<kHeadDim>(p, grid, stream);
   if (st != cudaSuccess || fused) return st;  // fused: merged by the split kernel's last blocks
-  if (tc) return detail::launch_merge_tc(p, stream);  // small merge launch (decode tenth pass)
+  if (tc) return detail::launch_merge_tc(p, stream);  // small merge launch (decode tenth / thirteenth pass)
   const dim3 merge_grid(p.n_q_heads, p.batch);
   return p.plan.max_splits >= kWideMergeSplits
              ? detail::launch_dependent(merge_wide_kernel, merge_grid, dim3(kMergeThreads), 0, stream, p)

@@ -27,7 +27,7 @@
 // The block's kWarps splits are merged in shared memory into one partial (o, m, l) per query; the
 // last block of a (sequence, query pass) to finish (a counter per pass, zeroed by the query
 // rotation) merges the ceil(S / kWarps) partials, un-rotates them and writes the output rows: no
-// merge launch (with fewer than kFusedMergeMinPasses pairs: merge_tc_kernel, a 128-thread launch).
+// merge launch (with fewer than kFusedMergeMinPasses pairs: merge_tc_kernel, 128 or 512 threads).
 // Staging: per warp, a chunk's 64 K rows (codes, norms) and 64 V rows are copied into shared memory
 // by TMA bulk copies that lane 0 issues, each plane completing on its own mbarrier; the next chunk's K
 // is in flight during this chunk's V step, its V during the next K step. The last chunk of a
@@ -76,13 +76,6 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   const __half2 h = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// hi + lo fp16 parts of two floats: hi = fp16(x), lo = fp16(x - hi).
-__device__ __forceinline__ void split_half2(float x0, float x1, uint32_t& hi, uint32_t& lo) {
-  const float h0 = __half2float(__float2half_rn(x0)), h1 = __half2float(__float2half_rn(x1));
-  hi = pack_half2(h0, h1);
-  lo = pack_half2(x0 - h0, x1 - h1);
 }
 
 // Exact fp16 -> fp32 (hardware conversion; stored norms are finite).
@@ -344,29 +337,25 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   trace_point(trace, kTraceSplitReady);
 
   // Query B fragments: lane holds column gid (query q0 + (gid & 3) divided by a_K; hi part for
-  // gid < 4, lo part for gid >= 4) at coordinates 32 tig + 4 s + {0, 1} (b0) and + {2, 3} (b1) of k-step s.
+  // gid < 4, lo part for gid >= 4) at coordinates 32 tig + 4 s + {0, 1} (b0) and + {2, 3} (b1) of k-step s:
+  // 16 words that prepare_queries_kernel wrote in this order (decode thirteenth pass: 4 coalesced
+  // 16-byte loads instead of 32 scalar loads over 16 lines each, and no conversions here).
   const int qa = 2 * (tig & 1);  // the lane's score / softmax / output queries: qa, qa + 1
   uint32_t bq[8][2];
   {
-    wait_for_prerequisite();  // prepare_queries_kernel's rotated, pre-scaled queries
+    wait_for_prerequisite();  // prepare_queries_kernel's query fragments
     trace_point(trace, kTraceSplitWaited);
     allow_dependents();       // the merge kernel (fused_merge == 0) may launch; it waits for the partials
-    const float* ws = static_cast<const float*>(p.workspace);
-    const float* qrow = ws + (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0) * N;
     const int qi = gid & 3;
-    const bool real = q0 + qi < group, lo = gid >= 4;
-    const float inv_ak = 1.0f / p.k_codec.mma_scale;  // the K table holds a_K C[k]
+    const bool real = q0 + qi < group;
+    // head q0 + qi's 256 halves: [hi | lo][coordinate]; the lane's 32 at (gid >= 4 ? 128 : 0) + 32 tig
+    const uint4* src = reinterpret_cast<const uint4*>(static_cast<const float*>(p.workspace) +
+                                                      (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0 + qi) * N) +
+                       (gid >= 4 ? 16 : 0) + 4 * tig;
 #pragma unroll
-    for (int s = 0; s < 8; ++s) {
-      const int c = 32 * tig + 4 * s;
-      float v[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) v[k] = real ? qrow[qi * N + c + k] * inv_ak : 0.0f;
-      uint32_t h0, l0, h1, l1;
-      split_half2(v[0], v[1], h0, l0);
-      split_half2(v[2], v[3], h1, l1);
-      bq[s][0] = lo ? l0 : h0;
-      bq[s][1] = lo ? l1 : h1;
+    for (int i = 0; i < 4; ++i) {
+      const uint4 w = real ? __ldcg(src + i) : make_uint4(0u, 0u, 0u, 0u);
+      bq[2 * i][0] = w.x, bq[2 * i][1] = w.y, bq[2 * i + 1][0] = w.z, bq[2 * i + 1][1] = w.w;
     }
   }
 
@@ -597,12 +586,19 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
 constexpr int kMergeTcThreads = 128;
 constexpr int kMergeBatch = 16;
 
-template <int N>
-__global__ void __launch_bounds__(kMergeTcThreads, 16) merge_tc_kernel(DecodeParams p) {
+// G = 4 (decode thirteenth pass), where a sequence has more than kMergeBatch partials: 4 groups of
+// 128 threads, group g sums partials g, g + 4, ..., kMergeBatch of them a round (one round up to 64
+// partials instead of one per 16), the groups' sums added in shared memory. Too large to wait beside
+// two split blocks: it becomes resident where split blocks have finished (at (1, 128K) ~10 us before
+// the last); its merge is ~1 us shorter there (3 rounds of loads -> 1), measured.
+template <int N, int G>
+__global__ void __launch_bounds__(kMergeTcThreads * G, G == 1 ? 16 : 1) merge_tc_kernel(DecodeParams p) {
   static_assert(N == kMergeTcThreads && kMaxPartials <= kMergeTcThreads, "a coordinate and a partial per thread");
-  __shared__ float s_buf[N], s_tmp[N], s_f[kMaxPartials], s_red[2][kMergeTcThreads / 32];
+  constexpr int W = kMergeTcThreads * G / 32;  // warps
+  __shared__ float s_buf[N], s_tmp[N], s_f[kMaxPartials], s_red[2][W], s_part[G][N];
   __shared__ float s_rot[kMaxRotationFloats];
-  const int hq = blockIdx.x, b = blockIdx.y, j = threadIdx.x, lane = j & 31, warp = j >> 5;
+  const int hq = blockIdx.x, b = blockIdx.y, t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const int j = G == 1 ? t : t % N, g = G == 1 ? 0 : t / N;  // coordinate, group
   const int group = p.n_q_heads / p.n_kv_heads;
   const int len = p.seq_lens[b];  // (not written by the split kernel)
   trace_point(p.trace, kTraceMergeStart);
@@ -616,40 +612,58 @@ __global__ void __launch_bounds__(kMergeTcThreads, 16) merge_tc_kernel(DecodePar
   const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads, bh = static_cast<size_t>(b) * p.n_q_heads + hq;
   const float* po = ws + bh_count * N + bh * p.plan.max_splits * N + j;
   const float2* pml = reinterpret_cast<const float2*>(ws + bh_count * N + bh_count * p.plan.max_splits * N) + bh * p.plan.max_splits;
-  const float2 ml = j < n ? __ldcg(pml + j) : make_float2(-INFINITY, 0.0f);
+  const float2 ml = t < n ? __ldcg(pml + t) : make_float2(-INFINITY, 0.0f);
   float v[kMergeBatch];
 #pragma unroll
-  for (int i = 0; i < kMergeBatch; ++i) v[i] = i < n ? __ldcg(po + static_cast<size_t>(i) * N) : 0.0f;
+  for (int i = 0; i < kMergeBatch; ++i) v[i] = g + G * i < n ? __ldcg(po + static_cast<size_t>(g + G * i) * N) : 0.0f;
   float mx = ml.x;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
   if (lane == 0) s_red[0][warp] = mx;
   __syncthreads();
-  mx = fmaxf(fmaxf(s_red[0][0], s_red[0][1]), fmaxf(s_red[0][2], s_red[0][3]));  // finite: partial 0 is not empty
+  mx = s_red[0][0];
+#pragma unroll
+  for (int w = 1; w < W; ++w) mx = fmaxf(mx, s_red[0][w]);  // finite: partial 0 is not empty
   const float f = fast_exp2(ml.x - mx);  // 0 past n
-  if (j < n) s_f[j] = f;
+  if (t < n) s_f[t] = f;
   float l = f * ml.y;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
   if (lane == 0) s_red[1][warp] = l;
   __syncthreads();  // (also orders the s_f writes)
-  const float inv_l = 1.0f / (s_red[1][0] + s_red[1][1] + s_red[1][2] + s_red[1][3]);
+  float lt = 0.0f;
+#pragma unroll
+  for (int w = 0; w < W; ++w) lt += s_red[1][w];
   float o = 0.0f;
 #pragma unroll
   for (int i = 0; i < kMergeBatch; ++i)
-    if (i < n) o = fmaf(s_f[i], v[i], o);
-  for (int k0 = kMergeBatch; k0 < n; k0 += kMergeBatch) {
+    if (g + G * i < n) o = fmaf(s_f[g + G * i], v[i], o);
+  for (int k0 = G * kMergeBatch; k0 < n; k0 += G * kMergeBatch) {
 #pragma unroll
-    for (int i = 0; i < kMergeBatch; ++i) v[i] = k0 + i < n ? __ldcg(po + static_cast<size_t>(k0 + i) * N) : 0.0f;
+    for (int i = 0; i < kMergeBatch; ++i) {
+      const int k = k0 + g + G * i;
+      v[i] = k < n ? __ldcg(po + static_cast<size_t>(k) * N) : 0.0f;
+    }
 #pragma unroll
     for (int i = 0; i < kMergeBatch; ++i)
-      if (k0 + i < n) o = fmaf(s_f[k0 + i], v[i], o);
+      if (k0 + g + G * i < n) o = fmaf(s_f[k0 + g + G * i], v[i], o);
   }
-  s_buf[j] = o * inv_l;
+  if constexpr (G == 1) {
+    s_buf[j] = o * (1.0f / lt);
+  } else {
+    s_part[g][j] = o;
+    __syncthreads();
+    if (g == 0) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < G; ++k) sum += s_part[k][j];
+      s_buf[j] = sum * (1.0f / lt);
+    }
+  }
   __syncthreads();
   rotate_shared(rot.codec, rot.head, true, s_buf, s_tmp, 1, N);  // (synchronizes the block)
   float* out = p.out + bh * p.v_codec.dim;
-  for (int i = j; i < p.v_codec.dim; i += kMergeTcThreads) out[i] = s_buf[i];
+  for (int i = t; i < p.v_codec.dim; i += blockDim.x) out[i] = s_buf[i];
   trace_point(p.trace, kTraceMergeEnd);
 }
 
@@ -698,7 +712,9 @@ cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t strea
 }
 
 cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream) {
-  return launch_dependent(merge_tc_kernel<kHeadDim>, dim3(p.n_q_heads, p.batch), dim3(kMergeTcThreads), 0, stream, p);
+  if ((p.plan.max_splits + kWarps - 1) / kWarps > kMergeBatch)  // more than one round of loads
+    return launch_dependent(merge_tc_kernel<kHeadDim, 4>, dim3(p.n_q_heads, p.batch), dim3(4 * kMergeTcThreads), 0, stream, p);
+  return launch_dependent(merge_tc_kernel<kHeadDim, 1>, dim3(p.n_q_heads, p.batch), dim3(kMergeTcThreads), 0, stream, p);
 }
 
 }  // namespace detail

@@ -6,7 +6,7 @@
 // Usage: gpu_check_bench [--json FILE] [--check-only] [--bench-only] [--decode-only] [--append-only] [--profile]
 //        [--trace [--skip-loop]] (--decode-only: decode checks and the tensor-core decode timings only;
 //         --trace: the decode's per-launch %globaltimer timeline at three shapes, nothing else;
-//         --skip-loop: every tensor-core split empty, a diagnostic (RQ_DECODE_VARIANT=128, output not finite);
+//         --skip-loop: every tensor-core split empty, a diagnostic (bit 128 of RQ_DECODE_VARIANT, output not finite);
 //         --append-only: append checks and timings only; --profile: a few launches for ncu;
 //         --with-exact: also time the exact fp32 decode kernel)
 #include <cuda_fp16.h>
@@ -415,7 +415,10 @@ int main(int argc, char** argv) {
     else if (a == "--profile") g_profile = true;
     else if (a == "--with-exact") with_exact = true;
     else if (a == "--trace") trace = true;
-    else if (a == "--skip-loop") setenv("RQ_DECODE_VARIANT", "128", 1);  // read by the first decode launch
+    else if (a == "--skip-loop") {  // bit 128 added to RQ_DECODE_VARIANT (read by the first decode launch)
+      const char* e = std::getenv("RQ_DECODE_VARIANT");
+      setenv("RQ_DECODE_VARIANT", std::to_string((e && *e ? std::atoi(e) : 0) | 128).c_str(), 1);
+    }
   }
   try {
     if (device_count() == 0) {
@@ -494,6 +497,10 @@ int main(int argc, char** argv) {
         }
         for (const char* f : {"rotor3", "turbo3"}) {  // >= 64 splits (tensor cores): the wide merge
           const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact, {9000, 3});
+          report(c.ok(), c.text);
+        }
+        for (const char* f : {"rotor3", "turbo3"}) {  // one 100K sequence: > 16 partials a head (tensor cores: 512-thread merge)
+          const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact, {100000});
           report(c.ok(), c.text);
         }
         for (const char* f : {"rotor3", "turbo3"}) {  // 16 sequences x 8 KV heads (tensor cores: merged in the last blocks)
