@@ -130,11 +130,17 @@ HWY_INLINE float QuantizeWeights(float* w, size_t rows, float wmax, uint16_t* w1
     return 0.0f;
   }
   // x + kRoundMagic rounds x in [0, 32767] to an integer held in the low bits: no conversion needed.
-  const auto vinv = hn::Set(df, 32767.0f / wmax), magic = hn::Set(df, kRoundMagic);
+  // A subnormal wmax makes 32767 / wmax infinite (and 0 * inf NaN): then w / wmax is divided out.
+  const float inv = 32767.0f / wmax;
+  const bool finite_inv = inv <= std::numeric_limits<float>::max();
+  const auto vinv = hn::Set(df, finite_inv ? inv : 0.0f), vmax = hn::Set(df, wmax), top = hn::Set(df, 32767.0f);
+  const auto magic = hn::Set(df, kRoundMagic);
   const auto magic_bits = hn::BitCast(di, magic);
   auto vsum = hn::Zero(di);
   for (size_t r = 0; r < padded; r += N) {
-    const auto v = hn::Sub(hn::BitCast(di, hn::Add(hn::Mul(hn::LoadU(df, w + r), vinv), magic)), magic_bits);
+    const auto x = hn::LoadU(df, w + r);
+    const auto scaled = finite_inv ? hn::Mul(x, vinv) : hn::Mul(hn::Div(x, vmax), top);
+    const auto v = hn::Sub(hn::BitCast(di, hn::Add(scaled, magic)), magic_bits);
     vsum = hn::Add(vsum, v);
     hn::StoreU(hn::DemoteTo(du16, v), du16, w16 + r);
   }
