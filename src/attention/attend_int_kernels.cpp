@@ -230,9 +230,7 @@ void DecodeValuePairs(const Unpacker& u, size_t bb, const uint8_t* codes, size_t
   }
 }
 
-// Weight pairs w16[2p] | w16[2p+1] << 16, read from the uint16 weights themselves (see RunIntWorkItem):
-// kIntChunk weights, so kIntChunk / 2 pairs, per head.
-using AliasedU32 = uint32_t __attribute__((__may_alias__));
+// Broadcast weight pairs per head: kIntChunk weights, so kIntChunk / 2 pairs (ValueFullBlocks).
 constexpr size_t kWeightPairStride = kIntChunk / 2;
 
 // Value pass 2: vsum[h * vs_stride + k * 32 + i] += sum_p w[h][p] . pair (coordinate order), G <= 4;
@@ -321,17 +319,23 @@ void ScoreFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t 
   });
 }
 
-// Values of rows [0, rows): vsum += the weighted table values, all G heads. wb: room for G x
-// kWeightPairStride registers.
+// Values of rows [0, rows): vsum += the weighted table values, all G heads. w16: the rows' 15-bit
+// weights, kIntChunk per head; wb: room for G x kWeightPairStride registers, which get the weight
+// pairs w16[2p] | w16[2p + 1] << 16 in all eight lanes (an odd last row pairs with 0).
 void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                     bool half, const AliasedU32* w32, size_t G, uint8_t* pairs, __m256i* wb, int32_t* vsum,
+                     bool half, const uint16_t* w16, size_t G, uint8_t* pairs, __m256i* wb, int32_t* vsum,
                      size_t vs_stride) {
-  const size_t np = (rows + 1) / 2;
+  const size_t np = (rows + 1) / 2, whole = rows / 2;
   for (size_t h = 0; h < G; ++h) {
+    const uint16_t* wh = w16 + h * kIntChunk;
+    __m256i* dst = wb + h * kWeightPairStride;
 #pragma GCC unroll 8
-    for (size_t p = 0; p < np; ++p) {
-      wb[h * kWeightPairStride + p] = _mm256_set1_epi32(static_cast<int>(w32[h * kWeightPairStride + p]));
+    for (size_t p = 0; p < whole; ++p) {
+      uint32_t pair;
+      std::memcpy(&pair, wh + 2 * p, sizeof(pair));  // w16[2p] | w16[2p + 1] << 16 (little-endian)
+      dst[p] = _mm256_set1_epi32(static_cast<int>(pair));
     }
+    if (whole < np) dst[whole] = _mm256_set1_epi32(wh[2 * whole]);
   }
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
@@ -397,8 +401,8 @@ void ForReadableRows(const uint8_t* codes, size_t rows, size_t tail, size_t code
   if (read_end > code_bytes) {
     unsafe = rows_past_readable(read_end - code_bytes, tail, code_bytes);
     // The in-place piece keeps a multiple of 8 rows: whole groups of the score reduction and whole
-    // row pairs, so the weight pairs are read in place (a page-end chunk of 128 rows with one
-    // unsafe row is 120 + 8 rather than 127 + 1).
+    // row pairs of the values (a page-end chunk of 128 rows with one unsafe row is 120 + 8 rather
+    // than 127 + 1).
     if (unsafe > 0 && unsafe < rows) unsafe += (rows - unsafe) % 8;
     if (unsafe > rows) unsafe = rows;
   }
@@ -474,8 +478,6 @@ void RunIntWorkItem(const WorkItem& item) {
   thread_local std::vector<uint8_t> pair_bytes, wb_bytes;
   uint8_t* pairs = Aligned32(pair_bytes, (kIntChunk / 2) * vfull * 64);
   __m256i* wb = reinterpret_cast<__m256i*>(Aligned32(wb_bytes, G * kWeightPairStride * 32));
-  thread_local std::vector<uint32_t> w32;
-  w32.resize(G * kWeightPairStride);
 #endif
 
   for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows) {
@@ -526,23 +528,8 @@ void RunIntWorkItem(const WorkItem& item) {
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       if (vfull) {
-                        // Weight pairs w16[2p] | w16[2p + 1] << 16 are w16's own bytes when the piece
-                        // starts on an even row and does not end on an odd row inside the chunk (w16 is
-                        // zero past `rows`); otherwise they are built with a zero partner for the last row.
-                        const AliasedU32* wp = reinterpret_cast<const AliasedU32*>(w16 + r0);
-                        if (r0 % 2 != 0 || (nr % 2 != 0 && r0 + nr != rows)) {
-                          const size_t np = (nr + 1) / 2;
-                          for (size_t h = 0; h < G; ++h) {
-                            const uint16_t* wh = w16 + h * kIntChunk + r0;
-                            for (size_t p = 0; p < np; ++p) {
-                              const uint32_t hi = 2 * p + 1 < nr ? wh[2 * p + 1] : 0;
-                              w32[h * kWeightPairStride + p] = wh[2 * p] | (hi << 16);
-                            }
-                          }
-                          wp = w32.data();
-                        }
-                        ValueFullBlocks(*vu, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, wp, G, pairs, wb,
-                                        vsum, vs_stride);
+                        ValueFullBlocks(*vu, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, w16 + r0, G, pairs,
+                                        wb, vsum, vs_stride);
                       }
 #endif
                       if (vtail < vn) {
