@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams 
   static_assert(kThreads == kHeadDim, "one coordinate per thread");
   const int n = kHeadDim;  // = rotated_dim (launch_decode_attention)
   const float qv = static_cast<int>(threadIdx.x) < d ? q[threadIdx.x] : 0.0f;  // issued before the parameters' loads
-  const detail::StagedRotation rot = detail::stage_rotation(p.k_codec, hq / group, s_rot, true);
+  const detail::StagedRotation rot = detail::stage_rotation(p.k_codec, hq / group, s_rot);
   buf[threadIdx.x] = qv;
   __syncthreads();
   detail::rotate_shared(rot.codec, rot.head, false, buf, tmp, 1, kHeadDim);
@@ -348,7 +348,7 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(DecodeParams p) {
   __shared__ float buf[kHeadDim], tmp[kHeadDim], s_scale[1024], s_rot[detail::kMaxRotationFloats];
   __shared__ float s_norm;
   const detail::StagedRotation rot =  // (cold reads, while the split kernel runs)
-      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot, true);
+      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot);
   const MergeHead h = merge_head(p);  // waits for the split kernel's partials
   if (h.splits == 0) return;
   const int n = h.n, splits = h.splits;
@@ -405,7 +405,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_wide_kernel(DecodeParams 
   __shared__ float s_part[kMergeGroups][kHeadDim];
   __shared__ float s_red[kMergeThreads / 32];
   const detail::StagedRotation rot =  // (cold reads, while the split kernel runs)
-      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot, true);
+      detail::stage_rotation(p.v_codec, blockIdx.x / (p.n_q_heads / p.n_kv_heads), s_rot);
   const MergeHead h = merge_head(p);  // waits for the split kernel's partials
   if (h.splits == 0) return;
   const int n = h.n, splits = h.splits;

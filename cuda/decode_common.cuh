@@ -42,7 +42,7 @@ struct StagedRotation {
 };
 
 /// Loads head `head`'s rotation parameters into registers (all threads of the block, blockDim >= 128;
-/// enable = false or parameters that do not fit: nothing), so that their cold reads can be issued
+/// parameters that do not fit: nothing), so that their cold reads can be issued
 /// next to other loads; store_rotation() then writes them to `s` (kMaxRotationFloats floats of shared
 /// memory) and returns the codec that rotate_shared should use (rotation = s, head 0; the caller
 /// synchronizes the block first). Turbo's Hadamard path otherwise reads its two sign vectors in two
@@ -52,9 +52,9 @@ struct RotationRegs {
   bool staged;
 };
 
-__device__ __forceinline__ RotationRegs load_rotation(const DeviceCodec& c, int head, bool enable) {
+__device__ __forceinline__ RotationRegs load_rotation(const DeviceCodec& c, int head) {
   RotationRegs r;
-  r.staged = enable && c.rotation_stride <= kMaxRotationFloats;
+  r.staged = c.rotation_stride <= kMaxRotationFloats;
   const float* src = c.rotation + static_cast<size_t>(head) * c.rotation_stride;
 #pragma unroll
   for (int k = 0; k < kMaxRotationFloats / 128; ++k) {
@@ -76,8 +76,8 @@ __device__ __forceinline__ StagedRotation store_rotation(const DeviceCodec& c, i
   return {staged, 0};
 }
 
-__device__ __forceinline__ StagedRotation stage_rotation(const DeviceCodec& c, int head, float* s, bool enable) {
-  return store_rotation(c, head, load_rotation(c, head, enable), s);
+__device__ __forceinline__ StagedRotation stage_rotation(const DeviceCodec& c, int head, float* s) {
+  return store_rotation(c, head, load_rotation(c, head), s);
 }
 
 /// Calls set() (a cudaFuncSetAttribute) once per device for the caller's `done` mask (one static

@@ -182,7 +182,7 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
     m[r] = warp < nq && k < n_parts ? __ldcg(ml + 2 * k) : -INFINITY;
     lp[r] = warp < nq && k < n_parts ? __ldcg(ml + 2 * k + 1) : 0.0f;
   }
-  const StagedRotation rot = stage_rotation(vc, kvh, s_rot, true);
+  const StagedRotation rot = stage_rotation(vc, kvh, s_rot);
   if (warp < nq) {
     float mx = -INFINITY;
 #pragma unroll
@@ -602,7 +602,7 @@ __global__ void __launch_bounds__(kMergeTcThreads * G, G == 1 ? 16 : 1) merge_tc
   const int group = p.n_q_heads / p.n_kv_heads;
   const int len = p.seq_lens[b];  // (not written by the split kernel)
   trace_point(p.trace, kTraceMergeStart);
-  const StagedRotation rot = stage_rotation(p.v_codec, hq / group, s_rot, true);  // cold, while the split kernel runs
+  const StagedRotation rot = stage_rotation(p.v_codec, hq / group, s_rot);  // cold, while the split kernel runs
   wait_for_prerequisite();  // the split kernel's partials
   trace_point(p.trace, kTraceMergeWaited);
   if (len <= 0) return;     // (the split kernel's block 0 wrote the zero rows)
