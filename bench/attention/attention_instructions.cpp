@@ -19,7 +19,8 @@
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s FORMAT GQA TOKENS REPEATS [HEAD_DIM=128] [float]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s FORMAT GQA TOKENS REPEATS [HEAD_DIM=128] [integer|float] [HEADS=1] [THREADS=1]\n",
+                 argv[0]);
     return 2;
   }
   try {
@@ -28,40 +29,54 @@ int main(int argc, char** argv) {
     const long repeats = std::strtol(argv[4], nullptr, 10);
     const size_t d = argc > 5 ? std::strtoul(argv[5], nullptr, 10) : 128;
     const bool use_float = argc > 6 && std::string(argv[6]) == "float";
+    const size_t heads = argc > 7 ? std::max<size_t>(1, std::strtoul(argv[7], nullptr, 10)) : 1;
+    const int threads = argc > 8 ? static_cast<int>(std::strtol(argv[8], nullptr, 10)) : 1;
     const rq::Codec kc(rq::find_format(format), d, rq::RotationSeed{1, 0, 0, rq::KvRole::K});
     const rq::Codec vc(rq::find_format(format), d, rq::RotationSeed{1, 0, 0, rq::KvRole::V});
     rq::Rng rng(1);
-    std::vector<float> x(n * d), q(gqa * d), out(gqa * d);
+    std::vector<float> x(n * d), q(heads * gqa * d), out(heads * gqa * d);
     for (auto& e : x) e = static_cast<float>(rng.normal());
     for (auto& e : q) e = static_cast<float>(rng.normal());
     const auto& l = kc.layout();
-    std::vector<uint8_t> kcodes(n * l.code_bytes), kside(n * l.side_bytes + 1), vcodes(n * l.code_bytes),
-        vside(n * l.side_bytes + 1);
+    // heads x n rows per plane; every head gets the same codes (speed does not depend on them).
+    const size_t hn = heads * n;
+    std::vector<uint8_t> kcodes(hn * l.code_bytes), kside(hn * l.side_bytes + 1), vcodes(hn * l.code_bytes),
+        vside(hn * l.side_bytes + 1);
     kc.encode(n, x.data(), kcodes.data(), kside.data());
     vc.encode(n, x.data(), vcodes.data(), vside.data());
-    rq::AttentionProblem p;
-    p.k_codec = &kc;
-    p.v_codec = &vc;
-    p.gqa_group = gqa;
-    p.queries = q.data();
-    p.scale = 1.0f / 11.3f;
-    p.out = out.data();
-    constexpr size_t kPage = 256;
-    for (size_t t = 0; t < n; t += kPage) {
-      const size_t m = std::min(kPage, n - t);
-      const size_t after = (n - t - m) * l.code_bytes;  // the following pages of the same buffer
-      p.k_pages.push_back({kcodes.data() + t * l.code_bytes, kside.data() + t * l.side_bytes, m, after});
-      p.v_pages.push_back({vcodes.data() + t * l.code_bytes, vside.data() + t * l.side_bytes, m, after});
+    for (size_t h = 1; h < heads; ++h) {
+      std::copy_n(kcodes.data(), n * l.code_bytes, kcodes.data() + h * n * l.code_bytes);
+      std::copy_n(vcodes.data(), n * l.code_bytes, vcodes.data() + h * n * l.code_bytes);
+      std::copy_n(kside.data(), n * l.side_bytes, kside.data() + h * n * l.side_bytes);
+      std::copy_n(vside.data(), n * l.side_bytes, vside.data() + h * n * l.side_bytes);
+    }
+    std::vector<rq::AttentionProblem> problems(heads);
+    for (size_t h = 0; h < heads; ++h) {
+      rq::AttentionProblem& p = problems[h];
+      p.k_codec = &kc;
+      p.v_codec = &vc;
+      p.gqa_group = gqa;
+      p.queries = q.data() + h * gqa * d;
+      p.scale = 1.0f / 11.3f;
+      p.out = out.data() + h * gqa * d;
+      constexpr size_t kPage = 256;
+      for (size_t t = 0; t < n; t += kPage) {
+        const size_t m = std::min(kPage, n - t), row = h * n + t;
+        const size_t after = (hn - row - m) * l.code_bytes;  // the following pages of the same buffer
+        p.k_pages.push_back({kcodes.data() + row * l.code_bytes, kside.data() + row * l.side_bytes, m, after});
+        p.v_pages.push_back({vcodes.data() + row * l.code_bytes, vside.data() + row * l.side_bytes, m, after});
+      }
     }
     const auto arithmetic = use_float ? rq::FastArithmetic::Float : rq::FastArithmetic::Integer;
     double best = 1e30;
     for (long r = 0; r < repeats; ++r) {
       const auto t0 = std::chrono::steady_clock::now();
-      rq::attend_fast_batch(&p, 1, 1, arithmetic);
+      rq::attend_fast_batch(problems.data(), heads, threads, arithmetic);
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    std::printf("%s d=%zu gqa=%zu tokens=%zu: best %.1f us, %.2f ns per token (one thread)\n", format.c_str(), d, gqa,
-                n, repeats > 0 ? best * 1e6 : 0.0, repeats > 0 ? best * 1e9 / static_cast<double>(n) : 0.0);
+    std::printf("%s d=%zu gqa=%zu tokens=%zu heads=%zu threads=%d: best %.1f us, %.2f ns per token and head\n",
+                format.c_str(), d, gqa, n, heads, threads, repeats > 0 ? best * 1e6 : 0.0,
+                repeats > 0 ? best * 1e9 / static_cast<double>(hn) : 0.0);
     return 0;
   } catch (const rq::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

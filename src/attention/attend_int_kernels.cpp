@@ -483,18 +483,10 @@ void RunIntWorkItem(const WorkItem& item) {
   for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows) {
     const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
     const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
-    // Pull the next chunk's codes towards L2 (pages are contiguous; a prefetch past the end is harmless).
-    // Four lines per turn (the loop itself cost ~6 instructions per token at 3 bits).
-    const auto prefetch = [](const uint8_t* p, size_t bytes) {
-      for (size_t b = 0; b < bytes; b += 256) {
-        __builtin_prefetch(p + b, 0, 2);
-        __builtin_prefetch(p + b + 64, 0, 2);
-        __builtin_prefetch(p + b + 128, 0, 2);
-        __builtin_prefetch(p + b + 192, 0, 2);
-      }
-    };
-    prefetch(kcodes + rows * kf.code_bytes, rows * kf.code_bytes);
-    prefetch(vcodes + rows * vf.code_bytes, rows * vf.code_bytes);
+    // No software prefetch: the hardware's stream prefetchers follow the four planes (K and V codes
+    // and norms). A burst of prefetches for the whole next chunk (sessions 2-6) filled the miss
+    // buffers and stalled the loads at every chunk start: best of 4 x 6 calls, 8 heads x 64K, 2
+    // threads, turbo3 15.4 vs 16.5 ns per token and head (docs/decisions.md).
     HalvesToFloats(kp.side + k_off * 2, rows, kn);  // side plane: one fp16 norm per row
     HalvesToFloats(vp.side + v_off * 2, rows, vnorm);
 
