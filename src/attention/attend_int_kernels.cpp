@@ -151,7 +151,7 @@ HWY_INLINE void ScoreFourHeads(__m256i t, const uint8_t* qs, __m256i& a0, __m256
 }
 #undef RQ_SCORE_HEAD
 
-// isum[h * is_stride + r] += the block sums of row r (G <= 4 heads), r < rows; qs: the pass's query
+// isum[h * is_stride + r] = the block sums of row r (G <= 4 heads), r < rows; qs: the pass's query
 // (kQueryBlock bytes per block). vpmaddubsw(table bytes 1..255, q8 in [-64, 64]) sums two products to
 // at most 32640 (no saturation), vpmaddwd by the pairs' scales widens to int32. kFull > 0: the block count as a
 // constant, else `full_runtime`.
@@ -197,12 +197,11 @@ void ScoreBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows
       const __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
       int32_t* dst = isum + h * is_stride + r0;
       if (n == 8) {
-        __m256i* d = reinterpret_cast<__m256i*>(dst);
-        _mm256_storeu_si256(d, _mm256_add_epi32(_mm256_loadu_si256(d), t));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), t);
       } else {
         alignas(32) int32_t sums[8];
         _mm256_store_si256(reinterpret_cast<__m256i*>(sums), t);
-        for (size_t rr = 0; rr < n; ++rr) dst[rr] += sums[rr];
+        for (size_t rr = 0; rr < n; ++rr) dst[rr] = sums[rr];
       }
     }
   }
@@ -233,11 +232,12 @@ void DecodeValuePairs(const Unpacker& u, size_t bb, const uint8_t* codes, size_t
 // Broadcast weight pairs per head: kIntChunk weights, so kIntChunk / 2 pairs (ValueFullBlocks).
 constexpr size_t kWeightPairStride = kIntChunk / 2;
 
-// Value pass 2: vsum[h * vs_stride + k * 32 + i] += sum_p w[h][p] . pair (coordinate order), G <= 4;
+// Value pass 2: vsum[h * vs_stride + k * 32 + i] (+)= sum_p w[h][p] . pair (coordinate order), G <= 4
+// (first: =, the chunk's first piece of rows);
 // wb: the weight pairs w16[2p] | w16[2p+1] << 16 in all eight lanes, kWeightPairStride per head.
 template <size_t G, size_t kFull>
 void AccumulatePairs(const uint8_t* pairs, size_t n_pairs, size_t full_runtime, bool half, const __m256i* wb,
-                     int32_t* vsum, size_t vs_stride) {
+                     bool first, int32_t* vsum, size_t vs_stride) {
   static_assert(G >= 1 && G <= 4);
   const size_t full = kFull ? kFull : full_runtime;
   constexpr size_t kStride = kWeightPairStride;  // a constant, so the heads' weights are displacements
@@ -280,8 +280,8 @@ void AccumulatePairs(const uint8_t* pairs, size_t n_pairs, size_t full_runtime, 
       const __m256i a[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
       for (size_t h = 0; h < G; ++h) {
         __m256i* dst = reinterpret_cast<__m256i*>(vsum + h * vs_stride + k * 32 + g * 8);
-        _mm256_storeu_si256(dst, _mm256_add_epi32(_mm256_loadu_si256(dst), a[h][0]));
-        _mm256_storeu_si256(dst + 1, _mm256_add_epi32(_mm256_loadu_si256(dst + 1), a[h][1]));
+        _mm256_storeu_si256(dst, first ? a[h][0] : _mm256_add_epi32(_mm256_loadu_si256(dst), a[h][0]));
+        _mm256_storeu_si256(dst + 1, first ? a[h][1] : _mm256_add_epi32(_mm256_loadu_si256(dst + 1), a[h][1]));
       }
     }
   }
@@ -319,12 +319,12 @@ void ScoreFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t 
   });
 }
 
-// Values of rows [0, rows): vsum += the weighted table values, all G heads. w16: the rows' 15-bit
+// Values of rows [0, rows): vsum (+)= the weighted table values, all G heads (first: =). w16: the rows' 15-bit
 // weights, kIntChunk per head; wb: room for G x kWeightPairStride registers, which get the weight
 // pairs w16[2p] | w16[2p + 1] << 16 in all eight lanes (an odd last row pairs with 0).
 void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                     bool half, const uint16_t* w16, size_t G, uint8_t* pairs, __m256i* wb, int32_t* vsum,
-                     size_t vs_stride) {
+                     bool half, const uint16_t* w16, size_t G, uint8_t* pairs, __m256i* wb, bool first,
+                     int32_t* vsum, size_t vs_stride) {
   const size_t np = (rows + 1) / 2, whole = rows / 2;
   for (size_t h = 0; h < G; ++h) {
     const uint16_t* wh = w16 + h * kIntChunk;
@@ -344,10 +344,10 @@ void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t 
       const __m256i* wq = wb + h0 * kWeightPairStride;
       int32_t* dst = vsum + h0 * vs_stride;
       switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
-        case 1: AccumulatePairs<1, F>(pairs, np, full, half, wq, dst, vs_stride); break;
-        case 2: AccumulatePairs<2, F>(pairs, np, full, half, wq, dst, vs_stride); break;
-        case 3: AccumulatePairs<3, F>(pairs, np, full, half, wq, dst, vs_stride); break;
-        default: AccumulatePairs<4, F>(pairs, np, full, half, wq, dst, vs_stride); break;
+        case 1: AccumulatePairs<1, F>(pairs, np, full, half, wq, first, dst, vs_stride); break;
+        case 2: AccumulatePairs<2, F>(pairs, np, full, half, wq, first, dst, vs_stride); break;
+        case 3: AccumulatePairs<3, F>(pairs, np, full, half, wq, first, dst, vs_stride); break;
+        default: AccumulatePairs<4, F>(pairs, np, full, half, wq, first, dst, vs_stride); break;
       }
     }
   });
@@ -437,10 +437,9 @@ void RunIntWorkItem(const WorkItem& item) {
   thread_local std::vector<int32_t> iscratch;
   thread_local std::vector<uint16_t> wscratch;
   thread_local std::vector<uint8_t> pad;
-  fscratch.resize(2 * G * kIntChunk + 2 * kIntChunk);
+  fscratch.resize(G * kIntChunk + 2 * kIntChunk);
   float* s = fscratch.data();        // G x chunk scores
-  float* w = s + G * kIntChunk;      // G x chunk weights
-  float* kn = w + G * kIntChunk;     // chunk K norms
+  float* kn = s + G * kIntChunk;     // chunk K norms
   float* vnorm = kn + kIntChunk;     // chunk V norms
   const size_t vs_stride = vfull * kIntBlock > vn ? vfull * kIntBlock : vn;  // value sums per head
   iscratch.resize(G * kIntChunk + G * vs_stride);
@@ -448,11 +447,14 @@ void RunIntWorkItem(const WorkItem& item) {
   int32_t* vsum = isum + G * kIntChunk;         // G x vs_stride
   wscratch.resize(G * kIntChunk);
   uint16_t* w16 = wscratch.data();              // G x chunk
-  thread_local std::vector<float> vfactor, wmax;
+  thread_local std::vector<float> chunk_max;
   thread_local std::vector<int32_t> wsum;
-  vfactor.resize(G);
-  wmax.resize(G);
+  chunk_max.resize(G);
   wsum.resize(G);
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::CappedTag<float, 8> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const size_t N = hn::Lanes(df);
 
 #if RQ_INT_ATTENTION_AVX2
   // The queries in ScoreBlocks' layout: per pass of <= 4 heads, per block, per head slot 64 bytes.
@@ -490,8 +492,8 @@ void RunIntWorkItem(const WorkItem& item) {
     HalvesToFloats(kp.side + k_off * 2, rows, kn);  // side plane: one fp16 norm per row
     HalvesToFloats(vp.side + v_off * 2, rows, vnorm);
 
-    // Scores.
-    for (size_t i = 0; i < G * kIntChunk; ++i) isum[i] = 0;
+    // Scores (ScoreFullBlocks writes every row of isum, ScorePortable adds the tail coordinates).
+    if (!kfull) std::memset(isum, 0, G * kIntChunk * sizeof(int32_t));
     ForReadableRows(kcodes, rows, readable_tail(kp, k_off, rows, kf.code_bytes), kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
@@ -499,29 +501,49 @@ void RunIntWorkItem(const WorkItem& item) {
 #endif
                       if (ktail < iq.n) ScorePortable(kcb, codes, nr, kf.code_bytes, iq, G, isum + r0, kIntChunk, ktail, iq.n);
                     });
+    // s = (isum - 128 q_sum) * factor * |k| and each head's largest s (lanes past `rows` excluded).
     for (size_t h = 0; h < G; ++h) {
-      const int32_t bias = kTableZero * iq.q_sum[h];
-      for (size_t r = 0; r < rows; ++r) {
-        s[h * kIntChunk + r] = static_cast<float>(isum[h * kIntChunk + r] - bias) * iq.factor[h] * kn[r];
-      }
+      const auto bias = hn::Set(di, kTableZero * iq.q_sum[h]);
+      const auto factor = hn::Set(df, iq.factor[h]);
+      const int32_t* ih = isum + h * kIntChunk;
+      float* sh = s + h * kIntChunk;
+      const auto score = [&](size_t r) HWY_ATTR {
+        const auto x = hn::Mul(hn::Mul(hn::ConvertTo(df, hn::Sub(hn::LoadU(di, ih + r), bias)), factor), hn::LoadU(df, kn + r));
+        hn::StoreU(x, df, sh + r);
+        return x;
+      };
+      auto vm = hn::Set(df, -std::numeric_limits<float>::infinity());
+      size_t r = 0;
+      for (; r + N <= rows; r += N) vm = hn::Max(vm, score(r));
+      if (r < rows) vm = hn::Max(vm, hn::IfThenElse(hn::FirstN(df, rows - r), score(r), vm));  // stale lanes past `rows`
+      chunk_max[h] = hn::GetLane(hn::MaxOfLanes(df, vm));
     }
+    // The chunk's largest V norm: the scale of every head's 15-bit weights p * |v| (p <= 1).
+    auto vnm = hn::Zero(df);
+    size_t r = 0;
+    for (; r + N <= rows; r += N) vnm = hn::Max(vnm, hn::LoadU(df, vnorm + r));
+    if (r < rows) vnm = hn::Max(vnm, hn::IfThenElseZero(hn::FirstN(df, rows - r), hn::LoadU(df, vnorm + r)));
+    const float vmax = hn::GetLane(hn::MaxOfLanes(df, vnm));
 
-    // Online softmax; weights p * |v| quantized to 15 bits per head.
+    // Online softmax and the weights, one pass per head.
     for (size_t h = 0; h < G; ++h) {
-      const float wm = OnlineSoftmaxStep<true>(s + h * kIntChunk, rows, vnorm, item.max[h], item.denom[h],
-                                               item.acc + h * vf.stride, vn, w + h * kIntChunk);
-      wmax[h] = QuantizeWeights(w + h * kIntChunk, rows, wm, w16 + h * kIntChunk, &wsum[h]);
-      vfactor[h] = vcb.alpha * (wmax[h] / static_cast<float>(kWeightLevels));
+      SoftmaxToWeights16(s + h * kIntChunk, rows, chunk_max[h], vnorm, vmax, item.max[h], item.denom[h],
+                         item.acc + h * vf.stride, vn, w16 + h * kIntChunk, &wsum[h]);
     }
+    const float vfactor = vcb.alpha * (vmax / static_cast<float>(kWeightLevels));
 
-    // Values.
-    for (size_t i = 0; i < G * vs_stride; ++i) vsum[i] = 0;
+    // Values (the first piece of rows writes the SIMD blocks' sums; the portable tail adds).
+    if (!vfull) {
+      std::memset(vsum, 0, G * vs_stride * sizeof(int32_t));
+    } else if (vtail < vn) {
+      for (size_t h = 0; h < G; ++h) std::memset(vsum + h * vs_stride + vtail, 0, (vn - vtail) * sizeof(int32_t));
+    }
     ForReadableRows(vcodes, rows, readable_tail(vp, v_off, rows, vf.code_bytes), vf.code_bytes, BlockReadEnd(vcb, vfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       if (vfull) {
                         ValueFullBlocks(*vu, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, w16 + r0, G, pairs,
-                                        wb, vsum, vs_stride);
+                                        wb, r0 == 0, vsum, vs_stride);
                       }
 #endif
                       if (vtail < vn) {
@@ -532,8 +554,7 @@ void RunIntWorkItem(const WorkItem& item) {
       const int32_t bias = kTableZero * wsum[h];
       float* a = item.acc + h * vf.stride;
       const int32_t* vh = vsum + h * vs_stride;
-      const float f = vfactor[h];
-      for (size_t j = 0; j < vn; ++j) a[j] += static_cast<float>(vh[j] - bias) * f;
+      for (size_t j = 0; j < vn; ++j) a[j] += static_cast<float>(vh[j] - bias) * vfactor;
     }
 
   });

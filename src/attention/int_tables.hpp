@@ -2,10 +2,11 @@
 //   centroid c_k ~= alpha * (t_k - 128), t_k in [1, 255]      (8-bit codebook, one per codec)
 //   query    q_j ~= beta * s_m * q8_j,  |q8_j| <= 64, 1 <= s_m <= S  (one 16-bit scale per coordinate
 //                                                             pair m = j / 2, one beta per query head)
-//   weight   w_r ~= wmax / 32767 * w16_r, w16_r in [0, 32767] (15-bit, one scale per head and chunk;
-//            QuantizeWeights in kernel_steps-inl.h)
+//   weight   w_r = p_r |v_r| ~= vmax / 32767 * w16_r, w16_r in [0, 32767] (15-bit; vmax = the chunk's
+//            largest V norm, one scale for all heads, since p_r <= 1; SoftmaxToWeights16 in
+//            kernel_steps-inl.h)
 // so that score(row) = norm * alpha * beta * (sum_j s_m q8_j t[code_j] - 128 sum_j s_m q8_j) and
-// sum_r w_r v_r[j] = alpha * wmax / 32767 * (sum_r w16_r t[code_rj] - 128 sum_r w16_r), all sums
+// sum_r w_r v_r[j] = alpha * vmax / 32767 * (sum_r w16_r t[code_rj] - 128 sum_r w16_r), all sums
 // exact in int32 (bounds in docs/decisions.md). Every SIMD target computes the same integers.
 #pragma once
 

@@ -60,13 +60,20 @@ HWY_INLINE V ExpNonPositive(D d, V x) {
   return hn::Mul(p, hn::BitCast(d, bits));
 }
 
-/// One chunk of one query head: s[0:rows] scores. Raises the running max (rescaling denom and the
-/// acc_n accumulators when it grows), adds sum_r exp(s_r - max) to denom and writes
-/// w[r] = exp(s_r - max) * v_scale[r]. kCheapExp: ExpNonPositive instead of hn::Exp (integer path).
-/// Returns the largest w[r] (for QuantizeWeights).
-template <bool kCheapExp = false>
-HWY_INLINE float OnlineSoftmaxStep(const float* s, size_t rows, const float* v_scale, float& max, double& denom,
-                                   float* acc, size_t acc_n, float* w) {
+/// Raises the running max of one query head to mx (when larger), rescaling denom and the acc_n
+/// accumulators.
+HWY_INLINE void RaiseRunningMax(float mx, float& max, double& denom, float* acc, size_t acc_n) {
+  if (!(mx > max)) return;
+  const float factor = max == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(max - mx);
+  denom *= factor;
+  for (size_t j = 0; j < acc_n; ++j) acc[j] *= factor;
+  max = mx;
+}
+
+/// One chunk of one query head (float kernels): s[0:rows] scores. Raises the running max, adds
+/// sum_r exp(s_r - max) to denom and writes w[r] = exp(s_r - max) * v_scale[r].
+HWY_INLINE void OnlineSoftmaxStep(const float* s, size_t rows, const float* v_scale, float& max, double& denom,
+                                  float* acc, size_t acc_n, float* w) {
   namespace hn = hwy::HWY_NAMESPACE;
   const hn::CappedTag<float, 8> df;
   const size_t N = hn::Lanes(df);
@@ -79,73 +86,65 @@ HWY_INLINE float OnlineSoftmaxStep(const float* s, size_t rows, const float* v_s
     mx = m > mx ? m : mx;
   }
   for (; r < rows; ++r) mx = s[r] > mx ? s[r] : mx;
-  if (mx > max) {
-    const float factor = max == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(max - mx);
-    denom *= factor;
-    for (size_t j = 0; j < acc_n; ++j) acc[j] *= factor;
-    max = mx;
-  }
+  RaiseRunningMax(mx, max, denom, acc, acc_n);
+  mx = max;
   const auto vmax = hn::Set(df, mx), lo = hn::Set(df, -87.0f);
-  auto vsum = hn::Zero(df), wmax = hn::Zero(df);
+  auto vsum = hn::Zero(df);
   for (r = 0; r + N <= rows; r += N) {
-    const auto x = hn::Max(hn::Sub(hn::LoadU(df, s + r), vmax), lo);
-    hn::Vec<decltype(df)> p;
-    if constexpr (kCheapExp) {
-      p = ExpNonPositive(df, x);
-    } else {
-      p = hn::Exp(df, x);
-    }
+    const auto p = hn::Exp(df, hn::Max(hn::Sub(hn::LoadU(df, s + r), vmax), lo));
     vsum = hn::Add(vsum, p);
-    const auto wr = hn::Mul(p, hn::LoadU(df, v_scale + r));
-    wmax = hn::Max(wmax, wr);
-    hn::StoreU(wr, df, w + r);
+    hn::StoreU(hn::Mul(p, hn::LoadU(df, v_scale + r)), df, w + r);
   }
   float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
-  float wm = hn::GetLane(hn::MaxOfLanes(df, wmax));
   for (; r < rows; ++r) {
     const float p = std::exp(s[r] - mx);
     sum += p;
     w[r] = p * v_scale[r];
-    wm = w[r] > wm ? w[r] : wm;
   }
   denom += sum;
-  return wm;
 }
 
-/// Integer path: w16[r] = round-to-nearest-even(w[r] * (32767 / wmax)) for w >= 0, wmax = the largest w
-/// (OnlineSoftmaxStep's result), with the Mul and the rounding Add done separately on every target (all
-/// targets get the same integers). w and w16 hold `rows` values and room for up to 7 more (w's extra
-/// entries are zeroed here). Returns wmax (0 when all weights are 0) and writes the sum of the w16 to *sum.
-HWY_INLINE float QuantizeWeights(float* w, size_t rows, float wmax, uint16_t* w16, int32_t* sum) {
+/// Integer path, one chunk of one query head, in one pass: raises the running max to chunk_max (the
+/// largest s[r], r < rows), adds sum_r exp(s_r - max) to denom and writes the 15-bit weights
+///   w16[r] = rne(exp(s_r - max) * v_scale[r] * 32767 / vmax),  r < rows (0 up to the next multiple of 8),
+/// vmax = the chunk's largest v_scale (exp <= 1, so w16 <= 32767; 0: all weights 0). The scale does
+/// not wait for the chunk's largest weight, so no second pass: a chunk whose weights are all small
+/// keeps fewer bits, but its absolute rounding (vmax / 65534 per row) is the same as a large one's.
+/// Mul, Add and the rounding are done separately on every target. *sum = the sum of the w16.
+HWY_INLINE void SoftmaxToWeights16(const float* s, size_t rows, float chunk_max, const float* v_scale, float vmax,
+                                   float& max, double& denom, float* acc, size_t acc_n, uint16_t* w16, int32_t* sum) {
   namespace hn = hwy::HWY_NAMESPACE;
   const hn::CappedTag<float, 8> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint16_t, decltype(df)> du16;
   const size_t N = hn::Lanes(df);
-  const size_t padded = (rows + N - 1) / N * N;
-  for (size_t r = rows; r < padded; ++r) w[r] = 0.0f;
-  *sum = 0;
-  if (!(wmax > 0.0f)) {
-    for (size_t r = 0; r < padded; ++r) w16[r] = 0;
-    return 0.0f;
-  }
-  // x + kRoundMagic rounds x in [0, 32767] to an integer held in the low bits: no conversion needed.
-  // A subnormal wmax makes 32767 / wmax infinite (and 0 * inf NaN): then w / wmax is divided out.
-  const float inv = 32767.0f / wmax;
-  const bool finite_inv = inv <= std::numeric_limits<float>::max();
-  const auto vinv = hn::Set(df, finite_inv ? inv : 0.0f), vmax = hn::Set(df, wmax), top = hn::Set(df, 32767.0f);
-  const auto magic = hn::Set(df, kRoundMagic);
+  RaiseRunningMax(chunk_max, max, denom, acc, acc_n);
+  // A subnormal vmax makes 32767 / vmax infinite (and 0 * inf NaN): then w / vmax is divided out.
+  const float k = vmax > 0.0f ? 32767.0f / vmax : 0.0f;
+  const bool finite_k = k <= std::numeric_limits<float>::max();
+  const auto vrun = hn::Set(df, max), lo = hn::Set(df, -87.0f), vk = hn::Set(df, finite_k ? k : 0.0f);
+  const auto vtop = hn::Set(df, vmax), levels = hn::Set(df, 32767.0f), magic = hn::Set(df, kRoundMagic);
   const auto magic_bits = hn::BitCast(di, magic);
-  auto vsum = hn::Zero(di);
-  for (size_t r = 0; r < padded; r += N) {
-    const auto x = hn::LoadU(df, w + r);
-    const auto scaled = finite_inv ? hn::Mul(x, vinv) : hn::Mul(hn::Div(x, vmax), top);
-    const auto v = hn::Sub(hn::BitCast(di, hn::Add(scaled, magic)), magic_bits);
-    vsum = hn::Add(vsum, v);
-    hn::StoreU(hn::DemoteTo(du16, v), du16, w16 + r);
-  }
-  *sum = hn::GetLane(hn::SumOfLanes(di, vsum));
-  return wmax;
+  auto vsum = hn::Zero(df);
+  auto wsum = hn::Zero(di);
+  const auto step = [&](size_t r, size_t lanes) HWY_ATTR {
+    auto p = ExpNonPositive(df, hn::Max(hn::Sub(hn::LoadU(df, s + r), vrun), lo));
+    const auto w = hn::Mul(p, hn::LoadU(df, v_scale + r));
+    const auto scaled = hn::Min(finite_k ? hn::Mul(w, vk) : hn::Mul(hn::Div(w, vtop), levels), levels);
+    auto wi = hn::Sub(hn::BitCast(di, hn::Add(scaled, magic)), magic_bits);
+    if (lanes < N) {  // the last rows: lanes past the chunk count nothing (their inputs are stale)
+      p = hn::IfThenElseZero(hn::FirstN(df, lanes), p);
+      wi = hn::IfThenElseZero(hn::FirstN(di, lanes), wi);
+    }
+    vsum = hn::Add(vsum, p);
+    wsum = hn::Add(wsum, wi);
+    hn::StoreU(hn::DemoteTo(du16, wi), du16, w16 + r);
+  };
+  size_t r = 0;
+  for (; r + N <= rows; r += N) step(r, N);
+  if (r < rows) step(r, rows - r);
+  denom += hn::GetLane(hn::SumOfLanes(df, vsum));
+  *sum = hn::GetLane(hn::SumOfLanes(di, wsum));
 }
 
 }  // namespace HWY_NAMESPACE
