@@ -69,14 +69,20 @@ int main(int argc, char** argv) {
     }
     const auto arithmetic = use_float ? rq::FastArithmetic::Float : rq::FastArithmetic::Integer;
     double best = 1e30;
+    std::vector<double> times;
     for (long r = 0; r < repeats; ++r) {
       const auto t0 = std::chrono::steady_clock::now();
       rq::attend_fast_batch(problems.data(), heads, threads, arithmetic);
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      best = std::min(best, times.back());
     }
-    std::printf("%s d=%zu gqa=%zu tokens=%zu heads=%zu threads=%d: best %.1f us, %.2f ns per token and head\n",
+    std::sort(times.begin(), times.end());
+    const double median = times.empty() ? 0.0 : times[times.size() / 2];
+    std::printf("%s d=%zu gqa=%zu tokens=%zu heads=%zu threads=%d: best %.1f us, %.2f ns per token and head "
+                "(median %.2f)\n",
                 format.c_str(), d, gqa, n, heads, threads, repeats > 0 ? best * 1e6 : 0.0,
-                repeats > 0 ? best * 1e9 / static_cast<double>(hn) : 0.0);
+                repeats > 0 ? best * 1e9 / static_cast<double>(hn) : 0.0,
+                repeats > 0 ? median * 1e9 / static_cast<double>(hn) : 0.0);
     return 0;
   } catch (const rq::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
