@@ -7,6 +7,7 @@
 // weight): outputs agree to kSameIntegers, not to 1e-6.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -165,6 +166,25 @@ TEST(AttendInteger, EdgeCases) {
     attend_reference(make_problem(c, 3, 1e-5f, ref.data()));
     attend_integer(make_problem(c, 3, 1e-5f, integer.data()));
     EXPECT_LT(rel_error(integer, ref), 0.03) << n;
+  }
+  for (float tiny : {1e-6f, 1e-9f}) {
+    // Tiny V vectors: fp16 norms in the subnormal range (1e-6 * ~8 < 6.1e-5) or rounded to 0 (1e-9),
+    // so the weights' scale 32767 / max|v| is ~4e9, or max|v| is 0; the output is the reference's.
+    Rng rng(15);
+    const size_t n = 700;
+    auto k = random_vectors(rng, n, 64, 1.0f), v = random_vectors(rng, n, 64, 1.0f);
+    for (auto& x : v) x *= tiny;
+    const HeadCache c = encode_cache("turbo3", k, v, random_vectors(rng, 3, 64, 1.0f), n, 64);
+    std::vector<float> ref(3 * 64), integer(3 * 64);
+    attend_reference(make_problem(c, 3, scale, ref.data()));
+    attend_integer(make_problem(c, 3, scale, integer.data()));
+    for (float x : integer) ASSERT_TRUE(std::isfinite(x)) << tiny;
+    const float ref_max = *std::max_element(ref.begin(), ref.end(), [](float a, float b) { return std::fabs(a) < std::fabs(b); });
+    if (ref_max == 0.0f) {
+      EXPECT_EQ(integer, ref) << tiny;
+    } else {
+      EXPECT_LT(rel_error(integer, ref), 0.03) << tiny;
+    }
   }
   for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
     // A non-finite query value or scale is rejected by every path (typed error, output untouched).
