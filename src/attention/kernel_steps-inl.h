@@ -40,7 +40,7 @@ constexpr float kRoundMagic = 12582912.0f;
 
 /// exp(x) for x in [-87, 0] in 13 instructions: 2^(x log2 e) as 2^n times a degree-6 Taylor polynomial
 /// of 2^f, |f| <= 1/2 (truncation error 1.2e-7; x log2 e rounds to ~1e-7 |x| relative). For the integer
-/// path, whose weights keep 15 bits of their chunk's largest; the float kernels use hn::Exp.
+/// path, whose weights keep 15 bits of their chunk's largest V norm; the float kernels use hn::Exp.
 template <class D, class V>
 HWY_INLINE V ExpNonPositive(D d, V x) {
   namespace hn = hwy::HWY_NAMESPACE;
@@ -86,8 +86,7 @@ HWY_INLINE void OnlineSoftmaxStep(const float* s, size_t rows, const float* v_sc
     mx = m > mx ? m : mx;
   }
   for (; r < rows; ++r) mx = s[r] > mx ? s[r] : mx;
-  RaiseRunningMax(mx, max, denom, acc, acc_n);
-  mx = max;
+  RaiseRunningMax(mx, max, denom, acc, acc_n);  // (mx started at max and only grew: mx == max now)
   const auto vmax = hn::Set(df, mx), lo = hn::Set(df, -87.0f);
   auto vsum = hn::Zero(df);
   for (r = 0; r + N <= rows; r += N) {

@@ -7,19 +7,18 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <random>
 #include <vector>
 
 #include "attention/int_tables.hpp"
+#include "rq/core/rng.hpp"
 
 namespace rq::attn_detail {
 namespace {
 
 std::vector<float> gaussian_queries(size_t groups, size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> g(0.0f, 1.0f);
+  Rng rng(seed);  // (the project's generator: <random>'s distributions differ between standard libraries)
   std::vector<float> q(groups * n);
-  for (auto& v : q) v = g(rng);
+  for (auto& v : q) v = static_cast<float>(rng.normal());
   return q;
 }
 

@@ -28,8 +28,8 @@ namespace rq {
 enum class FastArithmetic {
   /// Default. For heads with >= 256 cached tokens (shorter ones take the float kernels, whose
   /// set-up is cheaper): integer tables, queries to 8 bits with a 16-bit scale per coordinate
-  /// pair, the codebook to 8 bits, softmax weights to 15 bits (one scale per head and 128-token
-  /// chunk); every sum is exact in int32 and all SIMD targets give the same integers (AVX2: vpshufb
+  /// pair, the codebook to 8 bits, softmax weights to 15 bits (one scale per 128-token chunk: its
+  /// largest V norm); every sum is exact in int32 and all SIMD targets give the same integers (AVX2: vpshufb
   /// table lookups, vpmaddubsw + vpmaddwd). Deviation from attend_reference: docs/decisions.md.
   Integer,
   /// The integer tables for heads of any length (tests, benchmarks).
