@@ -9,7 +9,9 @@
 # BUILD (build folder, default build-gpu), RQ_BUILD_ONLY=1 (compile and stop), RQ_CHECK_ONLY=1,
 # RQ_DECODE_ONLY=1 (decode checks, tensor-core decode timings and SDPA only), RQ_APPEND_ONLY=1 (append
 # checks, append timings and the PyTorch quantize pipeline only), RQ_WITH_EXACT=1 (also time the
-# exact fp32 decode kernel; by default decode timings are the tensor-core kernel's).
+# exact fp32 decode kernel; by default decode timings are the tensor-core kernel's), RQ_GTEST=PATH (first
+# run that CUDA GoogleTest binary, e.g. build/tests/rq_cuda_tests built elsewhere and carried: the
+# device machine has no GoogleTest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,12 +38,18 @@ echo "== build ($NVCC, $JOBS jobs)"
 [ "${RQ_BUILD_ONLY:-0}" = 1 ] && { echo "built $BUILD/gpu_check_bench"; exit 0; }
 
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv || true
+gtest_status=0
+if [ -n "${RQ_GTEST:-}" ]; then  # the CUDA GoogleTest suite, built where GoogleTest is installed (docs/gpu.md)
+  echo "== CUDA GoogleTest suite ($RQ_GTEST)"
+  "$RQ_GTEST" --gtest_brief=1 || gtest_status=$?
+  echo "CUDA GoogleTest suite: $([ "$gtest_status" = 0 ] && echo PASS || echo "FAIL (exit $gtest_status)")"
+fi
 if [ "${RQ_CHECK_ONLY:-0}" = 1 ]; then
-  "$BUILD/gpu_check_bench" --check-only
-  exit $?
+  "$BUILD/gpu_check_bench" --check-only || exit $?
+  exit $gtest_status
 fi
 echo "== check + benchmark (CUDA)"
-status=0
+status=$gtest_status
 DEC=""; [ "${RQ_DECODE_ONLY:-0}" = 1 ] && DEC="--decode-only"
 [ "${RQ_APPEND_ONLY:-0}" = 1 ] && DEC="--append-only"
 [ "${RQ_WITH_EXACT:-0}" = 1 ] && DEC="$DEC --with-exact"

@@ -123,6 +123,32 @@ double copy_bandwidth_gbps(Timer& timer) {
   return 2.0 * static_cast<double>(bytes) / (us * 1e3);  // read + write, GB/s
 }
 
+// The memory floor of an append of n vectors at d = 128, 3 bits: one warp per vector reads its 256
+// input bytes (8 per lane) and writes 48 code bytes and a 2-byte norm, with no arithmetic but an XOR
+// of what it read (so the loads are not dropped). One launch after the L2 flush, like the append rows:
+// what any fused append of n vectors costs before it quantizes anything.
+__global__ void append_floor_kernel(const uint2* in, uint32_t* codes, uint16_t* norms, int n) {
+  const int lane = threadIdx.x & 31;
+  for (int v = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; v < n; v += (gridDim.x * blockDim.x) >> 5) {
+    const uint2 x = in[static_cast<size_t>(v) * 32 + lane];
+    const uint32_t w = x.x ^ x.y;
+    if (lane < 12) codes[static_cast<size_t>(v) * 12 + lane] = w;
+    if (lane == 12) norms[v] = static_cast<uint16_t>(w);
+  }
+}
+
+double append_floor_us(Timer& timer, long long n) {
+  DeviceBuffer<uint2> in(static_cast<size_t>(n) * 32);
+  DeviceBuffer<uint32_t> codes(static_cast<size_t>(n) * 12);
+  DeviceBuffer<uint16_t> norms(static_cast<size_t>(n));
+  fill_random(in.get(), static_cast<size_t>(n) * 256, 7);
+  const int blocks = static_cast<int>(std::min<long long>((n + 7) / 8, 132LL * 8));  // 8 warps a block
+  return timer.median_us([&] {
+    append_floor_kernel<<<blocks, 256>>>(in.get(), codes.get(), norms.get(), static_cast<int>(n));
+    check(cudaGetLastError(), "append floor");
+  }, 20);
+}
+
 // Random fp16 in a sane range, as bench_append's host inputs: exponent in [2^-2, 2^1], random sign.
 __global__ void fill_half_kernel(uint16_t* p, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -518,6 +544,14 @@ int main(int argc, char** argv) {
       const double floor_us = empty_launch_us(timer);
       std::printf("empty kernel launch between events: %.2f us\n", floor_us);
       std::vector<Row> rows;
+      std::vector<std::pair<long long, double>> floors;  // append memory floor (no arithmetic)
+      if (!decode_only) {
+        for (long long n : {16384LL, 1048576LL}) {
+          floors.emplace_back(n, append_floor_us(timer, n));
+          std::printf("append memory floor (read 256 B, write 50 B a vector, no arithmetic) n=%8lld  %9.2f us  %7.1f GB/s\n", n,
+                      floors.back().second, 306.0 * static_cast<double>(n) / (floors.back().second * 1e3));
+        }
+      }
       for (const char* f : {"rotor3", "turbo3"}) {
         if (decode_only) break;
         for (long long n : {1024LL, 4096LL, 16384LL, 65536LL, 1048576LL}) bench_append(f, n, false, 0, copy, timer, rows);
@@ -540,8 +574,12 @@ int main(int argc, char** argv) {
       if (!json_path.empty()) {
         FILE* fp = std::fopen(json_path.c_str(), "w");
         if (!fp) throw IoError("cannot write " + json_path);
-        std::fprintf(fp, "{\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"empty_launch_us\": %.2f, \"rows\": [\n",
+        std::fprintf(fp, "{\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"empty_launch_us\": %.2f, ",
                      prop.name, prop.multiProcessorCount, copy, floor_us);
+        std::fprintf(fp, "\"append_floor_us\": {");
+        for (size_t i = 0; i < floors.size(); ++i)
+          std::fprintf(fp, "%s\"%lld\": %.3f", i ? ", " : "", floors[i].first, floors[i].second);
+        std::fprintf(fp, "}, \"rows\": [\n");
         for (size_t i = 0; i < rows.size(); ++i) {
           const Row& r = rows[i];
           std::fprintf(fp, "  {\"bench\": \"%s\", \"format\": \"%s\", \"kernel\": \"%s\", ", r.bench.c_str(), r.format.c_str(),

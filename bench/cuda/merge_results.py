@@ -40,6 +40,7 @@ def main():
         "command": a.command,
         "copy_gbps": cu["copy_gbps"],
         "empty_launch_us": cu.get("empty_launch_us"),
+        "append_floor_us": cu.get("append_floor_us"),
         "torch": th.get("torch"),
         "rows": rows,
     }
