@@ -83,6 +83,11 @@ int main(int argc, char** argv) {
                 format.c_str(), d, gqa, n, heads, threads, repeats > 0 ? best * 1e6 : 0.0,
                 repeats > 0 ? best * 1e9 / static_cast<double>(hn) : 0.0,
                 repeats > 0 ? median * 1e9 / static_cast<double>(hn) : 0.0);
+    if (repeats >= 10) {  // the spread of the calls (two threads on a shared VM are bimodal)
+      std::printf("  ns per token and head, deciles 1 / 3 / 5 / 7 / 9:");
+      for (int q : {1, 3, 5, 7, 9}) std::printf(" %.2f", times[times.size() * q / 10] * 1e9 / static_cast<double>(hn));
+      std::printf("\n");
+    }
     return 0;
   } catch (const rq::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ namespace {
 constexpr size_t kMinSplitTokens = 512;   // a work item is never shorter (threading overhead)
 constexpr size_t kSerialTokens = 1024;    // below this many tokens in total, no threads
 constexpr size_t kItemsPerThread = 4;     // load balance of the dynamic schedule
+constexpr size_t kCacheLine = 64;
+
+size_t round_up_to_line(size_t bytes) { return (bytes + kCacheLine - 1) / kCacheLine * kCacheLine; }
 constexpr size_t kIntegerMinTokens = 256;  // shorter heads take the float kernels (less set-up per head)
 
 // False when the format has no SIMD kernel (QJL, codes wider than 4 bits).
@@ -110,23 +114,22 @@ void prepare_head(const AttentionProblem& p, size_t n_tokens, FastArithmetic ari
   }
 }
 
-// Merge the items of one head and write its output rows.
-void finish_head(const HeadPlan& plan, const std::vector<float>& acc, const std::vector<float>& mx,
-                 const std::vector<double>& denom, size_t acc_offset, size_t state_offset) {
+// Merge the items of one head and write its output rows (the items' partial states are theirs).
+void finish_head(const HeadPlan& plan, const WorkItem* items) {
   const AttentionProblem& p = *plan.problem;
   const size_t G = p.gqa_group, vn = plan.v_format.n, vs = plan.v_format.stride, d = p.v_codec->dim();
   std::vector<float> total(vn);
   for (size_t h = 0; h < G; ++h) {
     float m = -std::numeric_limits<float>::infinity();
-    for (size_t i = 0; i < plan.n_items; ++i) m = std::max(m, mx[state_offset + i * G + h]);
+    for (size_t i = 0; i < plan.n_items; ++i) m = std::max(m, items[i].max[h]);
     double l = 0.0;
     std::fill(total.begin(), total.end(), 0.0f);
     for (size_t i = 0; i < plan.n_items; ++i) {
-      const float mi = mx[state_offset + i * G + h];
+      const float mi = items[i].max[h];
       if (mi == -std::numeric_limits<float>::infinity()) continue;
       const float f = std::exp(mi - m);
-      l += denom[state_offset + i * G + h] * f;
-      const float* a = acc.data() + acc_offset + (i * G + h) * vs;
+      l += items[i].denom[h] * f;
+      const float* a = items[i].acc + h * vs;
       for (size_t j = 0; j < vn; ++j) total[j] += f * a[j];
     }
     const float inv = static_cast<float>(1.0 / l);
@@ -158,20 +161,20 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
   const size_t split = std::max(kMinSplitTokens, (total_tokens + threads * kItemsPerThread - 1) /
                                                      (static_cast<size_t>(threads) * kItemsPerThread));
 
-  // Work items and their output slots.
+  // Work items and their output slots: each item's partial state (acc, max, denom) starts on its own
+  // cache line, so that items on different threads never write to one line.
   std::vector<WorkItem> items;
-  std::vector<size_t> acc_offset(count, 0), state_offset(count, 0);
-  size_t acc_size = 0, state_size = 0;
+  std::vector<size_t> item_state(count, 0);  // bytes of one item's state, per problem
+  size_t state_bytes = 0;
   for (size_t i = 0; i < count; ++i) {
     HeadPlan& plan = plans[i];
     if (!plan.fast) continue;
     plan.first_item = items.size();
     plan.n_items = (plan.n_tokens + split - 1) / split;
-    acc_offset[i] = acc_size;
-    state_offset[i] = state_size;
     const size_t G = plan.problem->gqa_group;
-    acc_size += plan.n_items * G * plan.v_format.stride;
-    state_size += plan.n_items * G;
+    item_state[i] = round_up_to_line(G * sizeof(double)) + round_up_to_line(G * sizeof(float)) +
+                    round_up_to_line(G * plan.v_format.stride * sizeof(float));
+    state_bytes += plan.n_items * item_state[i];
     for (size_t s = 0; s < plan.n_items; ++s) {
       WorkItem w;
       w.k_format = &plan.k_format;
@@ -192,16 +195,16 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
       items.push_back(w);
     }
   }
-  std::vector<float> acc(acc_size), mx(state_size);
-  std::vector<double> denom(state_size);
+  std::vector<unsigned char> state(state_bytes + kCacheLine, 0);  // zeroed: acc and denom start at 0
+  unsigned char* at = state.data() + (kCacheLine - reinterpret_cast<uintptr_t>(state.data()) % kCacheLine) % kCacheLine;
   for (size_t i = 0; i < count; ++i) {
     const HeadPlan& plan = plans[i];
     const size_t G = plan.problem->gqa_group;
-    for (size_t s = 0; s < plan.n_items; ++s) {
+    for (size_t s = 0; s < plan.n_items; ++s, at += item_state[i]) {
       WorkItem& w = items[plan.first_item + s];
-      w.acc = acc.data() + acc_offset[i] + s * G * plan.v_format.stride;
-      w.max = mx.data() + state_offset[i] + s * G;
-      w.denom = denom.data() + state_offset[i] + s * G;
+      w.denom = reinterpret_cast<double*>(at);
+      w.max = reinterpret_cast<float*>(at + round_up_to_line(G * sizeof(double)));
+      w.acc = reinterpret_cast<float*>(at + round_up_to_line(G * sizeof(double)) + round_up_to_line(G * sizeof(float)));
     }
   }
 
@@ -216,7 +219,7 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
   }
   for (size_t i = 0; i < count; ++i) {
     if (plans[i].fast) {
-      finish_head(plans[i], acc, mx, denom, acc_offset[i], state_offset[i]);
+      finish_head(plans[i], items.data() + plans[i].first_item);
     } else {
       attend_reference(problems[i]);
     }
