@@ -495,16 +495,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     }
     float stored = norm;
     if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
-    if (!finite || !(fabsf(stored) <= kHalfMax)) {
-      // The CPU codec refuses this vector; store a zero vector and report it.
-      if (p.error_flag) atomicExch(p.error_flag, 1);
-      zero = true;
-    }
-    if (zero) {
-      stored = 0.0f;
-#pragma unroll
-      for (int w = 0; w < WORDS; ++w) words[w] = SymmetricQuantizer<BITS>::field_base(w, N);  // all codes = half
-    }
+    refuse_or_zero<BITS, N>(finite, true, p.error_flag, zero, stored, words);
 
     const size_t rw = slot_row(job.geometry, slot, head);
     uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);

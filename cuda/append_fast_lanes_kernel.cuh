@@ -279,15 +279,7 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
     }
     float stored = norm;
     if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
-    if (!finite || !(fabsf(stored) <= kHalfMax)) {
-      if (p.error_flag && r == 0 && active) atomicExch(p.error_flag, 1);
-      zero = true;
-    }
-    if (zero) {
-      stored = 0.0f;
-#pragma unroll
-      for (int w = 0; w < FW; ++w) field[w] = SymmetricQuantizer<BITS>::field_base(w, C);  // all codes = half
-    }
+    refuse_or_zero<BITS, C>(finite, r == 0 && active, p.error_flag, zero, stored, field);
 
     // 9. Store: the lane's SB bytes at byte r SB of the row; the norm.
     if (active) {

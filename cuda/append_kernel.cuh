@@ -142,6 +142,25 @@ __device__ __forceinline__ double quad_sum(double a, unsigned full_mask) {
 }
 
 // Row index of a slot (page * page_size + offset) in the paged planes.
+/// The CPU codec's refusal on the GPU (kernels cannot throw): a vector with a non-finite input or a
+/// stored norm past the fp16 range is stored as a zero vector and raises *error_flag (when `report`:
+/// one lane of the vector); a zero vector (`zero` on entry) gets the same row without the flag.
+/// The zero row: norm 0, every code the upper middle level (what encode gives a zero vector).
+/// W words of N codes (a lane's share of the row in the multi-lane kernels).
+template <int BITS, int N, int W>
+__device__ __forceinline__ void refuse_or_zero(bool finite, bool report, int32_t* error_flag, bool& zero, float& stored,
+                                               uint32_t (&words)[W]) {
+  if (!finite || !(fabsf(stored) <= kHalfMax)) {
+    if (error_flag && report) atomicExch(error_flag, 1);
+    zero = true;
+  }
+  if (zero) {
+    stored = 0.0f;
+#pragma unroll
+    for (int w = 0; w < W; ++w) words[w] = SymmetricQuantizer<BITS>::field_base(w, N);  // all codes = half
+  }
+}
+
 __device__ __forceinline__ size_t slot_row(const PagedGeometry& g, int64_t slot, int head) {
   if (slot <= 0x7fffffff) {
     const uint32_t s = static_cast<uint32_t>(slot), ps = static_cast<uint32_t>(g.page_size);
@@ -389,16 +408,7 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
   if (!zero && job.codec.norm_correction && cnorm_sq > 0.0) {
     stored = static_cast<float>(static_cast<double>(norm) / sqrt(cnorm_sq));
   }
-  if (!finite || !(fabsf(stored) <= kHalfMax)) {
-    // The CPU codec refuses this vector; store a zero vector and report it.
-    if (p.error_flag && r == 0 && active) atomicExch(p.error_flag, 1);
-    zero = true;
-  }
-  if (zero) {
-    stored = 0.0f;
-#pragma unroll
-    for (int w = 0; w < WORDS; ++w) words[w] = SymmetricQuantizer<BITS>::field_base(w, N);  // all codes = half
-  }
+  refuse_or_zero<BITS, N>(finite, r == 0 && active, p.error_flag, zero, stored, words);
 
   if (!active) return;
   const size_t rw = slot_row(job.geometry, slot, head);
