@@ -141,7 +141,6 @@ __device__ __forceinline__ double quad_sum(double a, unsigned full_mask) {
   return a + __shfl_xor_sync(full_mask, a, 2);
 }
 
-// Row index of a slot (page * page_size + offset) in the paged planes.
 /// The CPU codec's refusal on the GPU (kernels cannot throw): a vector with a non-finite input or a
 /// stored norm past the fp16 range is stored as a zero vector and raises *error_flag (when `report`:
 /// one lane of the vector); a zero vector (`zero` on entry) gets the same row without the flag.
@@ -161,6 +160,7 @@ __device__ __forceinline__ void refuse_or_zero(bool finite, bool report, int32_t
   }
 }
 
+// Row index of a slot (page * page_size + offset) in the paged planes.
 __device__ __forceinline__ size_t slot_row(const PagedGeometry& g, int64_t slot, int head) {
   if (slot <= 0x7fffffff) {
     const uint32_t s = static_cast<uint32_t>(slot), ps = static_cast<uint32_t>(g.page_size);

@@ -137,12 +137,14 @@ __global__ void append_floor_kernel(const uint2* in, uint32_t* codes, uint16_t* 
   }
 }
 
-double append_floor_us(Timer& timer, long long n) {
+constexpr double kFloorBytesPerVector = 256.0 + 50.0;  // read + written by append_floor_kernel
+
+double append_floor_us(Timer& timer, long long n, int sm_count) {
   DeviceBuffer<uint2> in(static_cast<size_t>(n) * 32);
   DeviceBuffer<uint32_t> codes(static_cast<size_t>(n) * 12);
   DeviceBuffer<uint16_t> norms(static_cast<size_t>(n));
   fill_random(in.get(), static_cast<size_t>(n) * 256, 7);
-  const int blocks = static_cast<int>(std::min<long long>((n + 7) / 8, 132LL * 8));  // 8 warps a block
+  const int blocks = static_cast<int>(std::min<long long>((n + 7) / 8, 8LL * sm_count));  // 8 warps a block
   return timer.median_us([&] {
     append_floor_kernel<<<blocks, 256>>>(in.get(), codes.get(), norms.get(), static_cast<int>(n));
     check(cudaGetLastError(), "append floor");
@@ -547,9 +549,9 @@ int main(int argc, char** argv) {
       std::vector<std::pair<long long, double>> floors;  // append memory floor (no arithmetic)
       if (!decode_only) {
         for (long long n : {16384LL, 1048576LL}) {
-          floors.emplace_back(n, append_floor_us(timer, n));
+          floors.emplace_back(n, append_floor_us(timer, n, prop.multiProcessorCount));
           std::printf("append memory floor (read 256 B, write 50 B a vector, no arithmetic) n=%8lld  %9.2f us  %7.1f GB/s\n", n,
-                      floors.back().second, 306.0 * static_cast<double>(n) / (floors.back().second * 1e3));
+                      floors.back().second, kFloorBytesPerVector * static_cast<double>(n) / (floors.back().second * 1e3));
         }
       }
       for (const char* f : {"rotor3", "turbo3"}) {

@@ -22,10 +22,20 @@ namespace {
 constexpr size_t kMinSplitTokens = 512;   // a work item is never shorter (threading overhead)
 constexpr size_t kSerialTokens = 1024;    // below this many tokens in total, no threads
 constexpr size_t kItemsPerThread = 4;     // load balance of the dynamic schedule
+constexpr size_t kIntegerMinTokens = 256;  // shorter heads take the float kernels (less set-up per head)
 constexpr size_t kCacheLine = 64;
 
 size_t round_up_to_line(size_t bytes) { return (bytes + kCacheLine - 1) / kCacheLine * kCacheLine; }
-constexpr size_t kIntegerMinTokens = 256;  // shorter heads take the float kernels (less set-up per head)
+
+// Byte layout of one work item's partial state: denom (G doubles), max (G floats), acc (G x the V
+// stride floats), each part starting on its own cache line.
+struct ItemStateLayout {
+  size_t max_at, acc_at, bytes;
+  ItemStateLayout(size_t G, size_t v_stride)
+      : max_at(round_up_to_line(G * sizeof(double))),
+        acc_at(max_at + round_up_to_line(G * sizeof(float))),
+        bytes(acc_at + round_up_to_line(G * v_stride * sizeof(float))) {}
+};
 
 // False when the format has no SIMD kernel (QJL, codes wider than 4 bits).
 bool make_kernel_format(const Codec& codec, KernelFormat& f) {
@@ -164,7 +174,6 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
   // Work items and their output slots: each item's partial state (acc, max, denom) starts on its own
   // cache line, so that items on different threads never write to one line.
   std::vector<WorkItem> items;
-  std::vector<size_t> item_state(count, 0);  // bytes of one item's state, per problem
   size_t state_bytes = 0;
   for (size_t i = 0; i < count; ++i) {
     HeadPlan& plan = plans[i];
@@ -172,9 +181,7 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
     plan.first_item = items.size();
     plan.n_items = (plan.n_tokens + split - 1) / split;
     const size_t G = plan.problem->gqa_group;
-    item_state[i] = round_up_to_line(G * sizeof(double)) + round_up_to_line(G * sizeof(float)) +
-                    round_up_to_line(G * plan.v_format.stride * sizeof(float));
-    state_bytes += plan.n_items * item_state[i];
+    state_bytes += plan.n_items * ItemStateLayout(G, plan.v_format.stride).bytes;
     for (size_t s = 0; s < plan.n_items; ++s) {
       WorkItem w;
       w.k_format = &plan.k_format;
@@ -195,16 +202,16 @@ void attend_fast_batch(const AttentionProblem* problems, size_t count, int n_thr
       items.push_back(w);
     }
   }
-  std::vector<unsigned char> state(state_bytes + kCacheLine, 0);  // zeroed: acc and denom start at 0
+  std::vector<unsigned char> state(state_bytes + kCacheLine, 0);  // (each item initializes its own state)
   unsigned char* at = state.data() + (kCacheLine - reinterpret_cast<uintptr_t>(state.data()) % kCacheLine) % kCacheLine;
   for (size_t i = 0; i < count; ++i) {
     const HeadPlan& plan = plans[i];
-    const size_t G = plan.problem->gqa_group;
-    for (size_t s = 0; s < plan.n_items; ++s, at += item_state[i]) {
+    const ItemStateLayout layout(plan.problem->gqa_group, plan.v_format.stride);
+    for (size_t s = 0; s < plan.n_items; ++s, at += layout.bytes) {
       WorkItem& w = items[plan.first_item + s];
       w.denom = reinterpret_cast<double*>(at);
-      w.max = reinterpret_cast<float*>(at + round_up_to_line(G * sizeof(double)));
-      w.acc = reinterpret_cast<float*>(at + round_up_to_line(G * sizeof(double)) + round_up_to_line(G * sizeof(float)));
+      w.max = reinterpret_cast<float*>(at + layout.max_at);
+      w.acc = reinterpret_cast<float*>(at + layout.acc_at);
     }
   }
 
