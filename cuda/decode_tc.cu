@@ -1,7 +1,7 @@
 // Tensor-core split-KV decode (include/rq/cuda/decode.hpp, DecodeParams::exact == 0).
 //
 // One warp = one split; it handles (up to) 4 query heads of one KV head (a GQA group of 8 is two
-// passes, blockIdx.y). Per chunk of 64 tokens:
+// passes, blockIdx.x). Per chunk of 64 tokens:
 //   K: 4 blocks of 16 tokens, mma.m16n8k16 with A rows = the 16 tokens' centroids as single fp16
 //      values a_K C (DeviceCodec::mma_scale: within ~2^-15.5 of a_K C), one 4-byte table entry per
 //      code pair, and B columns 0-3 = fp16 hi parts of the 4 queries / a_K, columns 4-7 = their lo
@@ -24,6 +24,10 @@
 // the 64-token chunks [s C / S, (s + 1) C / S) of its C = ceil(len / 64) chunks, so the splits of a
 // sequence differ by at most one chunk (tokens_per_split >= 64: none is empty) and plan_decode can
 // fill every block slot of the GPU (tokens_per_split need not be a multiple of 64).
+// Grid (pass, split block, sequence) (decode fifteenth pass): the blocks dispatched first (the first
+// slot of every SM) come from every (sequence, pass) pair, not from the first pairs only. At batch 1
+// that is -1.6 .. -3.5 us at 32K and 128K tokens (a pair's blocks no longer all start late); neutral
+// within +-1 us at the batched shapes (docs/gpu.md).
 // The block's kWarps splits are merged in shared memory into one partial (o, m, l) per query; the
 // last block of a (sequence, query pass) to finish (a counter per pass, zeroed by the query
 // rotation) merges the ceil(S / kWarps) partials, un-rotates them and writes the output rows: no
@@ -246,8 +250,9 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   const int len = p.seq_lens[blockIdx.z];
   const int group = p.n_q_heads / p.n_kv_heads;
   const int passes = (group + 3) / 4;  // 4 query heads per pass
-  const int kvh = blockIdx.y / passes, b = blockIdx.z;
-  const int q0 = (blockIdx.y % passes) * 4;  // first query head (of the group) of this pass
+  const int split_block = blockIdx.y;
+  const int kvh = blockIdx.x / passes, b = blockIdx.z;
+  const int q0 = (blockIdx.x % passes) * 4;  // first query head (of the group) of this pass
   const int n_splits = len > 0 ? static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) /
                                                   p.plan.tokens_per_split)
                                : 0;
@@ -255,8 +260,8 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // Blocks past the sequence's last split write nothing; block 0 of an empty sequence writes its
   // zero output rows. Inside a block, warps past the last split take part with an empty split
   // (m = -inf, l = 0); warp 0 of a block is never empty.
-  if (static_cast<int>(blockIdx.x) >= n_blocks) {
-    if (blockIdx.x == 0) {
+  if (split_block >= n_blocks) {
+    if (split_block == 0) {
       const size_t row0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
       for (int i = threadIdx.x; i < min(4, group - q0) * p.v_codec.dim; i += blockDim.x) p.out[row0 * p.v_codec.dim + i] = 0.0f;
     }
@@ -266,7 +271,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   if (threadIdx.x == 0) s_blocks = n_blocks;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
-  const int split = blockIdx.x * kWarps + warp;
+  const int split = split_block * kWarps + warp;
   int start = len, end = len;  // empty split
   if (split < n_splits) {  // chunk s C / S = s q + s r / S (C = q S + r; s, r < S <= 1024: 32-bit)
     const int chunks = (len + kChunk - 1) / kChunk, q = chunks / n_splits, r = chunks % n_splits;
@@ -548,14 +553,14 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     float o = 0.0f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) o += s_o[(w * 4 + qi) * N + j];
-    partial_o[((bh0 + qi) * p.plan.max_splits + blockIdx.x) * N + j] = o;
+    partial_o[((bh0 + qi) * p.plan.max_splits + split_block) * N + j] = o;
   }
   if (threadIdx.x < nq) {
     const int qi = threadIdx.x;
     float mx = -INFINITY, l = 0.0f;
     for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w * 4 + qi]);
     for (int w = 0; w < kWarps; ++w) l += fast_exp2(s_m[w * 4 + qi] - mx) * s_l[w * 4 + qi];
-    float* ml = partial_ml + ((bh0 + qi) * p.plan.max_splits + blockIdx.x) * 2;
+    float* ml = partial_ml + ((bh0 + qi) * p.plan.max_splits + split_block) * 2;
     ml[0] = mx;
     ml[1] = l;
   }
@@ -670,7 +675,7 @@ __global__ void __launch_bounds__(kMergeTcThreads * G, G == 1 ? 16 : 1) merge_tc
 template <int N, int BITS>
 cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   const int group = p.n_q_heads / p.n_kv_heads;
-  const dim3 grid((p.plan.max_splits + kWarps - 1) / kWarps, p.n_kv_heads * ((group + 3) / 4), p.batch);
+  const dim3 grid(p.n_kv_heads * ((group + 3) / 4), (p.plan.max_splits + kWarps - 1) / kWarps, p.batch);
   constexpr size_t bytes = TcLayout<N, BITS>::bytes;
   static std::atomic<uint64_t> done{0};  // per instantiation: devices whose attributes are set
   const cudaError_t st = attribute_once(done, [] {

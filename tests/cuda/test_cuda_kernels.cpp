@@ -109,6 +109,18 @@ TEST_P(DecodeMatchesReference, OddLengthsAndGqaTensorCores) {
   EXPECT_TRUE(c.ok()) << c.text;
 }
 
+// One long sequence at batch 1: hundreds of splits, the pair-major grid order (tc_pair_major_grid),
+// the 512-thread merge launch; two calls give the same bits.
+TEST(DecodeLongSequence, TensorCoresPairMajorGrid) {
+  RQ_REQUIRE_GPU();
+  Rng rng(80);
+  for (const char* f : {"rotor3", "turbo3"}) {
+    const DecodeCheck c = check_decode(f, 32, sm_count(), rng, false, {70001});
+    EXPECT_TRUE(c.ok()) << c.text;
+    EXPECT_TRUE(c.repeat_identical) << c.text;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, DecodeMatchesReference,
                          ::testing::Values(std::make_tuple("rotor3", 32), std::make_tuple("turbo3", 32),
                                            std::make_tuple("planar3", 32), std::make_tuple("iso3", 32),
