@@ -600,7 +600,8 @@ template <int N, int G>
 __global__ void __launch_bounds__(kMergeTcThreads * G, G == 1 ? 16 : 1) merge_tc_kernel(DecodeParams p) {
   static_assert(N == kMergeTcThreads && kMaxPartials <= kMergeTcThreads, "a coordinate and a partial per thread");
   constexpr int W = kMergeTcThreads * G / 32;  // warps
-  __shared__ float s_buf[N], s_tmp[N], s_f[kMaxPartials], s_red[2][W], s_part[G][N];
+  __shared__ float s_buf[N], s_tmp[N], s_f[kMaxPartials], s_red[2][W];
+  __shared__ float s_part[G > 1 ? G : 1][G > 1 ? N : 1];  // the groups' sums (G = 1: unused)
   __shared__ float s_rot[kMaxRotationFloats];
   const int hq = blockIdx.x, b = blockIdx.y, t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int j = G == 1 ? t : t % N, g = G == 1 ? 0 : t / N;  // coordinate, group

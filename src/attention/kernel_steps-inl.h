@@ -106,9 +106,10 @@ HWY_INLINE void OnlineSoftmaxStep(const float* s, size_t rows, const float* v_sc
 /// Integer path, one chunk of one query head, in one pass: raises the running max to chunk_max (the
 /// largest s[r], r < rows), adds sum_r exp(s_r - max) to denom and writes the 15-bit weights
 ///   w16[r] = rne(exp(s_r - max) * v_scale[r] * 32767 / vmax),  r < rows (0 up to the next multiple of 8),
-/// vmax = the chunk's largest v_scale (exp <= 1, so w16 <= 32767; 0: all weights 0). The scale does
-/// not wait for the chunk's largest weight, so no second pass: a chunk whose weights are all small
-/// keeps fewer bits, but its absolute rounding (vmax / 65534 per row) is the same as a large one's.
+/// vmax = the chunk's largest v_scale (fp16 norms: 0 or >= 2^-24; exp <= 1, so w16 <= 32767; 0: all
+/// weights 0). The scale does not wait for the chunk's largest weight, so no second pass: a chunk
+/// whose weights are all small keeps fewer bits, but its absolute rounding (vmax / 65534 per row) is
+/// the same as a large one's.
 /// Mul, Add and the rounding are done separately on every target. *sum = the sum of the w16.
 HWY_INLINE void SoftmaxToWeights16(const float* s, size_t rows, float chunk_max, const float* v_scale, float vmax,
                                    float& max, double& denom, float* acc, size_t acc_n, uint16_t* w16, int32_t* sum) {
@@ -118,18 +119,18 @@ HWY_INLINE void SoftmaxToWeights16(const float* s, size_t rows, float chunk_max,
   const hn::Rebind<uint16_t, decltype(df)> du16;
   const size_t N = hn::Lanes(df);
   RaiseRunningMax(chunk_max, max, denom, acc, acc_n);
-  // A subnormal vmax makes 32767 / vmax infinite (and 0 * inf NaN): then w / vmax is divided out.
+  // v_scale holds fp16 norms, so vmax is 0 or at least 2^-24 and k <= 32767 * 2^24 is finite (a float
+  // subnormal vmax, which would make k infinite, cannot occur).
   const float k = vmax > 0.0f ? 32767.0f / vmax : 0.0f;
-  const bool finite_k = k <= std::numeric_limits<float>::max();
-  const auto vrun = hn::Set(df, max), lo = hn::Set(df, -87.0f), vk = hn::Set(df, finite_k ? k : 0.0f);
-  const auto vtop = hn::Set(df, vmax), levels = hn::Set(df, 32767.0f), magic = hn::Set(df, kRoundMagic);
+  const auto vrun = hn::Set(df, max), lo = hn::Set(df, -87.0f), vk = hn::Set(df, k);
+  const auto levels = hn::Set(df, 32767.0f), magic = hn::Set(df, kRoundMagic);
   const auto magic_bits = hn::BitCast(di, magic);
   auto vsum = hn::Zero(df);
   auto wsum = hn::Zero(di);
   const auto step = [&](size_t r, size_t lanes) HWY_ATTR {
     auto p = ExpNonPositive(df, hn::Max(hn::Sub(hn::LoadU(df, s + r), vrun), lo));
     const auto w = hn::Mul(p, hn::LoadU(df, v_scale + r));
-    const auto scaled = hn::Min(finite_k ? hn::Mul(w, vk) : hn::Mul(hn::Div(w, vtop), levels), levels);
+    const auto scaled = hn::Min(hn::Mul(w, vk), levels);
     auto wi = hn::Sub(hn::BitCast(di, hn::Add(scaled, magic)), magic_bits);
     if (lanes < N) {  // the last rows: lanes past the chunk count nothing (their inputs are stale)
       p = hn::IfThenElseZero(hn::FirstN(df, lanes), p);
