@@ -508,39 +508,38 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // (every bulk copy issued was waited for: the code buffers are free for the merge below)
 
   // ---- partial result of the block: its kWarps splits merged; o[query][coord] (queries < group), m, l.
+  // Each warp writes its unscaled rows and its (m, l) into its own staging buffers (its copies are
+  // all waited for), so one barrier separates the writes from the sums (session 9: was three).
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
 #pragma unroll
     for (int o = 2; o < 32; o <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], o);  // lanes of queries tig & 1
   }
-  __syncthreads();  // every warp is done with its staging buffers, which hold the merge below
-  trace_point(trace, kTraceSplitLoopDone);
-  float* s_o = reinterpret_cast<float*>(smem + L::codes);  // [kWarps][4 queries][N]
-  float* s_m = s_o + kWarps * 4 * N;                         // [kWarps][4]
-  float* s_l = s_m + kWarps * 4;                             // [kWarps][4]
+  constexpr int kOStride = 2 * CODEW;            // floats from warp w's rows to warp w + 1's (its K and V codes)
+  constexpr int kMlStride = 2 * kChunk / 2;      // floats from warp w's (m, l) to warp w + 1's (its norms)
+  static_assert(4 * N <= kOStride && 8 <= kMlStride, "a warp's rows and (m, l) fit in its own staging buffers");
+  float* const s_o = reinterpret_cast<float*>(smem + L::codes);   // [kWarps] x kOStride: o[4 queries][N]
+  float* const s_ml = reinterpret_cast<float*>(smem + L::norms);  // [kWarps] x kMlStride: m[4], l[4]
   const int slot = tig >> 1;
   if (gid == 0 && slot == 0) {
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
-      s_m[warp * 4 + qa + c] = m_run[c];
-      s_l[warp * 4 + qa + c] = l_run[c];
+      s_ml[warp * kMlStride + qa + c] = m_run[c];
+      s_ml[warp * kMlStride + 4 + qa + c] = l_run[c];
     }
   }
-  __syncthreads();
-  const float inv_av = 1.0f / p.v_codec.mma_scale;  // the V table holds a_V C[k]
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
-    float mx = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w * 4 + qa + c]);  // finite: warp 0 is not empty
-    const float f = fast_exp2(m_run[c] - mx);  // 0 for an empty split
-    float* o = s_o + (warp * 4 + qa + c) * N;
+    float* o = s_o + warp * kOStride + (qa + c) * N;
 #pragma unroll
     for (int m = 0; m < 4; ++m) {
-      o[16 * gid + 4 * m + slot] = acc[m][c] * (f * inv_av);
-      o[16 * gid + 4 * m + 2 + slot] = acc[m][2 + c] * (f * inv_av);
+      o[16 * gid + 4 * m + slot] = acc[m][c];
+      o[16 * gid + 4 * m + 2 + slot] = acc[m][2 + c];
     }
   }
   __syncthreads();
+  trace_point(trace, kTraceSplitLoopDone);
+  const float inv_av = 1.0f / p.v_codec.mma_scale;  // the V table holds a_V C[k]
   float* ws = static_cast<float*>(p.workspace);
   const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads;
   float* partial_o = ws + bh_count * N;
@@ -550,16 +549,19 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   const int nq = min(4, group - q0);
   for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
     const int qi = i / N, j = i % N;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);  // finite: warp 0 is not empty
     float o = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) o += s_o[(w * 4 + qi) * N + j];
-    partial_o[((bh0 + qi) * p.plan.max_splits + split_block) * N + j] = o;
+    for (int w = 0; w < kWarps; ++w) o = fmaf(s_o[w * kOStride + qi * N + j], fast_exp2(s_ml[w * kMlStride + qi] - mx), o);
+    partial_o[((bh0 + qi) * p.plan.max_splits + split_block) * N + j] = o * inv_av;  // (empty split: 0 x 0)
   }
   if (threadIdx.x < nq) {
     const int qi = threadIdx.x;
     float mx = -INFINITY, l = 0.0f;
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w * 4 + qi]);
-    for (int w = 0; w < kWarps; ++w) l += fast_exp2(s_m[w * 4 + qi] - mx) * s_l[w * 4 + qi];
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
+    for (int w = 0; w < kWarps; ++w) l += fast_exp2(s_ml[w * kMlStride + qi] - mx) * s_ml[w * kMlStride + 4 + qi];
     float* ml = partial_ml + ((bh0 + qi) * p.plan.max_splits + split_block) * 2;
     ml[0] = mx;
     ml[1] = l;
