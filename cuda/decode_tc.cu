@@ -26,7 +26,7 @@
 // fill every block slot of the GPU (tokens_per_split need not be a multiple of 64).
 // Grid (pass, split block, sequence) (decode fifteenth pass): the blocks dispatched first (the first
 // slot of every SM) come from every (sequence, pass) pair, not from the first pairs only. At batch 1
-// that is -1.6 .. -3.5 us at 32K and 128K tokens (a pair's blocks no longer all start late); neutral
+// that is -1.8 .. -3.5 us at 32K and 128K tokens (a pair's blocks no longer all start late); neutral
 // within +-1 us at the batched shapes (docs/gpu.md).
 // The block's kWarps splits are merged in shared memory into one partial (o, m, l) per query; the
 // last block of a (sequence, query pass) to finish (a counter per pass, zeroed by the query
@@ -516,7 +516,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     for (int o = 2; o < 32; o <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], o);  // lanes of queries tig & 1
   }
   constexpr int kOStride = 2 * CODEW;            // floats from warp w's rows to warp w + 1's (its K and V codes)
-  constexpr int kMlStride = 2 * kChunk / 2;      // floats from warp w's (m, l) to warp w + 1's (its norms)
+  constexpr int kMlStride = kChunk;              // floats from warp w's (m, l) to warp w + 1's (its 2 x 64 fp16 norms)
   static_assert(4 * N <= kOStride && 8 <= kMlStride, "a warp's rows and (m, l) fit in its own staging buffers");
   float* const s_o = reinterpret_cast<float*>(smem + L::codes);   // [kWarps] x kOStride: o[4 queries][N]
   float* const s_ml = reinterpret_cast<float*>(smem + L::norms);  // [kWarps] x kMlStride: m[4], l[4]
