@@ -109,8 +109,8 @@ TEST_P(DecodeMatchesReference, OddLengthsAndGqaTensorCores) {
   EXPECT_TRUE(c.ok()) << c.text;
 }
 
-// One long sequence at batch 1: hundreds of splits, the pair-major grid order (tc_pair_major_grid),
-// the 512-thread merge launch; two calls give the same bits.
+// One long sequence at batch 1: hundreds of splits over the (pass, split block, sequence) grid, the
+// 512-thread merge launch; two calls give the same bits.
 TEST(DecodeLongSequence, TensorCoresPairMajorGrid) {
   RQ_REQUIRE_GPU();
   Rng rng(80);

@@ -60,9 +60,9 @@ struct DecodeParams {
 /// Points of DecodeParams::trace (decode eleventh pass). Query launch: block start / end. Split
 /// launch: block start, prologue done (tables built, first K stage asked for; before the wait for the
 /// query launch), wait returned, first K stage landed (warp 0), chunk loop done (block; its warps'
-/// rows already in shared memory), partial written. Merge (merge launch, or the last block's merge): start (merge launch: block start; fused:
-/// the last block learns it is last), wait returned (merge launch only), output written. The caller
-/// may use the marks before and after for its own stamps.
+/// rows already in shared memory), partial written. Merge (merge launch, or the last block's merge):
+/// start (merge launch: block start; fused: the last block learns it is last), wait returned (merge
+/// launch only), output written. The caller may use the marks before and after for its own stamps.
 enum DecodeTracePoint : int {
   kTraceQueryStart, kTraceQueryEnd,
   kTraceSplitStart, kTraceSplitReady, kTraceSplitWaited, kTraceSplitFirstK, kTraceSplitLoopDone, kTraceSplitEnd,
