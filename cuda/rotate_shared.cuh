@@ -8,6 +8,43 @@
 
 namespace rq::cuda::detail {
 
+/// Turbo's 128-point Hadamard of count vectors buf[count][stride] with one warp per vector,
+/// coordinate lane + 32 t in register t: the butterflies of distance 1..16 pair lanes (one shuffle
+/// per register), 32 and 64 pair registers. The same sums in the same order as the block path of
+/// rotate_shared, without its 8 barriers (session 9: the merge's tail). s_in / s_out: the sign
+/// vectors applied before / after (scale folded into the last).
+__device__ inline void hadamard128_by_warps(const float* s_in, const float* s_out, float scale, float* buf, int count,
+                                            int stride) {
+  const int lane = threadIdx.x & 31;
+  for (int g = threadIdx.x >> 5; g < count; g += blockDim.x >> 5) {
+    float* row = buf + g * stride;
+    float v[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) v[t] = row[lane + 32 * t] * s_in[lane + 32 * t];
+#pragma unroll
+    for (int h = 1; h < 32; h <<= 1) {
+      const bool upper = lane & h;  // this lane holds v[j + h] of the pair (j, j + h)
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        const float o = __shfl_xor_sync(0xffffffffu, v[t], h);
+        v[t] = upper ? o - v[t] : v[t] + o;
+      }
+    }
+#pragma unroll
+    for (int h = 1; h < 4; h <<= 1) {
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        if (t & h) continue;
+        const float a = v[t], b = v[t + h];
+        v[t] = a + b;
+        v[t + h] = a - b;
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < 4; ++t) row[lane + 32 * t] = v[t] * (s_out[lane + 32 * t] * scale);
+  }
+}
+
 /// In-place rotation of count vectors buf[count][stride] (first c.rotated_dim = c.dim entries of each) by
 /// head `head`'s parameters: forward y = Pi x, inverse x = Pi^T y. tmp: shared scratch of the same
 /// shape. All threads of the block must call it (it synchronizes the block).
@@ -15,47 +52,15 @@ __device__ inline void rotate_shared(const DeviceCodec& c, int head, bool invers
                                      int stride) {
   const int n = c.rotated_dim;
   const float* prm = c.rotation + static_cast<size_t>(head) * c.rotation_stride;
-  if (c.family == RotationFamily::Hadamard && n == 4 * 32) {
-    // One warp per vector, coordinate lane + 32 t in register t: the butterflies of distance 1..16
-    // pair lanes (one shuffle per register), 32 and 64 pair registers. The same sums in the same
-    // order as the block path below, without its 8 barriers (session 9: the merge's tail).
-    const float* s_in = inverse ? prm + n : prm;
-    const float* s_out = inverse ? prm : prm + n;
-    const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(n)));
-    const int lane = threadIdx.x & 31;
-    for (int g = threadIdx.x >> 5; g < count; g += blockDim.x >> 5) {
-      float* row = buf + g * stride;
-      float v[4];
-#pragma unroll
-      for (int t = 0; t < 4; ++t) v[t] = row[lane + 32 * t] * s_in[lane + 32 * t];
-#pragma unroll
-      for (int h = 1; h < 32; h <<= 1) {
-        const bool upper = lane & h;  // this lane holds v[j + h] of the pair (j, j + h)
-#pragma unroll
-        for (int t = 0; t < 4; ++t) {
-          const float o = __shfl_xor_sync(0xffffffffu, v[t], h);
-          v[t] = upper ? o - v[t] : v[t] + o;
-        }
-      }
-#pragma unroll
-      for (int h = 1; h < 4; h <<= 1) {
-#pragma unroll
-        for (int t = 0; t < 4; ++t) {
-          if (t & h) continue;
-          const float a = v[t], b = v[t + h];
-          v[t] = a + b;
-          v[t + h] = a - b;
-        }
-      }
-#pragma unroll
-      for (int t = 0; t < 4; ++t) row[lane + 32 * t] = v[t] * (s_out[lane + 32 * t] * scale);
-    }
-    __syncthreads();
-    return;
-  }
   if (c.family == RotationFamily::Hadamard) {
     const float* s_in = inverse ? prm + n : prm;  // forward: D(s1) first; inverse: D(s2) first
     const float* s_out = inverse ? prm : prm + n;
+    const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(n)));
+    if (n == 4 * 32) {
+      hadamard128_by_warps(s_in, s_out, scale, buf, count, stride);
+      __syncthreads();
+      return;
+    }
     for (int i = threadIdx.x; i < count * n; i += blockDim.x) buf[(i / n) * stride + i % n] *= s_in[i % n];
     __syncthreads();
     const int pairs = n / 2;
@@ -69,7 +74,6 @@ __device__ inline void rotate_shared(const DeviceCodec& c, int head, bool invers
       }
       __syncthreads();
     }
-    const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(n)));
     for (int i = threadIdx.x; i < count * n; i += blockDim.x) buf[(i / n) * stride + i % n] *= s_out[i % n] * scale;
     __syncthreads();
     return;
