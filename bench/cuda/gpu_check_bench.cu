@@ -8,7 +8,8 @@
 //         --trace: the decode's per-launch %globaltimer timeline at three shapes, nothing else;
 //         --skip-loop: every tensor-core split empty, a diagnostic (bit 128 of RQ_DECODE_VARIANT, output not finite);
 //         --append-only: append checks and timings only; --profile: a few launches for ncu;
-//         --with-exact: also time the exact fp32 decode kernel)
+//         --with-exact: also time the exact fp32 decode kernel; --code-warm: each default append row
+//         also timed with the kernel's code brought into L2 by a one-token launch first, a diagnostic)
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -37,6 +38,7 @@ namespace {
 
 int g_failures = 0;
 bool g_profile = false;  // --profile: one launch per configuration (for ncu), no statistics
+bool g_code_warm = false;  // --code-warm: append rows also timed with the kernel's code in L2 (diagnostic)
 
 void report(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
@@ -79,12 +81,18 @@ struct Timer {
   }
   template <typename F>
   double median_us(F&& launch, int iters) {
+    return median_us_after(launch, [] {}, iters);
+  }
+  // As median_us, with pre() enqueued after the L2 flush and before the first event (not timed).
+  template <typename F, typename P>
+  double median_us_after(F&& launch, P&& pre, int iters) {
     if (g_profile) iters = 1;
     launch();  // warm-up
     check(cudaDeviceSynchronize(), "warm-up");
     std::vector<double> t;
     for (int i = 0; i < iters; ++i) {
       check(cudaMemsetAsync(flush.get(), i & 0xff, flush.size()), "flush");
+      pre();
       check(cudaEventRecord(a), "record");
       launch();
       check(cudaEventRecord(b), "record");
@@ -247,6 +255,20 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
   p.exact = exact ? 1 : 0;
   p.rounds_per_block = rounds;
   const double us = timer.median_us([&] { check(launch_quantize_append(p, nullptr), "append"); }, 30);
+  if (g_code_warm && !lanes) {  // diagnostic: the same kernel's code brought into L2 first (not timed)
+    RoleCodecs kc2(format, H, d, KvRole::K), vc2(format, H, d, KvRole::V);  // own copies: cold tables
+    DeviceCache kc2c(H, page, 1, kc2.device.payload_bytes), vc2c(H, page, 1, vc2.device.payload_bytes);
+    AppendParams w = p;
+    const AppendKernel dk = default_append_kernel(n_vectors, exact, kc.device.family);
+    w.n_tokens = 1;
+    w.lanes_per_vector = dk.lanes, w.exact = dk.exact ? 1 : 0, w.rounds_per_block = dk.rounds;
+    w.jobs[0].codec = kc2.device, w.jobs[0].geometry = kc2c.geometry, w.jobs[0].planes = kc2c.planes();
+    w.jobs[1].codec = vc2.device, w.jobs[1].geometry = vc2c.geometry, w.jobs[1].planes = vc2c.planes();
+    const double warm = timer.median_us_after([&] { check(launch_quantize_append(p, nullptr), "append"); },
+                                              [&] { check(launch_quantize_append(w, nullptr), "append (code warm-up)"); }, 30);
+    std::printf("  append %-7s n=%8lld  cold %9.2f us, kernel code in L2 (one-token launch first) %9.2f us\n", format.c_str(),
+                n_vectors, us, warm);
+  }
   const double us_stream = g_profile ? 0.0 : append_stream_us(p, n_vectors, kc.device.payload_bytes);  // ncu: the timed launches only
   Row r;
   r.bench = "append";
@@ -441,6 +463,7 @@ int main(int argc, char** argv) {
     else if (a == "--decode-only") decode_only = true;
     else if (a == "--append-only") append_only = true;
     else if (a == "--profile") g_profile = true;
+    else if (a == "--code-warm") g_code_warm = true;
     else if (a == "--with-exact") with_exact = true;
     else if (a == "--trace") trace = true;
     else if (a == "--skip-loop") {  // bit 128 added to RQ_DECODE_VARIANT (read by the first decode launch)

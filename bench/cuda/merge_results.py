@@ -2,7 +2,7 @@
 """Joins the CUDA and PyTorch results of scripts/gpu_bench.sh into one JSON file (bench/results/
 format: date, device, command, rows with bench, format, n or batch+context, us, bw_fraction,
 speedup_vs_torch; append rows also us_stream, the per-launch time of back-to-back launches on cold
-inputs) and prints a markdown table."""
+inputs, and torch_graph_us / speedup_vs_torch_graph, the PyTorch pipeline replayed from a CUDA graph) and prints a markdown table."""
 import argparse
 import datetime
 import json
@@ -32,6 +32,9 @@ def main():
         out["torch_us"] = t["us"] if t else None
         out["torch_impl"] = t["impl"] if t else None
         out["speedup_vs_torch"] = (t["us"] / r["us"]) if t else None
+        if t and t.get("us_graph"):  # append: the same pipeline replayed from a CUDA graph
+            out["torch_graph_us"] = t["us_graph"]
+            out["speedup_vs_torch_graph"] = t["us_graph"] / r["us"]
         rows.append(out)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -49,16 +52,18 @@ def main():
     print(f"device: {cu['device']}, copy bandwidth {cu['copy_gbps']:.0f} GB/s (read + write), "
           f"empty launch {cu.get('empty_launch_us') or 0:.2f} us")
     print("| bench | format | kernel | n / batch x context | us | GB/s | of copy BW | stream us | stream of copy BW "
-          "| torch us | speedup |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| torch us | speedup | torch graph us | speedup vs graph |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         shape = str(r["n"]) if r["bench"] == "append" else f"{r['batch']} x {r['context']}"
         tu = f"{r['torch_us']:.1f}" if r["torch_us"] else "-"
         sp = f"{r['speedup_vs_torch']:.2f}x" if r["speedup_vs_torch"] else "-"
+        gu = f"{r['torch_graph_us']:.1f}" if r.get("torch_graph_us") else "-"
+        gs = f"{r['speedup_vs_torch_graph']:.2f}x" if r.get("speedup_vs_torch_graph") else "-"
         us_stream = r.get("us_stream")
         st = f"{us_stream:.2f} | {100 * r['bw_fraction'] * r['us'] / us_stream:.1f}%" if us_stream else "- | -"
         print(f"| {r['bench']} | {r['format']} | {r.get('kernel', '')} | {shape} | {r['us']:.2f} | {r['gbps']:.0f} | "
-              f"{100 * r['bw_fraction']:.1f}% | {st} | {tu} | {sp} |")
+              f"{100 * r['bw_fraction']:.1f}% | {st} | {tu} | {sp} | {gu} | {gs} |")
 
 
 if __name__ == "__main__":
