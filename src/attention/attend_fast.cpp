@@ -94,10 +94,12 @@ struct HeadPlan {
   size_t first_item = 0, n_items = 0;
 };
 
-// Lloyd-Max codes of 2..4 bits with an fp16 norm: what the integer path reads.
+// What the integer path reads: Lloyd-Max codes of 2..4 bits with an fp16 norm, or int4 codes with
+// an fp16 scale per 32 coordinates (its table k - 8 is exact in the 8-bit codebook: alpha 1/8).
 bool integer_capable(const KernelFormat& f) {
-  return f.kind == CodeKind::Packed && !f.block_scale && f.row_scale && f.side_bytes == 2 && f.bits >= 2 &&
-         f.bits <= 4;
+  if (f.kind != CodeKind::Packed) return false;
+  if (f.block_scale) return f.bits == 4 && f.side_bytes == 2 * f.n_blocks;
+  return f.row_scale && f.side_bytes == 2 && f.bits >= 2 && f.bits <= 4;
 }
 
 void prepare_head(const AttentionProblem& p, size_t n_tokens, FastArithmetic arithmetic, HeadPlan& plan) {

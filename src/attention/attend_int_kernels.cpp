@@ -1,14 +1,19 @@
-// Integer path of the fast decode attention (Lloyd-Max formats with 2..4-bit codes; the tables and
+// Integer path of the fast decode attention (Lloyd-Max formats with 2..4-bit codes and int4; the tables and
 // their exactness are described in int_tables.hpp). Per chunk of <= 128 tokens of one KV head:
 //   score   isum[h][r] = sum_j s_m(j) q8[h][j] * t[code_rj]    (int32, exact)
 //   softmax online, in float, on s = (isum - 128 q_sum) * factor * norm
 //   values  vsum[h][j] = sum_r w16[h][r] * t[code_rj]          (int32, exact)
 //           acc[h][j] += (vsum - 128 sum_r w16) * alpha_V * wmax / 32767
+// int4 (an fp16 scale per 32 coordinates, table k - 8): the same integer sums per 32-coordinate
+// block, each block's score sum times the row's block scale in float (the bias 128 q_sum of the
+// block subtracted first), and one set of 15-bit weights per block (w * scale), so vsum and its bias
+// are per block too.
 // On AVX2 (and AVX-512 targets) 32 codes at a time are unpacked to bytes with one shuffle, one
 // 16-bit multiply and one shift per 16 codes, looked up with vpshufb, and multiplied with
 // vpmaddubsw + vpmaddwd (scores) or vpmaddwd (values); every other target runs the plain loops
 // below, which compute the same
 // integers (they are the scalar reference of this path).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -207,6 +212,56 @@ void ScoreBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows
   }
 }
 
+// Block-scale (int4) K: fsum[h * is_stride + r] = sum_k sc[r][k] * float(block k's integer sum),
+// r < rows, G <= 4 heads; sc: the rows' block scales, nb a row. The blocks' biases 128 q_sum are
+// subtracted afterwards (RunIntWorkItem, for 8 rows at a time).
+template <size_t G, size_t kFull>
+void ScoreBlocksScaled(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
+                       size_t full_runtime, const uint8_t* qs, const float* sc, size_t nb, float* fsum, size_t is_stride) {
+  static_assert(G >= 1 && G <= kHeadsPerPass);
+  const size_t full = kFull ? kFull : full_runtime;
+  alignas(32) float buf[8][G][8];  // buf[rr][h]: 8 partial sums of row r0 + rr (rows past the end: 0)
+  for (size_t r0 = 0; r0 < rows; r0 += 8) {
+    const size_t n = rows - r0 < 8 ? rows - r0 : 8;
+    for (size_t rr = 0; rr < n; ++rr) {
+      const uint8_t* row = codes + (r0 + rr) * code_bytes;
+      const float* srow = sc + (r0 + rr) * nb;
+      __m256 acc[G];
+      for (size_t h = 0; h < G; ++h) acc[h] = _mm256_setzero_ps();
+      for (size_t k = 0; k < full; ++k) {
+        const __m256i t = u.Block(row + k * bb);
+        const __m256 scale = _mm256_broadcast_ss(srow + k);
+        for (size_t h = 0; h < G; ++h) {
+          const uint8_t* slot = qs + k * kQueryBlock + h * kQuerySlot;
+          const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(slot));
+          const __m256i qsc = _mm256_load_si256(reinterpret_cast<const __m256i*>(slot + 32));
+          const __m256i x = _mm256_madd_epi16(_mm256_maddubs_epi16(t, q), qsc);
+          acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(x), scale, acc[h]);
+        }
+      }
+      for (size_t h = 0; h < G; ++h) _mm256_store_ps(buf[rr][h], acc[h]);
+    }
+    for (size_t rr = n; rr < 8; ++rr) {
+      for (size_t h = 0; h < G; ++h) _mm256_store_ps(buf[rr][h], _mm256_setzero_ps());
+    }
+    for (size_t h = 0; h < G; ++h) {
+      __m256 v[8];
+      for (size_t rr = 0; rr < 8; ++rr) v[rr] = _mm256_load_ps(buf[rr][h]);
+      const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+      const __m256 c = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+      const __m256 t = _mm256_add_ps(_mm256_permute2f128_ps(a, c, 0x20), _mm256_permute2f128_ps(a, c, 0x31));
+      float* dst = fsum + h * is_stride + r0;
+      if (n == 8) {
+        _mm256_storeu_ps(dst, t);
+      } else {
+        alignas(32) float sums[8];
+        _mm256_store_ps(sums, t);
+        for (size_t rr = 0; rr < n; ++rr) dst[rr] = sums[rr];
+      }
+    }
+  }
+}
+
 // Value pass 1: rows (2p, 2p+1) of the chunk -> per block 64 bytes (t[code_2p], t[code_2p+1]) byte
 // pairs in coordinate order: bytes 16g .. 16g + 15 are coordinates 8g .. 8g + 7. An odd last row is
 // paired with itself (its partner gets weight 0). A half last block gets only its first 32 bytes.
@@ -235,9 +290,11 @@ constexpr size_t kWeightPairStride = kIntChunk / 2;
 // Value pass 2: vsum[h * vs_stride + k * 32 + i] (+)= sum_p w[h][p] . pair (coordinate order), G <= 4
 // (first: =, the chunk's first piece of rows);
 // wb: the weight pairs w16[2p] | w16[2p+1] << 16 in all eight lanes, kWeightPairStride per head.
+// w_set_stride: registers between the weight sets of consecutive blocks (int4: one set per block;
+// 0: the same weights for every block).
 template <size_t G, size_t kFull>
 void AccumulatePairs(const uint8_t* pairs, size_t n_pairs, size_t full_runtime, bool half, const __m256i* wb,
-                     bool first, int32_t* vsum, size_t vs_stride) {
+                     size_t w_set_stride, bool first, int32_t* vsum, size_t vs_stride) {
   static_assert(G >= 1 && G <= 4);
   const size_t full = kFull ? kFull : full_runtime;
   constexpr size_t kStride = kWeightPairStride;  // a constant, so the heads' weights are displacements
@@ -247,7 +304,7 @@ void AccumulatePairs(const uint8_t* pairs, size_t n_pairs, size_t full_runtime, 
       const __m256i zero = _mm256_setzero_si256();
       __m256i a00 = zero, a01 = zero, a10 = zero, a11 = zero, a20 = zero, a21 = zero, a30 = zero, a31 = zero;
       const uint8_t* src = pairs + k * 64 + g * 16;
-      const __m256i* wp = wb;
+      const __m256i* wp = wb + k * w_set_stride;
       // a0 += x0 . w, a1 += x1 . w, w read from memory by both multiplies. Written out: from
       // intrinsics GCC 12 loads all four heads' weights first, runs out of registers and copies (or
       // spills) accumulators on every pair.
@@ -319,16 +376,39 @@ void ScoreFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t 
   });
 }
 
+// Block-scale scores of rows [0, rows) for all G heads (float sums, ScoreBlocksScaled).
+void ScoreFullBlocksScaled(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
+                           size_t full, const uint8_t* qs, const float* sc, size_t nb, size_t G, float* fsum,
+                           size_t is_stride) {
+  WithBlockCount(full, [&](auto kf) {
+    constexpr size_t F = decltype(kf)::value;
+    for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
+      const size_t pass = h0 / kHeadsPerPass;
+      const uint8_t* q = qs + pass * full * kQueryBlock;
+      float* dst = fsum + h0 * is_stride;
+      switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
+        case 1: ScoreBlocksScaled<1, F>(u, bb, codes, rows, code_bytes, full, q, sc, nb, dst, is_stride); break;
+        case 2: ScoreBlocksScaled<2, F>(u, bb, codes, rows, code_bytes, full, q, sc, nb, dst, is_stride); break;
+        case 3: ScoreBlocksScaled<3, F>(u, bb, codes, rows, code_bytes, full, q, sc, nb, dst, is_stride); break;
+        default: ScoreBlocksScaled<4, F>(u, bb, codes, rows, code_bytes, full, q, sc, nb, dst, is_stride); break;
+      }
+    }
+  });
+}
+
 // Values of rows [0, rows): vsum (+)= the weighted table values, all G heads (first: =). w16: the rows' 15-bit
-// weights, kIntChunk per head; wb: room for G x kWeightPairStride registers, which get the weight
-// pairs w16[2p] | w16[2p + 1] << 16 in all eight lanes (an odd last row pairs with 0).
+// weights, `sets` weight sets of kIntChunk per head (int4: one per block, else 1), w16_stride apart
+// (the caller's first row is at offset 0 of each set); wb: room for passes x sets x kHeadsPerPass x
+// kWeightPairStride registers, which get the weight pairs w16[2p] | w16[2p + 1] << 16 in all eight
+// lanes (an odd last row pairs with 0), per pass of <= 4 heads set after set.
 void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                     bool half, const uint16_t* w16, size_t G, uint8_t* pairs, __m256i* wb, bool first,
+                     bool half, const uint16_t* w16, size_t sets, size_t G, uint8_t* pairs, __m256i* wb, bool first,
                      int32_t* vsum, size_t vs_stride) {
   const size_t np = (rows + 1) / 2, whole = rows / 2;
-  for (size_t h = 0; h < G; ++h) {
-    const uint16_t* wh = w16 + h * kIntChunk;
-    __m256i* dst = wb + h * kWeightPairStride;
+  for (size_t hs = 0; hs < G * sets; ++hs) {
+    const size_t h = hs / sets, set = hs % sets;
+    const uint16_t* wh = w16 + hs * kIntChunk;
+    __m256i* dst = wb + (((h / kHeadsPerPass) * sets + set) * kHeadsPerPass + h % kHeadsPerPass) * kWeightPairStride;
 #pragma GCC unroll 8
     for (size_t p = 0; p < whole; ++p) {
       uint32_t pair;
@@ -340,14 +420,15 @@ void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t 
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
     DecodeValuePairs<F>(u, bb, codes, rows, code_bytes, full, half, pairs);
+    const size_t set_stride = sets > 1 ? kHeadsPerPass * kWeightPairStride : 0;
     for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
-      const __m256i* wq = wb + h0 * kWeightPairStride;
+      const __m256i* wq = wb + h0 * sets * kWeightPairStride;
       int32_t* dst = vsum + h0 * vs_stride;
       switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
-        case 1: AccumulatePairs<1, F>(pairs, np, full, half, wq, first, dst, vs_stride); break;
-        case 2: AccumulatePairs<2, F>(pairs, np, full, half, wq, first, dst, vs_stride); break;
-        case 3: AccumulatePairs<3, F>(pairs, np, full, half, wq, first, dst, vs_stride); break;
-        default: AccumulatePairs<4, F>(pairs, np, full, half, wq, first, dst, vs_stride); break;
+        case 1: AccumulatePairs<1, F>(pairs, np, full, half, wq, set_stride, first, dst, vs_stride); break;
+        case 2: AccumulatePairs<2, F>(pairs, np, full, half, wq, set_stride, first, dst, vs_stride); break;
+        case 3: AccumulatePairs<3, F>(pairs, np, full, half, wq, set_stride, first, dst, vs_stride); break;
+        default: AccumulatePairs<4, F>(pairs, np, full, half, wq, set_stride, first, dst, vs_stride); break;
       }
     }
   });
@@ -377,13 +458,47 @@ void ScorePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, siz
   }
 }
 
+// Block-scale (int4) scores of coordinates [j0, j1): per 32-coordinate block, the exact integer sum of
+// each (row, head) minus the block's bias 128 q_sum, times the row's block scale, added to fsum.
+void ScorePortableScaled(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes,
+                         const IntQueries& iq, size_t G, const float* sc, size_t nb, float* fsum, size_t is_stride,
+                         size_t j0, size_t j1) {
+  alignas(32) int32_t t[kIntChunk];
+  thread_local std::vector<int32_t> part;
+  part.resize(G * kIntChunk);
+  for (size_t b0 = j0; b0 < j1;) {
+    const size_t b = b0 / kIntBlock, b1 = (b + 1) * kIntBlock < j1 ? (b + 1) * kIntBlock : j1;
+    std::fill(part.begin(), part.end(), 0);
+    for (size_t j = b0; j < b1; ++j) {
+      CoordinateTable(cb, codes, rows, code_bytes, j, t);
+      for (size_t h = 0; h < G; ++h) {
+        const int32_t q = iq.value(h, j);
+        int32_t* dst = part.data() + h * kIntChunk;
+        for (size_t r = 0; r < rows; ++r) dst[r] += t[r] * q;
+      }
+    }
+    for (size_t h = 0; h < G; ++h) {
+      int32_t bias = 0;
+      for (size_t j = b0; j < b1; ++j) bias += iq.value(h, j);
+      bias *= kTableZero;
+      const int32_t* src = part.data() + h * kIntChunk;
+      float* dst = fsum + h * is_stride;
+      for (size_t r = 0; r < rows; ++r) dst[r] += sc[r * nb + b] * static_cast<float>(src[r] - bias);
+    }
+    b0 = b1;
+  }
+}
+
+// w16 + h * w_head_stride + (j / 32) * w_block_stride: the weights of coordinate j (w_block_stride 0:
+// one set for all coordinates; int4: one set per 32-coordinate block).
 void ValuePortable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t j0, size_t j1,
-                   const uint16_t* w16, size_t w_stride, size_t G, int32_t* vsum, size_t vs_stride) {
+                   const uint16_t* w16, size_t w_head_stride, size_t w_block_stride, size_t G, int32_t* vsum,
+                   size_t vs_stride) {
   alignas(32) int32_t t[kIntChunk];
   for (size_t j = j0; j < j1; ++j) {
     CoordinateTable(cb, codes, rows, code_bytes, j, t);
     for (size_t h = 0; h < G; ++h) {
-      const uint16_t* w = w16 + h * w_stride;
+      const uint16_t* w = w16 + h * w_head_stride + (j / kIntBlock) * w_block_stride;
       int32_t sum = 0;
       for (size_t r = 0; r < rows; ++r) sum += t[r] * static_cast<int32_t>(w[r]);
       vsum[h * vs_stride + j] += sum;
@@ -414,6 +529,53 @@ void ForReadableRows(const uint8_t* codes, size_t rows, size_t tail, size_t code
   }
 }
 
+// int4 K: s[h][r] = (the block-scaled sums in s minus sum_k sct[k][r] beta[h][k]) * factor[h] for the
+// nbeta SIMD blocks (the portable tail subtracted its own), and each head's largest s.
+HWY_NOINLINE void ScaledScores(float* s, size_t rows, size_t G, const IntQueries& iq, const float* beta, size_t nbeta,
+                               const float* sct, float* chunk_max) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::CappedTag<float, 8> df;
+  const size_t N = hn::Lanes(df);
+  for (size_t h = 0; h < G; ++h) {
+    const auto factor = hn::Set(df, iq.factor[h]);
+    float* sh = s + h * kIntChunk;
+    const float* bh = beta + h * nbeta;
+    const auto score = [&](size_t r) HWY_ATTR {
+      auto x = hn::LoadU(df, sh + r);
+      for (size_t k = 0; k < nbeta; ++k) x = hn::NegMulAdd(hn::LoadU(df, sct + k * kIntChunk + r), hn::Set(df, bh[k]), x);
+      x = hn::Mul(x, factor);
+      hn::StoreU(x, df, sh + r);
+      return x;
+    };
+    auto vm = hn::Set(df, -std::numeric_limits<float>::infinity());
+    size_t r = 0;
+    for (; r + N <= rows; r += N) vm = hn::Max(vm, score(r));
+    if (r < rows) vm = hn::Max(vm, hn::IfThenElse(hn::FirstN(df, rows - r), score(r), vm));
+    chunk_max[h] = hn::GetLane(hn::MaxOfLanes(df, vm));
+  }
+}
+
+// int4 block scales of a chunk, row-major (nb a row) -> block-major (kIntChunk a block), rows < kIntChunk.
+void BlockMajor(const float* row_major, size_t rows, size_t nb, float* block_major) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::CappedTag<float, 8> df;
+  const size_t N = hn::Lanes(df);
+  size_t r = 0;
+  if (nb == 4) {  // head_dim 97..128: de-interleave 4 at a time
+    for (; r + N <= rows; r += N) {
+      hn::Vec<decltype(df)> b0, b1, b2, b3;
+      hn::LoadInterleaved4(df, row_major + r * 4, b0, b1, b2, b3);
+      hn::StoreU(b0, df, block_major + r);
+      hn::StoreU(b1, df, block_major + kIntChunk + r);
+      hn::StoreU(b2, df, block_major + 2 * kIntChunk + r);
+      hn::StoreU(b3, df, block_major + 3 * kIntChunk + r);
+    }
+  }
+  for (; r < rows; ++r) {
+    for (size_t b = 0; b < nb; ++b) block_major[b * kIntChunk + r] = row_major[r * nb + b];
+  }
+}
+
 void RunIntWorkItem(const WorkItem& item) {
   const IntQueries& iq = *item.int_queries;
   const IntCodebook& kcb = *item.k_int;
@@ -421,6 +583,9 @@ void RunIntWorkItem(const WorkItem& item) {
   const KernelFormat& kf = *item.k_format;
   const KernelFormat& vf = *item.v_format;
   const size_t G = item.gqa_group, vn = vf.n;
+  // int4 K / V: a scale per 32-coordinate block (nbk / nbv of them a row) instead of a row norm.
+  const bool kblk = kf.block_scale, vblk = vf.block_scale;
+  const size_t nbk = kblk ? kf.n_blocks : 1, nbv = vblk ? vf.n_blocks : 1;
   // Blocks of 32 coordinates; on AVX2 the last one may be partial: its extra query lanes are 0 and
   // its extra value sums are never read, so garbage codes past the row end do no harm (a last block
   // of <= 16 coordinates is only half computed). Without AVX2 the portable loops do everything.
@@ -437,20 +602,27 @@ void RunIntWorkItem(const WorkItem& item) {
   thread_local std::vector<int32_t> iscratch;
   thread_local std::vector<uint16_t> wscratch;
   thread_local std::vector<uint8_t> pad;
-  fscratch.resize(G * kIntChunk + 2 * kIntChunk);
-  float* s = fscratch.data();        // G x chunk scores
+  fscratch.resize(G * kIntChunk + 3 * kIntChunk + kIntChunk * (2 * nbk + 2 * nbv));
+  float* s = fscratch.data();        // G x chunk scores (int4 K: first the block-scaled sums)
   float* kn = s + G * kIntChunk;     // chunk K norms
   float* vnorm = kn + kIntChunk;     // chunk V norms
+  float* ksc = vnorm + kIntChunk;    // int4 K: the chunk's block scales, row-major (nbk a row)
+  float* vsc = ksc + kIntChunk * nbk;  // int4 V: row-major, then vsct: block-major (kIntChunk a block)
+  float* vsct = vsc + kIntChunk * nbv;
+  float* ksct = vsct + kIntChunk * nbv;  // int4 K: block-major copy (kIntChunk a block)
+  float* pexp = ksct + kIntChunk * nbk;  // int4 V: one head's exp(s - max) of the chunk
   const size_t vs_stride = vfull * kIntBlock > vn ? vfull * kIntBlock : vn;  // value sums per head
   iscratch.resize(G * kIntChunk + G * vs_stride);
   int32_t* isum = iscratch.data();              // G x chunk
   int32_t* vsum = isum + G * kIntChunk;         // G x vs_stride
-  wscratch.resize(G * kIntChunk);
-  uint16_t* w16 = wscratch.data();              // G x chunk
+  wscratch.resize(G * nbv * kIntChunk);
+  uint16_t* w16 = wscratch.data();              // G x nbv x chunk (one weight set per V block for int4)
+  thread_local std::vector<float> vmax;  // per weight set: the chunk's largest V norm / block scale
+  vmax.resize(nbv);
   thread_local std::vector<float> chunk_max;
   thread_local std::vector<int32_t> wsum;
   chunk_max.resize(G);
-  wsum.resize(G);
+  wsum.resize(G * nbv);
   namespace hn = hwy::HWY_NAMESPACE;
   const hn::CappedTag<float, 8> df;
   const hn::RebindToSigned<decltype(df)> di;
@@ -474,13 +646,25 @@ void RunIntWorkItem(const WorkItem& item) {
       _mm256_store_si256(reinterpret_cast<__m256i*>(slot + 32), _mm256_permute4x64_epi64(sc, 0xD8));
     }
   }
-  std::optional<Unpacker> ku, vu;  // only Lloyd-Max tables of 2..4 bits reach this path
+  std::optional<Unpacker> ku, vu;  // only 2..4-bit tables reach this path
   if (kfull) ku.emplace(kcb);
   if (vfull) vu.emplace(vcb);
   thread_local std::vector<uint8_t> pair_bytes, wb_bytes;
   uint8_t* pairs = Aligned32(pair_bytes, (kIntChunk / 2) * vfull * 64);
-  __m256i* wb = reinterpret_cast<__m256i*>(Aligned32(wb_bytes, G * kWeightPairStride * 32));
+  __m256i* wb = reinterpret_cast<__m256i*>(Aligned32(wb_bytes, passes * kHeadsPerPass * nbv * kWeightPairStride * 32));
 #endif
+
+  // int4 K: the bias 128 q_sum of each head and SIMD block (subtracted after ScoreFullBlocksScaled,
+  // in float: kbeta[h * kfull + k]; the portable tail subtracts its own blocks' exactly).
+  thread_local std::vector<float> kbeta;
+  kbeta.assign(kblk ? G * kfull : 0, 0.0f);
+  for (size_t h = 0; h < G && !kbeta.empty(); ++h) {
+    for (size_t k = 0; k < kfull; ++k) {
+      int32_t sum = 0;
+      for (size_t j = k * kIntBlock; j < (k + 1) * kIntBlock && j < iq.n; ++j) sum += iq.value(h, j);
+      kbeta[h * kfull + k] = static_cast<float>(kTableZero * sum);
+    }
+  }
 
   for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows) {
     const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
@@ -489,48 +673,88 @@ void RunIntWorkItem(const WorkItem& item) {
     // and norms). A burst of prefetches for the whole next chunk (sessions 2-6) filled the miss
     // buffers and stalled the loads at every chunk start: best of 4 x 6 calls, 8 heads x 64K, 2
     // threads, turbo3 15.4 vs 16.5 ns per token and head (docs/decisions.md).
-    HalvesToFloats(kp.side + k_off * 2, rows, kn);  // side plane: one fp16 norm per row
-    HalvesToFloats(vp.side + v_off * 2, rows, vnorm);
+    // Side planes: one fp16 norm per row, or (int4) nbk / nbv block scales per row.
+    HalvesToFloats(kp.side + k_off * kf.side_bytes, rows * nbk, kblk ? ksc : kn);
+    HalvesToFloats(vp.side + v_off * vf.side_bytes, rows * nbv, vblk ? vsc : vnorm);
+    if (kblk) BlockMajor(ksc, rows, nbk, ksct);  // (the bias correction of the scores)
 
-    // Scores (ScoreFullBlocks writes every row of isum, ScorePortable adds the tail coordinates).
-    if (!kfull) std::memset(isum, 0, G * kIntChunk * sizeof(int32_t));
+    // Scores. Norm formats: ScoreFullBlocks writes every row of isum, ScorePortable adds the tail
+    // coordinates. int4: float sums into s, block by block.
+    if (kblk) {
+      std::memset(s, 0, G * kIntChunk * sizeof(float));
+    } else if (!kfull) {
+      std::memset(isum, 0, G * kIntChunk * sizeof(int32_t));
+    }
     ForReadableRows(kcodes, rows, readable_tail(kp, k_off, rows, kf.code_bytes), kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
+                      if (kblk) {
+#if RQ_INT_ATTENTION_AVX2
+                        if (kfull) {
+                          ScoreFullBlocksScaled(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, ksc + r0 * nbk, nbk,
+                                                G, s + r0, kIntChunk);
+                        }
+#endif
+                        if (ktail < iq.n) {
+                          ScorePortableScaled(kcb, codes, nr, kf.code_bytes, iq, G, ksc + r0 * nbk, nbk, s + r0, kIntChunk,
+                                              ktail, iq.n);
+                        }
+                        return;
+                      }
 #if RQ_INT_ATTENTION_AVX2
                       if (kfull) ScoreFullBlocks(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, G, isum + r0, kIntChunk);
 #endif
                       if (ktail < iq.n) ScorePortable(kcb, codes, nr, kf.code_bytes, iq, G, isum + r0, kIntChunk, ktail, iq.n);
                     });
-    // s = (isum - 128 q_sum) * factor * |k| and each head's largest s (lanes past `rows` excluded).
-    for (size_t h = 0; h < G; ++h) {
-      const auto bias = hn::Set(di, kTableZero * iq.q_sum[h]);
-      const auto factor = hn::Set(df, iq.factor[h]);
-      const int32_t* ih = isum + h * kIntChunk;
-      float* sh = s + h * kIntChunk;
-      const auto score = [&](size_t r) HWY_ATTR {
-        const auto x = hn::Mul(hn::Mul(hn::ConvertTo(df, hn::Sub(hn::LoadU(di, ih + r), bias)), factor), hn::LoadU(df, kn + r));
-        hn::StoreU(x, df, sh + r);
-        return x;
-      };
-      auto vm = hn::Set(df, -std::numeric_limits<float>::infinity());
+    // s = (isum - 128 q_sum) * factor * |k| (int4: ScaledScores) and each head's largest s (lanes past
+    // `rows` excluded).
+    if (kblk) {
+      ScaledScores(s, rows, G, iq, kbeta.data(), kbeta.size() / G, ksct, chunk_max.data());
+    } else {
+      for (size_t h = 0; h < G; ++h) {
+        const auto bias = hn::Set(di, kTableZero * iq.q_sum[h]);
+        const auto factor = hn::Set(df, iq.factor[h]);
+        const int32_t* ih = isum + h * kIntChunk;
+        float* sh = s + h * kIntChunk;
+        const auto score = [&](size_t r) HWY_ATTR {
+          const auto x = hn::Mul(hn::Mul(hn::ConvertTo(df, hn::Sub(hn::LoadU(di, ih + r), bias)), factor), hn::LoadU(df, kn + r));
+          hn::StoreU(x, df, sh + r);
+          return x;
+        };
+        auto vm = hn::Set(df, -std::numeric_limits<float>::infinity());
+        size_t r = 0;
+        for (; r + N <= rows; r += N) vm = hn::Max(vm, score(r));
+        if (r < rows) vm = hn::Max(vm, hn::IfThenElse(hn::FirstN(df, rows - r), score(r), vm));  // stale lanes past `rows`
+        chunk_max[h] = hn::GetLane(hn::MaxOfLanes(df, vm));
+      }
+    }
+    // The chunk's largest V norm: the scale of every head's 15-bit weights p * |v| (p <= 1). int4: per
+    // block, the largest scale of that block (a block of tiny values keeps its own 15 bits).
+    if (vblk) BlockMajor(vsc, rows, nbv, vsct);  // one weight set per block
+    const float* vscale = vblk ? vsct : vnorm;  // weight set b: vscale + b * kIntChunk
+    for (size_t b = 0; b < nbv; ++b) {
+      const float* src = vscale + b * kIntChunk;
+      auto vnm = hn::Zero(df);
       size_t r = 0;
-      for (; r + N <= rows; r += N) vm = hn::Max(vm, score(r));
-      if (r < rows) vm = hn::Max(vm, hn::IfThenElse(hn::FirstN(df, rows - r), score(r), vm));  // stale lanes past `rows`
-      chunk_max[h] = hn::GetLane(hn::MaxOfLanes(df, vm));
+      for (; r + N <= rows; r += N) vnm = hn::Max(vnm, hn::LoadU(df, src + r));
+      if (r < rows) vnm = hn::Max(vnm, hn::IfThenElseZero(hn::FirstN(df, rows - r), hn::LoadU(df, src + r)));
+      vmax[b] = hn::GetLane(hn::MaxOfLanes(df, vnm));
     }
-    // The chunk's largest V norm: the scale of every head's 15-bit weights p * |v| (p <= 1).
-    auto vnm = hn::Zero(df);
-    size_t r = 0;
-    for (; r + N <= rows; r += N) vnm = hn::Max(vnm, hn::LoadU(df, vnorm + r));
-    if (r < rows) vnm = hn::Max(vnm, hn::IfThenElseZero(hn::FirstN(df, rows - r), hn::LoadU(df, vnorm + r)));
-    const float vmax = hn::GetLane(hn::MaxOfLanes(df, vnm));
 
-    // Online softmax and the weights, one pass per head.
+    // Online softmax and the weights, one pass per head (int4: then one weight set per further block
+    // from the same exponentials).
     for (size_t h = 0; h < G; ++h) {
-      SoftmaxToWeights16(s + h * kIntChunk, rows, chunk_max[h], vnorm, vmax, item.max[h], item.denom[h],
-                         item.acc + h * vf.stride, vn, w16 + h * kIntChunk, &wsum[h]);
+      uint16_t* wh = w16 + h * nbv * kIntChunk;
+      if (vblk) {
+        SoftmaxToWeights16<true>(s + h * kIntChunk, rows, chunk_max[h], vscale, vmax[0], item.max[h], item.denom[h],
+                                 item.acc + h * vf.stride, vn, wh, &wsum[h * nbv], pexp);
+      } else {
+        SoftmaxToWeights16(s + h * kIntChunk, rows, chunk_max[h], vscale, vmax[0], item.max[h], item.denom[h],
+                           item.acc + h * vf.stride, vn, wh, &wsum[h]);
+      }
+      for (size_t b = 1; b < nbv; ++b) {
+        BlockWeights16(pexp, rows, vscale + b * kIntChunk, vmax[b], wh + b * kIntChunk, &wsum[h * nbv + b]);
+      }
     }
-    const float vfactor = vcb.alpha * (vmax / static_cast<float>(kWeightLevels));
 
     // Values (the first piece of rows writes the SIMD blocks' sums; the portable tail adds).
     if (!vfull) {
@@ -542,19 +766,30 @@ void RunIntWorkItem(const WorkItem& item) {
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       if (vfull) {
-                        ValueFullBlocks(*vu, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, w16 + r0, G, pairs,
+                        ValueFullBlocks(*vu, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, w16 + r0, nbv, G, pairs,
                                         wb, r0 == 0, vsum, vs_stride);
                       }
 #endif
                       if (vtail < vn) {
-                        ValuePortable(vcb, codes, nr, vf.code_bytes, vtail, vn, w16 + r0, kIntChunk, G, vsum, vs_stride);
+                        ValuePortable(vcb, codes, nr, vf.code_bytes, vtail, vn, w16 + r0, nbv * kIntChunk,
+                                      vblk ? kIntChunk : 0, G, vsum, vs_stride);
                       }
                     });
     for (size_t h = 0; h < G; ++h) {
-      const int32_t bias = kTableZero * wsum[h];
       float* a = item.acc + h * vf.stride;
       const int32_t* vh = vsum + h * vs_stride;
-      for (size_t j = 0; j < vn; ++j) a[j] += static_cast<float>(vh[j] - bias) * vfactor;
+      if (!vblk) {
+        const int32_t bias = kTableZero * wsum[h];
+        const float vfactor = vcb.alpha * (vmax[0] / static_cast<float>(kWeightLevels));
+        for (size_t j = 0; j < vn; ++j) a[j] += static_cast<float>(vh[j] - bias) * vfactor;
+        continue;
+      }
+      for (size_t b = 0; b < nbv; ++b) {  // int4: each block's own weights
+        const int32_t bias = kTableZero * wsum[h * nbv + b];
+        const float vfactor = vcb.alpha * (vmax[b] / static_cast<float>(kWeightLevels));
+        const size_t j1 = (b + 1) * kIntBlock < vn ? (b + 1) * kIntBlock : vn;
+        for (size_t j = b * kIntBlock; j < j1; ++j) a[j] += static_cast<float>(vh[j] - bias) * vfactor;
+      }
     }
 
   });

@@ -1,4 +1,5 @@
-// Integer tables of the fast attention's integer path (Lloyd-Max formats with 2..4-bit codes):
+// Integer tables of the fast attention's integer path (Lloyd-Max formats with 2..4-bit codes, and
+// int4, whose table k - 8 the 8-bit codebook holds exactly: t = 128 + 8 (k - 8), alpha = 1/8):
 //   centroid c_k ~= alpha * (t_k - 128), t_k in [1, 255]      (8-bit codebook, one per codec)
 //   query    q_j ~= beta * s_m * q8_j,  |q8_j| <= 64, 1 <= s_m <= S  (one 16-bit scale per coordinate
 //                                                             pair m = j / 2, one beta per query head)

@@ -103,35 +103,55 @@ HWY_INLINE void OnlineSoftmaxStep(const float* s, size_t rows, const float* v_sc
   denom += sum;
 }
 
+/// The 15-bit image rne(min(w * vk, 32767)) of weights w >= 0 (vk = WeightFactor(vmax)), in int32
+/// lanes; the constants are built once per loop. Mul, Add and the rounding are done separately on
+/// every target.
+template <class D>
+struct Quantize15 {
+  using V = hwy::HWY_NAMESPACE::Vec<D>;
+  using VI = hwy::HWY_NAMESPACE::Vec<hwy::HWY_NAMESPACE::RebindToSigned<D>>;
+  V vk, levels, magic;
+  VI magic_bits;
+  Quantize15(D df, float k)
+      : vk(hwy::HWY_NAMESPACE::Set(df, k)),
+        levels(hwy::HWY_NAMESPACE::Set(df, 32767.0f)),
+        magic(hwy::HWY_NAMESPACE::Set(df, kRoundMagic)),
+        magic_bits(hwy::HWY_NAMESPACE::BitCast(hwy::HWY_NAMESPACE::RebindToSigned<D>(), magic)) {}
+  HWY_INLINE VI operator()(V w) const {
+    namespace hn = hwy::HWY_NAMESPACE;
+    return hn::Sub(hn::BitCast(hn::RebindToSigned<D>(), hn::Add(hn::Min(hn::Mul(w, vk), levels), magic)), magic_bits);
+  }
+};
+
+/// The factor k of Quantize15 for a chunk whose largest weight scale (v_scale) is vmax: v_scale
+/// holds fp16 values (norms, block scales), so vmax is 0 or at least 2^-24 and the factor
+/// <= 32767 * 2^24 is finite (a float subnormal vmax, which would make it infinite, cannot occur).
+HWY_INLINE float WeightFactor(float vmax) { return vmax > 0.0f ? 32767.0f / vmax : 0.0f; }
+
 /// Integer path, one chunk of one query head, in one pass: raises the running max to chunk_max (the
 /// largest s[r], r < rows), adds sum_r exp(s_r - max) to denom and writes the 15-bit weights
 ///   w16[r] = rne(exp(s_r - max) * v_scale[r] * 32767 / vmax),  r < rows (0 up to the next multiple of 8),
-/// vmax = the chunk's largest v_scale (fp16 norms: 0 or >= 2^-24; exp <= 1, so w16 <= 32767; 0: all
-/// weights 0). The scale does not wait for the chunk's largest weight, so no second pass: a chunk
-/// whose weights are all small keeps fewer bits, but its absolute rounding (vmax / 65534 per row) is
-/// the same as a large one's.
-/// Mul, Add and the rounding are done separately on every target. *sum = the sum of the w16.
+/// vmax = the chunk's largest v_scale (exp <= 1, so w16 <= 32767; 0: all weights 0). The scale does
+/// not wait for the chunk's largest weight, so no second pass: a chunk whose weights are all small
+/// keeps fewer bits, but its absolute rounding (vmax / 65534 per row) is the same as a large one's.
+/// *sum = the sum of the w16. kKeepP (int4 values): also p_out[r] = exp(s_r - max), 0 past rows.
+template <bool kKeepP = false>
 HWY_INLINE void SoftmaxToWeights16(const float* s, size_t rows, float chunk_max, const float* v_scale, float vmax,
-                                   float& max, double& denom, float* acc, size_t acc_n, uint16_t* w16, int32_t* sum) {
+                                   float& max, double& denom, float* acc, size_t acc_n, uint16_t* w16, int32_t* sum,
+                                   float* p_out = nullptr) {
   namespace hn = hwy::HWY_NAMESPACE;
   const hn::CappedTag<float, 8> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint16_t, decltype(df)> du16;
   const size_t N = hn::Lanes(df);
   RaiseRunningMax(chunk_max, max, denom, acc, acc_n);
-  // v_scale holds fp16 norms, so vmax is 0 or at least 2^-24 and k <= 32767 * 2^24 is finite (a float
-  // subnormal vmax, which would make k infinite, cannot occur).
-  const float k = vmax > 0.0f ? 32767.0f / vmax : 0.0f;
-  const auto vrun = hn::Set(df, max), lo = hn::Set(df, -87.0f), vk = hn::Set(df, k);
-  const auto levels = hn::Set(df, 32767.0f), magic = hn::Set(df, kRoundMagic);
-  const auto magic_bits = hn::BitCast(di, magic);
+  const auto vrun = hn::Set(df, max), lo = hn::Set(df, -87.0f);
+  const Quantize15<decltype(df)> quantize(df, WeightFactor(vmax));
   auto vsum = hn::Zero(df);
   auto wsum = hn::Zero(di);
   const auto step = [&](size_t r, size_t lanes) HWY_ATTR {
     auto p = ExpNonPositive(df, hn::Max(hn::Sub(hn::LoadU(df, s + r), vrun), lo));
-    const auto w = hn::Mul(p, hn::LoadU(df, v_scale + r));
-    const auto scaled = hn::Min(hn::Mul(w, vk), levels);
-    auto wi = hn::Sub(hn::BitCast(di, hn::Add(scaled, magic)), magic_bits);
+    auto wi = quantize(hn::Mul(p, hn::LoadU(df, v_scale + r)));
     if (lanes < N) {  // the last rows: lanes past the chunk count nothing (their inputs are stale)
       p = hn::IfThenElseZero(hn::FirstN(df, lanes), p);
       wi = hn::IfThenElseZero(hn::FirstN(di, lanes), wi);
@@ -139,11 +159,31 @@ HWY_INLINE void SoftmaxToWeights16(const float* s, size_t rows, float chunk_max,
     vsum = hn::Add(vsum, p);
     wsum = hn::Add(wsum, wi);
     hn::StoreU(hn::DemoteTo(du16, wi), du16, w16 + r);
+    if constexpr (kKeepP) hn::StoreU(p, df, p_out + r);
   };
   size_t r = 0;
   for (; r + N <= rows; r += N) step(r, N);
   if (r < rows) step(r, rows - r);
   denom += hn::GetLane(hn::SumOfLanes(df, vsum));
+  *sum = hn::GetLane(hn::SumOfLanes(di, wsum));
+}
+
+/// int4 values, the weights of one more 32-coordinate block from SoftmaxToWeights16's p:
+/// w16[r] = rne(p[r] * v_scale[r] * 32767 / vmax) (the same operations), *sum their sum.
+HWY_INLINE void BlockWeights16(const float* p, size_t rows, const float* v_scale, float vmax, uint16_t* w16,
+                               int32_t* sum) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::CappedTag<float, 8> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint16_t, decltype(df)> du16;
+  const size_t N = hn::Lanes(df);
+  const Quantize15<decltype(df)> quantize(df, WeightFactor(vmax));
+  auto wsum = hn::Zero(di);
+  for (size_t r = 0; r < rows; r += N) {  // p is 0 past rows, so those weights are 0
+    const auto wi = quantize(hn::Mul(hn::LoadU(df, p + r), hn::LoadU(df, v_scale + r)));
+    wsum = hn::Add(wsum, wi);
+    hn::StoreU(hn::DemoteTo(du16, wi), du16, w16 + r);
+  }
   *sum = hn::GetLane(hn::SumOfLanes(di, wsum));
 }
 

@@ -44,7 +44,7 @@ struct BenchOptions {
   int threads = 0;
   double min_seconds = 0.3;
   uint64_t seed = 1;
-  std::vector<std::string> arithmetic = {"integer"};  // FastArithmetic for Lloyd-Max formats
+  std::vector<std::string> arithmetic = {"integer"};  // FastArithmetic for Lloyd-Max and int4 formats
   FastArithmetic current = FastArithmetic::Integer;
 };
 
@@ -204,16 +204,19 @@ void run_bench(BenchOptions o) {
       for (size_t ctx : o.contexts) {
         double f16_us = 0;
         for (const auto* f : formats) {
-          const bool lloyd = f->scheme == Scheme::LloydMax && !f->qjl;
+          // the formats FastArithmetic chooses for (Lloyd-Max and int4); the others always run float
+          const bool integer_capable = (f->scheme == Scheme::LloydMax && !f->qjl) || f->scheme == Scheme::Int4;
           for (const auto& arith : o.arithmetic) {
-            if (!lloyd && arith != o.arithmetic.front()) continue;  // the choice only matters for Lloyd-Max
+            if (!integer_capable && arith != o.arithmetic.front()) continue;  // the choice does not matter
             o.current = arith == "float" ? FastArithmetic::Float : FastArithmetic::Integer;
             BenchCache cache = build_cache(*f, d, ctx, g, queries, out.data(), o.seed);
             const double us = time_calls(cache, o);
             if (f->name == "f16") f16_us = us;
             const double bytes = static_cast<double>(cache.bytes_per_layer);
-            const std::string label = std::string(f->name) + (lloyd && o.arithmetic.size() > 1 ? "/" + arith.substr(0, 3) : "");
-            rows.push_back({label, d, g, ctx, us, bytes, bytes / (us * 1e-6) / 1e9, f16_us / us, lloyd ? arith : "float"});
+            const std::string label =
+                std::string(f->name) + (integer_capable && o.arithmetic.size() > 1 ? "/" + arith.substr(0, 3) : "");
+            rows.push_back(
+                {label, d, g, ctx, us, bytes, bytes / (us * 1e-6) / 1e9, f16_us / us, integer_capable ? arith : "float"});
             const auto& r = rows.back();
             if (!o.json) {
               fmt::print("{:<10} {:>4} {:>4} {:>6} {:>10.1f} {:>9.2f} {:>7.1f} {:>6.0f}% {:>7.2f}x\n", r.format, d, g, ctx,
@@ -258,7 +261,7 @@ const CommandRegistration registration{"bench-attn", [](CLI::App& app) {
   cmd->add_option("--seed", opts->seed, "random seed");
   cmd->add_flag("--json", opts->json, "print one JSON array");
   cmd->add_option("--arithmetic", opts->arithmetic,
-                  "Lloyd-Max formats: integer (default), float, or integer,float (both; rows /int, /flo)")
+                  "Lloyd-Max and int4 formats: integer (default), float, or integer,float (both; rows /int, /flo)")
       ->delimiter(',')
       ->check(CLI::IsMember({"integer", "float"}));
   cmd->callback([opts] { run_bench(*opts); });

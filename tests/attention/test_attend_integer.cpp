@@ -1,7 +1,8 @@
 // The integer arithmetic of the fast attention (FastArithmetic::Integer, the default for Lloyd-Max
-// K and V with 2..4-bit codes): on every SIMD target it computes the same integer sums as the portable
-// loops (the path's scalar reference: the last target, SCALAR or EMU128), and it stays close to
-// attend_reference compared with the format's own quantization error. The float steps between the
+// K and V with 2..4-bit codes and for int4 (q4)): on every SIMD target it computes the same integer
+// sums as the portable loops (the path's scalar reference: the last target, SCALAR or EMU128; int4
+// scores add each block's sum times its scale in float, in another order per target), and it stays
+// close to attend_reference compared with the format's own quantization error. The float steps between the
 // sums are not bit-identical across targets (exp uses FMA on AVX2, multiply + add elsewhere), so an
 // exp one ulp apart can move a 15-bit softmax weight by one unit (3e-5 of the chunk's largest
 // weight): outputs agree to kSameIntegers, not to 1e-6.
@@ -40,7 +41,7 @@ std::vector<std::string> integer_formats() {
   std::vector<std::string> names;
   for (const auto& f : format_table()) {
     const std::string n(f.name);
-    if (f.scheme == Scheme::LloydMax && !f.qjl && f.bits >= 2 && f.bits <= 4) names.push_back(n);
+    if ((f.scheme == Scheme::LloydMax && !f.qjl && f.bits >= 2 && f.bits <= 4) || f.scheme == Scheme::Int4) names.push_back(n);
   }
   return names;
 }
@@ -71,7 +72,7 @@ TEST_P(IntegerPerTarget, SameIntegersAsThePortableLoops) {
 TEST_P(IntegerPerTarget, LongPeakyAndMixedLengths) {
   const std::string portable = attention_simd_targets().back();
   uint64_t seed = 900;
-  for (const char* pair : {"rotor3/rotor3", "turbo3/turbo4", "turbo2/rotor3", "planar4/iso3"}) {
+  for (const char* pair : {"rotor3/rotor3", "turbo3/turbo4", "turbo2/rotor3", "planar4/iso3", "q4/q4", "q4/rotor3", "turbo3/q4"}) {
     const std::string kf = std::string(pair).substr(0, std::string(pair).find('/'));
     const std::string vf = std::string(pair).substr(std::string(pair).find('/') + 1);
     for (size_t n : {4097u, 5000u}) {
@@ -130,7 +131,7 @@ HeadCache encode_cache(const std::string& name, const std::vector<float>& k, con
 
 TEST(AttendInteger, AddsLittleToTheQuantizationError) {
   const size_t d = 128, gqa = 4, n = 3000;
-  for (const char* name : {"rotor3", "turbo3", "rotor4", "turbo4", "turbo2", "planar3", "iso3"}) {
+  for (const char* name : {"rotor3", "turbo3", "rotor4", "turbo4", "turbo2", "planar3", "iso3", "q4"}) {
     Rng rng(77);
     const auto k = random_vectors(rng, n, d, 1.0f), v = random_vectors(rng, n, d, 1.0f);
     const auto q = random_vectors(rng, gqa, d, 1.0f);
@@ -196,6 +197,33 @@ TEST(AttendInteger, EdgeCases) {
     EXPECT_THROW(attend_integer(make_problem(c, 2, scale, out.data())), InvalidArgument);
     EXPECT_THROW(attend_fast_float(make_problem(c, 2, scale, out.data())), InvalidArgument);
     EXPECT_EQ(out, std::vector<float>(2 * 64, -1.0f));
+  }
+  {  // int4: one row's blocks with very different scales (a huge block next to tiny ones, an all-zero
+     // block), odd lengths: the per-block weights keep each block's own scale
+    Rng rng(16);
+    for (size_t d : {40u, 128u}) {
+      const size_t n = 333;
+      auto k = random_vectors(rng, n, d, 1.0f), v = random_vectors(rng, n, d, 1.0f);
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t j = 0; j < d; ++j) {
+          const float f = j < 32 ? 3000.0f : (j < 64 ? 1e-3f : 1.0f);
+          v[i * d + j] *= f;
+          k[i * d + j] *= j >= 32 && j < 64 ? 0.0f : f;
+        }
+      }
+      const HeadCache c = encode_cache("q4", k, v, random_vectors(rng, 4, d, 1.0f), n, d);
+      std::vector<float> ref(4 * d), integer(4 * d);
+      const float sc = 1.0f / (3000.0f * std::sqrt(static_cast<float>(d)));  // scores of order 1
+      attend_reference(make_problem(c, 4, sc, ref.data()));
+      attend_integer(make_problem(c, 4, sc, integer.data()));
+      for (float x : integer) ASSERT_TRUE(std::isfinite(x)) << d;
+      EXPECT_LT(rel_error(integer, ref), 0.03) << d;
+      for (size_t h = 0; h < 4; ++h) {  // the tiny block keeps its own precision
+        const auto at = [&](const std::vector<float>& o) { return std::vector<float>(o.begin() + h * d + 32, o.begin() + h * d + 40); };
+        const auto rt = at(ref), it = at(integer);
+        EXPECT_LT(rel_error(it, rt), 0.03) << d << " head " << h;
+      }
+    }
   }
   {  // formats the integer path does not take run the float kernels, bit for bit
     const HeadCache c = make_cache("rotor3", "q8", 64, 300, 4, 13);
