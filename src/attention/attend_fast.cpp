@@ -94,9 +94,22 @@ struct HeadPlan {
   size_t first_item = 0, n_items = 0;
 };
 
-// What the integer path reads: Lloyd-Max codes of 2..4 bits with an fp16 norm, or int4 codes with
-// an fp16 scale per 32 coordinates (its table k - 8 is exact in the 8-bit codebook: alpha 1/8).
+// The 8-bit codebook of a format the integer path reads (integer_capable): int8 codes are their own
+// table value (code + 128, alpha 1, no lookup); int4's table k - 8 fits exactly (alpha 1/8).
+IntCodebook int_codebook_for(const KernelFormat& f) {
+  if (f.kind == CodeKind::Int8) {
+    IntCodebook cb;
+    cb.bits = 8;
+    cb.alpha = 1.0f;
+    return cb;
+  }
+  return make_int_codebook(f.table, f.bits);
+}
+
+// What the integer path reads: Lloyd-Max codes of 2..4 bits with an fp16 norm, int4 codes with an
+// fp16 scale per 32 coordinates, or int8 codes with an fp16 row scale.
 bool integer_capable(const KernelFormat& f) {
+  if (f.kind == CodeKind::Int8) return f.row_scale && f.side_bytes == 2;  // int8 codes, fp16 row scale
   if (f.kind != CodeKind::Packed) return false;
   if (f.block_scale) return f.bits == 4 && f.side_bytes == 2 * f.n_blocks;
   return f.row_scale && f.side_bytes == 2 && f.bits >= 2 && f.bits <= 4;
@@ -120,8 +133,8 @@ void prepare_head(const AttentionProblem& p, size_t n_tokens, FastArithmetic ari
                   (arithmetic == FastArithmetic::Integer && n_tokens >= kIntegerMinTokens)) &&
                  integer_capable(plan.k_format) && integer_capable(plan.v_format);
   if (plan.integer) {
-    plan.k_int = make_int_codebook(plan.k_format.table, plan.k_format.bits);
-    plan.v_int = make_int_codebook(plan.v_format.table, plan.v_format.bits);
+    plan.k_int = int_codebook_for(plan.k_format);
+    plan.v_int = int_codebook_for(plan.v_format);
     plan.integer = quantize_queries(plan.queries.data(), plan.k_format.stride, n, G, plan.k_int.alpha, plan.int_queries);
   }
 }

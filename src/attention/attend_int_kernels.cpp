@@ -1,4 +1,4 @@
-// Integer path of the fast decode attention (Lloyd-Max formats with 2..4-bit codes and int4; the tables and
+// Integer path of the fast decode attention (Lloyd-Max formats with 2..4-bit codes, int4 and int8; the tables and
 // their exactness are described in int_tables.hpp). Per chunk of <= 128 tokens of one KV head:
 //   score   isum[h][r] = sum_j s_m(j) q8[h][j] * t[code_rj]    (int32, exact)
 //   softmax online, in float, on s = (isum - 128 q_sum) * factor * norm
@@ -66,6 +66,7 @@ inline bool HalfLastBlock(size_t n) { return n % kIntBlock > kPortableTail && n 
 
 /// Bytes the block loads read past the start of the row's last full block.
 inline size_t BlockReadEnd(const IntCodebook& cb, size_t full_blocks) {
+  if (cb.bits == 8) return 32 * full_blocks;  // int8 codes: whole 32-byte loads (ByteCodes)
   return full_blocks == 0 ? 0 : 4 * static_cast<size_t>(cb.bits) * (full_blocks - 1) + 16;
 }
 
@@ -117,6 +118,15 @@ struct Unpacker {
   }
 };
 
+// int8 codes (q8: one byte per coordinate, signed): Block() as Unpacker's, with the table value
+// code + 128 (the byte with its top bit flipped, in 1..255) in the same byte order.
+struct ByteCodes {
+  HWY_INLINE __m256i Block(const uint8_t* p) const {
+    const __m256i x = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), _mm256_set1_epi8(-128));
+    return _mm256_permute4x64_epi64(x, 0xD8);  // 8-byte groups (0, 2, 1, 3)
+  }
+};
+
 // A 32-byte aligned buffer of `bytes` bytes inside `storage`.
 inline uint8_t* Aligned32(std::vector<uint8_t>& storage, size_t bytes) {
   storage.resize(bytes + 32);
@@ -160,8 +170,8 @@ HWY_INLINE void ScoreFourHeads(__m256i t, const uint8_t* qs, __m256i& a0, __m256
 // (kQueryBlock bytes per block). vpmaddubsw(table bytes 1..255, q8 in [-64, 64]) sums two products to
 // at most 32640 (no saturation), vpmaddwd by the pairs' scales widens to int32. kFull > 0: the block count as a
 // constant, else `full_runtime`.
-template <size_t G, size_t kFull>
-void ScoreBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
+template <size_t G, size_t kFull, class U>
+void ScoreBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
                  size_t full_runtime, const uint8_t* qs, int32_t* isum, size_t is_stride) {
   static_assert(G >= 1 && G <= kHeadsPerPass);
   const size_t full = kFull ? kFull : full_runtime;
@@ -265,11 +275,11 @@ void ScoreBlocksScaled(const Unpacker& u, size_t bb, const uint8_t* codes, size_
 // Value pass 1: rows (2p, 2p+1) of the chunk -> per block 64 bytes (t[code_2p], t[code_2p+1]) byte
 // pairs in coordinate order: bytes 16g .. 16g + 15 are coordinates 8g .. 8g + 7. An odd last row is
 // paired with itself (its partner gets weight 0). A half last block gets only its first 32 bytes.
-template <size_t kFull>
-void DecodeValuePairs(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
+template <size_t kFull, class U>
+void DecodeValuePairs(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
                       size_t full_runtime, bool half, uint8_t* pairs) {
   const size_t full = kFull ? kFull : full_runtime;
-  const Unpacker lu = u;  // a local copy: the stores to `pairs` (bytes) would make the compiler reload u's tables
+  const U lu = u;  // a local copy: the stores to `pairs` (bytes) would make the compiler reload u's tables
   for (size_t p = 0; 2 * p < rows; ++p) {
     const uint8_t* r0 = codes + 2 * p * code_bytes;
     const uint8_t* r1 = 2 * p + 1 < rows ? r0 + code_bytes : r0;
@@ -359,7 +369,8 @@ HWY_INLINE void WithBlockCount(size_t full, Fn&& fn) {
 }
 
 // Scores of rows [0, rows) for all G heads (groups of <= 4 heads per pass over the codes).
-void ScoreFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
+template <class U>
+void ScoreFullBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
                      const uint8_t* qs, size_t G, int32_t* isum, size_t is_stride) {
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
@@ -367,10 +378,10 @@ void ScoreFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t 
       const uint8_t* q = qs + (h0 / kHeadsPerPass) * full * kQueryBlock;
       int32_t* dst = isum + h0 * is_stride;
       switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
-        case 1: ScoreBlocks<1, F>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-        case 2: ScoreBlocks<2, F>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-        case 3: ScoreBlocks<3, F>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-        default: ScoreBlocks<4, F>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+        case 1: ScoreBlocks<1, F, U>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+        case 2: ScoreBlocks<2, F, U>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+        case 3: ScoreBlocks<3, F, U>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
+        default: ScoreBlocks<4, F, U>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
       }
     }
   });
@@ -401,7 +412,8 @@ void ScoreFullBlocksScaled(const Unpacker& u, size_t bb, const uint8_t* codes, s
 // (the caller's first row is at offset 0 of each set); wb: room for passes x sets x kHeadsPerPass x
 // kWeightPairStride registers, which get the weight pairs w16[2p] | w16[2p + 1] << 16 in all eight
 // lanes (an odd last row pairs with 0), per pass of <= 4 heads set after set.
-void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
+template <class U>
+void ValueFullBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
                      bool half, const uint16_t* w16, size_t sets, size_t G, uint8_t* pairs, __m256i* wb, bool first,
                      int32_t* vsum, size_t vs_stride) {
   const size_t np = (rows + 1) / 2, whole = rows / 2;
@@ -419,7 +431,7 @@ void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t 
   }
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
-    DecodeValuePairs<F>(u, bb, codes, rows, code_bytes, full, half, pairs);
+    DecodeValuePairs<F, U>(u, bb, codes, rows, code_bytes, full, half, pairs);
     const size_t set_stride = sets > 1 ? kHeadsPerPass * kWeightPairStride : 0;
     for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
       const __m256i* wq = wb + h0 * sets * kWeightPairStride;
@@ -442,6 +454,10 @@ void ValueFullBlocks(const Unpacker& u, size_t bb, const uint8_t* codes, size_t 
 // over rows that the compiler vectorizes.
 inline void CoordinateTable(const IntCodebook& cb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t j,
                             int32_t* t) {
+  if (cb.bits == 8) {  // int8 codes: the byte with its top bit flipped (code + 128)
+    for (size_t r = 0; r < rows; ++r) t[r] = codes[r * code_bytes + j] ^ 0x80;
+    return;
+  }
   for (size_t r = 0; r < rows; ++r) t[r] = cb.t[unpack_code(codes + r * code_bytes, j, cb.bits)];
 }
 
@@ -555,7 +571,7 @@ HWY_NOINLINE void ScaledScores(float* s, size_t rows, size_t G, const IntQueries
   }
 }
 
-// int4 block scales of a chunk, row-major (nb a row) -> block-major (kIntChunk a block), rows < kIntChunk.
+// int4 block scales of a chunk, row-major (nb a row) -> block-major (kIntChunk a block), rows <= kIntChunk.
 void BlockMajor(const float* row_major, size_t rows, size_t nb, float* block_major) {
   namespace hn = hwy::HWY_NAMESPACE;
   const hn::CappedTag<float, 8> df;
@@ -646,9 +662,17 @@ void RunIntWorkItem(const WorkItem& item) {
       _mm256_store_si256(reinterpret_cast<__m256i*>(slot + 32), _mm256_permute4x64_epi64(sc, 0xD8));
     }
   }
-  std::optional<Unpacker> ku, vu;  // only 2..4-bit tables reach this path
-  if (kfull) ku.emplace(kcb);
-  if (vfull) vu.emplace(vcb);
+  std::optional<Unpacker> ku, vu;  // 2..4-bit tables (int8 codes: ByteCodes)
+  if (kfull && kcb.bits != 8) ku.emplace(kcb);
+  if (vfull && vcb.bits != 8) vu.emplace(vcb);
+  // fn(the code source of K or V): the Unpacker, or ByteCodes for int8 codes
+  const auto with_codes = [](const std::optional<Unpacker>& u, auto&& fn) HWY_ATTR {
+    if (u) {
+      fn(*u);
+    } else {
+      fn(ByteCodes{});
+    }
+  };
   thread_local std::vector<uint8_t> pair_bytes, wb_bytes;
   uint8_t* pairs = Aligned32(pair_bytes, (kIntChunk / 2) * vfull * 64);
   __m256i* wb = reinterpret_cast<__m256i*>(Aligned32(wb_bytes, passes * kHeadsPerPass * nbv * kWeightPairStride * 32));
@@ -701,7 +725,11 @@ void RunIntWorkItem(const WorkItem& item) {
                         return;
                       }
 #if RQ_INT_ATTENTION_AVX2
-                      if (kfull) ScoreFullBlocks(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, G, isum + r0, kIntChunk);
+                      if (kfull) {
+                        with_codes(ku, [&](const auto& u) HWY_ATTR {
+                          ScoreFullBlocks(u, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, G, isum + r0, kIntChunk);
+                        });
+                      }
 #endif
                       if (ktail < iq.n) ScorePortable(kcb, codes, nr, kf.code_bytes, iq, G, isum + r0, kIntChunk, ktail, iq.n);
                     });
@@ -766,8 +794,10 @@ void RunIntWorkItem(const WorkItem& item) {
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_AVX2
                       if (vfull) {
-                        ValueFullBlocks(*vu, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, w16 + r0, nbv, G, pairs,
-                                        wb, r0 == 0, vsum, vs_stride);
+                        with_codes(vu, [&](const auto& u) HWY_ATTR {
+                          ValueFullBlocks(u, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, w16 + r0, nbv, G, pairs,
+                                          wb, r0 == 0, vsum, vs_stride);
+                        });
                       }
 #endif
                       if (vtail < vn) {

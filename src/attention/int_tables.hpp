@@ -1,5 +1,6 @@
-// Integer tables of the fast attention's integer path (Lloyd-Max formats with 2..4-bit codes, and
-// int4, whose table k - 8 the 8-bit codebook holds exactly: t = 128 + 8 (k - 8), alpha = 1/8):
+// Integer tables of the fast attention's integer path (Lloyd-Max formats with 2..4-bit codes; int4,
+// whose table k - 8 the 8-bit codebook holds exactly: t = 128 + 8 (k - 8), alpha = 1/8; int8, whose
+// codes c are their own table value c + 128, alpha = 1):
 //   centroid c_k ~= alpha * (t_k - 128), t_k in [1, 255]      (8-bit codebook, one per codec)
 //   query    q_j ~= beta * s_m * q8_j,  |q8_j| <= 64, 1 <= s_m <= S  (one 16-bit scale per coordinate
 //                                                             pair m = j / 2, one beta per query head)
@@ -25,7 +26,8 @@ constexpr size_t kIntBlock = 32;      // coordinates per SIMD block (one 256-bit
 constexpr int kQueryTop = 64;         // |q8| <= 64: a vpmaddubsw pair 255 * 64 * 2 < 2^15 never saturates
 static_assert(2 * kTableMax * kQueryTop <= 32767, "vpmaddubsw pair sums must fit int16 without saturating");
 
-/// 8-bit integer image of a Lloyd-Max codebook.
+/// 8-bit integer image of a Lloyd-Max codebook (bits 1..4), or of int8 codes (bits 8: the table
+/// value of code c is c + 128, its byte with the top bit flipped; alpha 1; t unused).
 struct IntCodebook {
   int bits = 0;
   float alpha = 0.0f;    // c_k ~= alpha * (t_k - 128)

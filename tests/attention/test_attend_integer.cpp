@@ -1,11 +1,11 @@
 // The integer arithmetic of the fast attention (FastArithmetic::Integer, the default for Lloyd-Max
-// K and V with 2..4-bit codes and for int4 (q4)): on every SIMD target it computes the same integer
-// sums as the portable loops (the path's scalar reference: the last target, SCALAR or EMU128; int4
-// scores add each block's sum times its scale in float, in another order per target), and it stays
-// close to attend_reference compared with the format's own quantization error. The float steps between the
-// sums are not bit-identical across targets (exp uses FMA on AVX2, multiply + add elsewhere), so an
-// exp one ulp apart can move a 15-bit softmax weight by one unit (3e-5 of the chunk's largest
-// weight): outputs agree to kSameIntegers, not to 1e-6.
+// K and V with 2..4-bit codes and for int4 / int8 (q4, q8)): on every SIMD target it computes the
+// same integer sums as the portable loops (the path's scalar reference: the last target, SCALAR or
+// EMU128; int4 scores add each block's sum times its scale in float, in another order per target),
+// and it stays close to attend_reference compared with the format's own quantization error. The
+// float steps between the sums are not bit-identical across targets (exp uses FMA on AVX2, multiply
+// + add elsewhere), so an exp one ulp apart can move a 15-bit softmax weight by one unit (3e-5 of the
+// chunk's largest weight): outputs agree to kSameIntegers, not to 1e-6.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,7 +41,8 @@ std::vector<std::string> integer_formats() {
   std::vector<std::string> names;
   for (const auto& f : format_table()) {
     const std::string n(f.name);
-    if ((f.scheme == Scheme::LloydMax && !f.qjl && f.bits >= 2 && f.bits <= 4) || f.scheme == Scheme::Int4) names.push_back(n);
+    const bool lloyd = f.scheme == Scheme::LloydMax && !f.qjl && f.bits >= 2 && f.bits <= 4;
+    if (lloyd || f.scheme == Scheme::Int4 || f.scheme == Scheme::Int8) names.push_back(n);
   }
   return names;
 }
@@ -72,7 +73,8 @@ TEST_P(IntegerPerTarget, SameIntegersAsThePortableLoops) {
 TEST_P(IntegerPerTarget, LongPeakyAndMixedLengths) {
   const std::string portable = attention_simd_targets().back();
   uint64_t seed = 900;
-  for (const char* pair : {"rotor3/rotor3", "turbo3/turbo4", "turbo2/rotor3", "planar4/iso3", "q4/q4", "q4/rotor3", "turbo3/q4"}) {
+  for (const char* pair : {"rotor3/rotor3", "turbo3/turbo4", "turbo2/rotor3", "planar4/iso3", "q4/q4", "q4/rotor3",
+                           "turbo3/q4", "q8/q8", "q8/turbo3", "rotor3/q8"}) {
     const std::string kf = std::string(pair).substr(0, std::string(pair).find('/'));
     const std::string vf = std::string(pair).substr(std::string(pair).find('/') + 1);
     for (size_t n : {4097u, 5000u}) {
@@ -131,7 +133,7 @@ HeadCache encode_cache(const std::string& name, const std::vector<float>& k, con
 
 TEST(AttendInteger, AddsLittleToTheQuantizationError) {
   const size_t d = 128, gqa = 4, n = 3000;
-  for (const char* name : {"rotor3", "turbo3", "rotor4", "turbo4", "turbo2", "planar3", "iso3", "q4"}) {
+  for (const char* name : {"rotor3", "turbo3", "rotor4", "turbo4", "turbo2", "planar3", "iso3", "q4", "q8"}) {
     Rng rng(77);
     const auto k = random_vectors(rng, n, d, 1.0f), v = random_vectors(rng, n, d, 1.0f);
     const auto q = random_vectors(rng, gqa, d, 1.0f);
@@ -226,7 +228,7 @@ TEST(AttendInteger, EdgeCases) {
     }
   }
   {  // formats the integer path does not take run the float kernels, bit for bit
-    const HeadCache c = make_cache("rotor3", "q8", 64, 300, 4, 13);
+    const HeadCache c = make_cache("rotor3", "f16", 64, 300, 4, 13);
     std::vector<float> a(4 * 64), b(4 * 64);
     attend_fast(make_problem(c, 4, scale, a.data()));
     attend_fast_float(make_problem(c, 4, scale, b.data()));

@@ -24,16 +24,16 @@
 namespace rq {
 
 /// Arithmetic of the fast kernels when K and V are both Lloyd-Max formats with 2..4-bit codes
-/// (turbo*, rotor*, planar*, iso*, ...) or int4 (q4, q4h), in any combination; other formats always take
-/// the float path.
+/// (turbo*, rotor*, planar*, iso*, ...), int4 (q4, q4h) or int8 (q8), in any combination; other formats
+/// (f16, f32, QJL) always take the float path.
 enum class FastArithmetic {
   /// Default. For heads with >= 256 cached tokens (shorter ones take the float kernels, whose
   /// set-up is cheaper): integer tables, queries to 8 bits with a 16-bit scale per coordinate
   /// pair, the codebook to 8 bits, softmax weights to 15 bits (one scale per 128-token chunk: its
   /// largest V norm; q4: one weight set per 32-coordinate block, scaled by that block's largest
-  /// scale); every sum is exact in int32 and all SIMD targets give the same integers (AVX2: vpshufb
-  /// table lookups, vpmaddubsw + vpmaddwd; q4 scores add the blocks' sums times their scales in
-  /// float). Deviation from attend_reference: docs/decisions.md.
+  /// scale; q8: the code bytes are the table values); every sum is exact in int32 and all SIMD targets
+  /// give the same integers (AVX2: vpshufb table lookups, vpmaddubsw + vpmaddwd; q4 scores add the
+  /// blocks' sums times their scales in float). Deviation from attend_reference: docs/decisions.md.
   Integer,
   /// The integer tables for heads of any length (tests, benchmarks).
   IntegerAlways,
