@@ -5,9 +5,10 @@
 //   values  vsum[h][j] = sum_r w16[h][r] * t[code_rj]          (int32, exact)
 //           acc[h][j] += (vsum - 128 sum_r w16) * alpha_V * wmax / 32767
 // int4 (an fp16 scale per 32 coordinates, table k - 8): the same integer sums per 32-coordinate
-// block, each block's score sum times the row's block scale in float (the bias 128 q_sum of the
-// block subtracted first), and one set of 15-bit weights per block (w * scale), so vsum and its bias
-// are per block too.
+// block, each block's score sum times the row's block scale in float (the blocks' biases 128 q_sum,
+// times the same scales, subtracted afterwards), and one set of 15-bit weights per block (w * scale),
+// so vsum and its bias are per block too. int8 (q8): the code bytes, top bit flipped, are the table
+// values (ByteCodes instead of the Unpacker); otherwise as the Lloyd-Max formats.
 // On AVX2 (and AVX-512 targets) 32 codes at a time are unpacked to bytes with one shuffle, one
 // 16-bit multiply and one shift per 16 codes, looked up with vpshufb, and multiplied with
 // vpmaddubsw + vpmaddwd (scores) or vpmaddwd (values); every other target runs the plain loops
@@ -368,22 +369,30 @@ HWY_INLINE void WithBlockCount(size_t full, Fn&& fn) {
   }
 }
 
+// Calls fn(std::integral_constant<size_t, g>, h0) for each pass of g <= kHeadsPerPass of the G heads,
+// h0 its first head (head slots as template arguments: the kernels' unrolled head loops).
+template <class Fn>
+HWY_INLINE void ForHeadPasses(size_t G, Fn&& fn) {
+  for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
+    switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
+      case 1: fn(std::integral_constant<size_t, 1>(), h0); break;
+      case 2: fn(std::integral_constant<size_t, 2>(), h0); break;
+      case 3: fn(std::integral_constant<size_t, 3>(), h0); break;
+      default: fn(std::integral_constant<size_t, kHeadsPerPass>(), h0); break;
+    }
+  }
+}
+
 // Scores of rows [0, rows) for all G heads (groups of <= 4 heads per pass over the codes).
 template <class U>
 void ScoreFullBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
                      const uint8_t* qs, size_t G, int32_t* isum, size_t is_stride) {
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
-    for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
-      const uint8_t* q = qs + (h0 / kHeadsPerPass) * full * kQueryBlock;
-      int32_t* dst = isum + h0 * is_stride;
-      switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
-        case 1: ScoreBlocks<1, F, U>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-        case 2: ScoreBlocks<2, F, U>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-        case 3: ScoreBlocks<3, F, U>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-        default: ScoreBlocks<4, F, U>(u, bb, codes, rows, code_bytes, full, q, dst, is_stride); break;
-      }
-    }
+    ForHeadPasses(G, [&](auto kg, size_t h0) {
+      ScoreBlocks<decltype(kg)::value, F, U>(u, bb, codes, rows, code_bytes, full,
+                                             qs + (h0 / kHeadsPerPass) * full * kQueryBlock, isum + h0 * is_stride, is_stride);
+    });
   });
 }
 
@@ -393,23 +402,17 @@ void ScoreFullBlocksScaled(const Unpacker& u, size_t bb, const uint8_t* codes, s
                            size_t is_stride) {
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
-    for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
-      const size_t pass = h0 / kHeadsPerPass;
-      const uint8_t* q = qs + pass * full * kQueryBlock;
-      float* dst = fsum + h0 * is_stride;
-      switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
-        case 1: ScoreBlocksScaled<1, F>(u, bb, codes, rows, code_bytes, full, q, sc, nb, dst, is_stride); break;
-        case 2: ScoreBlocksScaled<2, F>(u, bb, codes, rows, code_bytes, full, q, sc, nb, dst, is_stride); break;
-        case 3: ScoreBlocksScaled<3, F>(u, bb, codes, rows, code_bytes, full, q, sc, nb, dst, is_stride); break;
-        default: ScoreBlocksScaled<4, F>(u, bb, codes, rows, code_bytes, full, q, sc, nb, dst, is_stride); break;
-      }
-    }
+    ForHeadPasses(G, [&](auto kg, size_t h0) {
+      ScoreBlocksScaled<decltype(kg)::value, F>(u, bb, codes, rows, code_bytes, full,
+                                                qs + (h0 / kHeadsPerPass) * full * kQueryBlock, sc, nb,
+                                                fsum + h0 * is_stride, is_stride);
+    });
   });
 }
 
 // Values of rows [0, rows): vsum (+)= the weighted table values, all G heads (first: =). w16: the rows' 15-bit
-// weights, `sets` weight sets of kIntChunk per head (int4: one per block, else 1), w16_stride apart
-// (the caller's first row is at offset 0 of each set); wb: room for passes x sets x kHeadsPerPass x
+// weights, `sets` weight sets of kIntChunk per head (int4: one per block, else 1), kIntChunk apart
+// (w16 points at the caller's first row of head 0's first set); wb: room for passes x sets x kHeadsPerPass x
 // kWeightPairStride registers, which get the weight pairs w16[2p] | w16[2p + 1] << 16 in all eight
 // lanes (an odd last row pairs with 0), per pass of <= 4 heads set after set.
 template <class U>
@@ -433,16 +436,10 @@ void ValueFullBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, s
     constexpr size_t F = decltype(kf)::value;
     DecodeValuePairs<F, U>(u, bb, codes, rows, code_bytes, full, half, pairs);
     const size_t set_stride = sets > 1 ? kHeadsPerPass * kWeightPairStride : 0;
-    for (size_t h0 = 0; h0 < G; h0 += kHeadsPerPass) {
-      const __m256i* wq = wb + h0 * sets * kWeightPairStride;
-      int32_t* dst = vsum + h0 * vs_stride;
-      switch (G - h0 < kHeadsPerPass ? G - h0 : kHeadsPerPass) {
-        case 1: AccumulatePairs<1, F>(pairs, np, full, half, wq, set_stride, first, dst, vs_stride); break;
-        case 2: AccumulatePairs<2, F>(pairs, np, full, half, wq, set_stride, first, dst, vs_stride); break;
-        case 3: AccumulatePairs<3, F>(pairs, np, full, half, wq, set_stride, first, dst, vs_stride); break;
-        default: AccumulatePairs<4, F>(pairs, np, full, half, wq, set_stride, first, dst, vs_stride); break;
-      }
-    }
+    ForHeadPasses(G, [&](auto kg, size_t h0) {
+      AccumulatePairs<decltype(kg)::value, F>(pairs, np, full, half, wb + h0 * sets * kWeightPairStride, set_stride, first,
+                                              vsum + h0 * vs_stride, vs_stride);
+    });
   });
 }
 
@@ -545,29 +542,37 @@ void ForReadableRows(const uint8_t* codes, size_t rows, size_t tail, size_t code
   }
 }
 
+// Stores score(r) for the rows [0, rows) 8 at a time (score stores its lanes itself) and returns the
+// largest of them (lanes past `rows` are stale and excluded).
+template <class Score>
+HWY_INLINE float StoreScoresMax(size_t rows, Score&& score) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::CappedTag<float, 8> df;
+  const size_t N = hn::Lanes(df);
+  auto vm = hn::Set(df, -std::numeric_limits<float>::infinity());
+  size_t r = 0;
+  for (; r + N <= rows; r += N) vm = hn::Max(vm, score(r));
+  if (r < rows) vm = hn::Max(vm, hn::IfThenElse(hn::FirstN(df, rows - r), score(r), vm));
+  return hn::GetLane(hn::MaxOfLanes(df, vm));
+}
+
 // int4 K: s[h][r] = (the block-scaled sums in s minus sum_k sct[k][r] beta[h][k]) * factor[h] for the
 // nbeta SIMD blocks (the portable tail subtracted its own), and each head's largest s.
 HWY_NOINLINE void ScaledScores(float* s, size_t rows, size_t G, const IntQueries& iq, const float* beta, size_t nbeta,
                                const float* sct, float* chunk_max) {
   namespace hn = hwy::HWY_NAMESPACE;
   const hn::CappedTag<float, 8> df;
-  const size_t N = hn::Lanes(df);
   for (size_t h = 0; h < G; ++h) {
     const auto factor = hn::Set(df, iq.factor[h]);
     float* sh = s + h * kIntChunk;
     const float* bh = beta + h * nbeta;
-    const auto score = [&](size_t r) HWY_ATTR {
+    chunk_max[h] = StoreScoresMax(rows, [&](size_t r) HWY_ATTR {
       auto x = hn::LoadU(df, sh + r);
       for (size_t k = 0; k < nbeta; ++k) x = hn::NegMulAdd(hn::LoadU(df, sct + k * kIntChunk + r), hn::Set(df, bh[k]), x);
       x = hn::Mul(x, factor);
       hn::StoreU(x, df, sh + r);
       return x;
-    };
-    auto vm = hn::Set(df, -std::numeric_limits<float>::infinity());
-    size_t r = 0;
-    for (; r + N <= rows; r += N) vm = hn::Max(vm, score(r));
-    if (r < rows) vm = hn::Max(vm, hn::IfThenElse(hn::FirstN(df, rows - r), score(r), vm));
-    chunk_max[h] = hn::GetLane(hn::MaxOfLanes(df, vm));
+    });
   }
 }
 
@@ -743,16 +748,11 @@ void RunIntWorkItem(const WorkItem& item) {
         const auto factor = hn::Set(df, iq.factor[h]);
         const int32_t* ih = isum + h * kIntChunk;
         float* sh = s + h * kIntChunk;
-        const auto score = [&](size_t r) HWY_ATTR {
+        chunk_max[h] = StoreScoresMax(rows, [&](size_t r) HWY_ATTR {
           const auto x = hn::Mul(hn::Mul(hn::ConvertTo(df, hn::Sub(hn::LoadU(di, ih + r), bias)), factor), hn::LoadU(df, kn + r));
           hn::StoreU(x, df, sh + r);
           return x;
-        };
-        auto vm = hn::Set(df, -std::numeric_limits<float>::infinity());
-        size_t r = 0;
-        for (; r + N <= rows; r += N) vm = hn::Max(vm, score(r));
-        if (r < rows) vm = hn::Max(vm, hn::IfThenElse(hn::FirstN(df, rows - r), score(r), vm));  // stale lanes past `rows`
-        chunk_max[h] = hn::GetLane(hn::MaxOfLanes(df, vm));
+        });
       }
     }
     // The chunk's largest V norm: the scale of every head's 15-bit weights p * |v| (p <= 1). int4: per
