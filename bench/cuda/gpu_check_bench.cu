@@ -39,6 +39,10 @@ namespace {
 int g_failures = 0;
 bool g_profile = false;  // --profile: one launch per configuration (for ncu), no statistics
 bool g_code_warm = false;  // --code-warm: append rows also timed with the kernel's code in L2 (diagnostic)
+// RQ_FLUSH=clean: after the memset that evicts the L2, a read of the same 256 MB, so that every
+// timed launch starts with an L2 of clean lines (no write-back of the memset's dirty lines inside the
+// timed region); default "dirty" (the memset alone, as every run before session 11).
+bool g_clean_flush = false;
 
 void report(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
@@ -68,8 +72,27 @@ void fill_random(void* p, size_t bytes, uint32_t seed) {
   check(cudaGetLastError(), "fill");
 }
 
+// Reads n 16-byte words (the clean flush's sweep); writes only if the XOR of all is a value it never is.
+__global__ void read_sweep_kernel(const uint4* p, size_t n, uint32_t never, uint32_t* sink) {
+  uint32_t x = 0;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint4 w = p[i];
+    x ^= w.x ^ w.y ^ w.z ^ w.w;
+  }
+  if (x == never && sink) *sink = x;
+}
+
 struct Timer {
   DeviceBuffer<uint8_t> flush{256u << 20};  // bigger than the 60 MB L2: every timed launch starts cold
+  // Evicts the L2: a memset of the flush buffer (leaves its last ~50 MB dirty in the L2); with
+  // RQ_FLUSH=clean also a read of the buffer (writes those back, leaves clean lines).
+  void flush_l2(int i) {
+    check(cudaMemsetAsync(flush.get(), i & 0xff, flush.size()), "flush");
+    if (g_clean_flush) {
+      read_sweep_kernel<<<1024, 512>>>(reinterpret_cast<const uint4*>(flush.get()), flush.size() / 16, 1u, nullptr);
+      check(cudaGetLastError(), "clean flush");
+    }
+  }
   cudaEvent_t a{}, b{};
   Timer() {
     check(cudaEventCreate(&a), "event");
@@ -91,7 +114,7 @@ struct Timer {
     check(cudaDeviceSynchronize(), "warm-up");
     std::vector<double> t;
     for (int i = 0; i < iters; ++i) {
-      check(cudaMemsetAsync(flush.get(), i & 0xff, flush.size()), "flush");
+      flush_l2(i);
       pre();
       check(cudaEventRecord(a), "record");
       launch();
@@ -388,7 +411,7 @@ void trace_run(const std::string& label, Timer& timer, Pre&& pre, Launch&& launc
   check(cudaDeviceSynchronize(), "trace warm-up");
   for (int it = 0; it < iters; ++it) {
     tr.upload(init);
-    check(cudaMemsetAsync(timer.flush.get(), it & 0xff, timer.flush.size()), "flush");
+    timer.flush_l2(it);
     pre();
     mark_kernel<<<1, 1>>>(tr.get(), kTraceMarkBefore);
     check(cudaEventRecord(timer.a), "record");
@@ -471,6 +494,7 @@ int main(int argc, char** argv) {
       setenv("RQ_DECODE_VARIANT", std::to_string((e && *e ? std::atoi(e) : 0) | 128).c_str(), 1);
     }
   }
+  if (const char* e = std::getenv("RQ_FLUSH")) g_clean_flush = std::string(e) == "clean";
   try {
     if (device_count() == 0) {
       std::printf("SKIP no CUDA device\n");
@@ -599,7 +623,8 @@ int main(int argc, char** argv) {
       if (!json_path.empty()) {
         FILE* fp = std::fopen(json_path.c_str(), "w");
         if (!fp) throw IoError("cannot write " + json_path);
-        std::fprintf(fp, "{\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"empty_launch_us\": %.2f, ",
+        std::fprintf(fp, "{\"l2_flush\": \"%s\", ", g_clean_flush ? "clean" : "dirty");
+        std::fprintf(fp, "\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"empty_launch_us\": %.2f, ",
                      prop.name, prop.multiProcessorCount, copy, floor_us);
         std::fprintf(fp, "\"append_floor_us\": {");
         for (size_t i = 0; i < floors.size(); ++i)

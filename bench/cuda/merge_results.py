@@ -41,6 +41,7 @@ def main():
         "device": cu["device"],
         "sm_count": cu.get("sm_count"),
         "command": a.command,
+        "l2_flush": cu.get("l2_flush", "dirty"),  # RQ_FLUSH (gpu_check_bench): the L2 state each timed call starts from
         "copy_gbps": cu["copy_gbps"],
         "empty_launch_us": cu.get("empty_launch_us"),
         "append_floor_us": cu.get("append_floor_us"),
@@ -49,6 +50,7 @@ def main():
     }
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1)
+    print(f"L2 flush before each timed call: {result['l2_flush']}")
     print(f"device: {cu['device']}, copy bandwidth {cu['copy_gbps']:.0f} GB/s (read + write), "
           f"empty launch {cu.get('empty_launch_us') or 0:.2f} us")
     print("| bench | format | kernel | n / batch x context | us | GB/s | of copy BW | stream us | stream of copy BW "
