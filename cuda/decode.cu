@@ -467,7 +467,7 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
   const long long heads = static_cast<long long>(batch > 0 ? batch : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);
   const long long sms = sm_count > 0 ? sm_count : 132;
   // exact: 8 blocks of 128 threads per SM. Tensor cores: blocks of W splits (warps), B blocks per
-  // SM: round the splits per head to the nearest multiple of W so that the grid is close to one
+  // SM: round the splits per head down to a multiple of W so that the grid is at most one
   // full wave (e.g. 128 heads x 24 splits = 256 blocks of 12 warps on 132 SMs x 2; 8 heads x 396
   // splits = 264 blocks at batch 1). The tensor-core kernel spreads a sequence's 64-token chunks
   // evenly over its splits, so its tokens_per_split is not rounded to whole chunks (rounding 331
@@ -478,7 +478,7 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
     splits = (8 * sms + heads - 1) / heads;
   } else {
     const long long target = w * detail::tc_blocks_per_sm() * sms;
-    splits = std::max(w, (target + (w / 2) * heads) / (w * heads) * w);
+    splits = std::max(w, target / (w * heads) * w);
   }
   const long long len = max_seq_len > 0 ? max_seq_len : 1;
   const long long unit = exact ? 256 : 1;  // two 128-token tiles / any

@@ -142,5 +142,18 @@ TEST(DecodePlan, CoversTheLongestSequence) {
   }
 }
 
+// The tensor-core plan fills at most one wave of blocks (12 splits a block, 2 blocks per SM on 132
+// SMs): the splits per head are rounded down, e.g. batch 2 (16 KV heads) gets 192 splits a head
+// (256 blocks), not 204 (272 blocks on 264 slots).
+TEST(DecodePlan, TensorCoreGridIsAtMostOneWave) {
+  for (int batch : {1, 2, 3, 5, 8, 16, 32}) {
+    const long long heads = 8LL * batch;
+    const DecodePlan p = plan_decode(batch, 1 << 20, 8, 132, false);
+    const long long blocks = heads * ((p.max_splits + 11) / 12);
+    EXPECT_LE(blocks, 264) << "batch " << batch;
+    EXPECT_GE(blocks, 264 - 12 * heads) << "batch " << batch;  // and within one block a head of full
+  }
+}
+
 }  // namespace
 }  // namespace rq::cuda
