@@ -42,6 +42,26 @@ __device__ __forceinline__ float group_sum(float s) {
   return s;
 }
 
+// Turbo's final XOR words of L lanes of C codes each (s_xor[q FW + w]: lane q's word w): bit b of
+// word w is field bit 32 w + b of the lane's code m = (32 w + b) / BITS, set where coordinate q C + m
+// has s2 < 0 (the mirrored codes), XOR fast_code_xor's top bits. One bit per thread, in parallel
+// (one load each, all in flight at once), words by warp ballots (THREADS: a multiple of 32).
+template <int BITS, int L, int C, int N, typename Quantizer, int THREADS>
+__device__ __forceinline__ void fill_lane_xor_words(const float* rot, uint32_t* s_xor, int tid) {
+  constexpr int FW = (C * BITS + 31) / 32, kBits = L * FW * 32;
+  static_assert(THREADS % 32 == 0, "whole warps");
+#pragma unroll
+  for (int t0 = 0; t0 < kBits; t0 += THREADS) {  // the same trip count on every thread (ballots)
+    const int t = t0 + tid, word = t >> 5, bit = t & 31, q = word / FW, w = word % FW;
+    const int local = 32 * w + bit, m = local / BITS;
+    const bool used = t < kBits && m < C;
+    const bool top = !Quantizer::kFinalCodes && local % BITS == BITS - 1;
+    const bool flip = used && rot[N + q * C + m] < 0.0f;
+    const uint32_t ballot = __ballot_sync(0xffffffffu, used && top != flip);
+    if (t < kBits && bit == 0) s_xor[word] = ballot;
+  }
+}
+
 // 8 lanes: at least 4 blocks per SM (<= 64 registers), so that 16K vectors (512 blocks) are one wave;
 // 4 and 16 lanes: no minimum (0), ptxas's own allocation (a minimum raised theirs, docs/gpu.md,
 // "Append, eighth pass").
@@ -120,17 +140,7 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
     }
   } else {
     fill_turbo_sign_tables(rot, N, type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_bias, s_s1, tid, kLanesThreads);
-    if (tid < L * FW) {  // lane q's word w: fast_code_xor XOR all bits of the fields whose s2 < 0
-      const int q = tid / FW, w = tid % FW;
-      uint32_t word = 0;
-      for (int bit = 0; bit < 32; ++bit) {
-        const int local = 32 * w + bit, m = local / BITS;
-        const bool top = !Quantizer::kFinalCodes && local % BITS == BITS - 1;
-        const bool flip = m < C && rot[N + q * C + (m < C ? m : 0)] < 0.0f;
-        if (m < C && top != flip) word |= 1u << bit;
-      }
-      s_xor[tid] = word;
-    }
+    fill_lane_xor_words<BITS, L, C, N, Quantizer, kLanesThreads>(rot, s_xor, tid);
   }
   Quantizer::fill_params(job.codec.thresholds + HALF, s_qparams, tid);
   __syncthreads();

@@ -9,7 +9,8 @@
 //         --skip-loop: every tensor-core split empty, a diagnostic (bit 128 of RQ_DECODE_VARIANT, output not finite);
 //         --append-only: append checks and timings only; --profile: a few launches for ncu;
 //         --with-exact: also time the exact fp32 decode kernel; --code-warm: each default append row
-//         also timed with the kernel's code brought into L2 by a one-token launch first, a diagnostic)
+//         also timed with the kernel's code brought into L2 by a one-token launch first, a diagnostic;
+//         --append-lanes L: of the append rows that name a kernel, only those with L lanes, for A/B runs)
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -39,6 +40,7 @@ namespace {
 int g_failures = 0;
 bool g_profile = false;  // --profile: one launch per configuration (for ncu), no statistics
 bool g_code_warm = false;  // --code-warm: append rows also timed with the kernel's code in L2 (diagnostic)
+int g_only_lanes = 0;      // --append-lanes L: of the non-default append rows, only those with L lanes (A/B runs)
 // RQ_FLUSH=clean: after the memset that evicts the L2, a read of the same 256 MB, so that every
 // timed launch starts with an L2 of clean lines (no write-back of the memset's dirty lines inside the
 // timed region); default "dirty" (the memset alone, as every run before session 11).
@@ -251,6 +253,7 @@ double append_stream_us(const AppendParams& base, long long n_vectors, int paylo
 // 8 or 16 lanes, `rounds` rounds per block) or bit-exact (exact = true: 1 or 4 lanes) kernel.
 void bench_append(const std::string& format, long long n_vectors, bool exact, int lanes, double copy_gbps, Timer& timer,
                   std::vector<Row>& rows, int rounds = 0) {
+  if (g_only_lanes && lanes && lanes != g_only_lanes) return;
   const int H = 8, d = 128, page = 64;
   const int T = static_cast<int>(n_vectors / (2 * H));  // K and V of T tokens x H heads
   RoleCodecs kc(format, H, d, KvRole::K), vc(format, H, d, KvRole::V);
@@ -487,6 +490,7 @@ int main(int argc, char** argv) {
     else if (a == "--append-only") append_only = true;
     else if (a == "--profile") g_profile = true;
     else if (a == "--code-warm") g_code_warm = true;
+    else if (a == "--append-lanes" && i + 1 < argc) g_only_lanes = std::atoi(argv[++i]);
     else if (a == "--with-exact") with_exact = true;
     else if (a == "--trace") trace = true;
     else if (a == "--skip-loop") {  // bit 128 added to RQ_DECODE_VARIANT (read by the first decode launch)
