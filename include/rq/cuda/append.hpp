@@ -65,15 +65,17 @@ struct AppendKernel {
 /// The kernel launch_quantize_append runs for `vectors` (n_tokens x n_kv_heads x n_jobs) vectors of a
 /// format of rotation `family` per launch when lanes_per_vector = 0: the fastest measured on the H200
 /// per size among the checked kernels (docs/gpu.md, "Append, fifth pass"). With exact = 0 the
-/// bit-exact four-lane kernel is chosen for 4K < vectors <= 32K, where it was faster than every fast
-/// variant (1, 4, 8, 16 lanes, 1-4 rounds). Several lanes with rounds per block were slower than
-/// one lane from 64K on once the fast kernels had the polynomial quantizer (docs/gpu.md, "Append,
-/// sixth pass"). Above 32K the one-lane kernel runs one wave of resident blocks, each encoding
-/// several tiles with the next one's copy in flight (docs/gpu.md, "Append, seventh pass").
-constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily /*family*/) {
+/// bit-exact four-lane kernel is chosen for turbo's Hadamard at 4K < vectors <= 32K, where it was
+/// faster than every fast variant (1, 4, 8, 16 lanes, 1-4 rounds); rotor's 3 x 3 blocks take the
+/// fast one-lane kernel there (0.5-0.6 us faster at 16K than the four-lane bit-exact one in the full
+/// runs of sessions 10-12, docs/gpu.md, "Session 12"). Several lanes with rounds per block were slower
+/// than one lane from 64K on once the fast kernels had the polynomial quantizer (docs/gpu.md,
+/// "Append, sixth pass"). Above 32K the one-lane kernel runs one wave of resident blocks, each
+/// encoding several tiles with the next one's copy in flight (docs/gpu.md, "Append, seventh pass").
+constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily family) {
   if (exact) return {true, vectors <= 32768 ? 4 : 1, 1};
   if (vectors <= 4096) return {false, 16, 1};
-  if (vectors <= 32768) return {true, 4, 1};
+  if (vectors <= 32768 && family != RotationFamily::Block3) return {true, 4, 1};
   return {false, 1, 0};
 }
 
