@@ -74,6 +74,27 @@ __device__ __forceinline__ void fill_turbo_sign_tables(const float* rot, int N, 
   }
 }
 
+// Turbo's final XOR words of L lanes of C codes each (the one-lane kernel: L = 1, C = N), s_xor[q FW +
+// w] = lane q's word w: bit b of word w is field bit 32 w + b of the lane's code m = (32 w + b) /
+// BITS, set where coordinate q C + m has s2 < 0 (the mirrored codes), XOR fast_code_xor's top bits.
+// One bit per thread, in parallel (one load each, all in flight at once), words by warp ballots
+// (THREADS: a multiple of 32).
+template <int BITS, int L, int C, int N, typename Quantizer, int THREADS>
+__device__ __forceinline__ void fill_lane_xor_words(const float* rot, uint32_t* s_xor, int tid) {
+  constexpr int FW = (C * BITS + 31) / 32, kBits = L * FW * 32;
+  static_assert(THREADS % 32 == 0, "whole warps");
+#pragma unroll
+  for (int t0 = 0; t0 < kBits; t0 += THREADS) {  // the same trip count on every thread (ballots)
+    const int t = t0 + tid, word = t >> 5, bit = t & 31, q = word / FW, w = word % FW;
+    const int local = 32 * w + bit, m = local / BITS;
+    const bool used = t < kBits && m < C;
+    const bool top = !Quantizer::kFinalCodes && local % BITS == BITS - 1;
+    const bool flip = used && rot[N + q * C + m] < 0.0f;
+    const uint32_t ballot = __ballot_sync(0xffffffffu, used && top != flip);
+    if (t < kBits && bit == 0) s_xor[word] = ballot;
+  }
+}
+
 /// E input elements as floats from 16-byte words at src (fp32, fp16 or bf16 per `type`); with XOR,
 /// word q is XORed with masks[q] first (turbo's D(s1) on the sign bits; the masks are in the
 /// input's format, see fill_turbo_sign_tables).
@@ -390,16 +411,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   if constexpr (FAM == 0) {
     fill_turbo_sign_tables(rot, N, type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_rot,
                            reinterpret_cast<uint32_t*>(s_rot) + N, tid, THREADS);
-    // s_flip: fast_code_xor, and every bit of the fields j with s2_j < 0; bit b of the row by thread
-    // b % 64 (a warp's 32 bits are one word).
-#pragma unroll
-    for (int b0 = 0; b0 < 32 * WORDS; b0 += THREADS) {
-      const int b = b0 + tid, j = b / BITS;
-      const bool top = !Quantizer::kFinalCodes && b % BITS == BITS - 1;
-      const bool flip = j < N && rot[N + (j < N ? j : 0)] < 0.0f;
-      const uint32_t word = __ballot_sync(0xffffffffu, j < N && (top != flip));
-      if (b < 32 * WORDS && (tid & 31) == 0) s_flip[b / 32] = word;
-    }
+    fill_lane_xor_words<BITS, 1, N, N, Quantizer, THREADS>(rot, s_flip, tid);  // the row's final XOR words
   } else {
     for (int i = tid; i < NB * FAM * FAM; i += THREADS) s_rot[(i / (FAM * FAM)) * MS + i % (FAM * FAM)] = rot[i];
   }

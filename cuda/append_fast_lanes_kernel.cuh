@@ -42,26 +42,6 @@ __device__ __forceinline__ float group_sum(float s) {
   return s;
 }
 
-// Turbo's final XOR words of L lanes of C codes each (s_xor[q FW + w]: lane q's word w): bit b of
-// word w is field bit 32 w + b of the lane's code m = (32 w + b) / BITS, set where coordinate q C + m
-// has s2 < 0 (the mirrored codes), XOR fast_code_xor's top bits. One bit per thread, in parallel
-// (one load each, all in flight at once), words by warp ballots (THREADS: a multiple of 32).
-template <int BITS, int L, int C, int N, typename Quantizer, int THREADS>
-__device__ __forceinline__ void fill_lane_xor_words(const float* rot, uint32_t* s_xor, int tid) {
-  constexpr int FW = (C * BITS + 31) / 32, kBits = L * FW * 32;
-  static_assert(THREADS % 32 == 0, "whole warps");
-#pragma unroll
-  for (int t0 = 0; t0 < kBits; t0 += THREADS) {  // the same trip count on every thread (ballots)
-    const int t = t0 + tid, word = t >> 5, bit = t & 31, q = word / FW, w = word % FW;
-    const int local = 32 * w + bit, m = local / BITS;
-    const bool used = t < kBits && m < C;
-    const bool top = !Quantizer::kFinalCodes && local % BITS == BITS - 1;
-    const bool flip = used && rot[N + q * C + m] < 0.0f;
-    const uint32_t ballot = __ballot_sync(0xffffffffu, used && top != flip);
-    if (t < kBits && bit == 0) s_xor[word] = ballot;
-  }
-}
-
 // 8 lanes: at least 4 blocks per SM (<= 64 registers), so that 16K vectors (512 blocks) are one wave;
 // 4 and 16 lanes: no minimum (0), ptxas's own allocation (a minimum raised theirs, docs/gpu.md,
 // "Append, eighth pass").
