@@ -47,6 +47,12 @@ constexpr size_t kHeadsPerPass = 4;
 #else
 #define RQ_INT_ATTENTION_AVX2 0
 #endif
+#undef RQ_INT_ATTENTION_512
+#if HWY_ARCH_X86 && HWY_TARGET == HWY_AVX3_DL
+#define RQ_INT_ATTENTION_512 1  // int_kernels_avx512-inl.h
+#else
+#define RQ_INT_ATTENTION_512 0
+#endif
 
 
 /// A tail of at most this many coordinates after the 32-coordinate blocks runs the portable loops
@@ -128,12 +134,14 @@ struct ByteCodes {
   }
 };
 
-// A 32-byte aligned buffer of `bytes` bytes inside `storage`.
-inline uint8_t* Aligned32(std::vector<uint8_t>& storage, size_t bytes) {
-  storage.resize(bytes + 32);
+// A 32- (64-) byte aligned buffer of `bytes` bytes inside `storage`.
+inline uint8_t* AlignedTo(std::vector<uint8_t>& storage, size_t bytes, size_t align) {
+  storage.resize(bytes + align);
   const uintptr_t p = reinterpret_cast<uintptr_t>(storage.data());
-  return storage.data() + ((32 - (p & 31)) & 31);
+  return storage.data() + ((align - (p & (align - 1))) & (align - 1));
 }
+inline uint8_t* Aligned32(std::vector<uint8_t>& storage, size_t bytes) { return AlignedTo(storage, bytes, 32); }
+inline uint8_t* Aligned64(std::vector<uint8_t>& storage, size_t bytes) { return AlignedTo(storage, bytes, 64); }
 
 
 
@@ -445,6 +453,10 @@ void ValueFullBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, s
 
 #endif  // RQ_INT_ATTENTION_AVX2
 
+#if RQ_INT_ATTENTION_512
+#include "int_kernels_avx512-inl.h"
+#endif
+
 // The portable loops (every target without the AVX2 kernels; the scalar reference of this path).
 // Coordinates [j0, j1) only: on AVX2 targets these loops also take a short tail after the blocks.
 // One coordinate at a time: its table values for all rows (rows <= kIntChunk), then plain loops
@@ -682,6 +694,25 @@ void RunIntWorkItem(const WorkItem& item) {
   uint8_t* pairs = Aligned32(pair_bytes, (kIntChunk / 2) * vfull * 64);
   __m256i* wb = reinterpret_cast<__m256i*>(Aligned32(wb_bytes, passes * kHeadsPerPass * nbv * kWeightPairStride * 32));
 #endif
+#if RQ_INT_ATTENTION_512
+  // AVX-512 VBMI + VNNI kernels for the rows that fit them (int_kernels_avx512-inl.h); they read each
+  // row with a masked load, so no row is copied for its loads' sake.
+  std::optional<Unpacker512> ku512, vu512;
+  if (!kblk && Fits512(kf, kcb) && iq.n == kf.n) ku512.emplace(kcb, kf.n, kf.code_bytes);
+  if (!vblk && Fits512(vf, vcb)) vu512.emplace(vcb, vf.n, vf.code_bytes);
+  thread_local std::vector<uint8_t> q512_bytes;
+  uint8_t* qs512 = nullptr;
+  if (ku512) {
+    qs512 = Aligned64(q512_bytes, passes * ku512->blocks * kQueryBlock512);
+    QueryBytes512(iq, G, ku512->blocks, qs512);
+  }
+  const size_t k_read_end = ku512 ? kf.code_bytes : BlockReadEnd(kcb, kfull);
+  const size_t v_read_end = vu512 ? vf.code_bytes : BlockReadEnd(vcb, vfull);
+#elif RQ_INT_ATTENTION_AVX2
+  const size_t k_read_end = BlockReadEnd(kcb, kfull), v_read_end = BlockReadEnd(vcb, vfull);
+#else
+  const size_t k_read_end = 0, v_read_end = 0;
+#endif
 
   // int4 K: the bias 128 q_sum of each head and SIMD block (subtracted after ScoreFullBlocksScaled,
   // in float: kbeta[h * kfull + k]; the portable tail subtracts its own blocks' exactly).
@@ -695,9 +726,13 @@ void RunIntWorkItem(const WorkItem& item) {
     }
   }
 
-  for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows) {
+  for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows, const ChunkAhead& ahead) {
     const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
     const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
+    // The next chunk's code rows (the AVX-512 kernels prefetch them row by row) and side values.
+    const uint8_t* k_ahead = ahead.rows ? ahead.k_page->codes + ahead.k_offset * kf.code_bytes : nullptr;
+    const uint8_t* v_ahead = ahead.rows ? ahead.v_page->codes + ahead.v_offset * vf.code_bytes : nullptr;
+    (void)k_ahead, (void)v_ahead;
     // No software prefetch: the hardware's stream prefetchers follow the four planes (K and V codes
     // and norms). A burst of prefetches for the whole next chunk (sessions 2-6) filled the miss
     // buffers and stalled the loads at every chunk start: best of 4 x 6 calls, 8 heads x 64K, 2
@@ -714,8 +749,15 @@ void RunIntWorkItem(const WorkItem& item) {
     } else if (!kfull) {
       std::memset(isum, 0, G * kIntChunk * sizeof(int32_t));
     }
-    ForReadableRows(kcodes, rows, readable_tail(kp, k_off, rows, kf.code_bytes), kf.code_bytes, BlockReadEnd(kcb, kfull), pad,
+    ForReadableRows(kcodes, rows, readable_tail(kp, k_off, rows, kf.code_bytes), kf.code_bytes, k_read_end, pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
+#if RQ_INT_ATTENTION_512
+                      if (ku512) {
+                        ScoreAll512(*ku512, codes, nr, kf.code_bytes, qs512, G, isum + r0, kIntChunk, k_ahead,
+                                    r0 == 0 ? ahead.rows : 0);
+                        return;
+                      }
+#endif
                       if (kblk) {
 #if RQ_INT_ATTENTION_AVX2
                         if (kfull) {
@@ -790,8 +832,15 @@ void RunIntWorkItem(const WorkItem& item) {
     } else if (vtail < vn) {
       for (size_t h = 0; h < G; ++h) std::memset(vsum + h * vs_stride + vtail, 0, (vn - vtail) * sizeof(int32_t));
     }
-    ForReadableRows(vcodes, rows, readable_tail(vp, v_off, rows, vf.code_bytes), vf.code_bytes, BlockReadEnd(vcb, vfull), pad,
+    ForReadableRows(vcodes, rows, readable_tail(vp, v_off, rows, vf.code_bytes), vf.code_bytes, v_read_end, pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
+#if RQ_INT_ATTENTION_512
+                      if (vu512) {
+                        ValueAll512(*vu512, codes, nr, vf.code_bytes, w16 + r0, G, r0 == 0, vsum, vs_stride, v_ahead,
+                                    r0 == 0 ? ahead.rows : 0);
+                        return;
+                      }
+#endif
 #if RQ_INT_ATTENTION_AVX2
                       if (vfull) {
                         with_codes(vu, [&](const auto& u) HWY_ATTR {

@@ -34,6 +34,9 @@ using DF = hn::CappedTag<float, 8>;  // 8 lanes on AVX2/AVX3, 4 on SSE4/EMU128, 
 using DI = hn::RebindToSigned<DF>;
 using DU = hn::RebindToUnsigned<DF>;
 using VF = hn::Vec<DF>;
+// f32 / f16 / int8 rows: 16 lanes on AVX3 (one zmm per 16 coordinates), else as DF. Packed codes
+// keep DF: their decoder reads 8 codes (kBits bytes) per vector.
+using DW = hn::CappedTag<float, 16>;
 
 constexpr size_t kChunk = 128;  // tokens per online-softmax step (scores stay in L1)
 constexpr size_t kMaxQ = 4;     // queries scored per pass over the codes
@@ -45,9 +48,10 @@ inline float load_half(const uint8_t* p) { return half_to_float(static_cast<uint
 // value of one coordinate. `blk` points at the row's block scales (Int4) and is unused otherwise.
 
 struct DecodeF32 {
+  using D = DW;
   explicit DecodeF32(const KernelFormat&) {}
-  HWY_INLINE VF Vec(const uint8_t* row, size_t j0, const float*) const {
-    return hn::LoadU(DF(), reinterpret_cast<const float*>(row) + j0);
+  HWY_INLINE hn::Vec<D> Vec(const uint8_t* row, size_t j0, const float*) const {
+    return hn::LoadU(D(), reinterpret_cast<const float*>(row) + j0);
   }
   HWY_INLINE float Scalar(const uint8_t* row, size_t j, const float*) const {
     float v;
@@ -57,19 +61,21 @@ struct DecodeF32 {
 };
 
 struct DecodeF16 {
+  using D = DW;
   explicit DecodeF16(const KernelFormat&) {}
-  HWY_INLINE VF Vec(const uint8_t* row, size_t j0, const float*) const {
-    const hn::Rebind<hwy::float16_t, DF> dh;
-    return hn::PromoteTo(DF(), hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(row) + j0));
+  HWY_INLINE hn::Vec<D> Vec(const uint8_t* row, size_t j0, const float*) const {
+    const hn::Rebind<hwy::float16_t, D> dh;
+    return hn::PromoteTo(D(), hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(row) + j0));
   }
   HWY_INLINE float Scalar(const uint8_t* row, size_t j, const float*) const { return load_half(row + 2 * j); }
 };
 
 struct DecodeInt8 {
+  using D = DW;
   explicit DecodeInt8(const KernelFormat&) {}
-  HWY_INLINE VF Vec(const uint8_t* row, size_t j0, const float*) const {
-    const hn::Rebind<int8_t, DF> d8;
-    return hn::ConvertTo(DF(), hn::PromoteTo(DI(), hn::LoadU(d8, reinterpret_cast<const int8_t*>(row) + j0)));
+  HWY_INLINE hn::Vec<D> Vec(const uint8_t* row, size_t j0, const float*) const {
+    const hn::Rebind<int8_t, D> d8;
+    return hn::ConvertTo(D(), hn::PromoteTo(hn::RebindToSigned<D>(), hn::LoadU(d8, reinterpret_cast<const int8_t*>(row) + j0)));
   }
   HWY_INLINE float Scalar(const uint8_t* row, size_t j, const float*) const {
     return static_cast<float>(static_cast<int8_t>(row[j]));
@@ -79,7 +85,7 @@ struct DecodeInt8 {
 // On AVX2/AVX3 with 8 float lanes, TableLookupLanes is vpermps, which reads only the low 3 bits of
 // each index: the unpacked codes need no mask (tables of 2 or 4 levels are replicated to 8), and a
 // 16-level table is two lookups blended on bit 3 (moved into the sign bit).
-#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3)
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
 constexpr bool kPermutexIgnoresHighBits = true;
 #else
 constexpr bool kPermutexIgnoresHighBits = false;
@@ -87,6 +93,7 @@ constexpr bool kPermutexIgnoresHighBits = false;
 
 template <int kBits, bool kBlock>
 struct DecodePacked {
+  using D = DF;
   static constexpr size_t N = hn::MaxLanes(DF());
   static constexpr uint32_t kLevels = 1u << kBits;
   static constexpr bool kFast8 = kPermutexIgnoresHighBits && N == 8;
@@ -149,9 +156,10 @@ struct DecodePacked {
 
 // Keeps a loaded vector in a register: without this the compiler folds the load into both FMAs
 // that use it, doubling the loads of the two-row loops (they are load-port bound on Zen 3).
-HWY_INLINE VF InRegister(VF v) {
-#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3) && (defined(__GNUC__) || defined(__clang__))
-  __asm__("" : "+x"(v.raw));
+template <class V>
+HWY_INLINE V InRegister(V v) {
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL) && (defined(__GNUC__) || defined(__clang__))
+  if constexpr (sizeof(v.raw) == 32) __asm__("" : "+x"(v.raw));
 #endif
   return v;
 }
@@ -159,8 +167,8 @@ HWY_INLINE VF InRegister(VF v) {
 // Coordinates handled by whole vectors: Packed rows are decoded up to `stride` (the garbage lanes
 // of the last group are finite table values and meet zero-padded queries / ignored accumulator
 // lanes); the other kinds stop at the last full vector and finish with scalar code.
-HWY_INLINE size_t VecCoords(const KernelFormat& f) {
-  constexpr size_t N = hn::MaxLanes(DF());
+// N: the decoder's lanes.
+HWY_INLINE size_t VecCoords(const KernelFormat& f, size_t N) {
   return f.kind == CodeKind::Packed ? f.stride : f.n / N * N;
 }
 
@@ -179,38 +187,42 @@ constexpr size_t kAccUnroll = QB >= 3 ? 2 : (QB == 2 ? 4 : 8);    // x QB querie
 template <size_t QB, class Dec>
 void ScoreRows(const Dec& dec, const KernelFormat& f, const float* q, size_t q_stride, const uint8_t* codes,
                size_t rows, size_t vec_rows, const float* row_scale, const float* blk, float* s,
-               size_t s_stride) {
-  const DF df;
-  constexpr size_t N = hn::MaxLanes(DF());
+               size_t s_stride, const uint8_t* ahead, size_t ahead_rows) {
+  using D = typename Dec::D;
+  using V = hn::Vec<D>;
+  const D df;
+  constexpr size_t N = hn::MaxLanes(D());
   constexpr size_t U = kScoreUnroll<QB>;
-  const size_t n = f.n, full = VecCoords(f), nb = f.n_blocks;
+  const size_t n = f.n, full = VecCoords(f, N), nb = f.n_blocks;
   size_t r = 0;
   for (; r + 2 <= vec_rows; r += 2) {  // two rows per pass share the query loads
+    prefetch_row(ahead, ahead_rows, r, f.code_bytes);
+    prefetch_row(ahead, ahead_rows, r + 1, f.code_bytes);
     const uint8_t* row0 = codes + r * f.code_bytes;
     const uint8_t* row1 = row0 + f.code_bytes;
     const float* b0 = blk + r * nb;
     const float* b1 = b0 + nb;
-    VF a0[QB][U], a1[QB][U];
+    V a0[QB][U], a1[QB][U];
     for (size_t h = 0; h < QB; ++h) {
       for (size_t u = 0; u < U; ++u) a0[h][u] = a1[h][u] = hn::Zero(df);
     }
     size_t j = 0;
     for (; j + U * N <= full; j += U * N) {
       for (size_t u = 0; u < U; ++u) {
-        const VF c0 = dec.Vec(row0, j + u * N, b0);
-        const VF c1 = dec.Vec(row1, j + u * N, b1);
+        const V c0 = dec.Vec(row0, j + u * N, b0);
+        const V c1 = dec.Vec(row1, j + u * N, b1);
         for (size_t h = 0; h < QB; ++h) {
-          const VF qv = InRegister(hn::LoadU(df, q + h * q_stride + j + u * N));
+          const V qv = InRegister(hn::LoadU(df, q + h * q_stride + j + u * N));
           a0[h][u] = hn::MulAdd(c0, qv, a0[h][u]);
           a1[h][u] = hn::MulAdd(c1, qv, a1[h][u]);
         }
       }
     }
     for (; j < full; j += N) {
-      const VF c0 = dec.Vec(row0, j, b0);
-      const VF c1 = dec.Vec(row1, j, b1);
+      const V c0 = dec.Vec(row0, j, b0);
+      const V c1 = dec.Vec(row1, j, b1);
       for (size_t h = 0; h < QB; ++h) {
-        const VF qv = InRegister(hn::LoadU(df, q + h * q_stride + j));
+        const V qv = InRegister(hn::LoadU(df, q + h * q_stride + j));
         a0[h][0] = hn::MulAdd(c0, qv, a0[h][0]);
         a1[h][0] = hn::MulAdd(c1, qv, a1[h][0]);
       }
@@ -222,11 +234,24 @@ void ScoreRows(const Dec& dec, const KernelFormat& f, const float* q, size_t q_s
         a1[h][0] = hn::Add(a1[h][0], a1[h][u]);
       }
     }
-#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3)
-    if constexpr (QB == 4 && N == 8) {
-      // 8 horizontal sums at once: two rounds of hadd, then fold the 128-bit halves.
-      const __m256 p0 = _mm256_hadd_ps(a0[0][0].raw, a0[1][0].raw), p1 = _mm256_hadd_ps(a0[2][0].raw, a0[3][0].raw);
-      const __m256 p2 = _mm256_hadd_ps(a1[0][0].raw, a1[1][0].raw), p3 = _mm256_hadd_ps(a1[2][0].raw, a1[3][0].raw);
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET <= HWY_AVX3)
+    if constexpr (QB == 4 && (N == 8 || N == 16)) {
+      // 8 horizontal sums at once: (16 lanes: the 256-bit halves added first) two rounds of hadd,
+      // then fold the 128-bit halves.
+      __m256 x0[QB], x1[QB];
+      for (size_t h = 0; h < QB; ++h) {
+        if constexpr (N == 16) {
+#if HWY_TARGET <= HWY_AVX3
+          x0[h] = _mm256_add_ps(_mm512_castps512_ps256(a0[h][0].raw), _mm512_extractf32x8_ps(a0[h][0].raw, 1));
+          x1[h] = _mm256_add_ps(_mm512_castps512_ps256(a1[h][0].raw), _mm512_extractf32x8_ps(a1[h][0].raw, 1));
+#endif
+        } else {
+          x0[h] = a0[h][0].raw;
+          x1[h] = a1[h][0].raw;
+        }
+      }
+      const __m256 p0 = _mm256_hadd_ps(x0[0], x0[1]), p1 = _mm256_hadd_ps(x0[2], x0[3]);
+      const __m256 p2 = _mm256_hadd_ps(x1[0], x1[1]), p3 = _mm256_hadd_ps(x1[2], x1[3]);
       const __m256 u0 = _mm256_hadd_ps(p0, p1), u1 = _mm256_hadd_ps(p2, p3);
       const __m256 tot = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
       _mm256_storeu_ps(sums, tot);
@@ -251,10 +276,10 @@ void ScoreRows(const Dec& dec, const KernelFormat& f, const float* q, size_t q_s
   for (; r < vec_rows; ++r) {
     const uint8_t* row = codes + r * f.code_bytes;
     const float* b = blk + r * nb;
-    VF a[QB];
+    V a[QB];
     for (size_t h = 0; h < QB; ++h) a[h] = hn::Zero(df);
     for (size_t j = 0; j < full; j += N) {
-      const VF c = dec.Vec(row, j, b);
+      const V c = dec.Vec(row, j, b);
       for (size_t h = 0; h < QB; ++h) a[h] = hn::MulAdd(c, hn::LoadU(df, q + h * q_stride + j), a[h]);
     }
     for (size_t h = 0; h < QB; ++h) {
@@ -281,23 +306,27 @@ void ScoreRows(const Dec& dec, const KernelFormat& f, const float* q, size_t q_s
 
 template <size_t QB, class Dec>
 void AccumulateRows(const Dec& dec, const KernelFormat& f, const float* w, size_t w_stride, const uint8_t* codes,
-                    size_t rows, size_t vec_rows, const float* blk, float* acc, size_t acc_stride) {
-  const DF df;
-  constexpr size_t N = hn::MaxLanes(DF());
+                    size_t rows, size_t vec_rows, const float* blk, float* acc, size_t acc_stride,
+                    const uint8_t* ahead, size_t ahead_rows) {
+  using D = typename Dec::D;
+  using V = hn::Vec<D>;
+  const D df;
+  constexpr size_t N = hn::MaxLanes(D());
   constexpr size_t U = kAccUnroll<QB>;
-  const size_t n = f.n, full = VecCoords(f), nb = f.n_blocks;
+  const size_t n = f.n, full = VecCoords(f, N), nb = f.n_blocks;
   size_t j = 0;
   for (; j + U * N <= full; j += U * N) {
-    VF a[QB][U];
+    V a[QB][U];
     for (size_t h = 0; h < QB; ++h) {
       for (size_t u = 0; u < U; ++u) a[h][u] = hn::LoadU(df, acc + h * acc_stride + j + u * N);
     }
     for (size_t r = 0; r < vec_rows; ++r) {
+      if (j == 0) prefetch_row(ahead, ahead_rows, r, f.code_bytes);
       const uint8_t* row = codes + r * f.code_bytes;
-      VF wv[QB];
+      V wv[QB];
       for (size_t h = 0; h < QB; ++h) wv[h] = hn::Set(df, w[h * w_stride + r]);
       for (size_t u = 0; u < U; ++u) {
-        const VF c = dec.Vec(row, j + u * N, blk + r * nb);
+        const V c = dec.Vec(row, j + u * N, blk + r * nb);
         for (size_t h = 0; h < QB; ++h) a[h][u] = hn::MulAdd(wv[h], c, a[h][u]);
       }
     }
@@ -306,10 +335,10 @@ void AccumulateRows(const Dec& dec, const KernelFormat& f, const float* w, size_
     }
   }
   for (; j < full; j += N) {
-    VF a[QB];
+    V a[QB];
     for (size_t h = 0; h < QB; ++h) a[h] = hn::LoadU(df, acc + h * acc_stride + j);
     for (size_t r = 0; r < vec_rows; ++r) {
-      const VF c = dec.Vec(codes + r * f.code_bytes, j, blk + r * nb);
+      const V c = dec.Vec(codes + r * f.code_bytes, j, blk + r * nb);
       for (size_t h = 0; h < QB; ++h) a[h] = hn::MulAdd(hn::Set(df, w[h * w_stride + r]), c, a[h]);
     }
     for (size_t h = 0; h < QB; ++h) hn::StoreU(a[h], df, acc + h * acc_stride + j);
@@ -347,7 +376,7 @@ void LoadSide(const KernelFormat& f, const uint8_t* side, size_t rows, float* ro
 size_t VecRows(const KernelFormat& f, size_t rows, size_t tail) {
   constexpr size_t N = hn::MaxLanes(DF());
   if (f.kind != CodeKind::Packed || rows == 0) return rows;
-  const size_t full = VecCoords(f);
+  const size_t full = VecCoords(f, N);
   if (full == 0) return rows;
   const size_t last_load = ((full - N) * static_cast<size_t>(f.bits)) >> 3;  // first byte of the last 4-byte load
   if (last_load + 4 <= f.code_bytes) return rows;
@@ -357,34 +386,37 @@ size_t VecRows(const KernelFormat& f, size_t rows, size_t tail) {
   return scalar >= rows ? 0 : rows - scalar;
 }
 
+// ahead / ahead_rows: the next chunk's rows, prefetched during the first pass of queries.
 template <class Dec>
 void ScoreAll(const KernelFormat& f, const float* queries, size_t G, const uint8_t* codes, size_t rows,
-              size_t vec_rows, const float* rs, const float* blk, float* s) {
+              size_t vec_rows, const float* rs, const float* blk, float* s, const uint8_t* ahead, size_t ahead_rows) {
   const Dec dec(f);
   for (size_t h0 = 0; h0 < G; h0 += kMaxQ) {
     const float* q = queries + h0 * f.stride;
     float* so = s + h0 * kChunk;
+    const size_t pr = h0 ? 0 : ahead_rows;
     switch (G - h0 >= kMaxQ ? kMaxQ : G - h0) {
-      case 1: ScoreRows<1>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk); break;
-      case 2: ScoreRows<2>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk); break;
-      case 3: ScoreRows<3>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk); break;
-      default: ScoreRows<4>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk); break;
+      case 1: ScoreRows<1>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk, ahead, pr); break;
+      case 2: ScoreRows<2>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk, ahead, pr); break;
+      case 3: ScoreRows<3>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk, ahead, pr); break;
+      default: ScoreRows<4>(dec, f, q, f.stride, codes, rows, vec_rows, rs, blk, so, kChunk, ahead, pr); break;
     }
   }
 }
 
 template <class Dec>
 void AccumulateAll(const KernelFormat& f, const float* w, size_t G, const uint8_t* codes, size_t rows,
-                   size_t vec_rows, const float* blk, float* acc) {
+                   size_t vec_rows, const float* blk, float* acc, const uint8_t* ahead, size_t ahead_rows) {
   const Dec dec(f);
   for (size_t h0 = 0; h0 < G; h0 += kMaxQ) {
     const float* wq = w + h0 * kChunk;
     float* a = acc + h0 * f.stride;
+    const size_t pr = h0 ? 0 : ahead_rows;
     switch (G - h0 >= kMaxQ ? kMaxQ : G - h0) {
-      case 1: AccumulateRows<1>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride); break;
-      case 2: AccumulateRows<2>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride); break;
-      case 3: AccumulateRows<3>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride); break;
-      default: AccumulateRows<4>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride); break;
+      case 1: AccumulateRows<1>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride, ahead, pr); break;
+      case 2: AccumulateRows<2>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride, ahead, pr); break;
+      case 3: AccumulateRows<3>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride, ahead, pr); break;
+      default: AccumulateRows<4>(dec, f, wq, kChunk, codes, rows, vec_rows, blk, a, f.stride, ahead, pr); break;
     }
   }
 }
@@ -425,15 +457,17 @@ void RunWorkItem(const WorkItem& item) {
   float* vs = rs + kChunk;              // kChunk: V row scales
   float* blk = vs + kChunk;             // kChunk x n_blocks
 
-  for_each_chunk(item, vf.stride, kChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows) {
+  for_each_chunk(item, vf.stride, kChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows, const ChunkAhead& ahead) {
 
     const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
     const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
+    const uint8_t* k_ahead = ahead.rows ? ahead.k_page->codes + ahead.k_offset * kf.code_bytes : nullptr;
+    const uint8_t* v_ahead = ahead.rows ? ahead.v_page->codes + ahead.v_offset * vf.code_bytes : nullptr;
 
     // Scores.
     LoadSide(kf, kp.side ? kp.side + k_off * kf.side_bytes : nullptr, rows, rs, blk);
     const size_t k_vec = VecRows(kf, rows, readable_tail(kp, k_off, rows, kf.code_bytes));
-    WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s); });
+    WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s, k_ahead, ahead.rows); });
 
     // Online softmax: new max, rescale, weights = exp(s - m) x V row scale.
     LoadSide(vf, vp.side ? vp.side + v_off * vf.side_bytes : nullptr, rows, vs, blk);
@@ -444,7 +478,7 @@ void RunWorkItem(const WorkItem& item) {
 
     // Accumulate values in the rotated domain.
     const size_t v_vec = VecRows(vf, rows, readable_tail(vp, v_off, rows, vf.code_bytes));
-    WithDecoder(vf, [&]<class Dec>() { AccumulateAll<Dec>(vf, w, G, vcodes, rows, v_vec, blk, item.acc); });
+    WithDecoder(vf, [&]<class Dec>() { AccumulateAll<Dec>(vf, w, G, vcodes, rows, v_vec, blk, item.acc, v_ahead, ahead.rows); });
 
   });
 }

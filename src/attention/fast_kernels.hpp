@@ -91,9 +91,32 @@ struct PageCursor {
   }
 };
 
+/// Where the chunk after the current one starts (for software prefetch); rows 0: none.
+struct ChunkAhead {
+  const PageSpan* k_page = nullptr;
+  const PageSpan* v_page = nullptr;
+  size_t k_offset = 0, v_offset = 0, rows = 0;
+};
+
+/// Software prefetch of row r of the next chunk's codes (`ahead`, ahead_rows rows of row_bytes):
+/// every cache line the row touches. The kernels call it once per row of the current chunk, so the
+/// next chunk arrives spread over this one's time (the hardware prefetchers stop at 4 KB pages and
+/// restart at each page of the paged cache; a burst at the chunk's start fills the line-fill buffers).
+#ifndef RQ_PF_LOC
+#define RQ_PF_LOC 3
+#endif
+inline void prefetch_row(const uint8_t* ahead, size_t ahead_rows, size_t r, size_t row_bytes) {
+  if (r >= ahead_rows) return;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(ahead + r * row_bytes), end = begin + row_bytes;
+  for (uintptr_t line = begin & ~uintptr_t{63}; line < end; line += 64) {
+    __builtin_prefetch(reinterpret_cast<const void*>(line), 0, RQ_PF_LOC);
+  }
+}
+
 /// Resets the item's partial state (max -inf, denom 0, the first acc_n accumulators of each query 0)
-/// and calls fn(k_page, k_offset, v_page, v_offset, rows) for consecutive chunks of at most
-/// max_rows tokens of [item.begin, item.end), each inside one K page and one V page.
+/// and calls fn(k_page, k_offset, v_page, v_offset, rows, ahead) for consecutive chunks of at most
+/// max_rows tokens of [item.begin, item.end), each inside one K page and one V page; `ahead` is the
+/// next such chunk.
 template <class Fn>
 void for_each_chunk(const WorkItem& item, size_t acc_stride, size_t max_rows, Fn&& fn) {
   for (size_t h = 0; h < item.gqa_group; ++h) {
@@ -103,15 +126,27 @@ void for_each_chunk(const WorkItem& item, size_t acc_stride, size_t max_rows, Fn
   for (size_t i = 0; i < item.gqa_group * acc_stride; ++i) item.acc[i] = 0.0f;
   PageCursor kc(item.k_pages, item.n_k_pages, item.begin);
   PageCursor vc(item.v_pages, item.n_v_pages, item.begin);
-  for (size_t t = item.begin; t < item.end;) {
+  const auto chunk_rows = [&](const PageCursor& k, const PageCursor& v, size_t t) {
     size_t rows = item.end - t;
     if (rows > max_rows) rows = max_rows;
-    if (rows > kc.remaining()) rows = kc.remaining();
-    if (rows > vc.remaining()) rows = vc.remaining();
-    fn(item.k_pages[kc.page], kc.offset, item.v_pages[vc.page], vc.offset, rows);
-    kc.advance(rows);
-    vc.advance(rows);
+    if (rows > k.remaining()) rows = k.remaining();
+    if (rows > v.remaining()) rows = v.remaining();
+    return rows;
+  };
+  size_t rows = item.begin < item.end ? chunk_rows(kc, vc, item.begin) : 0;
+  for (size_t t = item.begin; t < item.end;) {
+    PageCursor kn = kc, vn = vc;
+    kn.advance(rows);
+    vn.advance(rows);
+    ChunkAhead ahead;
+    if (t + rows < item.end) {
+      ahead = {&item.k_pages[kn.page], &item.v_pages[vn.page], kn.offset, vn.offset, chunk_rows(kn, vn, t + rows)};
+    }
+    fn(item.k_pages[kc.page], kc.offset, item.v_pages[vc.page], vc.offset, rows, ahead);
+    kc = kn;
+    vc = vn;
     t += rows;
+    rows = ahead.rows;
   }
 }
 

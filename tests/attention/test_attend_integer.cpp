@@ -87,6 +87,31 @@ TEST_P(IntegerPerTarget, LongPeakyAndMixedLengths) {
   }
 }
 
+// The AVX-512 VBMI + VNNI kernels (AVX3_DL) compute the AVX2 kernels' integers, and the float steps
+// around them are the same Highway code on both: outputs identical to the bit, which catches a
+// single wrong code or weight that the relative tolerance above could let through.
+TEST(AttendInteger, Avx512KernelsMatchAvx2BitForBit) {
+  const auto targets = attention_simd_targets();
+  const auto has = [&](const char* t) { return std::find(targets.begin(), targets.end(), t) != targets.end(); };
+  if (!has("AVX3_DL") || !has("AVX2")) GTEST_SKIP() << "this CPU lacks AVX3_DL (AVX-512 VBMI + VNNI) or AVX2";
+  uint64_t seed = 1700;
+  for (const char* pair : {"rotor3/rotor3", "turbo3/turbo3", "turbo2/rotor4", "rotor4/turbo2", "planar3/iso4",
+                           "q8/rotor3", "rotor3/q4"}) {
+    const std::string kf = std::string(pair).substr(0, std::string(pair).find('/'));
+    const std::string vf = std::string(pair).substr(std::string(pair).find('/') + 1);
+    for (size_t d : {64u, 128u}) {
+      for (size_t n : {1u, 2u, 37u, 129u, 300u, 1000u}) {
+        for (size_t gqa : {1u, 3u, 4u, 6u}) {
+          const HeadCache c = make_cache(kf, vf, d, n, gqa, ++seed);
+          const float scale = 1.0f / std::sqrt(float(d));
+          EXPECT_EQ(run_integer(c, gqa, scale, "AVX3_DL"), run_integer(c, gqa, scale, "AVX2"))
+              << pair << " d=" << d << " n=" << n << " gqa=" << gqa;
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Targets, IntegerPerTarget, ::testing::ValuesIn(attention_simd_targets()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 

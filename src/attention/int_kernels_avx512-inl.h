@@ -1,0 +1,211 @@
+// AVX-512 kernels of the integer attention path for CPUs with VBMI and VNNI (Highway's AVX3_DL
+// target: Ice Lake and later Xeons, Zen 4 and later). They compute exactly the integers of the
+// portable loops (int_tables.hpp), 64 coordinates per register instead of the AVX2 kernels' 32:
+// - unpacking: one masked load per row (no read past it), then per 64 codes one vpermb (each qword
+//   gets the b bytes holding its 8 codes), one vpmultishiftqb (code i of a qword to byte i) and one
+//   vpermb as the table lookup (a 64-entry table t[i mod 2^b], so the bits above a code need no mask);
+// - scores: vpmaddubsw (table bytes x q8, pair sums) and vpdpwssd (times the pairs' 16-bit scales,
+//   added to the int32 accumulator in the same instruction);
+// - values: two rows' table values as int16 pairs (one vpermt2b with a zero mask per 16
+//   coordinates), then one vpdpwssd per head and 16 coordinates with the rows' weight pair.
+// Rows of n = 64 or 128 coordinates with 2..4-bit codes and a row norm (Lloyd-Max formats); others
+// take the AVX2 kernels. Included by attend_int_kernels.cpp inside its per-target namespace, for
+// HWY_TARGET == HWY_AVX3_DL only (no include guard: one copy per target).
+
+// Highway 1.0's AVX3_DL attribute string names avxvnni (VEX) but not avx512vnni; its runtime check
+// for the target requires AVX512-VNNI, so the EVEX vpdpwssd is safe wherever this target runs.
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+
+constexpr size_t kBlock512 = 64;                         // coordinates per register
+constexpr size_t kMaxBlocks512 = 2;                      // n <= 128
+constexpr size_t kQuerySlot512 = 128;                    // per head and block: 64 q8 bytes, 32 pair scales
+constexpr size_t kQueryBlock512 = kHeadsPerPass * kQuerySlot512;
+
+/// Whether a format's rows fit these kernels: b-bit Lloyd-Max codes with a row norm, n = 64 or 128.
+inline bool Fits512(const KernelFormat& f, const IntCodebook& cb) {
+  return f.kind == CodeKind::Packed && f.row_scale && !f.block_scale && cb.bits >= 2 && cb.bits <= 4 &&
+         (f.n == 64 || f.n == 128) && f.code_bytes == f.n * static_cast<size_t>(cb.bits) / 8;
+}
+
+// Unpacks a row of b-bit codes (LSB first) into table bytes in coordinate order, 64 at a time.
+struct Unpacker512 {
+  __m512i place[kMaxBlocks512];  // vpermb: byte 8k + i of block j <- row byte 8bj + bk + i
+  __m512i shifts;                // vpmultishiftqb: byte 8k + i <- bits from i * b of its qword
+  __m512i table;                 // t[i mod 2^b], i < 64
+  __mmask64 row_mask;            // the row's code_bytes
+  size_t blocks;
+  Unpacker512(const IntCodebook& cb, size_t n, size_t code_bytes) : blocks(n / kBlock512) {
+    const int b = cb.bits;
+    alignas(64) uint8_t pl[kMaxBlocks512][64], sh[64], tb[64];
+    for (size_t j = 0; j < kMaxBlocks512; ++j) {
+      for (int k = 0; k < 8; ++k) {
+        for (int i = 0; i < 8; ++i) pl[j][8 * k + i] = static_cast<uint8_t>((8 * b * j + b * k + i) & 63);
+      }
+    }
+    for (int k = 0; k < 8; ++k) {
+      for (int i = 0; i < 8; ++i) sh[8 * k + i] = static_cast<uint8_t>(i * b);
+    }
+    for (int i = 0; i < 64; ++i) tb[i] = cb.t[i % (1 << b)];
+    for (size_t j = 0; j < kMaxBlocks512; ++j) place[j] = _mm512_load_si512(pl[j]);
+    shifts = _mm512_load_si512(sh);
+    table = _mm512_load_si512(tb);
+    row_mask = code_bytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << code_bytes) - 1;
+  }
+  HWY_INLINE __m512i Row(const uint8_t* p) const { return _mm512_maskz_loadu_epi8(row_mask, p); }
+  // Table bytes of block j of a row loaded by Row().
+  HWY_INLINE __m512i Block(__m512i row, size_t j) const {
+    const __m512i codes = _mm512_multishift_epi64_epi8(shifts, _mm512_permutexvar_epi8(place[j], row));
+    return _mm512_permutexvar_epi8(codes, table);
+  }
+};
+
+/// 16 vectors -> one vector whose lane r is the sum of the 16 lanes of v[r].
+HWY_INLINE __m512i SumLanes16(const __m512i* v) {
+  __m512i c[8], e[4], g[2];
+  for (int i = 0; i < 8; ++i) {  // lane L of c[i]: {A0+A2, B0+B2, A1+A3, B1+B3} of v[2i], v[2i+1]
+    c[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+  }
+  for (int i = 0; i < 4; ++i) {  // dword m of lane L of e[i]: the sum of lane L of v[4i + m]
+    e[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(c[2 * i], c[2 * i + 1]), _mm512_unpackhi_epi64(c[2 * i], c[2 * i + 1]));
+  }
+  for (int i = 0; i < 2; ++i) {  // lanes: v[8i + m] over lanes {0, 1}, {2, 3}; v[8i + 4 + m] likewise
+    g[i] = _mm512_add_epi32(_mm512_shuffle_i64x2(e[2 * i], e[2 * i + 1], 0x88), _mm512_shuffle_i64x2(e[2 * i], e[2 * i + 1], 0xDD));
+  }
+  return _mm512_add_epi32(_mm512_shuffle_i64x2(g[0], g[1], 0x88), _mm512_shuffle_i64x2(g[0], g[1], 0xDD));
+}
+
+/// The queries of one pass of <= 4 heads as ScoreRows512 reads them: per block k and head slot h,
+/// kQuerySlot512 bytes at (k * 4 + h) * 128: 64 q8 values, then the 32 pair scales (coordinate
+/// order; zero for empty head slots). qs: passes x blocks x kQueryBlock512 bytes, 64-byte aligned.
+inline void QueryBytes512(const IntQueries& iq, size_t G, size_t blocks, uint8_t* qs) {
+  const size_t passes = (G + kHeadsPerPass - 1) / kHeadsPerPass;
+  std::memset(qs, 0, passes * blocks * kQueryBlock512);
+  for (size_t h = 0; h < G; ++h) {
+    for (size_t k = 0; k < blocks; ++k) {
+      uint8_t* slot = qs + ((h / kHeadsPerPass) * blocks + k) * kQueryBlock512 + (h % kHeadsPerPass) * kQuerySlot512;
+      std::memcpy(slot, iq.q8.data() + h * iq.stride + k * kBlock512, kBlock512);
+      std::memcpy(slot + kBlock512, iq.pair_scale.data() + h * (iq.stride / 2) + k * (kBlock512 / 2), kBlock512);
+    }
+  }
+}
+
+/// isum[h * is_stride + r] = sum_j s_m q8[h][j] t[code_rj] for rows r < rows, G <= 4 heads of one pass.
+template <size_t G, size_t kBlocks>
+HWY_NOINLINE void ScoreRows512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes,
+                               const uint8_t* qs, int32_t* isum, size_t is_stride, const uint8_t* ahead,
+                               size_t ahead_rows) {
+  static_assert(G >= 1 && G <= kHeadsPerPass && kBlocks >= 1 && kBlocks <= kMaxBlocks512);
+  alignas(64) __m512i buf[G][16];
+  const auto q = [&](size_t k, size_t h) HWY_ATTR { return _mm512_load_si512(qs + k * kQueryBlock512 + h * kQuerySlot512); };
+  const auto s = [&](size_t k, size_t h) HWY_ATTR {
+    return _mm512_load_si512(qs + k * kQueryBlock512 + h * kQuerySlot512 + kBlock512);
+  };
+  for (size_t r0 = 0; r0 < rows; r0 += 16) {
+    const size_t n = rows - r0 < 16 ? rows - r0 : 16;
+    for (size_t rr = 0; rr < n; ++rr) {
+      if (r0 + rr < ahead_rows) _mm_prefetch(reinterpret_cast<const char*>(ahead + (r0 + rr) * code_bytes), _MM_HINT_T0);
+      const __m512i row = u.Row(codes + (r0 + rr) * code_bytes);
+      const __m512i t0 = u.Block(row, 0);
+      __m512i a[G];
+      for (size_t h = 0; h < G; ++h) a[h] = _mm512_madd_epi16(_mm512_maddubs_epi16(t0, q(0, h)), s(0, h));
+      if constexpr (kBlocks > 1) {
+        const __m512i t1 = u.Block(row, 1);
+        for (size_t h = 0; h < G; ++h) a[h] = _mm512_dpwssd_epi32(a[h], _mm512_maddubs_epi16(t1, q(1, h)), s(1, h));
+      }
+      for (size_t h = 0; h < G; ++h) buf[h][rr] = a[h];
+    }
+    for (size_t rr = n; rr < 16; ++rr) {
+      for (size_t h = 0; h < G; ++h) buf[h][rr] = _mm512_setzero_si512();
+    }
+    const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
+    for (size_t h = 0; h < G; ++h) _mm512_mask_storeu_epi32(isum + h * is_stride + r0, keep, SumLanes16(buf[h]));
+  }
+}
+
+/// vsum[h * vs_stride + j] (+)= sum_r w16[h * kIntChunk + r] t[code_rj], j < 64 * kBlocks, G <= 4 heads
+/// of one pass (first: =). An odd last row pairs with itself; its partner's weight w16[rows] is 0
+/// (SoftmaxToWeights16 writes 0 up to the next multiple of 8).
+template <size_t G, size_t kBlocks>
+HWY_NOINLINE void ValueRows512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes,
+                               const uint16_t* w16, bool first, int32_t* vsum, size_t vs_stride, const uint8_t* ahead,
+                               size_t ahead_rows) {
+  static_assert(G >= 1 && G <= kHeadsPerPass && kBlocks >= 1 && kBlocks <= kMaxBlocks512);
+  // Pair c of a block: dword m = (t0[16c + m], t1[16c + m]) as int16 (bytes 1 and 3 zero).
+  __m512i pick[4];
+  for (int c = 0; c < 4; ++c) {
+    alignas(64) uint8_t idx[64];
+    for (int m = 0; m < 16; ++m) {
+      idx[4 * m] = static_cast<uint8_t>(16 * c + m);
+      idx[4 * m + 1] = 0;
+      idx[4 * m + 2] = static_cast<uint8_t>(64 + 16 * c + m);
+      idx[4 * m + 3] = 0;
+    }
+    pick[c] = _mm512_load_si512(idx);
+  }
+  constexpr __mmask64 kLowBytes = 0x5555555555555555ull;
+  for (size_t k = 0; k < kBlocks; ++k) {
+    __m512i acc[G][4];
+    for (size_t h = 0; h < G; ++h) {
+      for (int c = 0; c < 4; ++c) acc[h][c] = _mm512_setzero_si512();
+    }
+    for (size_t r = 0; r < rows; r += 2) {
+      if (k == 0 && r < ahead_rows) {
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + r * code_bytes), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + r * code_bytes + code_bytes), _MM_HINT_T0);
+      }
+      const uint8_t* r0 = codes + r * code_bytes;
+      const __m512i t0 = u.Block(u.Row(r0), k);
+      const __m512i t1 = u.Block(u.Row(r + 1 < rows ? r0 + code_bytes : r0), k);
+      __m512i w[G];
+      for (size_t h = 0; h < G; ++h) {
+        uint32_t pair;
+        std::memcpy(&pair, w16 + h * kIntChunk + r, sizeof(pair));  // w16[r] | w16[r + 1] << 16
+        w[h] = _mm512_set1_epi32(static_cast<int>(pair));
+      }
+      for (int c = 0; c < 4; ++c) {
+        const __m512i x = _mm512_maskz_permutex2var_epi8(kLowBytes, t0, pick[c], t1);
+        for (size_t h = 0; h < G; ++h) acc[h][c] = _mm512_dpwssd_epi32(acc[h][c], x, w[h]);
+      }
+    }
+    for (size_t h = 0; h < G; ++h) {
+      for (int c = 0; c < 4; ++c) {
+        int32_t* dst = vsum + h * vs_stride + k * kBlock512 + 16 * c;
+        const __m512i v = first ? acc[h][c] : _mm512_add_epi32(_mm512_loadu_si512(dst), acc[h][c]);
+        _mm512_storeu_si512(dst, v);
+      }
+    }
+  }
+}
+
+/// Scores of rows [0, rows) for all G heads (passes of <= 4 heads over the codes).
+/// ahead: the next chunk's first row (ahead_rows of them), prefetched row by row during the first pass.
+inline void ScoreAll512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes, const uint8_t* qs,
+                        size_t G, int32_t* isum, size_t is_stride, const uint8_t* ahead, size_t ahead_rows) {
+  ForHeadPasses(G, [&](auto kg, size_t h0) HWY_ATTR {
+    constexpr size_t g = decltype(kg)::value;
+    const uint8_t* pq = qs + (h0 / kHeadsPerPass) * u.blocks * kQueryBlock512;
+    if (u.blocks == 2) {
+      ScoreRows512<g, 2>(u, codes, rows, code_bytes, pq, isum + h0 * is_stride, is_stride, ahead, h0 ? 0 : ahead_rows);
+    } else {
+      ScoreRows512<g, 1>(u, codes, rows, code_bytes, pq, isum + h0 * is_stride, is_stride, ahead, h0 ? 0 : ahead_rows);
+    }
+  });
+}
+
+/// Values of rows [0, rows) for all G heads (w16: head h at h * kIntChunk).
+inline void ValueAll512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes, const uint16_t* w16,
+                        size_t G, bool first, int32_t* vsum, size_t vs_stride, const uint8_t* ahead, size_t ahead_rows) {
+  ForHeadPasses(G, [&](auto kg, size_t h0) HWY_ATTR {
+    constexpr size_t g = decltype(kg)::value;
+    if (u.blocks == 2) {
+      ValueRows512<g, 2>(u, codes, rows, code_bytes, w16 + h0 * kIntChunk, first, vsum + h0 * vs_stride, vs_stride,
+                         ahead, h0 ? 0 : ahead_rows);
+    } else {
+      ValueRows512<g, 1>(u, codes, rows, code_bytes, w16 + h0 * kIntChunk, first, vsum + h0 * vs_stride, vs_stride,
+                         ahead, h0 ? 0 : ahead_rows);
+    }
+  });
+}
+
+#pragma GCC pop_options
