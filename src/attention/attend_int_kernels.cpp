@@ -181,13 +181,15 @@ HWY_INLINE void ScoreFourHeads(__m256i t, const uint8_t* qs, __m256i& a0, __m256
 // constant, else `full_runtime`.
 template <size_t G, size_t kFull, class U>
 void ScoreBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
-                 size_t full_runtime, const uint8_t* qs, int32_t* isum, size_t is_stride) {
+                 size_t full_runtime, const uint8_t* qs, int32_t* isum, size_t is_stride, const uint8_t* ahead,
+                 size_t ahead_rows) {
   static_assert(G >= 1 && G <= kHeadsPerPass);
   const size_t full = kFull ? kFull : full_runtime;
   alignas(32) int32_t buf[8][G][8];  // buf[rr][h]: 8 partial sums of row r0 + rr (rows past the end: 0)
   for (size_t r0 = 0; r0 < rows; r0 += 8) {
     const size_t n = rows - r0 < 8 ? rows - r0 : 8;
     for (size_t rr = 0; rr < n; ++rr) {
+      prefetch_row(ahead, ahead_rows, r0 + rr, code_bytes);
       const uint8_t* row = codes + (r0 + rr) * code_bytes;
       const __m256i zero = _mm256_setzero_si256();
       __m256i acc[4] = {zero, zero, zero, zero};
@@ -236,13 +238,15 @@ void ScoreBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_
 // subtracted afterwards (RunIntWorkItem, for 8 rows at a time).
 template <size_t G, size_t kFull>
 void ScoreBlocksScaled(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
-                       size_t full_runtime, const uint8_t* qs, const float* sc, size_t nb, float* fsum, size_t is_stride) {
+                       size_t full_runtime, const uint8_t* qs, const float* sc, size_t nb, float* fsum, size_t is_stride,
+                       const uint8_t* ahead, size_t ahead_rows) {
   static_assert(G >= 1 && G <= kHeadsPerPass);
   const size_t full = kFull ? kFull : full_runtime;
   alignas(32) float buf[8][G][8];  // buf[rr][h]: 8 partial sums of row r0 + rr (rows past the end: 0)
   for (size_t r0 = 0; r0 < rows; r0 += 8) {
     const size_t n = rows - r0 < 8 ? rows - r0 : 8;
     for (size_t rr = 0; rr < n; ++rr) {
+      prefetch_row(ahead, ahead_rows, r0 + rr, code_bytes);
       const uint8_t* row = codes + (r0 + rr) * code_bytes;
       const float* srow = sc + (r0 + rr) * nb;
       __m256 acc[G];
@@ -286,10 +290,12 @@ void ScoreBlocksScaled(const Unpacker& u, size_t bb, const uint8_t* codes, size_
 // paired with itself (its partner gets weight 0). A half last block gets only its first 32 bytes.
 template <size_t kFull, class U>
 void DecodeValuePairs(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
-                      size_t full_runtime, bool half, uint8_t* pairs) {
+                      size_t full_runtime, bool half, uint8_t* pairs, const uint8_t* ahead, size_t ahead_rows) {
   const size_t full = kFull ? kFull : full_runtime;
   const U lu = u;  // a local copy: the stores to `pairs` (bytes) would make the compiler reload u's tables
   for (size_t p = 0; 2 * p < rows; ++p) {
+    prefetch_row(ahead, ahead_rows, 2 * p, code_bytes);
+    prefetch_row(ahead, ahead_rows, 2 * p + 1, code_bytes);
     const uint8_t* r0 = codes + 2 * p * code_bytes;
     const uint8_t* r1 = 2 * p + 1 < rows ? r0 + code_bytes : r0;
     for (size_t k = 0; k < full; ++k) {
@@ -392,14 +398,17 @@ HWY_INLINE void ForHeadPasses(size_t G, Fn&& fn) {
 }
 
 // Scores of rows [0, rows) for all G heads (groups of <= 4 heads per pass over the codes).
+// ahead: the next chunk's rows (ahead_rows of them), prefetched during the first pass of heads.
 template <class U>
 void ScoreFullBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
-                     const uint8_t* qs, size_t G, int32_t* isum, size_t is_stride) {
+                     const uint8_t* qs, size_t G, int32_t* isum, size_t is_stride, const uint8_t* ahead,
+                     size_t ahead_rows) {
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
     ForHeadPasses(G, [&](auto kg, size_t h0) {
       ScoreBlocks<decltype(kg)::value, F, U>(u, bb, codes, rows, code_bytes, full,
-                                             qs + (h0 / kHeadsPerPass) * full * kQueryBlock, isum + h0 * is_stride, is_stride);
+                                             qs + (h0 / kHeadsPerPass) * full * kQueryBlock, isum + h0 * is_stride, is_stride,
+                                             ahead, h0 ? 0 : ahead_rows);
     });
   });
 }
@@ -407,13 +416,13 @@ void ScoreFullBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, s
 // Block-scale scores of rows [0, rows) for all G heads (float sums, ScoreBlocksScaled).
 void ScoreFullBlocksScaled(const Unpacker& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes,
                            size_t full, const uint8_t* qs, const float* sc, size_t nb, size_t G, float* fsum,
-                           size_t is_stride) {
+                           size_t is_stride, const uint8_t* ahead, size_t ahead_rows) {
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
     ForHeadPasses(G, [&](auto kg, size_t h0) {
       ScoreBlocksScaled<decltype(kg)::value, F>(u, bb, codes, rows, code_bytes, full,
                                                 qs + (h0 / kHeadsPerPass) * full * kQueryBlock, sc, nb,
-                                                fsum + h0 * is_stride, is_stride);
+                                                fsum + h0 * is_stride, is_stride, ahead, h0 ? 0 : ahead_rows);
     });
   });
 }
@@ -426,7 +435,7 @@ void ScoreFullBlocksScaled(const Unpacker& u, size_t bb, const uint8_t* codes, s
 template <class U>
 void ValueFullBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, size_t code_bytes, size_t full,
                      bool half, const uint16_t* w16, size_t sets, size_t G, uint8_t* pairs, __m256i* wb, bool first,
-                     int32_t* vsum, size_t vs_stride) {
+                     int32_t* vsum, size_t vs_stride, const uint8_t* ahead, size_t ahead_rows) {
   const size_t np = (rows + 1) / 2, whole = rows / 2;
   for (size_t hs = 0; hs < G * sets; ++hs) {
     const size_t h = hs / sets, set = hs % sets;
@@ -442,7 +451,7 @@ void ValueFullBlocks(const U& u, size_t bb, const uint8_t* codes, size_t rows, s
   }
   WithBlockCount(full, [&](auto kf) {
     constexpr size_t F = decltype(kf)::value;
-    DecodeValuePairs<F, U>(u, bb, codes, rows, code_bytes, full, half, pairs);
+    DecodeValuePairs<F, U>(u, bb, codes, rows, code_bytes, full, half, pairs, ahead, ahead_rows);
     const size_t set_stride = sets > 1 ? kHeadsPerPass * kWeightPairStride : 0;
     ForHeadPasses(G, [&](auto kg, size_t h0) {
       AccumulatePairs<decltype(kg)::value, F>(pairs, np, full, half, wb + h0 * sets * kWeightPairStride, set_stride, first,
@@ -732,7 +741,11 @@ void RunIntWorkItem(const WorkItem& item) {
     // The next chunk's code rows (the AVX-512 kernels prefetch them row by row) and side values.
     const uint8_t* k_ahead = ahead.rows ? ahead.k_page->codes + ahead.k_offset * kf.code_bytes : nullptr;
     const uint8_t* v_ahead = ahead.rows ? ahead.v_page->codes + ahead.v_offset * vf.code_bytes : nullptr;
-    (void)k_ahead, (void)v_ahead;
+    (void)k_ahead, (void)v_ahead;  // (the portable loops prefetch nothing)
+    if (ahead.rows) {
+      if (ahead.k_page->side) prefetch_side(ahead.k_page->side + ahead.k_offset * kf.side_bytes, ahead.rows, kf.side_bytes);
+      if (ahead.v_page->side) prefetch_side(ahead.v_page->side + ahead.v_offset * vf.side_bytes, ahead.rows, vf.side_bytes);
+    }
     // No software prefetch: the hardware's stream prefetchers follow the four planes (K and V codes
     // and norms). A burst of prefetches for the whole next chunk (sessions 2-6) filled the miss
     // buffers and stalled the loads at every chunk start: best of 4 x 6 calls, 8 heads x 64K, 2
@@ -762,7 +775,7 @@ void RunIntWorkItem(const WorkItem& item) {
 #if RQ_INT_ATTENTION_AVX2
                         if (kfull) {
                           ScoreFullBlocksScaled(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, ksc + r0 * nbk, nbk,
-                                                G, s + r0, kIntChunk);
+                                                G, s + r0, kIntChunk, k_ahead, r0 == 0 ? ahead.rows : 0);
                         }
 #endif
                         if (ktail < iq.n) {
@@ -774,7 +787,8 @@ void RunIntWorkItem(const WorkItem& item) {
 #if RQ_INT_ATTENTION_AVX2
                       if (kfull) {
                         with_codes(ku, [&](const auto& u) HWY_ATTR {
-                          ScoreFullBlocks(u, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, G, isum + r0, kIntChunk);
+                          ScoreFullBlocks(u, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, G, isum + r0, kIntChunk, k_ahead,
+                                          r0 == 0 ? ahead.rows : 0);
                         });
                       }
 #endif
@@ -845,7 +859,7 @@ void RunIntWorkItem(const WorkItem& item) {
                       if (vfull) {
                         with_codes(vu, [&](const auto& u) HWY_ATTR {
                           ValueFullBlocks(u, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, w16 + r0, nbv, G, pairs,
-                                          wb, r0 == 0, vsum, vs_stride);
+                                          wb, r0 == 0, vsum, vs_stride, v_ahead, r0 == 0 ? ahead.rows : 0);
                         });
                       }
 #endif

@@ -463,6 +463,10 @@ void RunWorkItem(const WorkItem& item) {
     const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
     const uint8_t* k_ahead = ahead.rows ? ahead.k_page->codes + ahead.k_offset * kf.code_bytes : nullptr;
     const uint8_t* v_ahead = ahead.rows ? ahead.v_page->codes + ahead.v_offset * vf.code_bytes : nullptr;
+    if (ahead.rows) {
+      if (ahead.k_page->side) prefetch_side(ahead.k_page->side + ahead.k_offset * kf.side_bytes, ahead.rows, kf.side_bytes);
+      if (ahead.v_page->side) prefetch_side(ahead.v_page->side + ahead.v_offset * vf.side_bytes, ahead.rows, vf.side_bytes);
+    }
 
     // Scores.
     LoadSide(kf, kp.side ? kp.side + k_off * kf.side_bytes : nullptr, rows, rs, blk);

@@ -113,6 +113,16 @@ inline void prefetch_row(const uint8_t* ahead, size_t ahead_rows, size_t r, size
   }
 }
 
+/// Software prefetch of the next chunk's side values (ahead_rows rows of side_bytes from `side`),
+/// issued at the start of the current chunk (a few lines).
+inline void prefetch_side(const uint8_t* side, size_t ahead_rows, size_t side_bytes) {
+  if (!side || ahead_rows == 0 || side_bytes == 0) return;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(side), end = begin + ahead_rows * side_bytes;
+  for (uintptr_t line = begin & ~uintptr_t{63}; line < end; line += 64) {
+    __builtin_prefetch(reinterpret_cast<const void*>(line), 0, RQ_PF_LOC);
+  }
+}
+
 /// Resets the item's partial state (max -inf, denom 0, the first acc_n accumulators of each query 0)
 /// and calls fn(k_page, k_offset, v_page, v_offset, rows, ahead) for consecutive chunks of at most
 /// max_rows tokens of [item.begin, item.end), each inside one K page and one V page; `ahead` is the
