@@ -707,8 +707,8 @@ void RunIntWorkItem(const WorkItem& item) {
   // AVX-512 VBMI + VNNI kernels for the rows that fit them (int_kernels_avx512-inl.h); they read each
   // row with a masked load, so no row is copied for its loads' sake.
   std::optional<Unpacker512> ku512, vu512;
-  if (!kblk && Fits512(kf, kcb) && iq.n == kf.n) ku512.emplace(kcb, kf.n, kf.code_bytes);
-  if (!vblk && Fits512(vf, vcb)) vu512.emplace(vcb, vf.n, vf.code_bytes);
+  if (!kblk && Fits512(kf, kcb) && iq.n == kf.n) ku512.emplace(kcb, kf.n);
+  if (!vblk && Fits512(vf, vcb)) vu512.emplace(vcb, vf.n);
   thread_local std::vector<uint8_t> q512_bytes;
   uint8_t* qs512 = nullptr;
   if (ku512) {

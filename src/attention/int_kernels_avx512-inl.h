@@ -1,15 +1,17 @@
 // AVX-512 kernels of the integer attention path for CPUs with VBMI and VNNI (Highway's AVX3_DL
 // target: Ice Lake and later Xeons, Zen 4 and later). They compute exactly the integers of the
 // portable loops (int_tables.hpp), 64 coordinates per register instead of the AVX2 kernels' 32:
-// - unpacking: one masked load per row (no read past it), then per 64 codes one vpermb (each qword
-//   gets the b bytes holding its 8 codes), one vpmultishiftqb (code i of a qword to byte i) and one
-//   vpermb as the table lookup (a 64-entry table t[i mod 2^b], so the bits above a code need no mask);
+// - unpacking: per 64 codes one masked load (no read past the row), one vpermb (each qword gets the
+//   b bytes holding its 8 codes), one vpmultishiftqb (code i of a qword to byte i) and one vpermb as
+//   the table lookup (a 64-entry table t[i mod 2^b], so the bits above a code need no mask); int8
+//   codes: a load and an XOR;
 // - scores: vpmaddubsw (table bytes x q8, pair sums) and vpdpwssd (times the pairs' 16-bit scales,
 //   added to the int32 accumulator in the same instruction);
 // - values: two rows' table values as int16 pairs (one vpermt2b with a zero mask per 16
 //   coordinates), then one vpdpwssd per head and 16 coordinates with the rows' weight pair.
-// Rows of n = 64 or 128 coordinates with 2..4-bit codes and a row norm (Lloyd-Max formats); others
-// take the AVX2 kernels. Included by attend_int_kernels.cpp inside its per-target namespace, for
+// Rows of n = 64 or 128 coordinates with 2..4-bit codes and a row norm (Lloyd-Max formats), or int8
+// codes with a row scale (q8: the code byte with its top bit flipped is the table value); others
+// (int4 block scales, other widths) take the AVX2 kernels. Included by attend_int_kernels.cpp inside its per-target namespace, for
 // HWY_TARGET == HWY_AVX3_DL only (no include guard: one copy per target).
 
 // Highway 1.0's AVX3_DL attribute string names avxvnni (VEX) but not avx512vnni; its runtime check
@@ -22,41 +24,48 @@ constexpr size_t kMaxBlocks512 = 2;                      // n <= 128
 constexpr size_t kQuerySlot512 = 128;                    // per head and block: 64 q8 bytes, 32 pair scales
 constexpr size_t kQueryBlock512 = kHeadsPerPass * kQuerySlot512;
 
-/// Whether a format's rows fit these kernels: b-bit Lloyd-Max codes with a row norm, n = 64 or 128.
+/// Whether a format's rows fit these kernels: n = 64 or 128 coordinates of b-bit Lloyd-Max codes with
+/// a row norm, or of int8 codes with a row scale.
 inline bool Fits512(const KernelFormat& f, const IntCodebook& cb) {
+  if (f.n != 64 && f.n != 128) return false;
+  if (f.kind == CodeKind::Int8) return f.row_scale && cb.bits == 8 && f.code_bytes == f.n;
   return f.kind == CodeKind::Packed && f.row_scale && !f.block_scale && cb.bits >= 2 && cb.bits <= 4 &&
-         (f.n == 64 || f.n == 128) && f.code_bytes == f.n * static_cast<size_t>(cb.bits) / 8;
+         f.code_bytes == f.n * static_cast<size_t>(cb.bits) / 8;
 }
 
-// Unpacks a row of b-bit codes (LSB first) into table bytes in coordinate order, 64 at a time.
+// A row's table values in coordinate order, 64 at a time: b-bit codes (LSB first) unpacked and looked
+// up, or int8 codes (`bytes`) with their top bit flipped.
 struct Unpacker512 {
-  __m512i place[kMaxBlocks512];  // vpermb: byte 8k + i of block j <- row byte 8bj + bk + i
-  __m512i shifts;                // vpmultishiftqb: byte 8k + i <- bits from i * b of its qword
-  __m512i table;                 // t[i mod 2^b], i < 64
-  __mmask64 row_mask;            // the row's code_bytes
-  size_t blocks;
-  Unpacker512(const IntCodebook& cb, size_t n, size_t code_bytes) : blocks(n / kBlock512) {
-    const int b = cb.bits;
-    alignas(64) uint8_t pl[kMaxBlocks512][64], sh[64], tb[64];
-    for (size_t j = 0; j < kMaxBlocks512; ++j) {
+  __m512i place;         // vpermb: byte 8k + i <- block byte bk + i (qword k: the b bytes of codes 8k..8k+7)
+  __m512i shifts;        // vpmultishiftqb: byte 8k + i <- bits from i * b of its qword
+  __m512i table;         // t[i mod 2^b], i < 64
+  __mmask64 block_mask;  // a block's 8b bytes
+  size_t block_bytes, blocks;
+  bool bytes;
+  Unpacker512(const IntCodebook& cb, size_t n) : blocks(n / kBlock512), bytes(cb.bits == 8) {
+    const int b = bytes ? 8 : cb.bits;
+    block_bytes = 8 * static_cast<size_t>(b);
+    block_mask = block_bytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << block_bytes) - 1;
+    alignas(64) uint8_t pl[64] = {}, sh[64] = {}, tb[64] = {};
+    if (!bytes) {
       for (int k = 0; k < 8; ++k) {
-        for (int i = 0; i < 8; ++i) pl[j][8 * k + i] = static_cast<uint8_t>((8 * b * j + b * k + i) & 63);
+        for (int i = 0; i < 8; ++i) {
+          pl[8 * k + i] = static_cast<uint8_t>((b * k + i) & 63);
+          sh[8 * k + i] = static_cast<uint8_t>(i * b);
+        }
       }
+      for (int i = 0; i < 64; ++i) tb[i] = cb.t[i % (1 << b)];
     }
-    for (int k = 0; k < 8; ++k) {
-      for (int i = 0; i < 8; ++i) sh[8 * k + i] = static_cast<uint8_t>(i * b);
-    }
-    for (int i = 0; i < 64; ++i) tb[i] = cb.t[i % (1 << b)];
-    for (size_t j = 0; j < kMaxBlocks512; ++j) place[j] = _mm512_load_si512(pl[j]);
+    place = _mm512_load_si512(pl);
     shifts = _mm512_load_si512(sh);
     table = _mm512_load_si512(tb);
-    row_mask = code_bytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << code_bytes) - 1;
   }
-  HWY_INLINE __m512i Row(const uint8_t* p) const { return _mm512_maskz_loadu_epi8(row_mask, p); }
-  // Table bytes of block j of a row loaded by Row().
-  HWY_INLINE __m512i Block(__m512i row, size_t j) const {
-    const __m512i codes = _mm512_multishift_epi64_epi8(shifts, _mm512_permutexvar_epi8(place[j], row));
-    return _mm512_permutexvar_epi8(codes, table);
+  // Table bytes of block j (coordinates 64j .. 64j + 63) of the row at p (reads only the row's bytes).
+  template <bool kBytes>
+  HWY_INLINE __m512i Block(const uint8_t* p, size_t j) const {
+    if constexpr (kBytes) return _mm512_xor_si512(_mm512_loadu_si512(p + kBlock512 * j), _mm512_set1_epi8(-128));
+    const __m512i x = _mm512_maskz_loadu_epi8(block_mask, p + block_bytes * j);
+    return _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(shifts, _mm512_permutexvar_epi8(place, x)), table);
   }
 };
 
@@ -91,7 +100,7 @@ inline void QueryBytes512(const IntQueries& iq, size_t G, size_t blocks, uint8_t
 }
 
 /// isum[h * is_stride + r] = sum_j s_m q8[h][j] t[code_rj] for rows r < rows, G <= 4 heads of one pass.
-template <size_t G, size_t kBlocks>
+template <size_t G, size_t kBlocks, bool kBytes>
 HWY_NOINLINE void ScoreRows512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes,
                                const uint8_t* qs, int32_t* isum, size_t is_stride, const uint8_t* ahead,
                                size_t ahead_rows) {
@@ -105,12 +114,12 @@ HWY_NOINLINE void ScoreRows512(const Unpacker512& u, const uint8_t* codes, size_
     const size_t n = rows - r0 < 16 ? rows - r0 : 16;
     for (size_t rr = 0; rr < n; ++rr) {
       if (r0 + rr < ahead_rows) _mm_prefetch(reinterpret_cast<const char*>(ahead + (r0 + rr) * code_bytes), _MM_HINT_T0);
-      const __m512i row = u.Row(codes + (r0 + rr) * code_bytes);
-      const __m512i t0 = u.Block(row, 0);
+      const uint8_t* row = codes + (r0 + rr) * code_bytes;
+      const __m512i t0 = u.template Block<kBytes>(row, 0);
       __m512i a[G];
       for (size_t h = 0; h < G; ++h) a[h] = _mm512_madd_epi16(_mm512_maddubs_epi16(t0, q(0, h)), s(0, h));
       if constexpr (kBlocks > 1) {
-        const __m512i t1 = u.Block(row, 1);
+        const __m512i t1 = u.template Block<kBytes>(row, 1);
         for (size_t h = 0; h < G; ++h) a[h] = _mm512_dpwssd_epi32(a[h], _mm512_maddubs_epi16(t1, q(1, h)), s(1, h));
       }
       for (size_t h = 0; h < G; ++h) buf[h][rr] = a[h];
@@ -126,7 +135,7 @@ HWY_NOINLINE void ScoreRows512(const Unpacker512& u, const uint8_t* codes, size_
 /// vsum[h * vs_stride + j] (+)= sum_r w16[h * kIntChunk + r] t[code_rj], j < 64 * kBlocks, G <= 4 heads
 /// of one pass (first: =). An odd last row pairs with itself; its partner's weight w16[rows] is 0
 /// (SoftmaxToWeights16 writes 0 up to the next multiple of 8).
-template <size_t G, size_t kBlocks>
+template <size_t G, size_t kBlocks, bool kBytes>
 HWY_NOINLINE void ValueRows512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes,
                                const uint16_t* w16, bool first, int32_t* vsum, size_t vs_stride, const uint8_t* ahead,
                                size_t ahead_rows) {
@@ -155,8 +164,8 @@ HWY_NOINLINE void ValueRows512(const Unpacker512& u, const uint8_t* codes, size_
         _mm_prefetch(reinterpret_cast<const char*>(ahead + r * code_bytes + code_bytes), _MM_HINT_T0);
       }
       const uint8_t* r0 = codes + r * code_bytes;
-      const __m512i t0 = u.Block(u.Row(r0), k);
-      const __m512i t1 = u.Block(u.Row(r + 1 < rows ? r0 + code_bytes : r0), k);
+      const __m512i t0 = u.template Block<kBytes>(r0, k);
+      const __m512i t1 = u.template Block<kBytes>(r + 1 < rows ? r0 + code_bytes : r0, k);
       __m512i w[G];
       for (size_t h = 0; h < G; ++h) {
         uint32_t pair;
@@ -185,10 +194,18 @@ inline void ScoreAll512(const Unpacker512& u, const uint8_t* codes, size_t rows,
   ForHeadPasses(G, [&](auto kg, size_t h0) HWY_ATTR {
     constexpr size_t g = decltype(kg)::value;
     const uint8_t* pq = qs + (h0 / kHeadsPerPass) * u.blocks * kQueryBlock512;
-    if (u.blocks == 2) {
-      ScoreRows512<g, 2>(u, codes, rows, code_bytes, pq, isum + h0 * is_stride, is_stride, ahead, h0 ? 0 : ahead_rows);
+    const size_t pr = h0 ? 0 : ahead_rows;
+    int32_t* out = isum + h0 * is_stride;
+    if (u.bytes) {
+      if (u.blocks == 2) {
+        ScoreRows512<g, 2, true>(u, codes, rows, code_bytes, pq, out, is_stride, ahead, pr);
+      } else {
+        ScoreRows512<g, 1, true>(u, codes, rows, code_bytes, pq, out, is_stride, ahead, pr);
+      }
+    } else if (u.blocks == 2) {
+      ScoreRows512<g, 2, false>(u, codes, rows, code_bytes, pq, out, is_stride, ahead, pr);
     } else {
-      ScoreRows512<g, 1>(u, codes, rows, code_bytes, pq, isum + h0 * is_stride, is_stride, ahead, h0 ? 0 : ahead_rows);
+      ScoreRows512<g, 1, false>(u, codes, rows, code_bytes, pq, out, is_stride, ahead, pr);
     }
   });
 }
@@ -198,12 +215,19 @@ inline void ValueAll512(const Unpacker512& u, const uint8_t* codes, size_t rows,
                         size_t G, bool first, int32_t* vsum, size_t vs_stride, const uint8_t* ahead, size_t ahead_rows) {
   ForHeadPasses(G, [&](auto kg, size_t h0) HWY_ATTR {
     constexpr size_t g = decltype(kg)::value;
-    if (u.blocks == 2) {
-      ValueRows512<g, 2>(u, codes, rows, code_bytes, w16 + h0 * kIntChunk, first, vsum + h0 * vs_stride, vs_stride,
-                         ahead, h0 ? 0 : ahead_rows);
+    const uint16_t* w = w16 + h0 * kIntChunk;
+    int32_t* out = vsum + h0 * vs_stride;
+    const size_t pr = h0 ? 0 : ahead_rows;
+    if (u.bytes) {
+      if (u.blocks == 2) {
+        ValueRows512<g, 2, true>(u, codes, rows, code_bytes, w, first, out, vs_stride, ahead, pr);
+      } else {
+        ValueRows512<g, 1, true>(u, codes, rows, code_bytes, w, first, out, vs_stride, ahead, pr);
+      }
+    } else if (u.blocks == 2) {
+      ValueRows512<g, 2, false>(u, codes, rows, code_bytes, w, first, out, vs_stride, ahead, pr);
     } else {
-      ValueRows512<g, 1>(u, codes, rows, code_bytes, w16 + h0 * kIntChunk, first, vsum + h0 * vs_stride, vs_stride,
-                         ahead, h0 ? 0 : ahead_rows);
+      ValueRows512<g, 1, false>(u, codes, rows, code_bytes, w, first, out, vs_stride, ahead, pr);
     }
   });
 }

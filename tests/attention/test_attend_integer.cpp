@@ -96,7 +96,7 @@ TEST(AttendInteger, Avx512KernelsMatchAvx2BitForBit) {
   if (!has("AVX3_DL") || !has("AVX2")) GTEST_SKIP() << "this CPU lacks AVX3_DL (AVX-512 VBMI + VNNI) or AVX2";
   uint64_t seed = 1700;
   for (const char* pair : {"rotor3/rotor3", "turbo3/turbo3", "turbo2/rotor4", "rotor4/turbo2", "planar3/iso4",
-                           "q8/rotor3", "rotor3/q4"}) {
+                           "q8/rotor3", "turbo3/q8", "q8/q8", "rotor3/q4"}) {
     const std::string kf = std::string(pair).substr(0, std::string(pair).find('/'));
     const std::string vf = std::string(pair).substr(std::string(pair).find('/') + 1);
     for (size_t d : {64u, 128u}) {
