@@ -707,8 +707,8 @@ void RunIntWorkItem(const WorkItem& item) {
   // AVX-512 VBMI + VNNI kernels for the rows that fit them (int_kernels_avx512-inl.h); they read each
   // row with a masked load, so no row is copied for its loads' sake.
   std::optional<Unpacker512> ku512, vu512;
-  if (!kblk && Fits512(kf, kcb) && iq.n == kf.n) ku512.emplace(kcb, kf.n);
-  if (!vblk && Fits512(vf, vcb)) vu512.emplace(vcb, vf.n);
+  if (Fits512(kf, kcb) && iq.n == kf.n) ku512.emplace(kcb, kf.n);
+  if (Fits512(vf, vcb)) vu512.emplace(vcb, vf.n);
   thread_local std::vector<uint8_t> q512_bytes;
   uint8_t* qs512 = nullptr;
   if (ku512) {
@@ -765,13 +765,20 @@ void RunIntWorkItem(const WorkItem& item) {
     ForReadableRows(kcodes, rows, readable_tail(kp, k_off, rows, kf.code_bytes), kf.code_bytes, k_read_end, pad,
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_512
-                      if (ku512) {
+                      if (ku512 && !kblk) {
                         ScoreAll512(*ku512, codes, nr, kf.code_bytes, qs512, G, isum + r0, kIntChunk, k_ahead,
                                     r0 == 0 ? ahead.rows : 0);
                         return;
                       }
 #endif
                       if (kblk) {
+#if RQ_INT_ATTENTION_512
+                        if (ku512) {
+                          ScoreAllScaled512(*ku512, codes, nr, kf.code_bytes, qs512, ksc + r0 * nbk, nbk, G, s + r0,
+                                            kIntChunk, k_ahead, r0 == 0 ? ahead.rows : 0);
+                          return;
+                        }
+#endif
 #if RQ_INT_ATTENTION_AVX2
                         if (kfull) {
                           ScoreFullBlocksScaled(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, ksc + r0 * nbk, nbk,
@@ -850,7 +857,7 @@ void RunIntWorkItem(const WorkItem& item) {
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_512
                       if (vu512) {
-                        ValueAll512(*vu512, codes, nr, vf.code_bytes, w16 + r0, G, r0 == 0, vsum, vs_stride, v_ahead,
+                        ValueAll512(*vu512, codes, nr, vf.code_bytes, w16 + r0, nbv, G, r0 == 0, vsum, vs_stride, v_ahead,
                                     r0 == 0 ? ahead.rows : 0);
                         return;
                       }

@@ -9,10 +9,12 @@
 //   added to the int32 accumulator in the same instruction);
 // - values: two rows' table values as int16 pairs (one vpermt2b with a zero mask per 16
 //   coordinates), then one vpdpwssd per head and 16 coordinates with the rows' weight pair.
-// Rows of n = 64 or 128 coordinates with 2..4-bit codes and a row norm (Lloyd-Max formats), or int8
-// codes with a row scale (q8: the code byte with its top bit flipped is the table value); others
-// (int4 block scales, other widths) take the AVX2 kernels. Included by attend_int_kernels.cpp inside its per-target namespace, for
-// HWY_TARGET == HWY_AVX3_DL only (no include guard: one copy per target).
+// Rows of n = 64 or 128 coordinates with 2..4-bit codes and a row norm (Lloyd-Max formats), int8 codes
+// with a row scale (q8: the code byte with its top bit flipped is the table value) or int4 codes with
+// a scale per 32 coordinates (q4, q4h: each block's integer score sum times its scale in float, one
+// weight set per block); other widths take the AVX2 kernels. Included by attend_int_kernels.cpp
+// inside its per-target namespace, for HWY_TARGET == HWY_AVX3_DL only (no include guard: one copy
+// per target).
 
 // Highway 1.0's AVX3_DL attribute string names avxvnni (VEX) but not avx512vnni; its runtime check
 // for the target requires AVX512-VNNI, so the EVEX vpdpwssd is safe wherever this target runs.
@@ -25,10 +27,11 @@ constexpr size_t kQuerySlot512 = 128;                    // per head and block: 
 constexpr size_t kQueryBlock512 = kHeadsPerPass * kQuerySlot512;
 
 /// Whether a format's rows fit these kernels: n = 64 or 128 coordinates of b-bit Lloyd-Max codes with
-/// a row norm, or of int8 codes with a row scale.
+/// a row norm, of int8 codes with a row scale, or of int4 codes with a scale per 32 coordinates.
 inline bool Fits512(const KernelFormat& f, const IntCodebook& cb) {
   if (f.n != 64 && f.n != 128) return false;
   if (f.kind == CodeKind::Int8) return f.row_scale && cb.bits == 8 && f.code_bytes == f.n;
+  if (f.block_scale) return f.kind == CodeKind::Packed && cb.bits == 4 && f.n_blocks == f.n / 32 && f.code_bytes == f.n / 2;
   return f.kind == CodeKind::Packed && f.row_scale && !f.block_scale && cb.bits >= 2 && cb.bits <= 4 &&
          f.code_bytes == f.n * static_cast<size_t>(cb.bits) / 8;
 }
@@ -84,6 +87,20 @@ HWY_INLINE __m512i SumLanes16(const __m512i* v) {
   return _mm512_add_epi32(_mm512_shuffle_i64x2(g[0], g[1], 0x88), _mm512_shuffle_i64x2(g[0], g[1], 0xDD));
 }
 
+/// The float version of SumLanes16.
+HWY_INLINE __m512 SumLanes16(const __m512* v) {
+  __m512 c[8], e[4], g[2];
+  for (int i = 0; i < 8; ++i) c[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(c[2 * i]), b = _mm512_castps_pd(c[2 * i + 1]);
+    e[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  for (int i = 0; i < 2; ++i) {
+    g[i] = _mm512_add_ps(_mm512_shuffle_f32x4(e[2 * i], e[2 * i + 1], 0x88), _mm512_shuffle_f32x4(e[2 * i], e[2 * i + 1], 0xDD));
+  }
+  return _mm512_add_ps(_mm512_shuffle_f32x4(g[0], g[1], 0x88), _mm512_shuffle_f32x4(g[0], g[1], 0xDD));
+}
+
 /// The queries of one pass of <= 4 heads as ScoreRows512 reads them: per block k and head slot h,
 /// kQuerySlot512 bytes at (k * 4 + h) * 128: 64 q8 values, then the 32 pair scales (coordinate
 /// order; zero for empty head slots). qs: passes x blocks x kQueryBlock512 bytes, 64-byte aligned.
@@ -113,7 +130,7 @@ HWY_NOINLINE void ScoreRows512(const Unpacker512& u, const uint8_t* codes, size_
   for (size_t r0 = 0; r0 < rows; r0 += 16) {
     const size_t n = rows - r0 < 16 ? rows - r0 : 16;
     for (size_t rr = 0; rr < n; ++rr) {
-      if (r0 + rr < ahead_rows) _mm_prefetch(reinterpret_cast<const char*>(ahead + (r0 + rr) * code_bytes), _MM_HINT_T0);
+      prefetch_row(ahead, ahead_rows, r0 + rr, code_bytes);
       const uint8_t* row = codes + (r0 + rr) * code_bytes;
       const __m512i t0 = u.template Block<kBytes>(row, 0);
       __m512i a[G];
@@ -132,13 +149,54 @@ HWY_NOINLINE void ScoreRows512(const Unpacker512& u, const uint8_t* codes, size_
   }
 }
 
-/// vsum[h * vs_stride + j] (+)= sum_r w16[h * kIntChunk + r] t[code_rj], j < 64 * kBlocks, G <= 4 heads
-/// of one pass (first: =). An odd last row pairs with itself; its partner's weight w16[rows] is 0
-/// (SoftmaxToWeights16 writes 0 up to the next multiple of 8).
-template <size_t G, size_t kBlocks, bool kBytes>
+/// int4 K (a scale per 32 coordinates): fsum[h * is_stride + r] = sum_k sc[r * nb + k] * float(block k's
+/// integer sum), r < rows, G <= 4 heads of one pass (the blocks' biases are subtracted afterwards, as
+/// on AVX2). A register of 64 coordinates holds blocks 2j (lanes 0-7 of the sums) and 2j + 1 (8-15).
+template <size_t G, size_t kBlocks>
+HWY_NOINLINE void ScoreRowsScaled512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes,
+                                     const uint8_t* qs, const float* sc, size_t nb, float* fsum, size_t is_stride,
+                                     const uint8_t* ahead, size_t ahead_rows) {
+  static_assert(G >= 1 && G <= kHeadsPerPass && kBlocks >= 1 && kBlocks <= kMaxBlocks512);
+  alignas(64) __m512 buf[G][16];
+  const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (size_t r0 = 0; r0 < rows; r0 += 16) {
+    const size_t n = rows - r0 < 16 ? rows - r0 : 16;
+    for (size_t rr = 0; rr < n; ++rr) {
+      prefetch_row(ahead, ahead_rows, r0 + rr, code_bytes);
+      const uint8_t* row = codes + (r0 + rr) * code_bytes;
+      const float* srow = sc + (r0 + rr) * nb;
+      __m512 a[G];
+      for (size_t h = 0; h < G; ++h) a[h] = _mm512_setzero_ps();
+      for (size_t k = 0; k < kBlocks; ++k) {
+        const __m512i t = u.template Block<false>(row, k);
+        // lanes 0-7: the scale of block 2k, 8-15: of block 2k + 1
+        const __m128 two = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(srow + 2 * k)));
+        const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(two));
+        for (size_t h = 0; h < G; ++h) {
+          const uint8_t* slot = qs + k * kQueryBlock512 + h * kQuerySlot512;
+          const __m512i x = _mm512_madd_epi16(_mm512_maddubs_epi16(t, _mm512_load_si512(slot)), _mm512_load_si512(slot + kBlock512));
+          a[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(x), scale, a[h]);
+        }
+      }
+      for (size_t h = 0; h < G; ++h) buf[h][rr] = a[h];
+    }
+    for (size_t rr = n; rr < 16; ++rr) {
+      for (size_t h = 0; h < G; ++h) buf[h][rr] = _mm512_setzero_ps();
+    }
+    const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
+    for (size_t h = 0; h < G; ++h) _mm512_mask_storeu_ps(fsum + h * is_stride + r0, keep, SumLanes16(buf[h]));
+  }
+}
+
+/// vsum[h * vs_stride + j] (+)= sum_r w[h][set(j)][r] t[code_rj], j < 64 * kBlocks, G <= 4 heads of one
+/// pass (first: =); the weights of head h, set b at w16 + (h * sets + b) * kIntChunk, set(j) = j / 32
+/// when kPerBlock (int4: one weight set per 32 coordinates), else 0 (sets = 1). An odd last row pairs
+/// with itself; its partner's weight w16[rows] is 0 (SoftmaxToWeights16 and BlockWeights16 write 0 up
+/// to the next multiple of 8).
+template <size_t G, size_t kBlocks, bool kBytes, bool kPerBlock>
 HWY_NOINLINE void ValueRows512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes,
-                               const uint16_t* w16, bool first, int32_t* vsum, size_t vs_stride, const uint8_t* ahead,
-                               size_t ahead_rows) {
+                               const uint16_t* w16, size_t sets, bool first, int32_t* vsum, size_t vs_stride,
+                               const uint8_t* ahead, size_t ahead_rows) {
   static_assert(G >= 1 && G <= kHeadsPerPass && kBlocks >= 1 && kBlocks <= kMaxBlocks512);
   // Pair c of a block: dword m = (t0[16c + m], t1[16c + m]) as int16 (bytes 1 and 3 zero).
   __m512i pick[4];
@@ -159,22 +217,26 @@ HWY_NOINLINE void ValueRows512(const Unpacker512& u, const uint8_t* codes, size_
       for (int c = 0; c < 4; ++c) acc[h][c] = _mm512_setzero_si512();
     }
     for (size_t r = 0; r < rows; r += 2) {
-      if (k == 0 && r < ahead_rows) {
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + r * code_bytes), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + r * code_bytes + code_bytes), _MM_HINT_T0);
+      if (k == 0) {
+        prefetch_row(ahead, ahead_rows, r, code_bytes);
+        prefetch_row(ahead, ahead_rows, r + 1, code_bytes);
       }
       const uint8_t* r0 = codes + r * code_bytes;
       const __m512i t0 = u.template Block<kBytes>(r0, k);
       const __m512i t1 = u.template Block<kBytes>(r + 1 < rows ? r0 + code_bytes : r0, k);
-      __m512i w[G];
+      // w[h][0]: coordinates 64k .. 64k + 31, w[h][1]: the next 32 (the same pair unless kPerBlock)
+      __m512i w[G][2];
       for (size_t h = 0; h < G; ++h) {
-        uint32_t pair;
-        std::memcpy(&pair, w16 + h * kIntChunk + r, sizeof(pair));  // w16[r] | w16[r + 1] << 16
-        w[h] = _mm512_set1_epi32(static_cast<int>(pair));
+        for (size_t half = 0; half < (kPerBlock ? 2 : 1); ++half) {
+          uint32_t pair;  // w16[r] | w16[r + 1] << 16 of the set
+          std::memcpy(&pair, w16 + (h * sets + (kPerBlock ? 2 * k + half : 0)) * kIntChunk + r, sizeof(pair));
+          w[h][half] = _mm512_set1_epi32(static_cast<int>(pair));
+        }
+        if constexpr (!kPerBlock) w[h][1] = w[h][0];
       }
       for (int c = 0; c < 4; ++c) {
         const __m512i x = _mm512_maskz_permutex2var_epi8(kLowBytes, t0, pick[c], t1);
-        for (size_t h = 0; h < G; ++h) acc[h][c] = _mm512_dpwssd_epi32(acc[h][c], x, w[h]);
+        for (size_t h = 0; h < G; ++h) acc[h][c] = _mm512_dpwssd_epi32(acc[h][c], x, w[h][c / 2]);
       }
     }
     for (size_t h = 0; h < G; ++h) {
@@ -210,24 +272,55 @@ inline void ScoreAll512(const Unpacker512& u, const uint8_t* codes, size_t rows,
   });
 }
 
-/// Values of rows [0, rows) for all G heads (w16: head h at h * kIntChunk).
-inline void ValueAll512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes, const uint16_t* w16,
-                        size_t G, bool first, int32_t* vsum, size_t vs_stride, const uint8_t* ahead, size_t ahead_rows) {
+/// int4 K: block-scaled scores of rows [0, rows) for all G heads (ScoreRowsScaled512; sc: the rows' nb
+/// block scales each).
+inline void ScoreAllScaled512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes,
+                              const uint8_t* qs, const float* sc, size_t nb, size_t G, float* fsum, size_t is_stride,
+                              const uint8_t* ahead, size_t ahead_rows) {
   ForHeadPasses(G, [&](auto kg, size_t h0) HWY_ATTR {
     constexpr size_t g = decltype(kg)::value;
-    const uint16_t* w = w16 + h0 * kIntChunk;
+    const uint8_t* pq = qs + (h0 / kHeadsPerPass) * u.blocks * kQueryBlock512;
+    const size_t pr = h0 ? 0 : ahead_rows;
+    if (u.blocks == 2) {
+      ScoreRowsScaled512<g, 2>(u, codes, rows, code_bytes, pq, sc, nb, fsum + h0 * is_stride, is_stride, ahead, pr);
+    } else {
+      ScoreRowsScaled512<g, 1>(u, codes, rows, code_bytes, pq, sc, nb, fsum + h0 * is_stride, is_stride, ahead, pr);
+    }
+  });
+}
+
+/// Values of rows [0, rows) for all G heads (w16: head h's weight set b at (h * sets + b) * kIntChunk;
+/// sets > 1: one set per 32 coordinates).
+inline void ValueAll512(const Unpacker512& u, const uint8_t* codes, size_t rows, size_t code_bytes, const uint16_t* w16,
+                        size_t sets, size_t G, bool first, int32_t* vsum, size_t vs_stride, const uint8_t* ahead,
+                        size_t ahead_rows) {
+  ForHeadPasses(G, [&](auto kg, size_t h0) HWY_ATTR {
+    constexpr size_t g = decltype(kg)::value;
+    const uint16_t* w = w16 + h0 * sets * kIntChunk;
     int32_t* out = vsum + h0 * vs_stride;
     const size_t pr = h0 ? 0 : ahead_rows;
-    if (u.bytes) {
+    const auto run = [&](auto blocks_c, auto bytes_c, auto per_block_c) HWY_ATTR {
+      ValueRows512<g, decltype(blocks_c)::value, decltype(bytes_c)::value, decltype(per_block_c)::value>(
+          u, codes, rows, code_bytes, w, sets, first, out, vs_stride, ahead, pr);
+    };
+    using One = std::integral_constant<size_t, 1>;
+    using Two = std::integral_constant<size_t, 2>;
+    if (sets > 1) {
       if (u.blocks == 2) {
-        ValueRows512<g, 2, true>(u, codes, rows, code_bytes, w, first, out, vs_stride, ahead, pr);
+        run(Two{}, std::false_type{}, std::true_type{});
       } else {
-        ValueRows512<g, 1, true>(u, codes, rows, code_bytes, w, first, out, vs_stride, ahead, pr);
+        run(One{}, std::false_type{}, std::true_type{});
+      }
+    } else if (u.bytes) {
+      if (u.blocks == 2) {
+        run(Two{}, std::true_type{}, std::false_type{});
+      } else {
+        run(One{}, std::true_type{}, std::false_type{});
       }
     } else if (u.blocks == 2) {
-      ValueRows512<g, 2, false>(u, codes, rows, code_bytes, w, first, out, vs_stride, ahead, pr);
+      run(Two{}, std::false_type{}, std::false_type{});
     } else {
-      ValueRows512<g, 1, false>(u, codes, rows, code_bytes, w, first, out, vs_stride, ahead, pr);
+      run(One{}, std::false_type{}, std::false_type{});
     }
   });
 }
