@@ -107,12 +107,16 @@ inline void prefetch_lines(const uint8_t* p, size_t bytes) {
   }
 }
 
-/// Software prefetch of row r of the next chunk's codes (`ahead`, ahead_rows rows of row_bytes). The
-/// kernels call it once per row of the current chunk, so the next chunk arrives spread over this
-/// one's time (the hardware prefetchers stop at 4 KB pages and restart at each page of the paged
-/// cache; a burst at the chunk's start fills the line-fill buffers: docs/decisions.md).
+/// Software prefetch of row r of the next chunk's codes (`ahead`, ahead_rows rows of row_bytes): one
+/// `prefetcht0` of the row's first byte. The kernels call it once per row of the current chunk, so
+/// the next chunk arrives spread over this one's time (the hardware prefetchers stop at 4 KB pages
+/// and restart at each page of the paged cache; a burst at the chunk's start fills the line-fill
+/// buffers: docs/decisions.md). Rows of <= 64 bytes start in every line; longer rows' other lines are
+/// left to the hardware prefetchers: asking for every line of each row (or for each line once, by the
+/// row holding its first byte) made the 3-bit path twice as slow from DRAM on the Xeon, and q4 / q8
+/// slower too (session 13, same-binary A/B runs).
 inline void prefetch_row(const uint8_t* ahead, size_t ahead_rows, size_t r, size_t row_bytes) {
-  if (r < ahead_rows) prefetch_lines(ahead + r * row_bytes, row_bytes);
+  if (r < ahead_rows) __builtin_prefetch(ahead + r * row_bytes, 0, 3);
 }
 
 /// Software prefetch of the next chunk's side values (ahead_rows rows of side_bytes from `side`),
