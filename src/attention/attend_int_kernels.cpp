@@ -738,14 +738,6 @@ void RunIntWorkItem(const WorkItem& item) {
   for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows, const ChunkAhead& ahead) {
     const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
     const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
-    // The next chunk's code rows (the AVX-512 kernels prefetch them row by row) and side values.
-    const uint8_t* k_ahead = ahead.rows ? ahead.k_page->codes + ahead.k_offset * kf.code_bytes : nullptr;
-    const uint8_t* v_ahead = ahead.rows ? ahead.v_page->codes + ahead.v_offset * vf.code_bytes : nullptr;
-    (void)k_ahead, (void)v_ahead;  // (the portable loops prefetch nothing)
-    if (ahead.rows) {
-      if (ahead.k_page->side) prefetch_side(ahead.k_page->side + ahead.k_offset * kf.side_bytes, ahead.rows, kf.side_bytes);
-      if (ahead.v_page->side) prefetch_side(ahead.v_page->side + ahead.v_offset * vf.side_bytes, ahead.rows, vf.side_bytes);
-    }
     // No software prefetch: the hardware's stream prefetchers follow the four planes (K and V codes
     // and norms). A burst of prefetches for the whole next chunk (sessions 2-6) filled the miss
     // buffers and stalled the loads at every chunk start: best of 4 x 6 calls, 8 heads x 64K, 2
@@ -766,7 +758,7 @@ void RunIntWorkItem(const WorkItem& item) {
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_512
                       if (ku512 && !kblk) {
-                        ScoreAll512(*ku512, codes, nr, kf.code_bytes, qs512, G, isum + r0, kIntChunk, k_ahead,
+                        ScoreAll512(*ku512, codes, nr, kf.code_bytes, qs512, G, isum + r0, kIntChunk, ahead.k_codes,
                                     r0 == 0 ? ahead.rows : 0);
                         return;
                       }
@@ -775,14 +767,14 @@ void RunIntWorkItem(const WorkItem& item) {
 #if RQ_INT_ATTENTION_512
                         if (ku512) {
                           ScoreAllScaled512(*ku512, codes, nr, kf.code_bytes, qs512, ksc + r0 * nbk, nbk, G, s + r0,
-                                            kIntChunk, k_ahead, r0 == 0 ? ahead.rows : 0);
+                                            kIntChunk, ahead.k_codes, r0 == 0 ? ahead.rows : 0);
                           return;
                         }
 #endif
 #if RQ_INT_ATTENTION_AVX2
                         if (kfull) {
                           ScoreFullBlocksScaled(*ku, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, ksc + r0 * nbk, nbk,
-                                                G, s + r0, kIntChunk, k_ahead, r0 == 0 ? ahead.rows : 0);
+                                                G, s + r0, kIntChunk, ahead.k_codes, r0 == 0 ? ahead.rows : 0);
                         }
 #endif
                         if (ktail < iq.n) {
@@ -794,7 +786,7 @@ void RunIntWorkItem(const WorkItem& item) {
 #if RQ_INT_ATTENTION_AVX2
                       if (kfull) {
                         with_codes(ku, [&](const auto& u) HWY_ATTR {
-                          ScoreFullBlocks(u, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, G, isum + r0, kIntChunk, k_ahead,
+                          ScoreFullBlocks(u, 4 * kcb.bits, codes, nr, kf.code_bytes, kfull, qs, G, isum + r0, kIntChunk, ahead.k_codes,
                                           r0 == 0 ? ahead.rows : 0);
                         });
                       }
@@ -857,7 +849,7 @@ void RunIntWorkItem(const WorkItem& item) {
                     [&](const uint8_t* codes, size_t nr, size_t r0) {
 #if RQ_INT_ATTENTION_512
                       if (vu512) {
-                        ValueAll512(*vu512, codes, nr, vf.code_bytes, w16 + r0, nbv, G, r0 == 0, vsum, vs_stride, v_ahead,
+                        ValueAll512(*vu512, codes, nr, vf.code_bytes, w16 + r0, nbv, G, r0 == 0, vsum, vs_stride, ahead.v_codes,
                                     r0 == 0 ? ahead.rows : 0);
                         return;
                       }
@@ -866,7 +858,7 @@ void RunIntWorkItem(const WorkItem& item) {
                       if (vfull) {
                         with_codes(vu, [&](const auto& u) HWY_ATTR {
                           ValueFullBlocks(u, 4 * vcb.bits, codes, nr, vf.code_bytes, vfull, vhalf, w16 + r0, nbv, G, pairs,
-                                          wb, r0 == 0, vsum, vs_stride, v_ahead, r0 == 0 ? ahead.rows : 0);
+                                          wb, r0 == 0, vsum, vs_stride, ahead.v_codes, r0 == 0 ? ahead.rows : 0);
                         });
                       }
 #endif

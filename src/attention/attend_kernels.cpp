@@ -461,17 +461,11 @@ void RunWorkItem(const WorkItem& item) {
 
     const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
     const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
-    const uint8_t* k_ahead = ahead.rows ? ahead.k_page->codes + ahead.k_offset * kf.code_bytes : nullptr;
-    const uint8_t* v_ahead = ahead.rows ? ahead.v_page->codes + ahead.v_offset * vf.code_bytes : nullptr;
-    if (ahead.rows) {
-      if (ahead.k_page->side) prefetch_side(ahead.k_page->side + ahead.k_offset * kf.side_bytes, ahead.rows, kf.side_bytes);
-      if (ahead.v_page->side) prefetch_side(ahead.v_page->side + ahead.v_offset * vf.side_bytes, ahead.rows, vf.side_bytes);
-    }
 
     // Scores.
     LoadSide(kf, kp.side ? kp.side + k_off * kf.side_bytes : nullptr, rows, rs, blk);
     const size_t k_vec = VecRows(kf, rows, readable_tail(kp, k_off, rows, kf.code_bytes));
-    WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s, k_ahead, ahead.rows); });
+    WithDecoder(kf, [&]<class Dec>() { ScoreAll<Dec>(kf, item.queries, G, kcodes, rows, k_vec, rs, blk, s, ahead.k_codes, ahead.rows); });
 
     // Online softmax: new max, rescale, weights = exp(s - m) x V row scale.
     LoadSide(vf, vp.side ? vp.side + v_off * vf.side_bytes : nullptr, rows, vs, blk);
@@ -482,7 +476,7 @@ void RunWorkItem(const WorkItem& item) {
 
     // Accumulate values in the rotated domain.
     const size_t v_vec = VecRows(vf, rows, readable_tail(vp, v_off, rows, vf.code_bytes));
-    WithDecoder(vf, [&]<class Dec>() { AccumulateAll<Dec>(vf, w, G, vcodes, rows, v_vec, blk, item.acc, v_ahead, ahead.rows); });
+    WithDecoder(vf, [&]<class Dec>() { AccumulateAll<Dec>(vf, w, G, vcodes, rows, v_vec, blk, item.acc, ahead.v_codes, ahead.rows); });
 
   });
 }

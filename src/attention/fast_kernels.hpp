@@ -91,21 +91,12 @@ struct PageCursor {
   }
 };
 
-/// Where the chunk after the current one starts (for software prefetch); rows 0: none.
+/// The chunk after the current one (for software prefetch): its first K and V code rows; rows 0: none.
 struct ChunkAhead {
-  const PageSpan* k_page = nullptr;
-  const PageSpan* v_page = nullptr;
-  size_t k_offset = 0, v_offset = 0, rows = 0;
+  const uint8_t* k_codes = nullptr;
+  const uint8_t* v_codes = nullptr;
+  size_t rows = 0;
 };
-
-/// Prefetches (into L1: `prefetcht0`; T1 / T2 measured the same on the Xeon) every cache line of
-/// [p, p + bytes).
-inline void prefetch_lines(const uint8_t* p, size_t bytes) {
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + bytes;
-  for (uintptr_t line = begin & ~uintptr_t{63}; line < end; line += 64) {
-    __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 3);
-  }
-}
 
 /// Software prefetch of row r of the next chunk's codes (`ahead`, ahead_rows rows of row_bytes): one
 /// `prefetcht0` of the row's first byte. The kernels call it once per row of the current chunk, so
@@ -119,16 +110,20 @@ inline void prefetch_row(const uint8_t* ahead, size_t ahead_rows, size_t r, size
   if (r < ahead_rows) __builtin_prefetch(ahead + r * row_bytes, 0, 3);
 }
 
-/// Software prefetch of the next chunk's side values (ahead_rows rows of side_bytes from `side`),
-/// issued at the start of the current chunk (a few lines).
-inline void prefetch_side(const uint8_t* side, size_t ahead_rows, size_t side_bytes) {
-  if (side && ahead_rows) prefetch_lines(side, ahead_rows * side_bytes);
+/// Software prefetch (`prefetcht0`; T1 / T2 measured the same on the Xeon) of every cache line of the
+/// `rows` side values of side_bytes at `side` (the next chunk's, a few lines).
+inline void prefetch_side(const uint8_t* side, size_t rows, size_t side_bytes) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(side), end = begin + rows * side_bytes;
+  for (uintptr_t line = begin & ~uintptr_t{63}; line < end; line += 64) {
+    __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 3);
+  }
 }
 
 /// Resets the item's partial state (max -inf, denom 0, the first acc_n accumulators of each query 0)
 /// and calls fn(k_page, k_offset, v_page, v_offset, rows, ahead) for consecutive chunks of at most
 /// max_rows tokens of [item.begin, item.end), each inside one K page and one V page; `ahead` is the
-/// next such chunk.
+/// next such chunk, whose side values it prefetches before each call (the kernels prefetch its code
+/// rows, prefetch_row).
 template <class Fn>
 void for_each_chunk(const WorkItem& item, size_t acc_stride, size_t max_rows, Fn&& fn) {
   for (size_t h = 0; h < item.gqa_group; ++h) {
@@ -152,7 +147,13 @@ void for_each_chunk(const WorkItem& item, size_t acc_stride, size_t max_rows, Fn
     vn.advance(rows);
     ChunkAhead ahead;
     if (t + rows < item.end) {
-      ahead = {&item.k_pages[kn.page], &item.v_pages[vn.page], kn.offset, vn.offset, chunk_rows(kn, vn, t + rows)};
+      const PageSpan& kp = item.k_pages[kn.page];
+      const PageSpan& vp = item.v_pages[vn.page];
+      const KernelFormat& kf = *item.k_format;
+      const KernelFormat& vf = *item.v_format;
+      ahead = {kp.codes + kn.offset * kf.code_bytes, vp.codes + vn.offset * vf.code_bytes, chunk_rows(kn, vn, t + rows)};
+      if (kp.side) prefetch_side(kp.side + kn.offset * kf.side_bytes, ahead.rows, kf.side_bytes);
+      if (vp.side) prefetch_side(vp.side + vn.offset * vf.side_bytes, ahead.rows, vf.side_bytes);
     }
     fn(item.k_pages[kc.page], kc.offset, item.v_pages[vc.page], vc.offset, rows, ahead);
     kc = kn;

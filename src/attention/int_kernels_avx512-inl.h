@@ -101,6 +101,30 @@ HWY_INLINE __m512 SumLanes16(const __m512* v) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(g[0], g[1], 0x88), _mm512_shuffle_f32x4(g[0], g[1], 0xDD));
 }
 
+inline void StoreRowSums(int32_t* dst, __mmask16 keep, __m512i v) { _mm512_mask_storeu_epi32(dst, keep, v); }
+inline void StoreRowSums(float* dst, __mmask16 keep, __m512 v) { _mm512_mask_storeu_ps(dst, keep, v); }
+
+/// The row loop of the score kernels: row(r, a) leaves in a[h] the lane partial sums of row r for
+/// each of G heads; 16 rows at a time, each head's 16 row totals (SumLanes16) go to
+/// out + h * stride + r0 .. (rows past `rows` masked off).
+template <size_t G, class V, class T, class RowFn>
+HWY_INLINE void SumRowsBy16(size_t rows, T* out, size_t stride, RowFn&& row) {
+  alignas(64) V buf[G][16];
+  for (size_t r0 = 0; r0 < rows; r0 += 16) {
+    const size_t n = rows - r0 < 16 ? rows - r0 : 16;
+    for (size_t rr = 0; rr < n; ++rr) {
+      V a[G];
+      row(r0 + rr, a);
+      for (size_t h = 0; h < G; ++h) buf[h][rr] = a[h];
+    }
+    for (size_t rr = n; rr < 16; ++rr) {
+      for (size_t h = 0; h < G; ++h) buf[h][rr] = V{};
+    }
+    const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
+    for (size_t h = 0; h < G; ++h) StoreRowSums(out + h * stride + r0, keep, SumLanes16(buf[h]));
+  }
+}
+
 /// The queries of one pass of <= 4 heads as ScoreRows512 reads them: per block k and head slot h,
 /// kQuerySlot512 bytes at (k * 4 + h) * 128: 64 q8 values, then the 32 pair scales (coordinate
 /// order; zero for empty head slots). qs: passes x blocks x kQueryBlock512 bytes, 64-byte aligned.
@@ -122,31 +146,20 @@ HWY_NOINLINE void ScoreRows512(const Unpacker512& u, const uint8_t* codes, size_
                                const uint8_t* qs, int32_t* isum, size_t is_stride, const uint8_t* ahead,
                                size_t ahead_rows) {
   static_assert(G >= 1 && G <= kHeadsPerPass && kBlocks >= 1 && kBlocks <= kMaxBlocks512);
-  alignas(64) __m512i buf[G][16];
   const auto q = [&](size_t k, size_t h) HWY_ATTR { return _mm512_load_si512(qs + k * kQueryBlock512 + h * kQuerySlot512); };
   const auto s = [&](size_t k, size_t h) HWY_ATTR {
     return _mm512_load_si512(qs + k * kQueryBlock512 + h * kQuerySlot512 + kBlock512);
   };
-  for (size_t r0 = 0; r0 < rows; r0 += 16) {
-    const size_t n = rows - r0 < 16 ? rows - r0 : 16;
-    for (size_t rr = 0; rr < n; ++rr) {
-      prefetch_row(ahead, ahead_rows, r0 + rr, code_bytes);
-      const uint8_t* row = codes + (r0 + rr) * code_bytes;
-      const __m512i t0 = u.template Block<kBytes>(row, 0);
-      __m512i a[G];
-      for (size_t h = 0; h < G; ++h) a[h] = _mm512_madd_epi16(_mm512_maddubs_epi16(t0, q(0, h)), s(0, h));
-      if constexpr (kBlocks > 1) {
-        const __m512i t1 = u.template Block<kBytes>(row, 1);
-        for (size_t h = 0; h < G; ++h) a[h] = _mm512_dpwssd_epi32(a[h], _mm512_maddubs_epi16(t1, q(1, h)), s(1, h));
-      }
-      for (size_t h = 0; h < G; ++h) buf[h][rr] = a[h];
+  SumRowsBy16<G, __m512i>(rows, isum, is_stride, [&](size_t r, __m512i* a) HWY_ATTR {
+    prefetch_row(ahead, ahead_rows, r, code_bytes);
+    const uint8_t* row = codes + r * code_bytes;
+    const __m512i t0 = u.template Block<kBytes>(row, 0);
+    for (size_t h = 0; h < G; ++h) a[h] = _mm512_madd_epi16(_mm512_maddubs_epi16(t0, q(0, h)), s(0, h));
+    if constexpr (kBlocks > 1) {
+      const __m512i t1 = u.template Block<kBytes>(row, 1);
+      for (size_t h = 0; h < G; ++h) a[h] = _mm512_dpwssd_epi32(a[h], _mm512_maddubs_epi16(t1, q(1, h)), s(1, h));
     }
-    for (size_t rr = n; rr < 16; ++rr) {
-      for (size_t h = 0; h < G; ++h) buf[h][rr] = _mm512_setzero_si512();
-    }
-    const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
-    for (size_t h = 0; h < G; ++h) _mm512_mask_storeu_epi32(isum + h * is_stride + r0, keep, SumLanes16(buf[h]));
-  }
+  });
 }
 
 /// int4 K (a scale per 32 coordinates): fsum[h * is_stride + r] = sum_k sc[r * nb + k] * float(block k's
@@ -157,36 +170,41 @@ HWY_NOINLINE void ScoreRowsScaled512(const Unpacker512& u, const uint8_t* codes,
                                      const uint8_t* qs, const float* sc, size_t nb, float* fsum, size_t is_stride,
                                      const uint8_t* ahead, size_t ahead_rows) {
   static_assert(G >= 1 && G <= kHeadsPerPass && kBlocks >= 1 && kBlocks <= kMaxBlocks512);
-  alignas(64) __m512 buf[G][16];
   const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  for (size_t r0 = 0; r0 < rows; r0 += 16) {
-    const size_t n = rows - r0 < 16 ? rows - r0 : 16;
-    for (size_t rr = 0; rr < n; ++rr) {
-      prefetch_row(ahead, ahead_rows, r0 + rr, code_bytes);
-      const uint8_t* row = codes + (r0 + rr) * code_bytes;
-      const float* srow = sc + (r0 + rr) * nb;
-      __m512 a[G];
-      for (size_t h = 0; h < G; ++h) a[h] = _mm512_setzero_ps();
-      for (size_t k = 0; k < kBlocks; ++k) {
-        const __m512i t = u.template Block<false>(row, k);
-        // lanes 0-7: the scale of block 2k, 8-15: of block 2k + 1
-        const __m128 two = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(srow + 2 * k)));
-        const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(two));
-        for (size_t h = 0; h < G; ++h) {
-          const uint8_t* slot = qs + k * kQueryBlock512 + h * kQuerySlot512;
-          const __m512i x = _mm512_madd_epi16(_mm512_maddubs_epi16(t, _mm512_load_si512(slot)), _mm512_load_si512(slot + kBlock512));
-          a[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(x), scale, a[h]);
-        }
+  SumRowsBy16<G, __m512>(rows, fsum, is_stride, [&](size_t r, __m512* a) HWY_ATTR {
+    prefetch_row(ahead, ahead_rows, r, code_bytes);
+    const uint8_t* row = codes + r * code_bytes;
+    const float* srow = sc + r * nb;
+    for (size_t h = 0; h < G; ++h) a[h] = _mm512_setzero_ps();
+    for (size_t k = 0; k < kBlocks; ++k) {
+      const __m512i t = u.template Block<false>(row, k);
+      // lanes 0-7: the scale of block 2k, 8-15: of block 2k + 1
+      const __m128 two = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(srow + 2 * k)));
+      const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(two));
+      for (size_t h = 0; h < G; ++h) {
+        const uint8_t* slot = qs + k * kQueryBlock512 + h * kQuerySlot512;
+        const __m512i x = _mm512_madd_epi16(_mm512_maddubs_epi16(t, _mm512_load_si512(slot)), _mm512_load_si512(slot + kBlock512));
+        a[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(x), scale, a[h]);
       }
-      for (size_t h = 0; h < G; ++h) buf[h][rr] = a[h];
     }
-    for (size_t rr = n; rr < 16; ++rr) {
-      for (size_t h = 0; h < G; ++h) buf[h][rr] = _mm512_setzero_ps();
-    }
-    const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
-    for (size_t h = 0; h < G; ++h) _mm512_mask_storeu_ps(fsum + h * is_stride + r0, keep, SumLanes16(buf[h]));
-  }
+  });
 }
+
+/// vpermt2b indices of ValueRows512: for the 16 coordinates 16c .. 16c + 15 of a block, dword m =
+/// (t0[16c + m], t1[16c + m]) (t1: indices 64..127; bytes 1 and 3 are zeroed by the mask).
+struct PairPick {
+  alignas(64) uint8_t idx[4][64] = {};
+  constexpr PairPick() {
+    for (int c = 0; c < 4; ++c) {
+      for (int m = 0; m < 16; ++m) {
+        idx[c][4 * m] = static_cast<uint8_t>(16 * c + m);
+        idx[c][4 * m + 2] = static_cast<uint8_t>(64 + 16 * c + m);
+      }
+    }
+  }
+};
+alignas(64) inline constexpr PairPick kPairPickTable{};
+inline constexpr const uint8_t (&kPairPick)[4][64] = kPairPickTable.idx;
 
 /// vsum[h * vs_stride + j] (+)= sum_r w[h][set(j)][r] t[code_rj], j < 64 * kBlocks, G <= 4 heads of one
 /// pass (first: =); the weights of head h, set b at w16 + (h * sets + b) * kIntChunk, set(j) = j / 32
@@ -198,18 +216,8 @@ HWY_NOINLINE void ValueRows512(const Unpacker512& u, const uint8_t* codes, size_
                                const uint16_t* w16, size_t sets, bool first, int32_t* vsum, size_t vs_stride,
                                const uint8_t* ahead, size_t ahead_rows) {
   static_assert(G >= 1 && G <= kHeadsPerPass && kBlocks >= 1 && kBlocks <= kMaxBlocks512);
-  // Pair c of a block: dword m = (t0[16c + m], t1[16c + m]) as int16 (bytes 1 and 3 zero).
   __m512i pick[4];
-  for (int c = 0; c < 4; ++c) {
-    alignas(64) uint8_t idx[64];
-    for (int m = 0; m < 16; ++m) {
-      idx[4 * m] = static_cast<uint8_t>(16 * c + m);
-      idx[4 * m + 1] = 0;
-      idx[4 * m + 2] = static_cast<uint8_t>(64 + 16 * c + m);
-      idx[4 * m + 3] = 0;
-    }
-    pick[c] = _mm512_load_si512(idx);
-  }
+  for (int c = 0; c < 4; ++c) pick[c] = _mm512_load_si512(kPairPick[c]);
   constexpr __mmask64 kLowBytes = 0x5555555555555555ull;
   for (size_t k = 0; k < kBlocks; ++k) {
     __m512i acc[G][4];
