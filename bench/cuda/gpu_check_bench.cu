@@ -1,6 +1,7 @@
 // rotorquant GPU check + benchmark: one program that (1) checks the CUDA kernels against the CPU
 // reference codec (rq::Codec, rq::attend_reference) on random and edge-case inputs and prints
-// PASS/FAIL lines, then (2) times the fused append and the split-KV decode and writes JSON.
+// PASS/FAIL lines, then (2) times the fused append and the split-KV decode and writes JSON (each row
+// one launch after an L2 flush, and per call inside a CUDA graph of calls on cold inputs: graph_us).
 // Built by scripts/gpu_bench.sh with plain nvcc (no third-party libraries needed).
 //
 // Usage: gpu_check_bench [--json FILE] [--check-only] [--bench-only] [--decode-only] [--append-only] [--profile]
@@ -136,6 +137,7 @@ struct Row {
   long long n = 0, batch = 0, context = 0;
   double us = 0, bytes = 0, gbps = 0, bw_fraction = 0;
   double us_stream = 0;  // append: per launch of a stream of back-to-back launches (append_stream_us)
+  double us_graph = 0;   // per call of a CUDA graph of back-to-back calls on cold inputs (graph_us)
 };
 
 __global__ void empty_kernel() {}
@@ -193,12 +195,67 @@ __global__ void fill_half_kernel(uint16_t* p, size_t n, uint32_t seed) {
   }
 }
 
+// Median over `repeats` runs of body() between two events on `stream`, in us divided by `per`.
+template <typename Body>
+double median_between_events_us(cudaStream_t stream, int repeats, int per, Body&& body) {
+  cudaEvent_t a{}, b{};
+  check(cudaEventCreate(&a), "event");
+  check(cudaEventCreate(&b), "event");
+  std::vector<double> t;
+  for (int r = 0; r < repeats; ++r) {
+    check(cudaEventRecord(a, stream), "record");
+    body();
+    check(cudaEventRecord(b, stream), "record");
+    check(cudaEventSynchronize(b), "sync");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
+    t.push_back(1000.0 * ms / per);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Per-call time inside a CUDA graph, the way an engine runs a decode step (the tool library's
+// METHOD.md: "for many small launches, capture a graph and time its replays"): enqueue(i, stream)
+// enqueues call i; `calls` calls are captured once into one graph, which is replayed kReplays times
+// between two events (median, divided by `calls`). The callers rotate their inputs over at least
+// 192 MB (3x the 60 MB L2), so every call reads cold data; no flush is needed or done. What this
+// leaves out, next to the single-launch timing after the L2 flush, is the launch latency that a
+// graph hides behind the previous node.
+template <typename Enqueue>
+double graph_us(Enqueue&& enqueue, int calls) {
+  constexpr int kReplays = 7;
+  cudaStream_t s{};
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "graph stream");
+  for (int i = 0; i < calls; ++i) enqueue(i, s);  // warm-up outside the capture (first-use attributes)
+  check(cudaStreamSynchronize(s), "graph warm-up");
+  cudaGraph_t g{};
+  cudaGraphExec_t ge{};
+  check(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), "begin capture");
+  for (int i = 0; i < calls; ++i) enqueue(i, s);
+  check(cudaStreamEndCapture(s, &g), "end capture");
+  check(cudaGraphInstantiate(&ge, g, 0), "graph instantiate");
+  check(cudaGraphLaunch(ge, s), "graph warm-up replay");
+  check(cudaStreamSynchronize(s), "graph warm-up replay");
+  const double us = median_between_events_us(s, g_profile ? 1 : kReplays, calls, [&] { check(cudaGraphLaunch(ge, s), "graph replay"); });
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  cudaStreamDestroy(s);
+  return us;
+}
+
 // Per-append time inside a stream of work (a decode loop, a CUDA graph): kLaunches launches
 // back-to-back in one stream between two events, divided by kLaunches (median of 5 such batches).
 // Launch i reads input slice i mod R and writes its own cache region (slots of slice i mod R), with
 // R slices of at least 192 MB together (3x the 60 MB L2), so every launch finds its inputs cold;
 // launch overhead is pipelined, unlike the single-launch timing after an L2 flush.
-double append_stream_us(const AppendParams& base, long long n_vectors, int payload_bytes) {
+struct InStreamTimes {
+  double stream = 0, graph = 0;
+};
+
+InStreamTimes append_stream_us(const AppendParams& base, long long n_vectors, int payload_bytes) {
   constexpr int kLaunches = 40, kBatches = 5;
   const int H = base.n_kv_heads, d = 128, page = 64, T = base.n_tokens;
   const double launch_bytes = static_cast<double>(n_vectors) * (2.0 * d + payload_bytes + 2.0) + 8.0 * T;
@@ -219,34 +276,22 @@ double append_stream_us(const AppendParams& base, long long n_vectors, int paylo
   p.jobs[0].geometry = kcache.geometry, p.jobs[0].planes = kcache.planes();
   p.jobs[1].geometry = vcache.geometry, p.jobs[1].planes = vcache.planes();
   long long next = 0;
+  auto enqueue = [&](long long i, cudaStream_t stream) {
+    const int s = static_cast<int>(i % R);
+    p.slot_mapping = dslots.get() + static_cast<size_t>(s) * T;
+    p.jobs[0].x = xk.get() + s * slice;
+    p.jobs[1].x = xv.get() + s * slice;
+    check(launch_quantize_append(p, stream), "append (stream)");
+  };
   auto launches = [&](int count) {
-    for (int i = 0; i < count; ++i, ++next) {
-      const int s = static_cast<int>(next % R);
-      p.slot_mapping = dslots.get() + static_cast<size_t>(s) * T;
-      p.jobs[0].x = xk.get() + s * slice;
-      p.jobs[1].x = xv.get() + s * slice;
-      check(launch_quantize_append(p, nullptr), "append (stream)");
-    }
+    for (int i = 0; i < count; ++i, ++next) enqueue(next, nullptr);
   };
   launches(kLaunches);  // warm-up
   check(cudaDeviceSynchronize(), "stream warm-up");
-  cudaEvent_t a{}, b{};
-  check(cudaEventCreate(&a), "event");
-  check(cudaEventCreate(&b), "event");
-  std::vector<double> t;
-  for (int batch = 0; batch < (g_profile ? 1 : kBatches); ++batch) {
-    check(cudaEventRecord(a), "record");
-    launches(kLaunches);
-    check(cudaEventRecord(b), "record");
-    check(cudaEventSynchronize(b), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
-    t.push_back(1000.0 * ms / kLaunches);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  InStreamTimes r;
+  r.stream = median_between_events_us(nullptr, g_profile ? 1 : kBatches, kLaunches, [&] { launches(kLaunches); });
+  r.graph = graph_us(enqueue, std::max(kLaunches, R));
+  return r;
 }
 
 // lanes = 0: the default (default_append_kernel in append.hpp); otherwise the fast (exact = false: 1, 4,
@@ -295,7 +340,7 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
     std::printf("  append %-7s n=%8lld  cold %9.2f us, kernel code in L2 (one-token launch first) %9.2f us\n", format.c_str(),
                 n_vectors, us, warm);
   }
-  const double us_stream = g_profile ? 0.0 : append_stream_us(p, n_vectors, kc.device.payload_bytes);  // ncu: the timed launches only
+  const InStreamTimes in_stream = g_profile ? InStreamTimes{} : append_stream_us(p, n_vectors, kc.device.payload_bytes);  // ncu: the timed launches only
   Row r;
   r.bench = "append";
   r.format = format;
@@ -307,14 +352,16 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
              (k.lanes == 1 ? " lane" : " lanes") + (!k.exact && k.rounds > (k.lanes == 1 ? 0 : 1) ? " x" + std::to_string(k.rounds) + per_block : "");
   r.n = n_vectors;
   r.us = us;
-  r.us_stream = us_stream;
+  r.us_stream = in_stream.stream;
+  r.us_graph = in_stream.graph;
   // bytes moved: fp16 input + codes + norm + slot ids
   r.bytes = static_cast<double>(n_vectors) * (2.0 * d + kc.device.payload_bytes + 2.0) + 8.0 * T;
   r.gbps = r.bytes / (us * 1e3);
   r.bw_fraction = r.gbps / copy_gbps;
   rows.push_back(r);
-  std::printf("  append %-7s %-24s n=%8lld  %9.2f us  %7.1f GB/s  %5.1f%% of copy  stream %9.2f us (%5.1f%%)\n", format.c_str(),
-              r.kernel.c_str(), n_vectors, us, r.gbps, 100 * r.bw_fraction, us_stream, 100 * r.bw_fraction * us / us_stream);
+  std::printf("  append %-7s %-24s n=%8lld  %9.2f us  %7.1f GB/s  %5.1f%% of copy  stream %9.2f us (%5.1f%%)  graph %9.2f us\n",
+              format.c_str(), r.kernel.c_str(), n_vectors, us, r.gbps, 100 * r.bw_fraction, r.us_stream,
+              100 * r.bw_fraction * us / r.us_stream, r.us_graph);
 }
 
 // The decode benchmark's inputs for one (format, batch, context): random codes and norms, page
@@ -366,6 +413,29 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
   const int H = DecodeBench::H;
   const double us = timer.median_us([&] { check(launch_decode_attention(p, nullptr), "decode"); }, 20);
   if (!db.finite()) report(false, "decode benchmark output is not finite (" + format + ")");
+  // In a graph (graph_us): calls rotate over R copies of the caches (random codes and norms each),
+  // >= 192 MB together, with the same queries, page tables, output and workspace.
+  const double cache_bytes = static_cast<double>(db.kcache.codes.size() + db.vcache.codes.size()) +
+                             2.0 * static_cast<double>(db.kcache.norms.size() + db.vcache.norms.size());
+  const int R = std::max(2, static_cast<int>(std::ceil(192e6 / cache_bytes)));
+  std::vector<std::unique_ptr<DeviceCache>> copies;
+  std::vector<DecodeParams> ps(static_cast<size_t>(R), p);
+  for (int c = 1; c < R; ++c) {
+    for (int role = 0; role < 2; ++role) {
+      const DeviceCache& src = role == 0 ? db.kcache : db.vcache;
+      copies.push_back(std::make_unique<DeviceCache>(H, DecodeBench::page, src.geometry.num_pages,
+                                                     (role == 0 ? db.kc : db.vc).device.payload_bytes));
+      DeviceCache& dst = *copies.back();
+      fill_random(dst.codes.get(), dst.codes.size(), 11 + 2 * c + role);
+      fill_norms_kernel<<<1024, 256>>>(dst.norms.get(), dst.norms.size(), 17 + 2 * c + role);
+      check(cudaGetLastError(), "fill norms");
+      (role == 0 ? ps[c].k_planes : ps[c].v_planes) = dst.planes();
+    }
+  }
+  const double us_graph = g_profile ? 0.0 : graph_us([&](int i, cudaStream_t s) {
+    check(launch_decode_attention(ps[static_cast<size_t>(i % R)], s), "decode (graph)");
+  }, std::max(R, 10));
+  copies.clear();
   Row r;
   r.bench = "decode";
   r.format = format;
@@ -373,13 +443,15 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
   r.batch = B;
   r.context = ctx;
   r.us = us;
+  r.us_graph = us_graph;
   const double per_token = 2.0 * (kc.device.payload_bytes + 2.0);  // K and V: codes + fp16 norm
   r.bytes = static_cast<double>(B) * ctx * H * per_token + 2.0 * q.size() * sizeof(float);
   r.gbps = r.bytes / (us * 1e3);
   r.bw_fraction = r.gbps / copy_gbps;
   rows.push_back(r);
-  std::printf("  decode %-7s %-11s B=%3d ctx=%7d  splits=%4d x %6d  %9.2f us  %7.1f GB/s  %5.1f%% of copy\n", format.c_str(),
-              r.kernel.c_str(), B, ctx, p.plan.max_splits, p.plan.tokens_per_split, us, r.gbps, 100 * r.bw_fraction);
+  std::printf("  decode %-7s %-11s B=%3d ctx=%7d  splits=%4d x %6d  %9.2f us  %7.1f GB/s  %5.1f%% of copy  graph %9.2f us\n",
+              format.c_str(), r.kernel.c_str(), B, ctx, p.plan.max_splits, p.plan.tokens_per_split, us, r.gbps,
+              100 * r.bw_fraction, us_graph);
 }
 
 // --trace (decode eleventh pass): where the time between the timing's two events goes. Each decode
@@ -640,6 +712,7 @@ int main(int argc, char** argv) {
                        r.kernel.c_str());
           if (r.bench == "append") std::fprintf(fp, "\"n\": %lld, \"us_stream\": %.3f, ", r.n, r.us_stream);
           else std::fprintf(fp, "\"batch\": %lld, \"context\": %lld, ", r.batch, r.context);
+          std::fprintf(fp, "\"us_graph\": %.3f, ", r.us_graph);
           std::fprintf(fp, "\"us\": %.3f, \"bytes\": %.0f, \"gbps\": %.1f, \"bw_fraction\": %.4f}%s\n", r.us, r.bytes, r.gbps,
                        r.bw_fraction, i + 1 < rows.size() ? "," : "");
         }

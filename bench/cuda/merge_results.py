@@ -2,7 +2,9 @@
 """Joins the CUDA and PyTorch results of scripts/gpu_bench.sh into one JSON file (bench/results/
 format: date, device, command, rows with bench, format, n or batch+context, us, bw_fraction,
 speedup_vs_torch; append rows also us_stream, the per-launch time of back-to-back launches on cold
-inputs, and torch_graph_us / speedup_vs_torch_graph, the PyTorch pipeline replayed from a CUDA graph) and prints a markdown table."""
+inputs, and torch_graph_us / speedup_vs_torch_graph, the PyTorch pipeline replayed from a CUDA graph;
+every row also us_graph, torch_in_graph_us and speedup_in_graph: both sides per call inside a CUDA
+graph of calls over rotating cold inputs) and prints a markdown table."""
 import argparse
 import datetime
 import json
@@ -35,6 +37,11 @@ def main():
         if t and t.get("us_graph"):  # append: the same pipeline replayed from a CUDA graph
             out["torch_graph_us"] = t["us_graph"]
             out["speedup_vs_torch_graph"] = t["us_graph"] / r["us"]
+        # Both sides per call inside a CUDA graph of calls over rotating cold inputs (METHOD.md's timing
+        # of small launches): us_graph (ours), torch_in_graph_us, speedup_in_graph.
+        if t and t.get("us_in_graph") and r.get("us_graph"):
+            out["torch_in_graph_us"] = t["us_in_graph"]
+            out["speedup_in_graph"] = t["us_in_graph"] / r["us_graph"]
         rows.append(out)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -54,8 +61,8 @@ def main():
     print(f"device: {cu['device']}, copy bandwidth {cu['copy_gbps']:.0f} GB/s (read + write), "
           f"empty launch {cu.get('empty_launch_us') or 0:.2f} us")
     print("| bench | format | kernel | n / batch x context | us | GB/s | of copy BW | stream us | stream of copy BW "
-          "| torch us | speedup | torch graph us | speedup vs graph |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| torch us | speedup | torch graph us | speedup vs graph | in graph: us | torch us | speedup |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         shape = str(r["n"]) if r["bench"] == "append" else f"{r['batch']} x {r['context']}"
         tu = f"{r['torch_us']:.1f}" if r["torch_us"] else "-"
@@ -64,8 +71,10 @@ def main():
         gs = f"{r['speedup_vs_torch_graph']:.2f}x" if r.get("speedup_vs_torch_graph") else "-"
         us_stream = r.get("us_stream")
         st = f"{us_stream:.2f} | {100 * r['bw_fraction'] * r['us'] / us_stream:.1f}%" if us_stream else "- | -"
+        ig = (f"{r['us_graph']:.2f} | {r['torch_in_graph_us']:.1f} | {r['speedup_in_graph']:.2f}x"
+              if r.get("speedup_in_graph") else (f"{r['us_graph']:.2f} | - | -" if r.get("us_graph") else "- | - | -"))
         print(f"| {r['bench']} | {r['format']} | {r.get('kernel', '')} | {shape} | {r['us']:.2f} | {r['gbps']:.0f} | "
-              f"{100 * r['bw_fraction']:.1f}% | {st} | {tu} | {sp} | {gu} | {gs} |")
+              f"{100 * r['bw_fraction']:.1f}% | {st} | {tu} | {sp} | {gu} | {gs} | {ig} |")
 
 
 if __name__ == "__main__":
