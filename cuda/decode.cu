@@ -483,7 +483,11 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
   const long long len = max_seq_len > 0 ? max_seq_len : 1;
   const long long unit = exact ? 256 : 1;  // two 128-token tiles / any
   long long tps = (len + splits - 1) / splits;
-  tps = std::max(((tps + unit - 1) / unit) * unit, exact ? 2 * unit : 128);
+  // Tensor cores: at least 128 tokens (two chunks) per split, or 64 (one) where one chunk per split
+  // fits in the wave: batch 1 x 4K ran 15.3 us instead of 18.5 (docs/gpu.md, "Session 14"); at
+  // 1 x 32K, 83 tokens per split (1-2 chunks) were 0.3-1 us slower than 128.
+  const long long min_tc = (len + 63) / 64 <= splits ? 64 : 128;
+  tps = std::max(((tps + unit - 1) / unit) * unit, exact ? 2 * unit : min_tc);
   const long long min_tps = ((len + 1023) / 1024 + unit - 1) / unit * unit;  // at most 1024 splits (merge)
   tps = std::max(tps, min_tps);
   plan.tokens_per_split = static_cast<int32_t>(tps);

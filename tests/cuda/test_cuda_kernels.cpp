@@ -134,12 +134,24 @@ TEST(DecodePlan, CoversTheLongestSequence) {
         const DecodePlan p = plan_decode(batch, len, 8, 132, exact);
         EXPECT_GT(p.tokens_per_split, 0);
         if (exact) EXPECT_EQ(p.tokens_per_split % 256, 0);
-        else EXPECT_GE(p.tokens_per_split, 128);  // >= 64: no empty split (chunks spread evenly)
+        else EXPECT_GE(p.tokens_per_split, 64);  // >= 64: no empty split (chunks spread evenly)
         EXPECT_GE(static_cast<long long>(p.tokens_per_split) * p.max_splits, len);
         EXPECT_LE(p.max_splits, 1024);
       }
     }
   }
+}
+
+// Tensor cores: one 64-token chunk per split where every chunk of the longest sequence gets its own
+// split within the wave (batch 1 x 4K: 64 splits, session 14), else at least two chunks per split.
+TEST(DecodePlan, OneChunkPerSplitOnlyWhereTheWaveHoldsThemAll) {
+  const DecodePlan short_ctx = plan_decode(1, 4096, 8, 132, false);
+  EXPECT_EQ(short_ctx.tokens_per_split, 64);
+  EXPECT_EQ(short_ctx.max_splits, 64);
+  const DecodePlan mid = plan_decode(1, 32768, 8, 132, false);  // 512 chunks > 396 splits
+  EXPECT_EQ(mid.tokens_per_split, 128);
+  const DecodePlan batched = plan_decode(8, 4096, 8, 132, false);  // 64 chunks > 48 splits a head
+  EXPECT_EQ(batched.tokens_per_split, 128);
 }
 
 // The tensor-core plan fills at most one wave of blocks (12 splits a block, 2 blocks per SM on 132
