@@ -404,22 +404,15 @@ struct DecodeBench {
   }
 };
 
-void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact, double copy_gbps, Timer& timer,
-                  std::vector<Row>& rows) {
-  DecodeBench db(format, B, ctx, sms, exact);
-  const DecodeParams& p = db.p;
-  const RoleCodecs& kc = db.kc;
-  const std::vector<float>& q = db.q;
+// Per-call decode time in a graph (graph_us): calls rotate over R copies of db's caches (random codes
+// and norms each), >= 192 MB together, with the same queries, page tables, output and workspace.
+double decode_graph_us(const DecodeBench& db) {
   const int H = DecodeBench::H;
-  const double us = timer.median_us([&] { check(launch_decode_attention(p, nullptr), "decode"); }, 20);
-  if (!db.finite()) report(false, "decode benchmark output is not finite (" + format + ")");
-  // In a graph (graph_us): calls rotate over R copies of the caches (random codes and norms each),
-  // >= 192 MB together, with the same queries, page tables, output and workspace.
   const double cache_bytes = static_cast<double>(db.kcache.codes.size() + db.vcache.codes.size()) +
                              2.0 * static_cast<double>(db.kcache.norms.size() + db.vcache.norms.size());
   const int R = std::max(2, static_cast<int>(std::ceil(192e6 / cache_bytes)));
   std::vector<std::unique_ptr<DeviceCache>> copies;
-  std::vector<DecodeParams> ps(static_cast<size_t>(R), p);
+  std::vector<DecodeParams> ps(static_cast<size_t>(R), db.p);
   for (int c = 1; c < R; ++c) {
     for (int role = 0; role < 2; ++role) {
       const DeviceCache& src = role == 0 ? db.kcache : db.vcache;
@@ -432,10 +425,21 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
       (role == 0 ? ps[c].k_planes : ps[c].v_planes) = dst.planes();
     }
   }
-  const double us_graph = g_profile ? 0.0 : graph_us([&](int i, cudaStream_t s) {
+  return graph_us([&](int i, cudaStream_t s) {
     check(launch_decode_attention(ps[static_cast<size_t>(i % R)], s), "decode (graph)");
   }, std::max(R, 10));
-  copies.clear();
+}
+
+void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact, double copy_gbps, Timer& timer,
+                  std::vector<Row>& rows) {
+  DecodeBench db(format, B, ctx, sms, exact);
+  const DecodeParams& p = db.p;
+  const RoleCodecs& kc = db.kc;
+  const std::vector<float>& q = db.q;
+  const int H = DecodeBench::H;
+  const double us = timer.median_us([&] { check(launch_decode_attention(p, nullptr), "decode"); }, 20);
+  if (!db.finite()) report(false, "decode benchmark output is not finite (" + format + ")");
+  const double us_graph = g_profile ? 0.0 : decode_graph_us(db);
   Row r;
   r.bench = "decode";
   r.format = format;

@@ -64,13 +64,12 @@ def quantize_pipeline(x, rot_t, cent, thr):
     return idx.to(torch.uint8), (norm / cn).half()
 
 
-def graph_us(call, calls):
-    """us per call of `calls` calls captured in one CUDA graph and replayed (the tool library's
-    METHOD.md for small launches; as gpu_check_bench's graph_us): call(i) runs call i, the callers
-    rotate over inputs of >= 192 MB together, so every call reads cold data without a flush."""
+def capture_graph(call, calls):
+    """call(0) .. call(calls - 1) captured in one CUDA graph, after a warm-up outside the capture
+    (allocator, kernels' first use)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up outside the capture (allocator, kernels' first use)
+    with torch.cuda.stream(side):
         for i in range(calls):
             call(i)
     torch.cuda.current_stream().wait_stream(side)
@@ -78,6 +77,14 @@ def graph_us(call, calls):
     with torch.cuda.graph(cg):
         for i in range(calls):
             call(i)
+    return cg
+
+
+def graph_us(call, calls):
+    """us per call of `calls` calls captured in one CUDA graph and replayed (the tool library's
+    METHOD.md for small launches; as gpu_check_bench's graph_us): call(i) runs call i, the callers
+    rotate over inputs of >= 192 MB together, so every call reads cold data without a flush."""
+    cg = capture_graph(call, calls)
     cg.replay()
     torch.cuda.synchronize()
     times = []
@@ -121,16 +128,7 @@ def bench_pipeline(n, dev, graph=False):
 
     if not graph:
         return median_us(run, 30)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up outside the capture (allocator, kernels' first use)
-        for _ in range(3):
-            run()
-    torch.cuda.current_stream().wait_stream(side)
-    cg = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(cg):
-        run()
-    return median_us(cg.replay, 30)
+    return median_us(capture_graph(lambda i: run(), 1).replay, 30)
 
 
 def bench_sdpa(batch, ctx, dev):
