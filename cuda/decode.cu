@@ -21,6 +21,7 @@ cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t strea
 cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // merge launch (128 or 512 threads)
 int tc_warps_per_block();  // splits per block of the tensor-core kernel
 int tc_blocks_per_sm();    // its blocks per SM
+int tc_chunk_tokens();     // tokens per warp iteration of its chunk loop
 // The skip-the-loop diagnostic (kDecodeSkipLoop): RQ_DECODE_VARIANT with bit 128 set, read once per
 // process (gpu_check_bench --trace --skip-loop sets it; other bits are ignored).
 bool decode_skip_loop() {
@@ -483,10 +484,11 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
   const long long len = max_seq_len > 0 ? max_seq_len : 1;
   const long long unit = exact ? 256 : 1;  // two 128-token tiles / any
   long long tps = (len + splits - 1) / splits;
-  // Tensor cores: at least 128 tokens (two chunks) per split, or 64 (one) where one chunk per split
+  // Tensor cores: at least two 64-token chunks per split, or one where one chunk per split
   // fits in the wave: batch 1 x 4K ran 15.3 us instead of 18.5 (docs/gpu.md, "Session 14"); at
   // 1 x 32K, 83 tokens per split (1-2 chunks) were 0.3-1 us slower than 128.
-  const long long min_tc = (len + 63) / 64 <= splits ? 64 : 128;
+  const long long chunk = detail::tc_chunk_tokens();
+  const long long min_tc = (len + chunk - 1) / chunk <= splits ? chunk : 2 * chunk;
   tps = std::max(((tps + unit - 1) / unit) * unit, exact ? 2 * unit : min_tc);
   const long long min_tps = ((len + 1023) / 1024 + unit - 1) / unit * unit;  // at most 1024 splits (merge)
   tps = std::max(tps, min_tps);

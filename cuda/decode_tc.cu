@@ -702,6 +702,7 @@ cudaError_t launch_tc_bits(const DecodeParams& p, int flags, cudaStream_t stream
 
 int tc_warps_per_block() { return kWarps; }
 int tc_blocks_per_sm() { return kBlocksPerSm; }
+int tc_chunk_tokens() { return kChunk; }
 
 bool tc_decode_supported(const DecodeParams& p) {
   const int group = p.n_kv_heads > 0 ? p.n_q_heads / p.n_kv_heads : 0;

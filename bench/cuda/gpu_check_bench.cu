@@ -136,7 +136,7 @@ struct Row {
   std::string bench, format, kernel = "fused";
   long long n = 0, batch = 0, context = 0;
   double us = 0, bytes = 0, gbps = 0, bw_fraction = 0;
-  double us_stream = 0;  // append: per launch of a stream of back-to-back launches (append_stream_us)
+  double us_stream = 0;  // append: per launch of a stream of back-to-back launches (append_in_stream_times)
   double us_graph = 0;   // per call of a CUDA graph of back-to-back calls on cold inputs (graph_us)
 };
 
@@ -195,6 +195,10 @@ __global__ void fill_half_kernel(uint16_t* p, size_t n, uint32_t seed) {
   }
 }
 
+// Bytes of inputs that the in-stream and in-graph timings rotate through: 3x the 60 MB L2, so every
+// call reads cold data.
+constexpr double kColdBytes = 192e6;
+
 // Median over `repeats` runs of body() between two events on `stream`, in us divided by `per`.
 template <typename Body>
 double median_between_events_us(cudaStream_t stream, int repeats, int per, Body&& body) {
@@ -246,8 +250,9 @@ double graph_us(Enqueue&& enqueue, int calls) {
   return us;
 }
 
-// Per-append time inside a stream of work (a decode loop, a CUDA graph): kLaunches launches
-// back-to-back in one stream between two events, divided by kLaunches (median of 5 such batches).
+// Per-append times inside a stream of work: `stream`, kLaunches launches back-to-back in one stream
+// between two events, divided by kLaunches (median of 5 such batches); `graph`, the same calls
+// captured in a CUDA graph (graph_us).
 // Launch i reads input slice i mod R and writes its own cache region (slots of slice i mod R), with
 // R slices of at least 192 MB together (3x the 60 MB L2), so every launch finds its inputs cold;
 // launch overhead is pipelined, unlike the single-launch timing after an L2 flush.
@@ -255,11 +260,11 @@ struct InStreamTimes {
   double stream = 0, graph = 0;
 };
 
-InStreamTimes append_stream_us(const AppendParams& base, long long n_vectors, int payload_bytes) {
+InStreamTimes append_in_stream_times(const AppendParams& base, long long n_vectors, int payload_bytes) {
   constexpr int kLaunches = 40, kBatches = 5;
   const int H = base.n_kv_heads, d = 128, page = 64, T = base.n_tokens;
   const double launch_bytes = static_cast<double>(n_vectors) * (2.0 * d + payload_bytes + 2.0) + 8.0 * T;
-  const int R = std::max(2, static_cast<int>(std::ceil(192e6 / launch_bytes)));
+  const int R = std::max(2, static_cast<int>(std::ceil(kColdBytes / launch_bytes)));
   const int pages = (T + page - 1) / page;
   const size_t slice = static_cast<size_t>(T) * H * d;
   DeviceBuffer<uint16_t> xk(slice * R), xv(slice * R);
@@ -340,7 +345,7 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
     std::printf("  append %-7s n=%8lld  cold %9.2f us, kernel code in L2 (one-token launch first) %9.2f us\n", format.c_str(),
                 n_vectors, us, warm);
   }
-  const InStreamTimes in_stream = g_profile ? InStreamTimes{} : append_stream_us(p, n_vectors, kc.device.payload_bytes);  // ncu: the timed launches only
+  const InStreamTimes in_stream = g_profile ? InStreamTimes{} : append_in_stream_times(p, n_vectors, kc.device.payload_bytes);  // ncu: the timed launches only
   Row r;
   r.bench = "append";
   r.format = format;
@@ -410,7 +415,7 @@ double decode_graph_us(const DecodeBench& db) {
   const int H = DecodeBench::H;
   const double cache_bytes = static_cast<double>(db.kcache.codes.size() + db.vcache.codes.size()) +
                              2.0 * static_cast<double>(db.kcache.norms.size() + db.vcache.norms.size());
-  const int R = std::max(2, static_cast<int>(std::ceil(192e6 / cache_bytes)));
+  const int R = std::max(2, static_cast<int>(std::ceil(kColdBytes / cache_bytes)));
   std::vector<std::unique_ptr<DeviceCache>> copies;
   std::vector<DecodeParams> ps(static_cast<size_t>(R), db.p);
   for (int c = 1; c < R; ++c) {

@@ -738,10 +738,10 @@ void RunIntWorkItem(const WorkItem& item) {
   for_each_chunk(item, vf.stride, kIntChunk, [&](const PageSpan& kp, size_t k_off, const PageSpan& vp, size_t v_off, size_t rows, const ChunkAhead& ahead) {
     const uint8_t* kcodes = kp.codes + k_off * kf.code_bytes;
     const uint8_t* vcodes = vp.codes + v_off * vf.code_bytes;
-    // No software prefetch: the hardware's stream prefetchers follow the four planes (K and V codes
-    // and norms). A burst of prefetches for the whole next chunk (sessions 2-6) filled the miss
-    // buffers and stalled the loads at every chunk start: best of 4 x 6 calls, 8 heads x 64K, 2
-    // threads, turbo3 15.4 vs 16.5 ns per token and head (docs/decisions.md).
+    // Software prefetch of the next chunk (`ahead`): for_each_chunk asks for its side values, the
+    // kernels for one line per code row as they read this chunk's matching row (prefetch_row). A
+    // burst for the whole next chunk at the chunk's start (sessions 2-6) stalled the loads instead
+    // (docs/decisions.md).
     // Side planes: one fp16 norm per row, or (int4) nbk / nbv block scales per row.
     HalvesToFloats(kp.side + k_off * kf.side_bytes, rows * nbk, kblk ? ksc : kn);
     HalvesToFloats(vp.side + v_off * vf.side_bytes, rows * nbv, vblk ? vsc : vnorm);
