@@ -16,7 +16,8 @@ namespace rq::cuda {
 namespace detail {
 bool tc_decode_supported(const DecodeParams& p);
 bool tc_fused_merge(const DecodeParams& p);  // whether the tensor-core kernel merges in its last blocks
-// flags: kTcFusedMerge, kTcSkipLoop (decode_common.cuh).
+bool tc_own_queries(const DecodeParams& p);  // whether its blocks rotate their queries (no query launch)
+// flags: kTcFusedMerge, kTcOwnQueries, kTcSkipLoop (decode_common.cuh).
 cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream);
 cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // merge launch (128 or 512 threads)
 int tc_warps_per_block();  // splits per block of the tensor-core kernel
@@ -40,7 +41,7 @@ using detail::static_for;
 constexpr int kThreads = 128;  // 4 warps; one token per thread per tile
 constexpr int kTile = kThreads;
 using detail::kHeadDim;
-constexpr float kLog2e = 1.4426950408889634f;
+using detail::kLog2e;
 
 // Workspace carve-up: q_rot [B][Hq][N], partial_o [B][Hq][splits][N], partial_ml [B][Hq][splits][2]
 // (floats), counters [B][Hq] (int; the tensor-core kernel's finished blocks per (sequence, query
@@ -520,16 +521,22 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
       p.v_geometry.row_main_bytes != v.payload_bytes || p.v_geometry.row_tail_bytes != 0) {
     return cudaErrorInvalidValue;
   }
-  // Three launches (two where the tensor-core kernel merges in its last blocks: 64 or more
-  // (sequence, query pass) pairs, detail::tc_fused_merge); the second and third are programmatic
-  // dependent launches: each may start while the previous one runs and waits (griddepcontrol.wait)
-  // only where it reads its output.
+  // Three launches: query rotation, split, merge; the second and third are programmatic dependent
+  // launches: each may start while the previous one runs and waits (griddepcontrol.wait) only where
+  // it reads its output. The tensor-core kernel makes it two: with 64 or more (sequence, query pass)
+  // pairs (detail::tc_fused_merge) its last blocks merge; with fewer its blocks rotate their own
+  // queries (detail::tc_own_queries) and it is the first launch.
   const bool tc = tensor_core_decode(p), fused = tc && detail::tc_fused_merge(p);
-  prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p, tc);
-  cudaError_t st = cudaGetLastError();
-  if (st != cudaSuccess) return st;
+  const bool own = tc && !fused && detail::tc_own_queries(p);
+  cudaError_t st = cudaSuccess;
+  if (!own) {
+    prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p, tc);
+    st = cudaGetLastError();
+    if (st != cudaSuccess) return st;
+  }
   const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
-  const int tc_flags = (fused ? detail::kTcFusedMerge : 0) | (detail::decode_skip_loop() ? detail::kTcSkipLoop : 0);
+  const int tc_flags = (fused ? detail::kTcFusedMerge : 0) | (own ? detail::kTcOwnQueries : 0) |
+                       (detail::decode_skip_loop() ? detail::kTcSkipLoop : 0);
   st = tc ? detail::launch_split_tc(p, tc_flags, stream) : launch_split_bits<kHeadDim>(p, grid, stream);
   if (st != cudaSuccess || fused) return st;  // fused: merged by the split kernel's last blocks
   if (tc) return detail::launch_merge_tc(p, stream);  // small merge launch (decode tenth / thirteenth pass)

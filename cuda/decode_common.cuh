@@ -21,6 +21,7 @@ bool decode_skip_loop();
 
 // Flags of the tensor-core split kernel (detail::launch_split_tc).
 constexpr int kTcFusedMerge = 1;  // the last blocks merge (else a merge launch)
+constexpr int kTcOwnQueries = 2;  // each block rotates its queries itself (no query launch; tc_own_queries)
 constexpr int kTcSkipLoop = 32;   // kDecodeSkipLoop
 
 /// DecodeParams::trace: thread 0 of the block records %globaltimer at `point` (min and max words).
@@ -31,6 +32,9 @@ __device__ __forceinline__ void trace_point(uint64_t* trace, int point) {
   atomicMin(reinterpret_cast<unsigned long long*>(trace) + 2 * point, t);
   atomicMax(reinterpret_cast<unsigned long long*>(trace) + 2 * point + 1, t);
 }
+
+/// log2(e): scores are kept in log2 units (exp2 instead of exp).
+constexpr float kLog2e = 1.4426950408889634f;
 
 /// Largest rotation_stride (floats per head) copied into shared memory: iso's 32 4x4 matrices.
 constexpr int kMaxRotationFloats = 512;

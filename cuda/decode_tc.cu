@@ -36,12 +36,16 @@
 // by TMA bulk copies that lane 0 issues, each plane completing on its own mbarrier; the next chunk's K
 // is in flight during this chunk's V step, its V during the next K step. The last chunk of a
 // sequence skips its 16-token blocks past the end.
-// Launched dependent on the query rotation: staging and tables overlap it (dependent_launch.cuh).
+// With the fused merge: launched dependent on the query rotation launch, staging and tables overlap
+// it (dependent_launch.cuh). Without it (the merge is a launch): the decode's first launch, and each
+// block rotates its 4 queries itself while its first K chunk is copied in (kFlagOwnQueries; session
+// 15: (1, 128K) 57 -> 53 us, (1, 32K) -1 us, (1, 4K) +0.3 us).
 // Coordinates are permuted freely inside the MMAs (the dot products do not care): a lane reads a
 // contiguous slice of each code row (K: 32 coordinates of slice tig; V: 16 coordinates 16 gid..).
 #include <cuda_fp16.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <type_traits>
 
 #include "kernel_common.cuh"
@@ -68,6 +72,7 @@ constexpr int kMaxPartials = (1024 + kWarps - 1) / kWarps;  // plan: at most 102
 // merge kernel (launched early, 32 blocks or more) finishes sooner (measured: 0-2 us at batch 1).
 constexpr int kFusedMergeMinPasses = 64;
 constexpr int kFlagFusedMerge = kTcFusedMerge;  // decode_common.cuh
+constexpr int kFlagOwnQueries = kTcOwnQueries;
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -236,6 +241,7 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
 template <int N, int BITS>
 __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p, int flags) {
   const bool fused_merge = flags & kFlagFusedMerge;
+  const bool own_queries = flags & kFlagOwnQueries;  // no query launch: the block rotates its queries
   uint64_t* const trace = p.trace;
   trace_point(trace, kTraceSplitStart);
   using L = TcLayout<N, BITS>;
@@ -247,12 +253,26 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
 
   extern __shared__ __align__(16) uint8_t smem[];
 
-  const int len = p.seq_lens[blockIdx.z];
   const int group = p.n_q_heads / p.n_kv_heads;
   const int passes = (group + 3) / 4;  // 4 query heads per pass
   const int split_block = blockIdx.y;
   const int kvh = blockIdx.x / passes, b = blockIdx.z;
   const int q0 = (blockIdx.x % passes) * 4;  // first query head (of the group) of this pass
+  // Own queries: the cold reads of the pass's queries and of K's rotation are issued first, beside
+  // seq_lens (lane 0's page-table read in stage() below holds its warp until it returns).
+  const int nq_pass = min(4, group - q0);
+  float q_in[2] = {0.0f, 0.0f};
+  RotationRegs k_rot_regs{};
+  if (own_queries) {
+    k_rot_regs = load_rotation(p.k_codec, kvh);
+    const float* q_src = p.queries + (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0) * N;
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int i = threadIdx.x + k * kWarps * 32;
+      if (i < nq_pass * N) q_in[k] = __ldg(q_src + i);
+    }
+  }
+  const int len = p.seq_lens[blockIdx.z];
   const int n_splits = len > 0 ? static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) /
                                                   p.plan.tokens_per_split)
                                : 0;
@@ -347,7 +367,45 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // 16-byte loads instead of 32 scalar loads over 16 lines each, and no conversions here).
   const int qa = 2 * (tig & 1);  // the lane's score / softmax / output queries: qa, qa + 1
   uint32_t bq[8][2];
-  {
+  if (own_queries) {
+    // As prepare_queries_kernel (decode.cu), in the V staging buffers of warps 0-2 (not staged yet):
+    // rotate the pass's queries by K's rotation and make the B fragments' fp16 hi and lo halves of
+    // (q_rot scale log2 e) / a_K, the same bytes that kernel writes.
+    float* const s_qbuf = reinterpret_cast<float*>(smem + L::codes) + 1 * CODEW;  // warp 0's V buffer
+    float* const s_qtmp = reinterpret_cast<float*>(smem + L::codes) + 3 * CODEW;  // warp 1's
+    float* const s_qrot = reinterpret_cast<float*>(smem + L::codes) + 5 * CODEW;  // warp 2's
+    static_assert(CODEW >= 4 * N && CODEW >= kMaxRotationFloats, "a V staging buffer holds 4 queries");
+    const StagedRotation rot = store_rotation(p.k_codec, kvh, k_rot_regs, s_qrot);
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int i = threadIdx.x + k * kWarps * 32;
+      if (i < nq_pass * N) s_qbuf[i] = q_in[k];
+    }
+    __syncthreads();
+    rotate_shared(rot.codec, rot.head, false, s_qbuf, s_qtmp, nq_pass, N);  // (synchronizes the block)
+    // Thread i makes the fp16 hi and lo halves of coordinate i % N of query i / N in the query
+    // launch's layout ([query][hi | lo][N]), then each lane loads its 16 words with 4 shared loads
+    // (a lane converting its own 32 coordinates read the rows 16-way bank-conflicted: 3.3 us a block).
+    const float s = p.scale * kLog2e, inv_a = 1.0f / p.k_codec.mma_scale;
+    __half* const s_qh = reinterpret_cast<__half*>(s_qtmp);  // (rotate_shared's scratch is free)
+    for (int i = threadIdx.x; i < 4 * N; i += blockDim.x) {
+      const int qi = i / N, j = i % N;
+      const float x = qi < nq_pass ? (s_qbuf[i] * s) * inv_a : 0.0f;
+      const __half hi = __float2half_rn(x);
+      s_qh[qi * 2 * N + j] = hi;
+      s_qh[qi * 2 * N + N + j] = __float2half_rn(x - __half2float(hi));
+    }
+    __syncthreads();
+    const uint4* src = reinterpret_cast<const uint4*>(s_qh + (gid & 3) * 2 * N) + (gid >= 4 ? 16 : 0) + 4 * tig;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint4 w = src[i];
+      bq[2 * i][0] = w.x, bq[2 * i][1] = w.y, bq[2 * i + 1][0] = w.z, bq[2 * i + 1][1] = w.w;
+    }
+    __syncthreads();  // the buffers are read before warps 0-2 stage V into them (stage: proxy fence)
+    trace_point(trace, kTraceSplitWaited);
+    allow_dependents();  // the merge kernel may launch; it waits for the partials
+  } else {
     wait_for_prerequisite();  // prepare_queries_kernel's query fragments
     trace_point(trace, kTraceSplitWaited);
     allow_dependents();       // the merge kernel (fused_merge == 0) may launch; it waits for the partials
@@ -686,6 +744,10 @@ cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
                                 static_cast<int>(bytes));
   });
   if (st != cudaSuccess) return st;
+  if (flags & kFlagOwnQueries) {  // the decode's first launch: after everything before it in the stream
+    decode_split_tc_kernel<N, BITS><<<grid, kWarps * 32, bytes, stream>>>(p, flags);
+    return cudaGetLastError();
+  }
   return launch_dependent(decode_split_tc_kernel<N, BITS>, grid, dim3(kWarps * 32), bytes, stream, p, flags);
 }
 
@@ -710,8 +772,22 @@ bool tc_decode_supported(const DecodeParams& p) {
          group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk && p.plan.tokens_per_split >= kChunk;
 }
 
+// RQ_DECODE_VARIANT, read once per process (A/B diagnostics, docs/gpu.md "Session 15"): bit 256 = a
+// query launch instead of own queries; bit 512 = the fused merge at every batch (slower at batch 1).
+static int variant_bits() {
+  static const int v = [] {
+    const char* e = std::getenv("RQ_DECODE_VARIANT");
+    return e && *e ? std::atoi(e) : 0;
+  }();
+  return v;
+}
+
+// The blocks rotate their own queries wherever the merge is a launch of its own.
+bool tc_own_queries(const DecodeParams&) { return (variant_bits() & 256) == 0; }
+
 bool tc_fused_merge(const DecodeParams& p) {
   const int group = p.n_q_heads / p.n_kv_heads;
+  if (variant_bits() & 512) return true;
   return static_cast<long long>(p.batch) * p.n_kv_heads * ((group + 3) / 4) >= kFusedMergeMinPasses;
 }
 

@@ -5,7 +5,9 @@
 //      online softmax, accumulates p * nu_v * C[idx_v] in V's rotated domain, writes a partial;
 //   3. merge: combines the partials of a (seq, query head) and un-rotates the output once.
 // The tensor-core split kernel does 3. itself, in the last of a sequence's blocks to finish, when
-// there are 64 or more (sequence, 4-query-head pass) pairs (at batch 1 the merge launch is faster).
+// there are 64 or more (sequence, 4-query-head pass) pairs (at batch 1 the merge launch is faster);
+// with fewer it does 1. itself instead, in every block (two launches either way; docs/gpu.md,
+// "Session 15").
 #pragma once
 
 #include <cuda_runtime.h>
