@@ -55,46 +55,6 @@ __device__ __forceinline__ uint32_t mask_lt(float v, float b) {
   return m;
 }
 
-// Turbo's sign tables for the fast kernels, filled by `threads` threads (this one: tid):
-// s2_mark[j] = the quantizer's mirror_bias where s2_j < 0 (else plain_bias; emit's bias), and
-// s1_masks[j] = the sign bits of D(s1) in the input's format (fp32: word j; 16-bit: word j < N / 2
-// covers elements 2j, 2j + 1).
-__device__ __forceinline__ void fill_turbo_sign_tables(const float* rot, int N, InputType type, float plain_bias,
-                                                       float mirror_bias, float* s2_mark, uint32_t* s1_masks, int tid,
-                                                       int threads) {
-  for (int j = tid; j < N; j += threads) {
-    s2_mark[j] = rot[N + j] < 0.0f ? mirror_bias : plain_bias;
-    uint32_t m = 0;
-    if (type == InputType::F32) {
-      m = __float_as_uint(rot[j]) & 0x80000000u;
-    } else if (j < N / 2) {
-      m = ((__float_as_uint(rot[2 * j]) >> 16) & 0x8000u) | (__float_as_uint(rot[2 * j + 1]) & 0x80000000u);
-    }
-    s1_masks[j] = m;
-  }
-}
-
-// Turbo's final XOR words of L lanes of C codes each (the one-lane kernel: L = 1, C = N), s_xor[q FW +
-// w] = lane q's word w: bit b of word w is field bit 32 w + b of the lane's code m = (32 w + b) /
-// BITS, set where coordinate q C + m has s2 < 0 (the mirrored codes), XOR fast_code_xor's top bits.
-// One bit per thread, in parallel (one load each, all in flight at once), words by warp ballots
-// (THREADS: a multiple of 32).
-template <int BITS, int L, int C, int N, typename Quantizer, int THREADS>
-__device__ __forceinline__ void fill_lane_xor_words(const float* rot, uint32_t* s_xor, int tid) {
-  constexpr int FW = (C * BITS + 31) / 32, kBits = L * FW * 32;
-  static_assert(THREADS % 32 == 0, "whole warps");
-#pragma unroll
-  for (int t0 = 0; t0 < kBits; t0 += THREADS) {  // the same trip count on every thread (ballots)
-    const int t = t0 + tid, word = t >> 5, bit = t & 31, q = word / FW, w = word % FW;
-    const int local = 32 * w + bit, m = local / BITS;
-    const bool used = t < kBits && m < C;
-    const bool top = !Quantizer::kFinalCodes && local % BITS == BITS - 1;
-    const bool flip = used && rot[N + q * C + m] < 0.0f;
-    const uint32_t ballot = __ballot_sync(0xffffffffu, used && top != flip);
-    if (t < kBits && bit == 0) s_xor[word] = ballot;
-  }
-}
-
 /// E input elements as floats from 16-byte words at src (fp32, fp16 or bf16 per `type`); with XOR,
 /// word q is XORed with masks[q] first (turbo's D(s1) on the sign bits; the masks are in the
 /// input's format, see fill_turbo_sign_tables).
@@ -139,9 +99,15 @@ struct FastQuantizer {
   float t[kPositive];
   uint32_t at_or_above[kPositive];  // minus the count, mod 2^32
 
-  /// The shared parameters: the positive thresholds t[half + i].
-  __device__ __forceinline__ static void fill_params(const float* thresholds_pos, float* out, int tid) {
-    if (tid < kPositive) out[tid] = thresholds_pos[tid];
+  /// The shared parameters: the positive thresholds t[half + i] (thread i < kPositive reads t[half + i]).
+  struct Params {
+    float t;
+  };
+  __device__ __forceinline__ static Params load_params(const float* thresholds_pos, int tid) {
+    return {tid < kPositive ? cold_load(thresholds_pos + tid) : 0.0f};
+  }
+  __device__ __forceinline__ static void fill_params(const Params& in, float* out, int tid) {
+    if (tid < kPositive) out[tid] = in.t;
   }
   __device__ __forceinline__ void prepare(const float* params, float scale) {
 #pragma unroll
@@ -198,21 +164,33 @@ struct PolyQuantizer {
   static constexpr float kMirrorBias = 0.5f - 0x1p-22f;
   float k[kPositive];  // coefficient of y^(2i+1) in (half + g(y / scale)) / levels - 1/2
 
-  /// The shared parameters a_i / levels, solved in double by thread 0 from the positive thresholds:
-  /// sum_j a_j t_i^(2j+1) = i + 1. It runs between the thresholds' load and the block's first
-  /// barrier, so its dependent chain is kept short: 2 bits a_0 = 1 / t_0; 3 bits Cramer's rule on
-  /// the 3 x 3 system divided by t_i (rows 1, t_i^2, t_i^4, right side (i + 1) / t_i), one
-  /// reciprocal of the determinant (Gauss-Jordan had nine dependent divisions; both in double, the
-  /// float results agree to an ulp at most, i.e. thresholds within ~1e-7).
-  __device__ static void fill_params(const float* thresholds_pos, float* out, int tid) {
+  /// The shared parameters a_i / levels, solved in double by thread 0 from the positive thresholds
+  /// (which load_params reads, thread 0 only): sum_j a_j t_i^(2j+1) = i + 1. It runs between the
+  /// thresholds' load and the block's first barrier, so its dependent chain is kept short: 2 bits
+  /// a_0 = 1 / t_0; 3 bits Cramer's rule on the 3 x 3 system divided by t_i (rows 1, t_i^2, t_i^4,
+  /// right side (i + 1) / t_i), one reciprocal of the determinant (Gauss-Jordan had nine dependent
+  /// divisions; both in double, the float results agree to an ulp at most, i.e. thresholds within
+  /// ~1e-7).
+  struct Params {
+    float t[kPositive];
+  };
+  __device__ __forceinline__ static Params load_params(const float* thresholds_pos, int tid) {
+    Params in{};
+    if (tid == 0) {
+#pragma unroll
+      for (int i = 0; i < kPositive; ++i) in.t[i] = cold_load(thresholds_pos + i);
+    }
+    return in;
+  }
+  __device__ static void fill_params(const Params& in, float* out, int tid) {
     if (tid != 0) return;
     if constexpr (kPositive == 1) {
-      out[0] = static_cast<float>(1.0 / static_cast<double>(thresholds_pos[0]) / kLevels);
+      out[0] = static_cast<float>(1.0 / static_cast<double>(in.t[0]) / kLevels);
     } else {
       double v[3], b[3];
 #pragma unroll
       for (int i = 0; i < 3; ++i) {
-        const double t = thresholds_pos[i];
+        const double t = in.t[i];
         v[i] = t * t;
         b[i] = (i + 1) / t;
       }
@@ -407,19 +385,26 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   // 1. Stage the block's first tile.
   stage_tile<D, THREADS>(tile, job, head, first_tile * kTileVectors, p.n_tokens);
   // 2. Rotation tables, thresholds and C^2 while the copies are in flight.
+  // (Every cold read first, then the tables: one DRAM round trip beside the tile's.)
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
+  const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
   if constexpr (FAM == 0) {
-    fill_turbo_sign_tables(rot, N, type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_rot,
-                           reinterpret_cast<uint32_t*>(s_rot) + N, tid, THREADS);
-    fill_lane_xor_words<BITS, 1, N, N, Quantizer, THREADS>(rot, s_flip, tid);  // the row's final XOR words
+    TurboSignTables<N, THREADS> signs;
+    LaneXorWords<BITS, 1, N, N, Quantizer, THREADS> xor_words;  // the row's final XOR words
+    signs.load(rot, type, tid);
+    xor_words.load(rot, tid);
+    reads_before_stores();
+    signs.store(type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, tid);
+    xor_words.store(s_flip, tid);
   } else {
-    for (int i = tid; i < NB * FAM * FAM; i += THREADS) s_rot[(i / (FAM * FAM)) * MS + i % (FAM * FAM)] = rot[i];
+    BlockMatrices<NB * FAM * FAM, FAM * FAM, MS, THREADS> matrices;
+    matrices.load(rot, tid);
+    reads_before_stores();
+    matrices.store(s_rot, tid);
   }
-  Quantizer::fill_params(job.codec.thresholds + HALF, s_qparams, tid);
-  if (tid < HALF) {
-    const float c = job.codec.centroids[HALF + tid];
-    s_c2[tid] = c * c;
-  }
+  Quantizer::fill_params(q_in, s_qparams, tid);
+  if (tid < HALF) s_c2[tid] = c_half * c_half;
 
   // 3-6. Encode the thread's row and store it.
   auto encode = [&](const uint8_t* row, int64_t slot) {

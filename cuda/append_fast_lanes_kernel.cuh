@@ -99,30 +99,46 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
       asm volatile("prefetch.global.L2 [%0];" ::"l"(src + C * esize - 1));  // the lane's last line
     }
   }
-  float c2[HALF];
+  // Every cold read of the block's set-up is issued before the first use (append_fast_kernel.cuh):
+  // thresholds, centroids, then the tables' inputs below.
+  const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
+  float c2[HALF];  // the centroids C[half + k] here, their squares after the tables
 #pragma unroll
-  for (int k = 0; k < HALF; ++k) {
-    const float c = job.codec.centroids[HALF + k];
-    c2[k] = c * c;
-  }
+  for (int k = 0; k < HALF; ++k) c2[k] = cold_load(job.codec.centroids + HALF + k);
 
   // 1. Per-block tables. Coefficient (lane q, output m, d) at q LSTRIDE + m W + d: of input
   // j + d - HW (window) or F (j / F) + d (aligned blocks) in output j = q C + m; 0 outside the
   // output's block and past the last input (rotor's zero pad and beyond).
   if constexpr (FAM != 0) {
-    for (int i = tid; i < COEF; i += kLanesThreads) {
+    constexpr int PER = (COEF + kLanesThreads - 1) / kLanesThreads;
+    float cv[PER];
+#pragma unroll
+    for (int n = 0; n < PER; ++n) {
+      const int i = tid + n * kLanesThreads;
       const int q = i / LSTRIDE, o = i % LSTRIDE;
       const int j = q * C + o / W, d = o % W;
       const int b = j / F, row = j % F;
       const int k = WINDOW ? j + d - HW - F * b : d;
-      const bool used = o < C * W && k >= 0 && k < F && F * b + k < D;
-      s_coef[i] = used ? rot[(b * F + row) * F + k] : 0.0f;
+      const bool used = i < COEF && o < C * W && k >= 0 && k < F && F * b + k < D;
+      cv[n] = used ? cold_load(rot + (b * F + row) * F + k) : 0.0f;
+    }
+    reads_before_stores();
+#pragma unroll
+    for (int n = 0; n < PER; ++n) {
+      if (tid + n * kLanesThreads < COEF) s_coef[tid + n * kLanesThreads] = cv[n];
     }
   } else {
-    fill_turbo_sign_tables(rot, N, type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_bias, s_s1, tid, kLanesThreads);
-    fill_lane_xor_words<BITS, L, C, N, Quantizer, kLanesThreads>(rot, s_xor, tid);
+    TurboSignTables<N, kLanesThreads> signs;
+    LaneXorWords<BITS, L, C, N, Quantizer, kLanesThreads> xor_words;
+    signs.load(rot, type, tid);
+    xor_words.load(rot, tid);
+    reads_before_stores();
+    signs.store(type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_bias, s_s1, tid);
+    xor_words.store(s_xor, tid);
   }
-  Quantizer::fill_params(job.codec.thresholds + HALF, s_qparams, tid);
+  Quantizer::fill_params(q_in, s_qparams, tid);
+#pragma unroll
+  for (int k = 0; k < HALF; ++k) c2[k] *= c2[k];
   __syncthreads();
 
   // 2. Per-lane constants for all rounds.

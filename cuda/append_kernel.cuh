@@ -21,6 +21,7 @@
 #include <cuda_fp16.h>
 
 #include "append_quantize.cuh"
+#include "append_tables.cuh"
 #include "kernel_common.cuh"
 #include "rq/core/half.hpp"
 #include "rq/cuda/append.hpp"
@@ -222,28 +223,42 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
   // 1. Stage the block's input rows.
   stage_block<D, THREADS>(tile, stride, job, head, t0, p.n_tokens);
   // 2. Rotation parameters, thresholds and C^2 while the copies are in flight.
+  // (Every cold read first, then the tables: one DRAM round trip beside the rows', append_tables.cuh.)
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  SymmetricQuantizer<BITS> quant;
+#pragma unroll
+  for (int i = 0; i < SymmetricQuantizer<BITS>::kPositive; ++i) quant.t[i] = cold_load(job.codec.thresholds + HALF + i);
+  const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
   if constexpr (FAM == 0) {
     // s_rot: s2 * scale at [0, kTurboTable), sign bits of s1 at [kTurboTable, 2 kTurboTable), for
     // coordinate j at j (LANES = 1) or lane-major at (j % 4) * kLaneStride + j / 4 (LANES = 4: a
     // lane's values contiguous, lanes 4 words apart in the banks).
+    constexpr int PER = (N + THREADS - 1) / THREADS;
+    float s2[PER], s1[PER];
+#pragma unroll
+    for (int k = 0; k < PER; ++k) {
+      const int j = tid + k * THREADS;
+      s2[k] = j < N ? cold_load(rot + N + j) : 0.0f;
+      s1[k] = j < N ? cold_load(rot + j) : 0.0f;
+    }
+    reads_before_stores();
     const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(N)));
-    for (int j = tid; j < N; j += THREADS) {
+#pragma unroll
+    for (int k = 0; k < PER; ++k) {
+      const int j = tid + k * THREADS;
+      if (j >= N) continue;
       const int at = LANES == 1 ? j : (j % 4) * kLaneStride + j / 4;
-      s_rot[at] = __fmul_rn(rot[N + j], scale);
-      reinterpret_cast<uint32_t*>(s_rot)[kTurboTable + at] = __float_as_uint(rot[j]) & 0x80000000u;
+      s_rot[at] = __fmul_rn(s2[k], scale);
+      reinterpret_cast<uint32_t*>(s_rot)[kTurboTable + at] = __float_as_uint(s1[k]) & 0x80000000u;
     }
   } else {
-    for (int i = tid; i < NB * FAM * FAM; i += THREADS) s_rot[(i / (FAM * FAM)) * MS + i % (FAM * FAM)] = rot[i];
+    BlockMatrices<NB * FAM * FAM, FAM * FAM, MS, THREADS> matrices;
+    matrices.load(rot, tid);
+    reads_before_stores();
+    matrices.store(s_rot, tid);
   }
-  if (tid < HALF) {
-    const double c = job.codec.centroids[HALF + tid];
-    s_c2[tid] = c * c;
-  }
+  if (tid < HALF) s_c2[tid] = static_cast<double>(c_half) * static_cast<double>(c_half);
   if (tid == 0) s_c2_rebased = static_cast<uint32_t>(__cvta_generic_to_shared(s_c2)) - (0x4b000000u << 3);
-  SymmetricQuantizer<BITS> quant;
-#pragma unroll
-  for (int i = 0; i < SymmetricQuantizer<BITS>::kPositive; ++i) quant.t[i] = __ldg(job.codec.thresholds + HALF + i);
   quant.c2 = s_c2;
   const int token = t0 + vec;
   const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;

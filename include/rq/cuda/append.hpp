@@ -67,14 +67,17 @@ struct AppendKernel {
 /// per size among the checked kernels (docs/gpu.md, "Append, fifth pass"). With exact = 0 the
 /// bit-exact four-lane kernel is chosen for turbo's Hadamard at 4K < vectors <= 32K, where it was
 /// faster than every fast variant (1, 4, 8, 16 lanes, 1-4 rounds); rotor's 3 x 3 blocks take the
-/// fast one-lane kernel there (0.5-0.6 us faster at 16K than the four-lane bit-exact one in the full
-/// runs of sessions 10-12, docs/gpu.md, "Session 12"). Several lanes with rounds per block were slower
+/// fast four-lane kernel up to 16K (since its set-up reads are one round trip, 0.2-0.3 us faster at
+/// 16K than one lane, 0.5 us in a graph; docs/gpu.md, "Session 15") and the fast one-lane kernel
+/// to 32K (0.5-0.6 us faster at 16K than the four-lane bit-exact one in the full runs of sessions
+/// 10-12, docs/gpu.md, "Session 12"). Several lanes with rounds per block were slower
 /// than one lane from 64K on once the fast kernels had the polynomial quantizer (docs/gpu.md,
 /// "Append, sixth pass"). Above 32K the one-lane kernel runs one wave of resident blocks, each
 /// encoding several tiles with the next one's copy in flight (docs/gpu.md, "Append, seventh pass").
 constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily family) {
   if (exact) return {true, vectors <= 32768 ? 4 : 1, 1};
   if (vectors <= 4096) return {false, 16, 1};
+  if (vectors <= 16384 && family == RotationFamily::Block3) return {false, 4, 1};
   if (vectors <= 32768 && family != RotationFamily::Block3) return {true, 4, 1};
   return {false, 1, 0};
 }
