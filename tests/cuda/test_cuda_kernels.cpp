@@ -121,6 +121,19 @@ TEST(DecodeLongSequence, TensorCoresPairMajorGrid) {
   }
 }
 
+// Fewer than 64 (sequence, 4-query pass) pairs: every split block rotates its own queries (no query
+// launch), here with two passes per KV head (GQA 8) and a last pass of 2 query heads (GQA 6).
+TEST(DecodeOwnQueries, TwoPassesAndAShortLastPass) {
+  RQ_REQUIRE_GPU();
+  Rng rng(81);
+  for (const char* f : {"rotor3", "turbo3"}) {
+    for (int n_q_heads : {64, 48}) {
+      const DecodeCheck c = check_decode(f, n_q_heads, sm_count(), rng, false, {1000, 129, 7, 0});
+      EXPECT_TRUE(c.ok()) << c.text;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, DecodeMatchesReference,
                          ::testing::Values(std::make_tuple("rotor3", 32), std::make_tuple("turbo3", 32),
                                            std::make_tuple("planar3", 32), std::make_tuple("iso3", 32),
