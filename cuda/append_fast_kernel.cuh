@@ -57,7 +57,7 @@ __device__ __forceinline__ uint32_t mask_lt(float v, float b) {
 
 /// E input elements as floats from 16-byte words at src (fp32, fp16 or bf16 per `type`); with XOR,
 /// word q is XORed with masks[q] first (turbo's D(s1) on the sign bits; the masks are in the
-/// input's format, see fill_turbo_sign_tables).
+/// input's format, see TurboSignTables in append_tables.cuh).
 template <int E, bool XOR>
 __device__ __forceinline__ void load_masked_row(const uint4* src, const uint4* masks, InputType type, float* x) {
   if (type == InputType::F32) {

@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
       asm volatile("prefetch.global.L2 [%0];" ::"l"(src + C * esize - 1));  // the lane's last line
     }
   }
-  // Every cold read of the block's set-up is issued before the first use (append_fast_kernel.cuh):
+  // Every cold read of the block's set-up is issued before the first use (append_tables.cuh):
   // thresholds, centroids, then the tables' inputs below.
   const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
   float c2[HALF];  // the centroids C[half + k] here, their squares after the tables
