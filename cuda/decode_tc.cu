@@ -39,7 +39,7 @@
 // With the fused merge: launched dependent on the query rotation launch, staging and tables overlap
 // it (dependent_launch.cuh). Without it (the merge is a launch): the decode's first launch, and each
 // block rotates its 4 queries itself while its first K chunk is copied in (kFlagOwnQueries; session
-// 15: (1, 128K) 57 -> 53 us, (1, 32K) -1 us, (1, 4K) +0.3 us).
+// 15: (1, 128K) 57 -> 53 us, (1, 32K) -1 .. -2 us, (1, 4K) within -0.7 .. +0.7 us).
 // Coordinates are permuted freely inside the MMAs (the dot products do not care): a lane reads a
 // contiguous slice of each code row (K: 32 coordinates of slice tig; V: 16 coordinates 16 gid..).
 #include <cuda_fp16.h>
