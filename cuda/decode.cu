@@ -23,15 +23,16 @@ cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // mer
 int tc_warps_per_block();  // splits per block of the tensor-core kernel
 int tc_blocks_per_sm();    // its blocks per SM
 int tc_chunk_tokens();     // tokens per warp iteration of its chunk loop
-// The skip-the-loop diagnostic (kDecodeSkipLoop): RQ_DECODE_VARIANT with bit 128 set, read once per
-// process (gpu_check_bench --trace --skip-loop sets it; other bits are ignored).
-bool decode_skip_loop() {
-  static const bool v = [] {
+// RQ_DECODE_VARIANT's diagnostic bits (decode_common.cuh), read once per process; the skip-the-loop
+// bit (kDecodeSkipLoop) is set by gpu_check_bench --trace --skip-loop.
+int decode_variant() {
+  static const int v = [] {
     const char* e = std::getenv("RQ_DECODE_VARIANT");
-    return e && *e && (std::atoi(e) & kDecodeSkipLoop) != 0;
+    return e && *e ? std::atoi(e) : 0;
   }();
   return v;
 }
+bool decode_skip_loop() { return (decode_variant() & kDecodeSkipLoop) != 0; }
 }  // namespace detail
 
 namespace {
@@ -93,11 +94,7 @@ __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams 
   const float s = p.scale * kLog2e;
   if (packed) {
     const int j = threadIdx.x;  // (kThreads == n)
-    const float x = (buf[j] * s) * (1.0f / p.k_codec.mma_scale);
-    const __half hi = __float2half_rn(x);
-    __half* h = reinterpret_cast<__half*>(out);
-    h[j] = hi;
-    h[n + j] = __float2half_rn(x - __half2float(hi));
+    detail::store_query_halves((buf[j] * s) * (1.0f / p.k_codec.mma_scale), reinterpret_cast<__half*>(out) + j, n);
   } else {
     for (int j = threadIdx.x; j < n; j += blockDim.x) out[j] = buf[j] * s;
   }

@@ -1,6 +1,7 @@
 // Helpers shared by the decode kernels (cuda/decode.cu, cuda/decode_tc.cu; private to cuda/).
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -18,6 +19,12 @@ namespace rq::cuda::detail {
 // slower: branch decode-eleventh-rejected; bits 4 and 8: branch decode-tenth-rejected.
 constexpr int kDecodeSkipLoop = 128;
 bool decode_skip_loop();
+// Session 15's A/B bits: a query launch instead of the tensor-core blocks' own query rotation (256),
+// the fused merge at every batch (512).
+constexpr int kDecodeQueryLaunch = 256;
+constexpr int kDecodeFusedAlways = 512;
+/// RQ_DECODE_VARIANT (0 when unset), read once per process.
+int decode_variant();
 
 // Flags of the tensor-core split kernel (detail::launch_split_tc).
 constexpr int kTcFusedMerge = 1;  // the last blocks merge (else a merge launch)
@@ -35,6 +42,15 @@ __device__ __forceinline__ void trace_point(uint64_t* trace, int point) {
 
 /// log2(e): scores are kept in log2 units (exp2 instead of exp).
 constexpr float kLog2e = 1.4426950408889634f;
+
+/// The tensor-core kernel's query B-fragment halves of x = (q_rot scale log2 e) / a_K: fp16 hi and lo
+/// parts, written at h[0] and h[n] (rows [hi | lo][n]). The query launch and the split blocks' own
+/// rotation both write them, so the fragments do not depend on the path.
+__device__ __forceinline__ void store_query_halves(float x, __half* h, int n) {
+  const __half hi = __float2half_rn(x);
+  h[0] = hi;
+  h[n] = __float2half_rn(x - __half2float(hi));
+}
 
 /// Largest rotation_stride (floats per head) copied into shared memory: iso's 32 4x4 matrices.
 constexpr int kMaxRotationFloats = 512;

@@ -45,7 +45,6 @@
 #include <cuda_fp16.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <type_traits>
 
 #include "kernel_common.cuh"
@@ -390,10 +389,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     __half* const s_qh = reinterpret_cast<__half*>(s_qtmp);  // (rotate_shared's scratch is free)
     for (int i = threadIdx.x; i < 4 * N; i += blockDim.x) {
       const int qi = i / N, j = i % N;
-      const float x = qi < nq_pass ? (s_qbuf[i] * s) * inv_a : 0.0f;
-      const __half hi = __float2half_rn(x);
-      s_qh[qi * 2 * N + j] = hi;
-      s_qh[qi * 2 * N + N + j] = __float2half_rn(x - __half2float(hi));
+      store_query_halves(qi < nq_pass ? (s_qbuf[i] * s) * inv_a : 0.0f, s_qh + qi * 2 * N + j, N);
     }
     __syncthreads();
     const uint4* src = reinterpret_cast<const uint4*>(s_qh + (gid & 3) * 2 * N) + (gid >= 4 ? 16 : 0) + 4 * tig;
@@ -772,22 +768,13 @@ bool tc_decode_supported(const DecodeParams& p) {
          group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk && p.plan.tokens_per_split >= kChunk;
 }
 
-// RQ_DECODE_VARIANT, read once per process (A/B diagnostics, docs/gpu.md "Session 15"): bit 256 = a
-// query launch instead of own queries; bit 512 = the fused merge at every batch (slower at batch 1).
-static int variant_bits() {
-  static const int v = [] {
-    const char* e = std::getenv("RQ_DECODE_VARIANT");
-    return e && *e ? std::atoi(e) : 0;
-  }();
-  return v;
-}
-
-// The blocks rotate their own queries wherever the merge is a launch of its own.
-bool tc_own_queries(const DecodeParams&) { return (variant_bits() & 256) == 0; }
+// The blocks rotate their own queries wherever the merge is a launch of its own (A/B diagnostics,
+// docs/gpu.md "Session 15": kDecodeQueryLaunch, kDecodeFusedAlways, slower at batch 1).
+bool tc_own_queries(const DecodeParams&) { return (decode_variant() & kDecodeQueryLaunch) == 0; }
 
 bool tc_fused_merge(const DecodeParams& p) {
   const int group = p.n_q_heads / p.n_kv_heads;
-  if (variant_bits() & 512) return true;
+  if (decode_variant() & kDecodeFusedAlways) return true;
   return static_cast<long long>(p.batch) * p.n_kv_heads * ((group + 3) / 4) >= kFusedMergeMinPasses;
 }
 
