@@ -11,6 +11,7 @@ cudaError_t launch_append_lanes(const AppendParams& p, cudaStream_t stream);
 extern template cudaError_t launch_append_lanes<1>(const AppendParams& p, cudaStream_t stream);
 extern template cudaError_t launch_append_lanes<4>(const AppendParams& p, cudaStream_t stream);
 cudaError_t launch_append_fast(const AppendParams& p, cudaStream_t stream);
+cudaError_t launch_append_fast_pair(const AppendParams& p, cudaStream_t stream);
 cudaError_t launch_append_fast_lanes4(const AppendParams& p, cudaStream_t stream);
 cudaError_t launch_append_fast_lanes8(const AppendParams& p, cudaStream_t stream);
 cudaError_t launch_append_fast_lanes16(const AppendParams& p, cudaStream_t stream);
@@ -24,7 +25,7 @@ constexpr int kMaxRotationFloats = 512;  // d = 128: iso 32 x 16, rotor 43 x 9, 
 
 cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
   const int lv = p.lanes_per_vector;
-  const bool lanes_ok = lv == 0 || lv == 1 || lv == 4 || (!p.exact && (lv == 8 || lv == 16));
+  const bool lanes_ok = lv == 0 || lv == 1 || lv == 4 || (!p.exact && (lv == 2 || lv == 8 || lv == 16));
   if (p.n_jobs < 1 || p.n_jobs > 2 || p.n_kv_heads < 1 || p.n_tokens < 0 || !p.slot_mapping || !lanes_ok ||
       p.rounds_per_block < 0) {
     return cudaErrorInvalidValue;
@@ -59,6 +60,9 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
     AppendParams q = p;
     q.rounds_per_block = k.rounds;  // one lane: tiles per block (0: one wave); more lanes: rounds (0: 1)
     if (k.lanes == 1) return detail::launch_append_fast(q, stream);
+    if (k.lanes == 2) {  // the Hadamard rotation only
+      return c0.family == RotationFamily::Hadamard ? detail::launch_append_fast_pair(q, stream) : cudaErrorInvalidValue;
+    }
     if (k.lanes == 16) return detail::launch_append_fast_lanes16(q, stream);
     if (k.lanes == 8) return detail::launch_append_fast_lanes8(q, stream);
     return detail::launch_append_fast_lanes4(q, stream);

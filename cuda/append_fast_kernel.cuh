@@ -517,21 +517,20 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   }
 }
 
-// rounds_per_block > 0: tiles of kTileVectors tokens per block; 0: fast_tiles_per_block (one wave).
-template <int D, int BITS, int FAM>
-cudaError_t launch_append_fast_kernel(const AppendParams& p, cudaStream_t stream) {
-  auto kernel = append_fast_kernel<D, BITS, FAM>;
-  const size_t buffer = append_smem_bytes<D, FAM, 1>(p);  // one tile of staged rows
-  // Once per device: room for two fp32 tiles (over the default 48 KB), the shared-memory carveout
-  // at its maximum (so that registers, 6 blocks per SM, bind rather than shared memory), and the
-  // blocks of the double-buffered kernel that fit on the device, per input width.
-  constexpr int kDevices = 16;
-  static std::atomic<int> resident[kDevices][2] = {};
+// Launches a tile kernel (the one- and two-lane fast kernels: `threads` threads encode a tile of
+// kTileVectors rows staged in `buffer` bytes, two buffers when a block has several tiles) over all
+// tiles. rounds_per_block > 0: that many tiles per block; 0: fast_tiles_per_block (one wave). Once per
+// device and input width (`resident`, the kernel's own): room for two fp32 tiles (over the default
+// 48 KB), the shared-memory carveout at its maximum (so that registers bind rather than shared
+// memory), and the blocks of the double-buffered kernel that fit on the device.
+template <int D, typename Kernel>
+cudaError_t launch_tile_kernel(Kernel kernel, int threads, size_t buffer, std::atomic<int> (&resident)[16][2],
+                               const AppendParams& p, cudaStream_t stream) {
   int device = 0;
   cudaError_t st = cudaGetDevice(&device);
   if (st != cudaSuccess) return st;
   const bool f32 = buffer > kTileVectors * (2 * D + kRowPad);
-  std::atomic<int>* cached = device < kDevices ? &resident[device][f32] : nullptr;
+  std::atomic<int>* cached = device < 16 ? &resident[device][f32] : nullptr;
   int blocks = cached ? cached->load(std::memory_order_relaxed) : 0;
   if (blocks == 0) {
     const int most = static_cast<int>(2 * kTileVectors * (4 * D + kRowPad));
@@ -539,7 +538,7 @@ cudaError_t launch_append_fast_kernel(const AppendParams& p, cudaStream_t stream
     st = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, most);
     if (st == cudaSuccess) st = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
     if (st == cudaSuccess) st = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    if (st == cudaSuccess) st = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kTileVectors, 2 * buffer);
+    if (st == cudaSuccess) st = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 2 * buffer);
     if (st != cudaSuccess) return st;
     blocks = sms * (per_sm > 0 ? per_sm : 1);
     if (cached) cached->store(blocks, std::memory_order_relaxed);
@@ -547,8 +546,14 @@ cudaError_t launch_append_fast_kernel(const AppendParams& p, cudaStream_t stream
   const int tiles = (p.n_tokens + kTileVectors - 1) / kTileVectors;
   const int per_block = p.rounds_per_block > 0 ? p.rounds_per_block : fast_tiles_per_block(tiles, p.n_kv_heads * p.n_jobs, blocks);
   const dim3 grid((tiles + per_block - 1) / per_block, p.n_kv_heads, p.n_jobs);
-  kernel<<<grid, kTileVectors, per_block > 1 ? 2 * buffer : buffer, stream>>>(p, per_block);
+  kernel<<<grid, threads, per_block > 1 ? 2 * buffer : buffer, stream>>>(p, per_block);
   return cudaGetLastError();
+}
+
+template <int D, int BITS, int FAM>
+cudaError_t launch_append_fast_kernel(const AppendParams& p, cudaStream_t stream) {
+  static std::atomic<int> resident[16][2] = {};
+  return launch_tile_kernel<D>(append_fast_kernel<D, BITS, FAM>, kTileVectors, append_smem_bytes<D, FAM, 1>(p), resident, p, stream);
 }
 
 template <int BITS, int FAM>

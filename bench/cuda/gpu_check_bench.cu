@@ -352,9 +352,9 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
   AppendKernel k{exact, lanes, rounds};
   if (!lanes) k = default_append_kernel(n_vectors, exact, kc.device.family);
   // fast one lane: " x<R> tiles" per block where given (none: one wave of resident blocks)
-  const std::string per_block = k.lanes == 1 ? " tiles" : " rounds";
+  const std::string per_block = k.lanes <= 2 ? " tiles" : " rounds";
   r.kernel = std::string(!lanes ? "default: " : "") + (k.exact ? "exact " : "fast ") + std::to_string(k.lanes) +
-             (k.lanes == 1 ? " lane" : " lanes") + (!k.exact && k.rounds > (k.lanes == 1 ? 0 : 1) ? " x" + std::to_string(k.rounds) + per_block : "");
+             (k.lanes == 1 ? " lane" : " lanes") + (!k.exact && k.rounds > (k.lanes <= 2 ? 0 : 1) ? " x" + std::to_string(k.rounds) + per_block : "");
   r.n = n_vectors;
   r.us = us;
   r.us_stream = in_stream.stream;
@@ -631,6 +631,15 @@ int main(int argc, char** argv) {
           report(c.ok(), c.text);
         }
       }
+      for (const char* f : {"turbo2", "turbo3", "turbo4", "turbo3_nocorr"}) {  // two lanes: the Hadamard formats only
+        if (decode_only) break;
+        for (InputType t : {InputType::F16, InputType::BF16}) {
+          const AppendCheck c = check_append(f, t, rng, 2, false);
+          report(c.ok(), c.text);
+        }
+        const AppendCheck c = check_append(f, InputType::F16, rng, 2, false, 3);
+        report(c.ok(), c.text);
+      }
       for (const char* f : {"rotor3", "turbo3"}) {  // several rounds (one lane: tiles) per block (the last block stops early)
         if (decode_only) break;
         for (int lanes : {1, 4, 8, 16}) {
@@ -638,7 +647,7 @@ int main(int argc, char** argv) {
           report(c.ok(), c.text);
         }
       }
-      const std::pair<int, bool> policy_kernels[] = {{1, false}, {4, false}, {8, false}, {16, false}, {4, true}, {1, true}};
+      const std::pair<int, bool> policy_kernels[] = {{1, false}, {2, false}, {4, false}, {8, false}, {16, false}, {4, true}, {1, true}};
       for (const auto& [lanes, exact] : policy_kernels) {
         if (decode_only) break;
         report(check_append_policy(rng, lanes, exact).ok(),
@@ -697,6 +706,14 @@ int main(int argc, char** argv) {
         bench_append(f, 1048576, false, 4, copy, timer, rows, 16);  // several lanes at 1M (more warps per SM)
         for (long long n : {65536LL, 1048576LL})  // one lane, one tile per block (before the seventh pass), 4 tiles
           for (int tiles : {1, 4}) bench_append(f, n, false, 1, copy, timer, rows, tiles);
+        if (std::string(f) == "turbo3") {  // two lanes (Hadamard only) against one where the choice changes
+          for (long long n : {4096LL, 16384LL, 32768LL, 65536LL, 1048576LL}) bench_append(f, n, false, 2, copy, timer, rows);
+          bench_append(f, 32768, true, 4, copy, timer, rows);  // the default there before session 16
+          for (long long n : {131072LL, 262144LL, 524288LL}) {
+            bench_append(f, n, false, 1, copy, timer, rows);
+            bench_append(f, n, false, 2, copy, timer, rows);
+          }
+        }
         bench_append(f, 16384, true, 4, copy, timer, rows);    // the exact kernels: the small-step default
         bench_append(f, 1048576, true, 1, copy, timer, rows);  // before this pass, and the large-step one
       }

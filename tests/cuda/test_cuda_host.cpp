@@ -1,4 +1,4 @@
-// Host-only tests of the CUDA module: paged geometry, codec tables. They need no GPU.
+// Host-only tests of the CUDA module: paged geometry, codec tables, the default append kernel. They need no GPU.
 #include <gtest/gtest.h>
 
 #include "rq/codec/codec.hpp"
@@ -6,6 +6,7 @@
 
 #include "rq/core/errors.hpp"
 #include "rq/core/half.hpp"
+#include "rq/cuda/append.hpp"
 #include "rq/cuda/device_codec.hpp"
 #include "rq/cuda/paged_layout.hpp"
 #include "rq/format/format.hpp"
@@ -110,6 +111,29 @@ TEST(CodecTables, RefusesWhatTheKernelsCannotRun) {
   EXPECT_THROW(make_codec_tables({}), InvalidArgument);
   const Codec a(find_format("rotor3"), 128), b(find_format("turbo3"), 128);
   EXPECT_THROW(make_codec_tables({&a, &b}), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace rq::cuda
+
+namespace rq::cuda {
+namespace {
+
+// The default append kernel per size and rotation family (include/rq/cuda/append.hpp): what the
+// benchmark rows labelled "default" ran on the H200.
+TEST(DefaultAppendKernel, PerSizeAndFamily) {
+  using F = RotationFamily;
+  auto is = [](AppendKernel k, bool exact, int lanes, int rounds) {
+    return k.exact == exact && k.lanes == lanes && k.rounds == rounds;
+  };
+  EXPECT_TRUE(is(default_append_kernel(4096, false, F::Hadamard), false, 16, 1));
+  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Hadamard), false, 2, 0));
+  EXPECT_TRUE(is(default_append_kernel(262144, false, F::Hadamard), false, 2, 0));
+  EXPECT_TRUE(is(default_append_kernel(1048576, false, F::Hadamard), false, 1, 0));
+  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block3), false, 4, 1));
+  EXPECT_TRUE(is(default_append_kernel(65536, false, F::Block3), false, 1, 0));
+  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block2), true, 4, 1));
+  EXPECT_TRUE(is(default_append_kernel(65536, true, F::Hadamard), true, 1, 1));
 }
 
 }  // namespace

@@ -80,10 +80,27 @@ TEST(AppendMatchesCodecRounds, RotorAndTurbo) {
   }
 }
 
+// The fast two-lane kernel (turbo's Hadamard formats only): fp16 and bf16, one wave and three tiles
+// per block; a block rotation asked for two lanes is refused with an error status.
+TEST(AppendMatchesCodecTwoLanes, TurboFormats) {
+  RQ_REQUIRE_GPU();
+  Rng rng(2026);
+  for (const char* f : {"turbo2", "turbo3", "turbo4", "turbo3_nocorr"}) {
+    for (InputType t : {InputType::F16, InputType::BF16}) {
+      const AppendCheck c = check_append(f, t, rng, 2, /*exact=*/false);
+      EXPECT_TRUE(c.ok()) << c.text;
+      EXPECT_GT(c.rows, 0u);
+    }
+    const AppendCheck c = check_append(f, InputType::F16, rng, 2, /*exact=*/false, /*rounds_per_block=*/3);
+    EXPECT_TRUE(c.ok()) << c.text;
+  }
+  EXPECT_THROW(check_append("rotor3", InputType::F16, rng, 2, /*exact=*/false), CudaError);
+}
+
 TEST(AppendPolicy, NanInfStoredAsZerosAndFlagged) {
   RQ_REQUIRE_GPU();
   Rng rng(5);
-  const std::pair<int, bool> kernels[] = {{1, false}, {4, false}, {8, false}, {16, false}, {4, true}, {1, true}};  // lanes, exact
+  const std::pair<int, bool> kernels[] = {{1, false}, {2, false}, {4, false}, {8, false}, {16, false}, {4, true}, {1, true}};  // lanes, exact
   for (const auto& [lanes, exact] : kernels) {
     const PolicyCheck c = check_append_policy(rng, lanes, exact);
     EXPECT_TRUE(c.flag_raised);

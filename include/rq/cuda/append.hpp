@@ -41,7 +41,8 @@ struct AppendParams {
   AppendJob jobs[2];                     // K then V (or one role)
   int32_t n_jobs = 2;
   int32_t* error_flag = nullptr;         // optional [1]: set to 1 on NaN/Inf input or fp16 overflow
-  int32_t lanes_per_vector = 0;          // lanes per vector: fast kernel 1, 4, 8 or 16; exact kernel 1 or
+  int32_t lanes_per_vector = 0;          // lanes per vector: fast kernel 1, 2 (turbo's Hadamard formats
+                                         //   only), 4, 8 or 16; exact kernel 1 or
                                          //   4 (more lanes: a shorter serial chain, faster for small
                                          //   steps; fewer: fewer instructions, faster for large ones);
                                          //   0: default_append_kernel() (which may pick the bit-exact
@@ -49,7 +50,7 @@ struct AppendParams {
   int32_t exact = 0;                     // 1: the bit-exact kernels only; 0 (default): the fast kernels
   int32_t rounds_per_block = 0;          // fast kernel with 4-16 lanes: a block encodes this many rounds
                                          //   of 256 / lanes vectors (tables built once per block); 0: 1.
-                                         //   Fast kernel with one lane: tiles of 64 tokens per block (the
+                                         //   Fast kernel with one or two lanes: tiles of 64 tokens per block (the
                                          //   next tile is copied in while one is encoded); 0: the fewest
                                          //   that make the launch one wave of resident blocks
 };
@@ -65,18 +66,23 @@ struct AppendKernel {
 /// The kernel launch_quantize_append runs for `vectors` (n_tokens x n_kv_heads x n_jobs) vectors of a
 /// format of rotation `family` per launch when lanes_per_vector = 0: the fastest measured on the H200
 /// per size among the checked kernels (docs/gpu.md, "Append, fifth pass"). With exact = 0 the
-/// bit-exact four-lane kernel is chosen for turbo's Hadamard at 4K < vectors <= 32K, where it was
-/// faster than every fast variant (1, 4, 8, 16 lanes, 1-4 rounds); rotor's 3 x 3 blocks take the
+/// bit-exact four-lane kernel is chosen for planar and iso at 4K < vectors <= 32K (for turbo it was
+/// faster than every fast variant of its time: 1, 4, 8, 16 lanes, 1-4 rounds); rotor's 3 x 3 blocks take the
 /// fast four-lane kernel up to 16K (since its set-up reads are one round trip, 0.2-0.3 us faster at
 /// 16K than one lane, 0.5 us in a graph; docs/gpu.md, "Session 15") and the fast one-lane kernel
 /// to 32K (0.5-0.6 us faster at 16K than the four-lane bit-exact one in the full runs of sessions
 /// 10-12, docs/gpu.md, "Session 12"). Several lanes with rounds per block were slower
 /// than one lane from 64K on once the fast kernels had the polynomial quantizer (docs/gpu.md,
 /// "Append, sixth pass"). Above 32K the one-lane kernel runs one wave of resident blocks, each
-/// encoding several tiles with the next one's copy in flight (docs/gpu.md, "Append, seventh pass").
+/// encoding several tiles with the next one's copy in flight (docs/gpu.md, "Append, seventh pass");
+/// turbo's Hadamard formats take the two-lane kernel (same staging, half a row per lane, 20 warps
+/// per SM against 12) from 4K to 256K vectors: at 16K as fast as the bit-exact four-lane kernel for
+/// one launch and 10 % faster in a graph, 3-7 % faster than one lane at 64K-256K, even at 512K, 2 %
+/// slower at 1M (docs/gpu.md, "Session 16").
 constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily family) {
   if (exact) return {true, vectors <= 32768 ? 4 : 1, 1};
   if (vectors <= 4096) return {false, 16, 1};
+  if (vectors <= 262144 && family == RotationFamily::Hadamard) return {false, 2, 0};
   if (vectors <= 16384 && family == RotationFamily::Block3) return {false, 4, 1};
   if (vectors <= 32768 && family != RotationFamily::Block3) return {true, 4, 1};
   return {false, 1, 0};

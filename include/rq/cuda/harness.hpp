@@ -210,7 +210,7 @@ inline constexpr double kThresholdEps = 1e-5;
 
 /// Appends random and edge-case K and V rows of `format` (4 sequences of 1, 37, 130, 255 new tokens,
 /// 8 heads) and compares each row with rq::Codec::encode. Exact kernel (exact = true, lanes_per_vector
-/// 1 or 4 lanes): byte for byte. Fast kernel (exact = false; lanes_per_vector 4, 8 or 16, else one lane):
+/// 1 or 4 lanes): byte for byte. Fast kernel (exact = false; lanes_per_vector 2 (turbo), 4, 8 or 16, else one lane):
 /// a code may differ only by one level, where the reference's rotated, normalized coordinate
 /// (rotation().apply of x * (1 / norm), the float the reference quantizes) is within kThresholdEps of
 /// the threshold between the two levels (rounds_per_block: AppendParams::rounds_per_block of the
@@ -255,7 +255,7 @@ inline AppendCheck check_append(const std::string& format, InputType type, Rng& 
   p.jobs[1] = AppendJob{dv.get(), static_cast<int64_t>(H) * d, type, vc.device, vcache.geometry, vcache.planes()};
   p.n_jobs = 2;
   p.error_flag = flag.get();
-  const int lanes = exact || lanes_per_vector == 4 || lanes_per_vector == 8 || lanes_per_vector == 16 ? lanes_per_vector : 1;
+  const int lanes = exact || lanes_per_vector == 2 || lanes_per_vector == 4 || lanes_per_vector == 8 || lanes_per_vector == 16 ? lanes_per_vector : 1;
   p.lanes_per_vector = lanes;
   p.rounds_per_block = rounds_per_block;  // fast kernel with several lanes: rounds of 256 / lanes vectors
   p.exact = exact ? 1 : 0;

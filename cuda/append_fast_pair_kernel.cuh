@@ -1,0 +1,203 @@
+// Fast fused quantize-and-append with two lanes per vector, for turbo's Hadamard rotation
+// (AppendParams::exact = 0, lanes_per_vector = 2), private to cuda/. The one-lane kernel
+// (append_fast_kernel.cuh) holds a whole 128-float row in registers: 168 registers, 12 warps per SM.
+// Here a lane holds half a row (64 coordinates): 96 registers, 20 warps per SM, at the price of one
+// FWHT stage across the pair (a shuffle per coordinate) and the per-vector scalar work done twice.
+// On the H200 that is faster than one lane from 4K to 256K vectors (the extra warps hide the latency
+// of short launches; at 32K 21 % faster than the bit-exact four-lane kernel, the default there
+// before) and 2 % slower at 1M, where the extra instructions cost more than they hide (docs/gpu.md,
+// "Session 16").
+//
+// Same staging (tiles of 64 rows, double-buffered cp.async, one wave of resident blocks), tables and
+// arithmetic as the one-lane kernel: D(s1) on the input's sign bits, FWHT stages 1..32 in registers and
+// the stage of half 64 across the pair (the reference's order: a + b and a - b of the same floats),
+// the sum of squares of y over the pair, the polynomial (2-3 bits) or threshold (4 bits) quantizer,
+// D(s2) folded into the codes, ||C[idx]||^2 from counts over the pair. So the same check applies
+// (harness::check_append, fast kernel).
+//
+// Thread mapping: warp w of the block encodes rows 16 w .. 16 w + 15 of the tile; lane l takes row
+// 16 w + (l & 15) and half r = l >> 4 (coordinates 64 r .. 64 r + 63): partners are lanes l and l ^ 16,
+// and each quarter warp reads 8 different rows at the same half (conflict-free 16-byte reads, rows
+// kRowPad apart). Lane r packs its 64 codes (whole words) and stores them at byte 8 r BITS of the row.
+#pragma once
+
+#include "append_fast_kernel.cuh"
+
+#ifndef RQ_PAIR_MIN_BLOCKS
+#define RQ_PAIR_MIN_BLOCKS 5  // blocks per SM the registers must allow (<= 102 a thread)
+#endif
+
+namespace rq::cuda::detail {
+
+constexpr int kPairThreads = 2 * kTileVectors;  // threads per block: one tile of 64 rows, two lanes a row
+
+template <int D, int BITS>
+__global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_pair_kernel(AppendParams p, int tiles_per_block) {
+  constexpr int N = D;
+  constexpr int C = N / 2;              // coordinates per lane
+  constexpr int MAIN = kRowBytes<D, BITS>;
+  constexpr int FW = C * BITS / 32;     // words of a lane's codes
+  constexpr int HALF = 1 << (BITS - 1);
+  constexpr int KP = HALF - 1;
+  using Quantizer = FastQuantizerFor<BITS>;
+  static_assert(C * BITS % 64 == 0 && MAIN % 16 == 0 && D % 16 == 0, "whole 8-byte stores per lane");
+  static_assert(2 * N <= kRotationSmemFloats, "turbo tables");
+
+  extern __shared__ __align__(16) uint8_t tile[];
+  // [0, N) sign-test bias per coordinate (D(s2)), [N, 2N) as words: D(s1) sign masks in the input's format.
+  __shared__ __align__(16) float s_rot[kRotationSmemFloats];
+  __shared__ __align__(16) uint32_t s_flip[2 * FW];  // lane r's final XOR words at r FW
+  __shared__ float s_qparams[KP > 0 ? KP : 1];
+  __shared__ float s_c2[HALF];
+
+  const AppendJob& job = p.jobs[blockIdx.z];
+  const int head = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
+  const int row_in_tile = 16 * (tid >> 5) + (lane & 15), r = lane >> 4;
+  constexpr unsigned kFull = 0xffffffffu;
+  const unsigned pair_mask = (1u << lane) | (1u << (lane ^ 16));  // in the rare rescaling loop only
+  const InputType type = job.type;
+  const int esize = type == InputType::F32 ? 4 : 2;
+  const int stride = D * esize + kRowPad;
+  const int tile_bytes = kTileVectors * stride;
+  const int first_tile = blockIdx.x * tiles_per_block;
+  const int end_tile = min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors);
+
+  stage_tile<D, kPairThreads>(tile, job, head, first_tile * kTileVectors, p.n_tokens);
+  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
+  const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
+  {
+    TurboSignTables<N, kPairThreads> signs;
+    LaneXorWords<BITS, 2, C, N, Quantizer, kPairThreads> xor_words;
+    signs.load(rot, type, tid);
+    xor_words.load(rot, tid);
+    reads_before_stores();
+    signs.store(type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, tid);
+    xor_words.store(s_flip, tid);
+  }
+  Quantizer::fill_params(q_in, s_qparams, tid);
+  if (tid < HALF) s_c2[tid] = c_half * c_half;
+
+  const float pair_sign = r ? -1.0f : 1.0f;  // the cross stage: lane 0 a + b, lane 1 a - b (b its own)
+  // Every lane of the block runs encode (the shuffles are warp-wide, so no lane may branch around
+  // them); a row that is not stored (slot < 0, or past the tokens: whatever the buffer holds) stores
+  // nothing and raises no flag.
+  auto encode = [&](const uint8_t* row, int64_t slot) {
+    const bool active = slot >= 0;
+    // 1. This lane's half of x (D(s1) on the sign bits), FWHT stages 1..32, then the stage of half 64.
+    float x[C];
+    const uint4* masks = reinterpret_cast<const uint4*>(s_rot + N) + r * (C * esize / 16);
+    load_masked_row<C, true>(reinterpret_cast<const uint4*>(row + r * C * esize), masks, type, x);
+    fwht_in_registers<1>(x);
+#pragma unroll
+    for (int j = 0; j < C; ++j) {
+      const float other = __shfl_xor_sync(kFull, x[j], 16);
+      x[j] = __fmaf_rn(x[j], pair_sign, other);  // exact product: one rounding of other +- x[j]
+    }
+    auto partial_sum_of_squares = [&]() {
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int j = 0; j < C; ++j) acc[j % 4] = fmaf(x[j], x[j], acc[j % 4]);
+      return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    };
+    float ss = partial_sum_of_squares();
+    ss += __shfl_xor_sync(kFull, ss, 16);  // the same float on both lanes (a + b = b + a)
+    const bool finite = ss <= 3.402823466e38f;
+    int rescaled = 0;
+#pragma unroll 1
+    while (finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales) {  // both lanes alike
+#pragma unroll
+      for (int j = 0; j < C; ++j) x[j] *= 0x1p32f;
+      ss = partial_sum_of_squares();
+      ss += __shfl_xor_sync(pair_mask, ss, 16);
+      ++rescaled;
+    }
+    const float scale = sqrtf(ss);
+    float norm = scale * (1.0f / kSqrtN<N>);
+    if (rescaled) norm = scalbnf(norm, -32 * rescaled);
+    bool zero = norm == 0.0f;
+    const bool nan_codes = !zero && isinf(1.0f / norm);
+
+    // 2. Quantize and pack this lane's 64 codes.
+    Quantizer quant;
+    quant.prepare(s_qparams, scale);
+    uint32_t words[FW];
+#pragma unroll
+    for (int w = 0; w < FW; ++w) words[w] = Quantizer::word_start(w, C);
+    const float4* bias = reinterpret_cast<const float4*>(s_rot) + r * (C / 4);
+    static_for<0, C / 4>([&](auto qc) {
+      constexpr int Q = decltype(qc)::value;
+      const float4 b = bias[Q];
+      quant.template emit<4 * Q + 0>(x[4 * Q + 0], b.x, words);
+      quant.template emit<4 * Q + 1>(x[4 * Q + 1], b.y, words);
+      quant.template emit<4 * Q + 2>(x[4 * Q + 2], b.z, words);
+      quant.template emit<4 * Q + 3>(x[4 * Q + 3], b.w, words);
+    });
+
+    // 3. Counts over the pair (bytes, four to a word: at most 128 each), ||C[idx]||^2, final codes,
+    // stored norm.
+    constexpr int KW = (KP + 3) / 4;
+    uint32_t level_counts[KP > 0 ? KP : 1];
+    quant.template counts<C>(words, level_counts);
+    uint32_t packed[KW > 0 ? KW : 1] = {};
+#pragma unroll
+    for (int i = 0; i < KP; ++i) packed[i / 4] |= level_counts[i] << (8 * (i % 4));
+#pragma unroll
+    for (int k = 0; k < KW; ++k) packed[k] += __shfl_xor_sync(kFull, packed[k], 16);
+    float cnorm_sq = static_cast<float>(N) * s_c2[0];
+#pragma unroll
+    for (int i = 0; i < KP; ++i) {
+      cnorm_sq = fmaf(s_c2[i + 1] - s_c2[i], static_cast<float>((packed[i / 4] >> (8 * (i % 4))) & 0xffu), cnorm_sq);
+    }
+    if (nan_codes) {
+      cnorm_sq = static_cast<float>(N) * s_c2[HALF - 1];
+#pragma unroll
+      for (int w = 0; w < FW; ++w) words[w] = 0u;
+    } else {
+#pragma unroll
+      for (int w = 0; w < FW; ++w) words[w] ^= s_flip[r * FW + w];
+    }
+    float stored = norm;
+    if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
+    refuse_or_zero<BITS, C>(finite, active && r == 0, p.error_flag, zero, stored, words);
+
+    if (!active) return;
+    const size_t rw = slot_row(job.geometry, slot, head);
+    uint2* dst = reinterpret_cast<uint2*>(job.planes.codes + rw * MAIN + r * (MAIN / 2));
+#pragma unroll
+    for (int i = 0; i < FW / 2; ++i) dst[i] = make_uint2(words[2 * i], words[2 * i + 1]);
+    if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));
+  };
+
+#pragma unroll 1
+  for (int t = first_tile; t < end_tile; ++t) {
+    const int token = t * kTileVectors + row_in_tile;
+    const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
+    uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+    if (t + 1 < end_tile) {
+      stage_tile<D, kPairThreads>(tile + ((t + 1 - first_tile) & 1) * tile_bytes, job, head, (t + 1) * kTileVectors, p.n_tokens);
+    }
+    encode(buffer + row_in_tile * stride, slot);
+  }
+}
+
+template <int D, int BITS>
+cudaError_t launch_append_fast_pair_kernel(const AppendParams& p, cudaStream_t stream) {
+  static std::atomic<int> resident[16][2] = {};
+  return launch_tile_kernel<D>(append_fast_pair_kernel<D, BITS>, kPairThreads, append_smem_bytes<D, 0, 1>(p), resident, p, stream);
+}
+
+template <int BITS, int FAM>
+struct FastPairLaunch {
+  static cudaError_t run(const AppendParams& p, cudaStream_t stream) {
+    if constexpr (FAM != 0) {
+      return cudaErrorInvalidValue;  // two lanes: the Hadamard rotation only
+    } else {
+      return launch_append_fast_pair_kernel<kHeadDim, BITS>(p, stream);
+    }
+  }
+};
+
+}  // namespace rq::cuda::detail
