@@ -523,14 +523,17 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
 // device and input width (`resident`, the kernel's own): room for two fp32 tiles (over the default
 // 48 KB), the shared-memory carveout at its maximum (so that registers bind rather than shared
 // memory), and the blocks of the double-buffered kernel that fit on the device.
+constexpr int kLaunchCacheDevices = 16;  // devices whose resident-block counts a launcher caches
+
 template <int D, typename Kernel>
-cudaError_t launch_tile_kernel(Kernel kernel, int threads, size_t buffer, std::atomic<int> (&resident)[16][2],
-                               const AppendParams& p, cudaStream_t stream) {
+cudaError_t launch_tile_kernel(Kernel kernel, int threads, size_t buffer,
+                               std::atomic<int> (&resident)[kLaunchCacheDevices][2], const AppendParams& p,
+                               cudaStream_t stream) {
   int device = 0;
   cudaError_t st = cudaGetDevice(&device);
   if (st != cudaSuccess) return st;
   const bool f32 = buffer > kTileVectors * (2 * D + kRowPad);
-  std::atomic<int>* cached = device < 16 ? &resident[device][f32] : nullptr;
+  std::atomic<int>* cached = device < kLaunchCacheDevices ? &resident[device][f32] : nullptr;
   int blocks = cached ? cached->load(std::memory_order_relaxed) : 0;
   if (blocks == 0) {
     const int most = static_cast<int>(2 * kTileVectors * (4 * D + kRowPad));
@@ -552,7 +555,7 @@ cudaError_t launch_tile_kernel(Kernel kernel, int threads, size_t buffer, std::a
 
 template <int D, int BITS, int FAM>
 cudaError_t launch_append_fast_kernel(const AppendParams& p, cudaStream_t stream) {
-  static std::atomic<int> resident[16][2] = {};
+  static std::atomic<int> resident[kLaunchCacheDevices][2] = {};
   return launch_tile_kernel<D>(append_fast_kernel<D, BITS, FAM>, kTileVectors, append_smem_bytes<D, FAM, 1>(p), resident, p, stream);
 }
 

@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
 
 template <int D, int BITS>
 cudaError_t launch_append_fast_pair_kernel(const AppendParams& p, cudaStream_t stream) {
-  static std::atomic<int> resident[16][2] = {};
+  static std::atomic<int> resident[kLaunchCacheDevices][2] = {};
   return launch_tile_kernel<D>(append_fast_pair_kernel<D, BITS>, kPairThreads, append_smem_bytes<D, 0, 1>(p), resident, p, stream);
 }
 

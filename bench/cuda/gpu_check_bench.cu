@@ -351,7 +351,7 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
   r.format = format;
   AppendKernel k{exact, lanes, rounds};
   if (!lanes) k = default_append_kernel(n_vectors, exact, kc.device.family);
-  // fast one lane: " x<R> tiles" per block where given (none: one wave of resident blocks)
+  // fast one or two lanes: " x<R> tiles" per block where given (none: one wave of resident blocks)
   const std::string per_block = k.lanes <= 2 ? " tiles" : " rounds";
   r.kernel = std::string(!lanes ? "default: " : "") + (k.exact ? "exact " : "fast ") + std::to_string(k.lanes) +
              (k.lanes == 1 ? " lane" : " lanes") + (!k.exact && k.rounds > (k.lanes <= 2 ? 0 : 1) ? " x" + std::to_string(k.rounds) + per_block : "");
