@@ -301,6 +301,60 @@ constexpr double const_sqrt(double v) {  // Newton's iteration, for compile-time
 template <int N>
 constexpr float kSqrtN = static_cast<float>(const_sqrt(static_cast<double>(N)));
 
+/// Sum of x[j]^2 in fp32 with four accumulators and a tree (the fast kernels' order).
+template <int C>
+__device__ __forceinline__ float sum_of_squares4(const float (&x)[C]) {
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int j = 0; j < C; ++j) acc[j % 4] = fmaf(x[j], x[j], acc[j % 4]);
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+/// The end of a fast kernel's row (or of a lane's share of it, W words), after its codes are
+/// packed: ||C[idx]||^2 = N C[half]^2 + sum_i (C[half + i + 1]^2 - C[half + i]^2) count(i) over the
+/// row's N codes (c2[k] = C[half + k]^2, count(i) = #{codes with |level| index >= i + 1}); NaN codes
+/// (1 / norm overflows: the reference quantizes NaNs) make every code 0 (the words zeroed, C[0]^2 =
+/// C[levels - 1]^2), other words are XORed with xor_word(w) (their final code bits). Returns the
+/// stored norm: norm / ||C[idx]|| with the codec's norm correction, else norm. (The codec, not its
+/// flag, is passed: read at its use, the one-lane kernels' SASS is the same as when this was inline.)
+template <int N, int HALF, int W, typename Count, typename XorWord>
+__device__ __forceinline__ float finish_row(float norm, bool zero, bool nan_codes, const DeviceCodec& codec, const float* c2,
+                                           Count count, XorWord xor_word, uint32_t (&words)[W]) {
+  float cnorm_sq = static_cast<float>(N) * c2[0];
+#pragma unroll
+  for (int i = 0; i < HALF - 1; ++i) cnorm_sq = fmaf(c2[i + 1] - c2[i], static_cast<float>(count(i)), cnorm_sq);
+  if (nan_codes) {
+    cnorm_sq = static_cast<float>(N) * c2[HALF - 1];
+#pragma unroll
+    for (int w = 0; w < W; ++w) words[w] = 0u;
+  } else {
+#pragma unroll
+    for (int w = 0; w < W; ++w) words[w] ^= xor_word(w);
+  }
+  float stored = norm;
+  if (!zero && codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
+  return stored;
+}
+
+/// Per-level counts (KP of them, each <= 128) summed over a vector's lanes, packed four to a word:
+/// XOR butterflies over lane bits FIRST, 2 FIRST, ... below END (several-lane kernels: FIRST = 1,
+/// END = L; the two-lane kernel: 16, 32); the call operator reads count i back.
+template <int KP, int FIRST, int END>
+struct LaneCounts {
+  static constexpr int KW = (KP + 3) / 4;
+  uint32_t packed[KW > 0 ? KW : 1] = {};
+  __device__ __forceinline__ explicit LaneCounts(const uint32_t (&level)[KP > 0 ? KP : 1]) {
+#pragma unroll
+    for (int i = 0; i < KP; ++i) packed[i / 4] |= level[i] << (8 * (i % 4));
+#pragma unroll
+    for (int bit = FIRST; bit < END; bit <<= 1) {
+#pragma unroll
+      for (int w = 0; w < KW; ++w) packed[w] += __shfl_xor_sync(0xffffffffu, packed[w], bit);
+    }
+  }
+  __device__ __forceinline__ uint32_t operator()(int i) const { return (packed[i / 4] >> (8 * (i % 4))) & 0xffu; }
+};
+
 // Issues the cp.async copies of rows t0 .. t0 + kTileVectors - 1 of head `head` of job's input into
 // buffer (row r at buffer + r * (row bytes + kRowPad)), one commit; THREADS threads, thread tid copies
 // chunk tid % CHUNKS of rows tid / CHUNKS + k * THREADS / CHUNKS. As stage_block, but with
@@ -390,13 +444,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
   const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
   if constexpr (FAM == 0) {
-    TurboSignTables<N, THREADS> signs;
-    LaneXorWords<BITS, 1, N, N, Quantizer, THREADS> xor_words;  // the row's final XOR words
-    signs.load(rot, type, tid);
-    xor_words.load(rot, tid);
-    reads_before_stores();
-    signs.store(type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, tid);
-    xor_words.store(s_flip, tid);
+    fill_turbo_tables<BITS, 1, N, N, Quantizer, THREADS>(rot, type, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, s_flip, tid);
   } else {
     BlockMatrices<NB * FAM * FAM, FAM * FAM, MS, THREADS> matrices;
     matrices.load(rot, tid);
@@ -418,20 +466,14 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     // Sum of squares in fp32. Turbo: of y = H D(s1) x after the FWHT (||y||^2 = n ||x||^2), so only y
     // stays live; block rotations: of x, then each block is rotated and quantized at once.
     if constexpr (FAM == 0) fwht_in_registers<1>(x);
-    auto sum_of_squares = [&]() {
-      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-      for (int j = 0; j < N; ++j) acc[j % 4] = fmaf(x[j], x[j], acc[j % 4]);
-      return (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    };
-    float ss = sum_of_squares();
+    float ss = sum_of_squares4(x);
     const bool finite = ss <= 3.402823466e38f;  // false for Inf and NaN (NaN/Inf input, or a huge norm)
     int rescaled = 0;  // x was multiplied by 2^(32 rescaled), exactly (tiny inputs: see the file comment)
 #pragma unroll 1
     while (finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales) {
 #pragma unroll
       for (int j = 0; j < N; ++j) x[j] *= 0x1p32f;
-      ss = sum_of_squares();
+      ss = sum_of_squares4(x);
       ++rescaled;
     }
     // scale: the norm of the vector the thresholds are compared with (turbo: ||y|| = sqrt(n) ||x||)
@@ -477,21 +519,9 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     // 5. ||C[idx]||^2 from the counts, final codes, stored norm.
     uint32_t level_counts[KP > 0 ? KP : 1];
     quant.template counts<N>(words, level_counts);
-    float cnorm_sq = static_cast<float>(N) * s_c2[0];
-#pragma unroll
-    for (int i = 0; i < KP; ++i) cnorm_sq = fmaf(s_c2[i + 1] - s_c2[i], static_cast<float>(level_counts[i]), cnorm_sq);
-    if (nan_codes) {  // every code 0, as the reference's NaN coordinates: C[0]^2 = C[levels - 1]^2
-      cnorm_sq = static_cast<float>(N) * s_c2[HALF - 1];
-#pragma unroll
-      for (int w = 0; w < WORDS; ++w) words[w] = 0u;
-    } else {
-#pragma unroll
-      for (int w = 0; w < WORDS; ++w) {
-        words[w] ^= FAM == 0 ? s_flip[w] : fast_code_xor<BITS>(w, N);
-      }
-    }
-    float stored = norm;
-    if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
+    float stored = finish_row<N, HALF>(
+        norm, zero, nan_codes, job.codec, s_c2, [&](int i) { return level_counts[i]; },
+        [&](int w) { return FAM == 0 ? s_flip[w] : fast_code_xor<BITS>(w, N); }, words);
     refuse_or_zero<BITS, N>(finite, true, p.error_flag, zero, stored, words);
 
     const size_t rw = slot_row(job.geometry, slot, head);

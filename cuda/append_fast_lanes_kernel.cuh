@@ -57,7 +57,6 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
   constexpr int HALF = 1 << (BITS - 1);
   constexpr int KP = HALF - 1;
   constexpr int F = FAM > 0 ? FAM : 1;    // block size (divisor-safe)
-  constexpr int KW = (KP + 3) / 4;        // words of packed byte counts
   constexpr bool WINDOW = FAM != 0 && C % F != 0;  // blocks straddle lanes (rotor)
   constexpr int HW = WINDOW ? F - 1 : 0;            // window half-width
   constexpr int W = FAM == 0 ? 1 : WINDOW ? 2 * HW + 1 : F;  // coefficients per output
@@ -128,13 +127,7 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
       if (tid + n * kLanesThreads < COEF) s_coef[tid + n * kLanesThreads] = cv[n];
     }
   } else {
-    TurboSignTables<N, kLanesThreads> signs;
-    LaneXorWords<BITS, L, C, N, Quantizer, kLanesThreads> xor_words;
-    signs.load(rot, type, tid);
-    xor_words.load(rot, tid);
-    reads_before_stores();
-    signs.store(type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_bias, s_s1, tid);
-    xor_words.store(s_xor, tid);
+    fill_turbo_tables<BITS, L, C, N, Quantizer, kLanesThreads>(rot, type, s_bias, s_s1, s_xor, tid);
   }
   Quantizer::fill_params(q_in, s_qparams, tid);
 #pragma unroll
@@ -257,34 +250,11 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
     });
     uint32_t level_counts[KP > 0 ? KP : 1];
     quant.template counts<C>(field, level_counts);
-    uint32_t counts[KW];
-#pragma unroll
-    for (int w = 0; w < KW; ++w) counts[w] = 0u;
-#pragma unroll
-    for (int i = 0; i < KP; ++i) counts[i / 4] += level_counts[i] << (8 * (i % 4));
-#pragma unroll
-    for (int bit = 1; bit < L; bit <<= 1) {
-#pragma unroll
-      for (int w = 0; w < KW; ++w) counts[w] += __shfl_xor_sync(kFull, counts[w], bit);
-    }
+    const LaneCounts<KP, 1, L> counts(level_counts);  // over the vector's L lanes
 
     // 8. ||C[idx]||^2 from the counts, final codes, stored norm (as append_fast_kernel.cuh).
-    float cnorm_sq = static_cast<float>(N) * c2[0];
-#pragma unroll
-    for (int i = 0; i < KP; ++i) {
-      const int count = static_cast<int>((counts[i / 4] >> (8 * (i % 4))) & 0xffu);
-      cnorm_sq = fmaf(c2[i + 1] - c2[i], static_cast<float>(count), cnorm_sq);
-    }
-    if (nan_codes) {  // every code 0, as the reference's NaN coordinates: C[0]^2 = C[levels - 1]^2
-      cnorm_sq = static_cast<float>(N) * c2[HALF - 1];
-#pragma unroll
-      for (int w = 0; w < FW; ++w) field[w] = 0u;
-    } else {
-#pragma unroll
-      for (int w = 0; w < FW; ++w) field[w] ^= xorw[w];
-    }
-    float stored = norm;
-    if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
+    float stored = finish_row<N, HALF>(norm, zero, nan_codes, job.codec, c2, counts,
+                                       [&](int w) { return xorw[w]; }, field);
     refuse_or_zero<BITS, C>(finite, r == 0 && active, p.error_flag, zero, stored, field);
 
     // 9. Store: the lane's SB bytes at byte r SB of the row; the norm.

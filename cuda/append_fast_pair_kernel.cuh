@@ -66,15 +66,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
   const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
   const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
-  {
-    TurboSignTables<N, kPairThreads> signs;
-    LaneXorWords<BITS, 2, C, N, Quantizer, kPairThreads> xor_words;
-    signs.load(rot, type, tid);
-    xor_words.load(rot, tid);
-    reads_before_stores();
-    signs.store(type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, tid);
-    xor_words.store(s_flip, tid);
-  }
+  fill_turbo_tables<BITS, 2, C, N, Quantizer, kPairThreads>(rot, type, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, s_flip, tid);
   Quantizer::fill_params(q_in, s_qparams, tid);
   if (tid < HALF) s_c2[tid] = c_half * c_half;
 
@@ -94,13 +86,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
       const float other = __shfl_xor_sync(kFull, x[j], 16);
       x[j] = __fmaf_rn(x[j], pair_sign, other);  // exact product: one rounding of other +- x[j]
     }
-    auto partial_sum_of_squares = [&]() {
-      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-      for (int j = 0; j < C; ++j) acc[j % 4] = fmaf(x[j], x[j], acc[j % 4]);
-      return (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    };
-    float ss = partial_sum_of_squares();
+    float ss = sum_of_squares4(x);
     ss += __shfl_xor_sync(kFull, ss, 16);  // the same float on both lanes (a + b = b + a)
     const bool finite = ss <= 3.402823466e38f;
     int rescaled = 0;
@@ -108,7 +94,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
     while (finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales) {  // both lanes alike
 #pragma unroll
       for (int j = 0; j < C; ++j) x[j] *= 0x1p32f;
-      ss = partial_sum_of_squares();
+      ss = sum_of_squares4(x);
       ss += __shfl_xor_sync(pair_mask, ss, 16);
       ++rescaled;
     }
@@ -134,31 +120,12 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
       quant.template emit<4 * Q + 3>(x[4 * Q + 3], b.w, words);
     });
 
-    // 3. Counts over the pair (bytes, four to a word: at most 128 each), ||C[idx]||^2, final codes,
-    // stored norm.
-    constexpr int KW = (KP + 3) / 4;
+    // 3. Counts over the pair, ||C[idx]||^2, final codes, stored norm.
     uint32_t level_counts[KP > 0 ? KP : 1];
     quant.template counts<C>(words, level_counts);
-    uint32_t packed[KW > 0 ? KW : 1] = {};
-#pragma unroll
-    for (int i = 0; i < KP; ++i) packed[i / 4] |= level_counts[i] << (8 * (i % 4));
-#pragma unroll
-    for (int k = 0; k < KW; ++k) packed[k] += __shfl_xor_sync(kFull, packed[k], 16);
-    float cnorm_sq = static_cast<float>(N) * s_c2[0];
-#pragma unroll
-    for (int i = 0; i < KP; ++i) {
-      cnorm_sq = fmaf(s_c2[i + 1] - s_c2[i], static_cast<float>((packed[i / 4] >> (8 * (i % 4))) & 0xffu), cnorm_sq);
-    }
-    if (nan_codes) {
-      cnorm_sq = static_cast<float>(N) * s_c2[HALF - 1];
-#pragma unroll
-      for (int w = 0; w < FW; ++w) words[w] = 0u;
-    } else {
-#pragma unroll
-      for (int w = 0; w < FW; ++w) words[w] ^= s_flip[r * FW + w];
-    }
-    float stored = norm;
-    if (!zero && job.codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
+    const LaneCounts<KP, 16, 32> counts(level_counts);
+    float stored = finish_row<N, HALF>(norm, zero, nan_codes, job.codec, s_c2, counts,
+                                       [&](int w) { return s_flip[r * FW + w]; }, words);
     refuse_or_zero<BITS, C>(finite, active && r == 0, p.error_flag, zero, stored, words);
 
     if (!active) return;

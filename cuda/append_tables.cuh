@@ -111,4 +111,18 @@ struct LaneXorWords {
   }
 };
 
+/// Turbo's tables of a fast kernel, read in one round trip: the sign tables (TurboSignTables:
+/// s2_mark, s1_masks) and the final XOR words of L lanes of C codes (LaneXorWords: s_xor).
+template <int BITS, int L, int C, int N, typename Quantizer, int THREADS>
+__device__ __forceinline__ void fill_turbo_tables(const float* rot, InputType type, float* s2_mark, uint32_t* s1_masks,
+                                                  uint32_t* s_xor, int tid) {
+  TurboSignTables<N, THREADS> signs;
+  LaneXorWords<BITS, L, C, N, Quantizer, THREADS> xor_words;
+  signs.load(rot, type, tid);
+  xor_words.load(rot, tid);
+  reads_before_stores();
+  signs.store(type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s2_mark, s1_masks, tid);
+  xor_words.store(s_xor, tid);
+}
+
 }  // namespace rq::cuda::detail
