@@ -43,7 +43,8 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
       return cudaErrorInvalidValue;  // rows are read as 16-byte chunks
     }
     if (!job.x || !c.rotation || !c.centroids || !c.thresholds || !job.planes.norms ||
-        job.geometry.n_kv_heads != p.n_kv_heads || c.rotation_stride > kMaxRotationFloats ||
+        job.geometry.n_kv_heads != p.n_kv_heads || job.geometry.page_size < 1 || job.geometry.num_pages < 0 ||
+        job.geometry.rows() > 0xffffffffu || c.rotation_stride > kMaxRotationFloats ||
         (c.family == RotationFamily::Hadamard && c.rotation_stride % 4 != 0) ||  // 16-byte sign loads
         job.geometry.row_main_bytes != c.payload_bytes || job.geometry.row_tail_bytes != 0 || !job.planes.codes ||
         job.token_stride < static_cast<int64_t>(p.n_kv_heads) * c.dim) {

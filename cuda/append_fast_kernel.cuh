@@ -41,6 +41,11 @@
 
 namespace rq::cuda::detail {
 
+/// Whether 1 / norm rounds to infinity in fp32 (norm >= 0 or NaN): 1 / x overflows exactly for
+/// x <= 2^-128 (the next float, 2^-128 + 2^-149, has 1 / x = 2^128 (1 - 2^-21) < FLT_MAX + ulp / 2).
+/// One comparison instead of a correctly rounded division; the same answer for every norm.
+__device__ __forceinline__ bool reciprocal_overflows(float norm) { return norm <= 0x1p-128f; }
+
 /// 0 / 0xffffffff mask of |v| >= t (one FSET with an absolute-value operand).
 __device__ __forceinline__ uint32_t mask_abs_ge(float v, float t) {
   uint32_t m;
@@ -113,6 +118,8 @@ struct FastQuantizer {
 #pragma unroll
     for (int i = 0; i < kPositive; ++i) t[i] = params[i] * scale, at_or_above[i] = 0u;
   }
+  /// As prepare; the one- and two-lane kernels pass 1 / scale too (the polynomial quantizer's).
+  __device__ __forceinline__ void prepare(const float* params, float scale, float /*inv_scale*/) { prepare(params, scale); }
   __host__ __device__ static constexpr uint32_t word_start(int /*word*/, int /*n_codes*/) { return 0u; }
 
   /// Quantizes y as code J of the row and adds its pre-field ((c ^ sign mask) & (2^BITS - 1)) at bit
@@ -204,8 +211,12 @@ struct PolyQuantizer {
       out[2] = static_cast<float>((w0 + w1 + w2) * inv_det);
     }
   }
-  __device__ __forceinline__ void prepare(const float* params, float scale) {
-    const float inv = 1.0f / scale, inv2 = inv * inv;
+  __device__ __forceinline__ void prepare(const float* params, float scale) { prepare(params, scale, 1.0f / scale); }
+  /// With 1 / scale given: the one- and two-lane kernels pass rsqrt(sum of squares) (MUFU.RSQ, within
+  /// 2 ulp), which moves the thresholds by ~1e-7 of u, as float rounding does (harness::check_append
+  /// explains a differing code within 1e-5 of a threshold), for ~10 instructions fewer than a division.
+  __device__ __forceinline__ void prepare(const float* params, float /*scale*/, float inv) {
+    const float inv2 = inv * inv;
     float f = inv;
 #pragma unroll
     for (int i = 0; i < kPositive; ++i) k[i] = params[i] * f, f *= inv2;
@@ -332,7 +343,9 @@ __device__ __forceinline__ float finish_row(float norm, bool zero, bool nan_code
     for (int w = 0; w < W; ++w) words[w] ^= xor_word(w);
   }
   float stored = norm;
-  if (!zero && codec.norm_correction && cnorm_sq > 0.0f) stored = __fdiv_rn(norm, __fsqrt_rn(cnorm_sq));
+  // norm / ||C[idx]|| as norm x rsqrt (MUFU.RSQ, within 2 ulp): the fp16 store keeps it within one
+  // fp16 ulp of the correctly rounded quotient (harness::check_append's rule for stored norms).
+  if (!zero && codec.norm_correction && cnorm_sq > 0.0f) stored = norm * rsqrtf(cnorm_sq);
   return stored;
 }
 
@@ -355,19 +368,20 @@ struct LaneCounts {
   __device__ __forceinline__ uint32_t operator()(int i) const { return (packed[i / 4] >> (8 * (i % 4))) & 0xffu; }
 };
 
-// Issues the cp.async copies of rows t0 .. t0 + kTileVectors - 1 of head `head` of job's input into
-// buffer (row r at buffer + r * (row bytes + kRowPad)), one commit; THREADS threads, thread tid copies
-// chunk tid % CHUNKS of rows tid / CHUNKS + k * THREADS / CHUNKS. As stage_block, but with
-// compile-time offsets from one converted shared-memory address and a source pointer advanced by an
-// opaque add, so that a loop over tiles does not keep 16-32 per-copy offsets live in registers
-// across the encoding.
-template <int D, int THREADS>
-__device__ __forceinline__ void stage_tile(uint8_t* buffer, const AppendJob& job, int head, int t0, int n_tokens) {
+// Issues the cp.async copies of rows t0 .. t0 + ROWS - 1 of head `head` of job's input into buffer
+// (row r at buffer + r * (row bytes + kRowPad)), one commit; THREADS threads (thread index tid),
+// thread tid copies chunk tid % CHUNKS of rows tid / CHUNKS + k * THREADS / CHUNKS. As stage_block,
+// but with compile-time offsets from one converted shared-memory address and a source pointer
+// advanced by an opaque add, so that a loop over tiles does not keep 16-32 per-copy offsets live in
+// registers across the encoding. The tile kernels call it per warp (THREADS = 32, their own rows):
+// a warp then waits for its own rows only (cp.async.wait_all, __syncwarp), with no block barrier.
+template <int D, int THREADS, int ROWS>
+__device__ __forceinline__ void stage_rows(uint8_t* buffer, const AppendJob& job, int head, int t0, int n_tokens, int tid) {
   auto stage = [&](auto esize_c) {
     constexpr int kEsize = decltype(esize_c)::value;
     constexpr int kChunks = D * kEsize / 16, kRowsPerPass = THREADS / kChunks, kStride = D * kEsize + kRowPad;
-    static_assert(THREADS % kChunks == 0 && kTileVectors % kRowsPerPass == 0, "staging shape");
-    const int tid = static_cast<int>(threadIdx.x), r0 = tid / kChunks, c = tid % kChunks;
+    static_assert(THREADS % kChunks == 0 && ROWS % kRowsPerPass == 0, "staging shape");
+    const int r0 = tid / kChunks, c = tid % kChunks;
     const int64_t pitch = job.token_stride * kEsize;
     const uint8_t* src = static_cast<const uint8_t*>(job.x) + static_cast<int64_t>(head) * D * kEsize +
                          (t0 + r0) * pitch + 16 * c;
@@ -376,7 +390,7 @@ __device__ __forceinline__ void stage_tile(uint8_t* buffer, const AppendJob& job
     const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(buffer + r0 * kStride + 16 * c));
     const int rows_left = n_tokens - t0 - r0;
 #pragma unroll
-    for (int k = 0; k < kTileVectors / kRowsPerPass; ++k) {
+    for (int k = 0; k < ROWS / kRowsPerPass; ++k) {
       if (k * kRowsPerPass < rows_left) {
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst + k * kRowsPerPass * kStride), "l"(src));
       }
@@ -389,6 +403,91 @@ __device__ __forceinline__ void stage_tile(uint8_t* buffer, const AppendJob& job
     stage(std::integral_constant<int, 2>{});
   }
   asm volatile("cp.async.commit_group;\n" ::);
+}
+
+/// Stages a tile kernel's rows into its two tile buffers, tile after tile (tiles first_tile,
+/// first_tile + 1, ... of kTileVectors rows; issue(b) copies the next one into buffer b, one commit).
+/// WARP: each warp copies the ROWS_PER_WARP rows it encodes (warp w: rows w ROWS_PER_WARP ..) and
+/// waits for them alone (wait_staged_rows); a quarter warp copies one row's 128-byte line per copy (a
+/// copy instruction reads 4 whole lines; 16 rows of one 32-byte sector each were 8 % slower for turbo3
+/// at 1M), the lane's source and shared addresses are computed once and advanced per tile, and each
+/// 4-row group costs one 64-bit add and one bound test, its copies compile-time offsets. Else the
+/// block's THREADS threads copy the whole tile (stage_rows). Per-warp staging (session 17) makes
+/// turbo's Hadamard kernels 6-9 % faster at 1M vectors; rotor3's one-lane kernel was 3 % slower with
+/// it (docs/gpu.md, "Session 17"), so the kernels choose it per rotation family.
+template <int D, int THREADS, int ROWS_PER_WARP, bool WARP>
+class TileStager {
+ public:
+  __device__ __forceinline__ TileStager(uint8_t* tile, const AppendJob& job, int head, int first_tile, int n_tokens, int tile_bytes)
+      : job_(job), tile_(tile), head_(head), t0_(first_tile * kTileVectors), n_tokens_(n_tokens), tile_bytes_(tile_bytes) {
+    static_assert(THREADS / 32 * ROWS_PER_WARP == kTileVectors && ROWS_PER_WARP % 4 == 0, "warps x rows = tile");
+    if constexpr (WARP) {
+      const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, row0 = (tid >> 5) * ROWS_PER_WARP + (lane >> 3);
+      const int esize = job.type == InputType::F32 ? 4 : 2, stride = D * esize + kRowPad;
+      const int64_t pitch = job.token_stride * esize;
+      src_ = static_cast<const uint8_t*>(job.x) + static_cast<int64_t>(head) * D * esize + (t0_ + row0) * pitch + 16 * (lane & 7);
+      group_step_ = 4 * pitch;
+      tile_step_ = kTileVectors * pitch - ROWS_PER_WARP / 4 * group_step_;  // after the groups' adds
+      dst_ = static_cast<unsigned>(__cvta_generic_to_shared(tile + row0 * stride + 16 * (lane & 7)));
+      rows_left_ = n_tokens - t0_ - row0;
+    }
+  }
+
+  /// Copies the next tile into buffer `b` (0 or 1) and commits.
+  __device__ __forceinline__ void issue(int b) {
+    if constexpr (WARP) {
+      if (job_.type == InputType::F32) {
+        copies<4>(dst_ + b * tile_bytes_);
+      } else {
+        copies<2>(dst_ + b * tile_bytes_);
+      }
+      asm("add.s64 %0, %0, %1;" : "+l"(src_) : "l"(tile_step_));
+      rows_left_ -= kTileVectors;
+      asm volatile("cp.async.commit_group;\n" ::);
+    } else {
+      stage_rows<D, THREADS, kTileVectors>(tile_ + b * tile_bytes_, job_, head_, t0_, n_tokens_, static_cast<int>(threadIdx.x));
+    }
+    t0_ += kTileVectors;
+  }
+
+ private:
+  template <int kEsize>
+  __device__ __forceinline__ void copies(unsigned dst) {
+    constexpr int kStride = D * kEsize + kRowPad, kLines = D * kEsize / 128;
+    static_assert(D * kEsize % 128 == 0, "whole lines");
+    static_for<0, ROWS_PER_WARP / 4>([&](auto gc) {
+      constexpr int G = decltype(gc)::value;
+      if (4 * G < rows_left_) {
+        static_for<0, kLines>([&](auto lc) {
+          constexpr int L = decltype(lc)::value;
+          asm volatile("cp.async.cg.shared.global [%0+%2], [%1+%3], 16;\n" ::"r"(dst), "l"(src_), "n"(4 * G * kStride + 128 * L),
+                       "n"(128 * L));
+        });
+      }
+      asm("add.s64 %0, %0, %1;" : "+l"(src_) : "l"(group_step_));
+    });
+  }
+
+  const AppendJob& job_;
+  uint8_t* tile_;
+  int head_, t0_, n_tokens_, tile_bytes_;
+  const uint8_t* src_ = nullptr;  // WARP: the lane's first copy of the next tile
+  int64_t group_step_ = 0, tile_step_ = 0;
+  unsigned dst_ = 0;              // WARP: the lane's first copy in buffer 0
+  int rows_left_ = 0;             // WARP: rows of the next tile from the lane's first row on
+};
+
+/// Before a tile kernel reads its staged rows: its own copies have landed, and its warp's (WARP) or
+/// its block's; the barrier also orders the reads of the other buffer before the next copies into it.
+/// (With WARP the tables need one block barrier of their own before the tile loop.)
+template <bool WARP>
+__device__ __forceinline__ void wait_staged_rows() {
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+  if constexpr (WARP) {
+    __syncwarp();
+  } else {
+    __syncthreads();
+  }
 }
 
 // Tiles of kTileVectors tokens that one block of append_fast_kernel encodes when rounds_per_block
@@ -412,6 +511,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   constexpr int NB = kBlocks<D, F>;     // blocks of a block rotation
   constexpr int MS = kMatrixStride<FAM>;
   using Quantizer = FastQuantizerFor<BITS>;
+  constexpr bool kWarpStaging = FAM == 0;  // TileStager
   static_assert(FAM != 0 || 2 * N <= kRotationSmemFloats, "turbo tables");
   static_assert(FAM == 0 || NB * MS <= kRotationSmemFloats, "block matrices");
   static_assert(MAIN % 16 == 0 && MAIN / 16 <= 4 && D % 8 == 0, "head_dim 128, no tail bytes");
@@ -437,7 +537,8 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   const int end_tile = min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors);
 
   // 1. Stage the block's first tile.
-  stage_tile<D, THREADS>(tile, job, head, first_tile * kTileVectors, p.n_tokens);
+  TileStager<D, THREADS, 32, kWarpStaging> stager(tile, job, head, first_tile, p.n_tokens, tile_bytes);
+  stager.issue(0);
   // 2. Rotation tables, thresholds and C^2 while the copies are in flight.
   // (Every cold read first, then the tables: one DRAM round trip beside the tile's.)
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
@@ -481,11 +582,11 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     float norm = FAM == 0 ? scale * (1.0f / kSqrtN<N>) : scale;
     if (rescaled) norm = scalbnf(norm, -32 * rescaled);  // one rounding (norms below 2^-126 are denormal)
     bool zero = norm == 0.0f;
-    const bool nan_codes = !zero && isinf(1.0f / norm);  // the reference quantizes x * Inf: NaNs
+    const bool nan_codes = !zero && reciprocal_overflows(norm);  // the reference quantizes x * Inf: NaNs
 
     // 4. (Block rotations: rotate,) quantize and pack.
     Quantizer quant;
-    quant.prepare(s_qparams, scale);
+    quant.prepare(s_qparams, scale, rsqrtf(ss));
     uint32_t words[WORDS];
 #pragma unroll
     for (int w = 0; w < WORDS; ++w) words[w] = Quantizer::word_start(w, N);
@@ -531,17 +632,18 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
   };
 
-  // Tile i is in buffer i % 2; tile i + 1 is staged while tile i is encoded. The barrier after the
-  // wait also orders the previous tile's reads of the other buffer before the copies into it.
+  // Tile i is in buffer i % 2; tile i + 1 is staged while tile i is encoded. Each warp stages and
+  // waits for its own rows (wait_staged_rows), which also orders its reads of the other buffer before
+  // the copies into it; the one block barrier is the tables' (block rotations: the whole tile by the block, a barrier a tile).
+  if constexpr (kWarpStaging) __syncthreads();
 #pragma unroll 1
   for (int t = first_tile; t < end_tile; ++t) {
     const int token = t * kTileVectors + tid;
     const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
     uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncthreads();
+    wait_staged_rows<kWarpStaging>();
     if (t + 1 < end_tile) {
-      stage_tile<D, THREADS>(tile + ((t + 1 - first_tile) & 1) * tile_bytes, job, head, (t + 1) * kTileVectors, p.n_tokens);
+      stager.issue((t + 1 - first_tile) & 1);
     }
     if (slot >= 0) encode(buffer + tid * stride, slot);
   }

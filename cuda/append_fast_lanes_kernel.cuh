@@ -205,7 +205,7 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
     float norm = kTurbo ? scale * (1.0f / kSqrtN<N>) : scale;
     if (rescaled) norm = scalbnf(norm, -32 * rescaled);
     bool zero = norm == 0.0f;
-    const bool nan_codes = !zero && isinf(1.0f / norm);
+    const bool nan_codes = !zero && reciprocal_overflows(norm);
 
     // 6. Block rotations: the lane's outputs.
     if constexpr (FAM != 0) {

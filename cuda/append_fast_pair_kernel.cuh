@@ -24,7 +24,7 @@
 #include "append_fast_kernel.cuh"
 
 #ifndef RQ_PAIR_MIN_BLOCKS
-#define RQ_PAIR_MIN_BLOCKS 5  // blocks per SM the registers must allow (<= 102 a thread)
+#define RQ_PAIR_MIN_BLOCKS 4  // blocks per SM the registers must allow (<= 128 a thread; 5: <= 102)
 #endif
 
 namespace rq::cuda::detail {
@@ -62,7 +62,8 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
   const int first_tile = blockIdx.x * tiles_per_block;
   const int end_tile = min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors);
 
-  stage_tile<D, kPairThreads>(tile, job, head, first_tile * kTileVectors, p.n_tokens);
+  TileStager<D, kPairThreads, 16, true> stager(tile, job, head, first_tile, p.n_tokens, tile_bytes);
+  stager.issue(0);
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
   const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
   const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
@@ -102,11 +103,11 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
     float norm = scale * (1.0f / kSqrtN<N>);
     if (rescaled) norm = scalbnf(norm, -32 * rescaled);
     bool zero = norm == 0.0f;
-    const bool nan_codes = !zero && isinf(1.0f / norm);
+    const bool nan_codes = !zero && reciprocal_overflows(norm);
 
     // 2. Quantize and pack this lane's 64 codes.
     Quantizer quant;
-    quant.prepare(s_qparams, scale);
+    quant.prepare(s_qparams, scale, rsqrtf(ss));
     uint32_t words[FW];
 #pragma unroll
     for (int w = 0; w < FW; ++w) words[w] = Quantizer::word_start(w, C);
@@ -136,15 +137,15 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
     if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));
   };
 
+  __syncthreads();  // the tables (the rows: per warp, wait_staged_rows)
 #pragma unroll 1
   for (int t = first_tile; t < end_tile; ++t) {
     const int token = t * kTileVectors + row_in_tile;
     const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
     uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncthreads();
+    wait_staged_rows<true>();
     if (t + 1 < end_tile) {
-      stage_tile<D, kPairThreads>(tile + ((t + 1 - first_tile) & 1) * tile_bytes, job, head, (t + 1) * kTileVectors, p.n_tokens);
+      stager.issue((t + 1 - first_tile) & 1);
     }
     encode(buffer + row_in_tile * stride, slot);
   }

@@ -161,10 +161,16 @@ __device__ __forceinline__ void refuse_or_zero(bool finite, bool report, int32_t
   }
 }
 
-// Row index of a slot (page * page_size + offset) in the paged planes.
+// Row index of a slot (page * page_size + offset) in the paged planes (page_size >= 1 and fewer than
+// 2^32 rows, checked by the launch).
 __device__ __forceinline__ size_t slot_row(const PagedGeometry& g, int64_t slot, int head) {
+  const uint32_t ps = static_cast<uint32_t>(g.page_size);
+  if ((ps & (ps - 1)) == 0) {  // a power of two (every engine's page size): a shift, a mask, 32-bit rows
+    const uint32_t page = static_cast<uint32_t>(slot >> __popc(ps - 1)), offset = static_cast<uint32_t>(slot) & (ps - 1);
+    return (page * static_cast<uint32_t>(g.n_kv_heads) + static_cast<uint32_t>(head)) * ps + offset;  // rows() < 2^32
+  }
   if (slot <= 0x7fffffff) {
-    const uint32_t s = static_cast<uint32_t>(slot), ps = static_cast<uint32_t>(g.page_size);
+    const uint32_t s = static_cast<uint32_t>(slot);
     return g.row(static_cast<int>(s / ps), head, static_cast<int>(s % ps));
   }
   return g.row(static_cast<int>(slot / g.page_size), head, static_cast<int>(slot % g.page_size));

@@ -11,7 +11,7 @@
 # checks, append timings and the PyTorch quantize pipeline only), RQ_WITH_EXACT=1 (also time the
 # exact fp32 decode kernel; by default decode timings are the tensor-core kernel's), RQ_GTEST=PATH (first
 # run that CUDA GoogleTest binary, e.g. build/tests/rq_cuda_tests built elsewhere and carried: the
-# device machine has no GoogleTest).
+# device machine has no GoogleTest), RQ_NVFLAGS (extra nvcc flags, e.g. -D switches of an A/B).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,7 +23,7 @@ JOBS=${JOBS:-$(nproc)}
 mkdir -p "$BUILD/obj" "$OUT_DIR"
 
 CXXFLAGS="-std=c++20 -O2 -Iinclude"
-NVFLAGS="-std=c++17 -O3 -arch=sm_90 -Iinclude -Ibench/cuda"
+NVFLAGS="-std=c++17 -O3 -arch=sm_90 -Iinclude -Ibench/cuda ${RQ_NVFLAGS:-}"
 echo "== build ($NVCC, $JOBS jobs)"
 {
   for f in $(find src/quant -name '*.cpp' | sort); do

@@ -600,6 +600,9 @@ int main(int argc, char** argv) {
         for (long long n : {16384LL, 1048576LL}) bench_append(f, n, false, 0, 4230.0, timer, rows);
         for (int lanes : {1, 4, 8, 16}) bench_append(f, 16384, false, lanes, 4230.0, timer, rows);  // the 16K candidates
         bench_append(f, 16384, true, 4, 4230.0, timer, rows);
+        if (std::string(f) == "turbo3") {
+          for (long long n : {16384LL, 1048576LL}) bench_append(f, n, false, 2, 4230.0, timer, rows);  // two lanes
+        }
       }
       for (const char* f : {"turbo3"}) {
         bench_decode(f, 16, 65536, prop.multiProcessorCount, false, 4230.0, timer, rows);

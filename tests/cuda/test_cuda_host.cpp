@@ -113,6 +113,34 @@ TEST(CodecTables, RefusesWhatTheKernelsCannotRun) {
   EXPECT_THROW(make_codec_tables({&a, &b}), InvalidArgument);
 }
 
+// The append launch refuses a geometry its kernels cannot address (page size below 1, 2^32 rows or
+// more: the row index is 32-bit) before touching the device, so this runs without a GPU.
+TEST(AppendLaunch, RefusesGeometryTheKernelsCannotAddress) {
+  const Codec codec(find_format("turbo3"), 128);
+  HostCodecTables tables = make_codec_tables({&codec});
+  alignas(16) static float fake_tables[512];  // never read: the launch returns first
+  tables.info.rotation = tables.info.centroids = tables.info.thresholds = fake_tables;
+  alignas(16) static uint16_t fake_x[128];
+  static int64_t fake_slots[1];
+  static uint8_t fake_codes[64];
+  static uint16_t fake_norms[1];
+  auto params = [&](PagedGeometry g) {
+    AppendParams p;
+    p.n_tokens = 1;
+    p.n_kv_heads = 1;
+    p.slot_mapping = fake_slots;
+    p.n_jobs = 1;
+    p.jobs[0] = AppendJob{fake_x, 128, InputType::F16, tables.info, g, PagedPlanes{fake_codes, nullptr, fake_norms}};
+    return p;
+  };
+  PagedGeometry zero_page = make_paged_geometry(1, 16, 4, tables.info.payload_bytes);
+  zero_page.page_size = 0;
+  EXPECT_EQ(launch_quantize_append(params(zero_page), nullptr), cudaErrorInvalidValue);
+  const PagedGeometry huge = make_paged_geometry(1, 1 << 16, 1 << 16, tables.info.payload_bytes);  // 2^32 rows
+  EXPECT_EQ(huge.rows(), size_t{1} << 32);
+  EXPECT_EQ(launch_quantize_append(params(huge), nullptr), cudaErrorInvalidValue);
+}
+
 }  // namespace
 }  // namespace rq::cuda
 
@@ -129,7 +157,7 @@ TEST(DefaultAppendKernel, PerSizeAndFamily) {
   EXPECT_TRUE(is(default_append_kernel(4096, false, F::Hadamard), false, 16, 1));
   EXPECT_TRUE(is(default_append_kernel(16384, false, F::Hadamard), false, 2, 0));
   EXPECT_TRUE(is(default_append_kernel(262144, false, F::Hadamard), false, 2, 0));
-  EXPECT_TRUE(is(default_append_kernel(1048576, false, F::Hadamard), false, 1, 0));
+  EXPECT_TRUE(is(default_append_kernel(1048576, false, F::Hadamard), false, 2, 0));
   EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block3), false, 4, 1));
   EXPECT_TRUE(is(default_append_kernel(65536, false, F::Block3), false, 1, 0));
   EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block2), true, 4, 1));

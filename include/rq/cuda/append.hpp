@@ -75,14 +75,14 @@ struct AppendKernel {
 /// than one lane from 64K on once the fast kernels had the polynomial quantizer (docs/gpu.md,
 /// "Append, sixth pass"). Above 32K the one-lane kernel runs one wave of resident blocks, each
 /// encoding several tiles with the next one's copy in flight (docs/gpu.md, "Append, seventh pass");
-/// turbo's Hadamard formats take the two-lane kernel (same staging, half a row per lane, 20 warps
-/// per SM against 12) from 4K to 256K vectors: at 16K as fast as the bit-exact four-lane kernel for
-/// one launch and 10 % faster in a graph, 3-7 % faster than one lane at 64K-256K, even at 512K, 2 %
-/// slower at 1M (docs/gpu.md, "Session 16").
+/// turbo's Hadamard formats take the two-lane kernel (same staging, half a row per lane, 16 warps
+/// per SM against 12) above 4K vectors: at 16K as fast as the bit-exact four-lane kernel for one
+/// launch and 10 % faster in a graph, 3-7 % faster than one lane at 64K-512K (docs/gpu.md, "Session
+/// 16"), and since its rows are staged per warp (session 17) 1-2 % faster at 1M too.
 constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily family) {
   if (exact) return {true, vectors <= 32768 ? 4 : 1, 1};
   if (vectors <= 4096) return {false, 16, 1};
-  if (vectors <= 262144 && family == RotationFamily::Hadamard) return {false, 2, 0};
+  if (family == RotationFamily::Hadamard) return {false, 2, 0};
   if (vectors <= 16384 && family == RotationFamily::Block3) return {false, 4, 1};
   if (vectors <= 32768 && family != RotationFamily::Block3) return {true, 4, 1};
   return {false, 1, 0};
