@@ -67,6 +67,28 @@ TEST(AppendMatchesCodecBf16, RotorAndTurbo) {
   }
 }
 
+// fp32 inputs (32 bytes a coordinate pair, four 128-byte lines a row for the per-warp staging): every
+// kernel, one tile per block and three.
+TEST(AppendMatchesCodecFp32, RotorAndTurbo) {
+  RQ_REQUIRE_GPU();
+  Rng rng(3232);
+  for (const char* f : {"rotor3", "turbo3", "turbo4"}) {
+    for (int lanes : {1, 2, 4, 8, 16}) {
+      if (lanes == 2 && std::string(f) == "rotor3") continue;  // two lanes: the Hadamard formats only
+      for (int rounds : {0, 3}) {
+        const AppendCheck c = check_append(f, InputType::F32, rng, lanes, /*exact=*/false, rounds);
+        EXPECT_TRUE(c.ok()) << f << " lanes " << lanes << " rounds " << rounds << ": " << c.text;
+        EXPECT_GT(c.rows, 0u);
+      }
+    }
+    for (int lanes : {1, 4}) {
+      const AppendCheck c = check_append(f, InputType::F32, rng, lanes, /*exact=*/true);
+      EXPECT_TRUE(c.ok()) << f << " exact, lanes " << lanes << ": " << c.text;
+      EXPECT_EQ(c.row_mismatch, 0u) << c.text;
+    }
+  }
+}
+
 // The fast kernel with several lanes and three rounds of vectors per block, and with one lane and
 // three tiles per block (the next tile copied in while one is encoded); the last block stops early.
 TEST(AppendMatchesCodecRounds, RotorAndTurbo) {

@@ -231,7 +231,7 @@ inline AppendCheck check_append(const std::string& format, InputType type, Rng& 
   // K and V inputs: [T][H][d], rounded to the input type so the CPU sees the same floats.
   std::vector<float> xk = random_vectors(static_cast<size_t>(T) * H, d, rng), xv = random_vectors(static_cast<size_t>(T) * H, d, rng);
   std::vector<uint16_t> hk(xk.size()), hv(xv.size());
-  for (size_t i = 0; i < xk.size(); ++i) {
+  for (size_t i = 0; i < xk.size() && type != InputType::F32; ++i) {
     if (type == InputType::F16) {
       hk[i] = float_to_half(xk[i]), hv[i] = float_to_half(xv[i]);
       xk[i] = half_to_float(hk[i]), xv[i] = half_to_float(hv[i]);
@@ -240,9 +240,17 @@ inline AppendCheck check_append(const std::string& format, InputType type, Rng& 
       xk[i] = bits_float(static_cast<uint32_t>(hk[i]) << 16), xv[i] = bits_float(static_cast<uint32_t>(hv[i]) << 16);
     }
   }
-  DeviceBuffer<uint16_t> dk, dv;
-  dk.upload(hk);
-  dv.upload(hv);
+  DeviceBuffer<uint16_t> dk, dv;  // 16-bit inputs
+  DeviceBuffer<float> fk, fv;     // fp32 inputs: the floats themselves
+  if (type == InputType::F32) {
+    fk.upload(xk);
+    fv.upload(xv);
+  } else {
+    dk.upload(hk);
+    dv.upload(hv);
+  }
+  const void* xk_dev = type == InputType::F32 ? static_cast<const void*>(fk.get()) : dk.get();
+  const void* xv_dev = type == InputType::F32 ? static_cast<const void*>(fv.get()) : dv.get();
   DeviceBuffer<int64_t> dslots;
   dslots.upload(slots);
   DeviceBuffer<int32_t> flag;
@@ -251,8 +259,8 @@ inline AppendCheck check_append(const std::string& format, InputType type, Rng& 
   p.n_tokens = T;
   p.n_kv_heads = H;
   p.slot_mapping = dslots.get();
-  p.jobs[0] = AppendJob{dk.get(), static_cast<int64_t>(H) * d, type, kc.device, kcache.geometry, kcache.planes()};
-  p.jobs[1] = AppendJob{dv.get(), static_cast<int64_t>(H) * d, type, vc.device, vcache.geometry, vcache.planes()};
+  p.jobs[0] = AppendJob{xk_dev, static_cast<int64_t>(H) * d, type, kc.device, kcache.geometry, kcache.planes()};
+  p.jobs[1] = AppendJob{xv_dev, static_cast<int64_t>(H) * d, type, vc.device, vcache.geometry, vcache.planes()};
   p.n_jobs = 2;
   p.error_flag = flag.get();
   const int lanes = exact || lanes_per_vector == 2 || lanes_per_vector == 4 || lanes_per_vector == 8 || lanes_per_vector == 16 ? lanes_per_vector : 1;
