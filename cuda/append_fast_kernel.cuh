@@ -373,8 +373,7 @@ struct LaneCounts {
 // thread tid copies chunk tid % CHUNKS of rows tid / CHUNKS + k * THREADS / CHUNKS. As stage_block,
 // but with compile-time offsets from one converted shared-memory address and a source pointer
 // advanced by an opaque add, so that a loop over tiles does not keep 16-32 per-copy offsets live in
-// registers across the encoding. The tile kernels call it per warp (THREADS = 32, their own rows):
-// a warp then waits for its own rows only (cp.async.wait_all, __syncwarp), with no block barrier.
+// registers across the encoding. (The block-staged tile kernels: TileStager without WARP.)
 template <int D, int THREADS, int ROWS>
 __device__ __forceinline__ void stage_rows(uint8_t* buffer, const AppendJob& job, int head, int t0, int n_tokens, int tid) {
   auto stage = [&](auto esize_c) {
@@ -418,7 +417,8 @@ __device__ __forceinline__ void stage_rows(uint8_t* buffer, const AppendJob& job
 template <int D, int THREADS, int ROWS_PER_WARP, bool WARP>
 class TileStager {
  public:
-  __device__ __forceinline__ TileStager(uint8_t* tile, const AppendJob& job, int head, int first_tile, int n_tokens, int tile_bytes)
+  __device__ __forceinline__ TileStager(uint8_t* tile, const AppendJob& job, int head, int first_tile, int n_tokens,
+                                        int tile_bytes)
       : job_(job), tile_(tile), head_(head), t0_(first_tile * kTileVectors), n_tokens_(n_tokens), tile_bytes_(tile_bytes) {
     static_assert(THREADS / 32 * ROWS_PER_WARP == kTileVectors && ROWS_PER_WARP % 4 == 0, "warps x rows = tile");
     if constexpr (WARP) {
@@ -632,9 +632,10 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
   };
 
-  // Tile i is in buffer i % 2; tile i + 1 is staged while tile i is encoded. Each warp stages and
-  // waits for its own rows (wait_staged_rows), which also orders its reads of the other buffer before
-  // the copies into it; the one block barrier is the tables' (block rotations: the whole tile by the block, a barrier a tile).
+  // Tile i is in buffer i % 2; tile i + 1 is staged while tile i is encoded. Turbo: each warp stages
+  // and waits for its own rows (wait_staged_rows), which also orders its reads of the other buffer
+  // before the copies into it, and the one block barrier is the tables'. Block rotations: the block
+  // stages the whole tile, a barrier a tile.
   if constexpr (kWarpStaging) __syncthreads();
 #pragma unroll 1
   for (int t = first_tile; t < end_tile; ++t) {
