@@ -56,14 +56,12 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
   if (c0.dim != 128 || c0.rotated_dim != 128) return cudaErrorInvalidValue;
   const long long vectors = static_cast<long long>(p.n_tokens) * p.n_kv_heads * p.n_jobs;
   AppendKernel k{p.exact != 0, lv, p.rounds_per_block};
-  if (!lv) k = default_append_kernel(vectors, p.exact != 0, c0.family);
+  if (!lv) k = default_append_kernel(vectors, p.exact != 0, c0.family, c0.bits);
   if (!k.exact) {
     AppendParams q = p;
     q.rounds_per_block = k.rounds;  // one lane: tiles per block (0: one wave); more lanes: rounds (0: 1)
     if (k.lanes == 1) return detail::launch_append_fast(q, stream);
-    if (k.lanes == 2) {  // the Hadamard rotation only
-      return c0.family == RotationFamily::Hadamard ? detail::launch_append_fast_pair(q, stream) : cudaErrorInvalidValue;
-    }
+    if (k.lanes == 2) return detail::launch_append_fast_pair(q, stream);  // turbo; rotor at 2-3 bits
     if (k.lanes == 16) return detail::launch_append_fast_lanes16(q, stream);
     if (k.lanes == 8) return detail::launch_append_fast_lanes8(q, stream);
     return detail::launch_append_fast_lanes4(q, stream);

@@ -157,15 +157,4 @@ cudaError_t launch_append_fast_pair_kernel(const AppendParams& p, cudaStream_t s
   return launch_tile_kernel<D>(append_fast_pair_kernel<D, BITS>, kPairThreads, append_smem_bytes<D, 0, 1>(p), resident, p, stream);
 }
 
-template <int BITS, int FAM>
-struct FastPairLaunch {
-  static cudaError_t run(const AppendParams& p, cudaStream_t stream) {
-    if constexpr (FAM != 0) {
-      return cudaErrorInvalidValue;  // two lanes: the Hadamard rotation only
-    } else {
-      return launch_append_fast_pair_kernel<kHeadDim, BITS>(p, stream);
-    }
-  }
-};
-
 }  // namespace rq::cuda::detail

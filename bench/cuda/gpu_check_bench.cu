@@ -335,7 +335,7 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
     RoleCodecs kc2(format, H, d, KvRole::K), vc2(format, H, d, KvRole::V);  // own copies: cold tables
     DeviceCache kc2c(H, page, 1, kc2.device.payload_bytes), vc2c(H, page, 1, vc2.device.payload_bytes);
     AppendParams w = p;
-    const AppendKernel dk = default_append_kernel(n_vectors, exact, kc.device.family);
+    const AppendKernel dk = default_append_kernel(n_vectors, exact, kc.device.family, kc.device.bits);
     w.n_tokens = 1;
     w.lanes_per_vector = dk.lanes, w.exact = dk.exact ? 1 : 0, w.rounds_per_block = dk.rounds;
     w.jobs[0].codec = kc2.device, w.jobs[0].geometry = kc2c.geometry, w.jobs[0].planes = kc2c.planes();
@@ -350,7 +350,7 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
   r.bench = "append";
   r.format = format;
   AppendKernel k{exact, lanes, rounds};
-  if (!lanes) k = default_append_kernel(n_vectors, exact, kc.device.family);
+  if (!lanes) k = default_append_kernel(n_vectors, exact, kc.device.family, kc.device.bits);
   // fast one or two lanes: " x<R> tiles" per block where given (none: one wave of resident blocks)
   const std::string per_block = k.lanes <= 2 ? " tiles" : " rounds";
   r.kernel = std::string(!lanes ? "default: " : "") + (k.exact ? "exact " : "fast ") + std::to_string(k.lanes) +
@@ -634,7 +634,7 @@ int main(int argc, char** argv) {
           report(c.ok(), c.text);
         }
       }
-      for (const char* f : {"turbo2", "turbo3", "turbo4", "turbo3_nocorr"}) {  // two lanes: the Hadamard formats only
+      for (const char* f : {"turbo2", "turbo3", "turbo4", "turbo3_nocorr", "rotor2", "rotor3", "rotor3_nocorr"}) {  // two lanes
         if (decode_only) break;
         for (InputType t : {InputType::F16, InputType::BF16}) {
           const AppendCheck c = check_append(f, t, rng, 2, false);
@@ -709,13 +709,12 @@ int main(int argc, char** argv) {
         bench_append(f, 1048576, false, 4, copy, timer, rows, 16);  // several lanes at 1M (more warps per SM)
         for (long long n : {65536LL, 1048576LL})  // one lane, one tile per block (before the seventh pass), 4 tiles
           for (int tiles : {1, 4}) bench_append(f, n, false, 1, copy, timer, rows, tiles);
-        if (std::string(f) == "turbo3") {  // two lanes (Hadamard only) against one where the choice changes
-          for (long long n : {4096LL, 16384LL, 32768LL, 65536LL, 1048576LL}) bench_append(f, n, false, 2, copy, timer, rows);
-          bench_append(f, 32768, true, 4, copy, timer, rows);  // the default there before session 16
-          for (long long n : {131072LL, 262144LL, 524288LL}) {
-            bench_append(f, n, false, 1, copy, timer, rows);
-            bench_append(f, n, false, 2, copy, timer, rows);
-          }
+        // two lanes (turbo, and rotor at 2-3 bits since session 17) against one where the choice changes
+        for (long long n : {4096LL, 16384LL, 32768LL, 65536LL, 1048576LL}) bench_append(f, n, false, 2, copy, timer, rows);
+        if (std::string(f) == "turbo3") bench_append(f, 32768, true, 4, copy, timer, rows);  // the default before session 16
+        for (long long n : {131072LL, 262144LL, 524288LL}) {
+          bench_append(f, n, false, 1, copy, timer, rows);
+          bench_append(f, n, false, 2, copy, timer, rows);
         }
         bench_append(f, 16384, true, 4, copy, timer, rows);    // the exact kernels: the small-step default
         bench_append(f, 1048576, true, 1, copy, timer, rows);  // before this pass, and the large-step one

@@ -154,14 +154,17 @@ TEST(DefaultAppendKernel, PerSizeAndFamily) {
   auto is = [](AppendKernel k, bool exact, int lanes, int rounds) {
     return k.exact == exact && k.lanes == lanes && k.rounds == rounds;
   };
-  EXPECT_TRUE(is(default_append_kernel(4096, false, F::Hadamard), false, 16, 1));
-  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Hadamard), false, 2, 0));
-  EXPECT_TRUE(is(default_append_kernel(262144, false, F::Hadamard), false, 2, 0));
-  EXPECT_TRUE(is(default_append_kernel(1048576, false, F::Hadamard), false, 2, 0));
-  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block3), false, 4, 1));
-  EXPECT_TRUE(is(default_append_kernel(65536, false, F::Block3), false, 1, 0));
-  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block2), true, 4, 1));
-  EXPECT_TRUE(is(default_append_kernel(65536, true, F::Hadamard), true, 1, 1));
+  EXPECT_TRUE(is(default_append_kernel(4096, false, F::Hadamard, 3), false, 16, 1));
+  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Hadamard, 3), false, 2, 0));
+  EXPECT_TRUE(is(default_append_kernel(262144, false, F::Hadamard, 3), false, 2, 0));
+  EXPECT_TRUE(is(default_append_kernel(1048576, false, F::Hadamard, 3), false, 2, 0));
+  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block3, 3), false, 2, 0));
+  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block3, 2), false, 2, 0));
+  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block3, 4), false, 4, 1));
+  EXPECT_TRUE(is(default_append_kernel(32768, false, F::Block3, 3), false, 1, 0));
+  EXPECT_TRUE(is(default_append_kernel(65536, false, F::Block3, 3), false, 1, 0));
+  EXPECT_TRUE(is(default_append_kernel(16384, false, F::Block2, 3), true, 4, 1));
+  EXPECT_TRUE(is(default_append_kernel(65536, true, F::Hadamard, 3), true, 1, 1));
 }
 
 }  // namespace

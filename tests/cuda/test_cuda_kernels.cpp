@@ -74,7 +74,6 @@ TEST(AppendMatchesCodecFp32, RotorAndTurbo) {
   Rng rng(3232);
   for (const char* f : {"rotor3", "turbo3", "turbo4"}) {
     for (int lanes : {1, 2, 4, 8, 16}) {
-      if (lanes == 2 && std::string(f) == "rotor3") continue;  // two lanes: the Hadamard formats only
       for (int rounds : {0, 3}) {
         const AppendCheck c = check_append(f, InputType::F32, rng, lanes, /*exact=*/false, rounds);
         EXPECT_TRUE(c.ok()) << f << " lanes " << lanes << " rounds " << rounds << ": " << c.text;
@@ -102,12 +101,13 @@ TEST(AppendMatchesCodecRounds, RotorAndTurbo) {
   }
 }
 
-// The fast two-lane kernel (turbo's Hadamard formats only): fp16 and bf16, one wave and three tiles
-// per block; a block rotation asked for two lanes is refused with an error status.
-TEST(AppendMatchesCodecTwoLanes, TurboFormats) {
+// The fast two-lane kernels (turbo's Hadamard formats; rotor at 2 and 3 bits, session 17): fp16 and
+// bf16, one wave and three tiles per block; other block rotations asked for two lanes are refused
+// with an error status.
+TEST(AppendMatchesCodecTwoLanes, TurboAndRotorFormats) {
   RQ_REQUIRE_GPU();
   Rng rng(2026);
-  for (const char* f : {"turbo2", "turbo3", "turbo4", "turbo3_nocorr"}) {
+  for (const char* f : {"turbo2", "turbo3", "turbo4", "turbo3_nocorr", "rotor2", "rotor3", "rotor3_nocorr"}) {
     for (InputType t : {InputType::F16, InputType::BF16}) {
       const AppendCheck c = check_append(f, t, rng, 2, /*exact=*/false);
       EXPECT_TRUE(c.ok()) << c.text;
@@ -116,7 +116,7 @@ TEST(AppendMatchesCodecTwoLanes, TurboFormats) {
     const AppendCheck c = check_append(f, InputType::F16, rng, 2, /*exact=*/false, /*rounds_per_block=*/3);
     EXPECT_TRUE(c.ok()) << c.text;
   }
-  EXPECT_THROW(check_append("rotor3", InputType::F16, rng, 2, /*exact=*/false), CudaError);
+  for (const char* f : {"rotor4", "planar3", "iso3"}) EXPECT_THROW(check_append(f, InputType::F16, rng, 2, /*exact=*/false), CudaError);
 }
 
 TEST(AppendPolicy, NanInfStoredAsZerosAndFlagged) {

@@ -64,7 +64,7 @@ struct AppendKernel {
 };
 
 /// The kernel launch_quantize_append runs for `vectors` (n_tokens x n_kv_heads x n_jobs) vectors of a
-/// format of rotation `family` per launch when lanes_per_vector = 0: the fastest measured on the H200
+/// format of rotation `family` and `bits` bits per launch when lanes_per_vector = 0: the fastest measured on the H200
 /// per size among the checked kernels (docs/gpu.md, "Append, fifth pass"). With exact = 0 the
 /// bit-exact four-lane kernel is chosen for planar and iso at 4K < vectors <= 32K (for turbo it was
 /// faster than every fast variant of its time: 1, 4, 8, 16 lanes, 1-4 rounds); rotor's 3 x 3 blocks take the
@@ -78,12 +78,14 @@ struct AppendKernel {
 /// turbo's Hadamard formats take the two-lane kernel (same staging, half a row per lane, 16 warps
 /// per SM against 12) above 4K vectors: at 16K as fast as the bit-exact four-lane kernel for one
 /// launch and 10 % faster in a graph, 3-7 % faster than one lane at 64K-512K (docs/gpu.md, "Session
-/// 16"), and since its rows are staged per warp (session 17) 1-2 % faster at 1M too.
-constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily family) {
+/// 16"), and since its rows are staged per warp (session 17) 1-2 % faster at 1M too. Rotor at 2-3
+/// bits takes its two-lane kernel from 4K to 16K vectors (session 17: 16K 8.4-8.5 us against 9.2 for
+/// one lane and 9.8-10.0 for four; one lane stays ahead from 32K on).
+constexpr AppendKernel default_append_kernel(long long vectors, bool exact, RotationFamily family, int bits) {
   if (exact) return {true, vectors <= 32768 ? 4 : 1, 1};
   if (vectors <= 4096) return {false, 16, 1};
   if (family == RotationFamily::Hadamard) return {false, 2, 0};
-  if (vectors <= 16384 && family == RotationFamily::Block3) return {false, 4, 1};
+  if (vectors <= 16384 && family == RotationFamily::Block3) return {false, bits <= 3 ? 2 : 4, bits <= 3 ? 0 : 1};
   if (vectors <= 32768 && family != RotationFamily::Block3) return {true, 4, 1};
   return {false, 1, 0};
 }
