@@ -31,6 +31,64 @@ namespace rq::cuda::detail {
 
 constexpr int kPairThreads = 2 * kTileVectors;  // threads per block: one tile of 64 rows, two lanes a row
 
+/// A two-lane block's place: warp w encodes rows 16 w .. 16 w + 15 of each tile, lane l row 16 w +
+/// (l & 15) and part r = l >> 4 (its partner is lane l ^ 16); the block's tiles first_tile ..
+/// end_tile - 1 of head `head` and role blockIdx.z, staged rows `stride` bytes apart.
+template <int D>
+struct PairBlock {
+  const AppendJob& job;
+  int head, tid, lane, row_in_tile, r;
+  unsigned pair_mask;  // the pair's lanes (the rare rescaling loop's shuffles)
+  InputType type;
+  int esize, stride, tile_bytes, first_tile, end_tile;
+
+  __device__ __forceinline__ PairBlock(const AppendParams& p, int tiles_per_block)
+      : job(p.jobs[blockIdx.z]),
+        head(blockIdx.y),
+        tid(threadIdx.x),
+        lane(tid & 31),
+        row_in_tile(16 * (tid >> 5) + (lane & 15)),
+        r(lane >> 4),
+        pair_mask((1u << lane) | (1u << (lane ^ 16))),
+        type(job.type),
+        esize(type == InputType::F32 ? 4 : 2),
+        stride(D * esize + kRowPad),
+        tile_bytes(kTileVectors * stride),
+        first_tile(blockIdx.x * tiles_per_block),
+        end_tile(min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors)) {}
+};
+
+/// The norm of a vector whose coordinates the pair holds C each in x (both lanes get the same):
+/// sum of squares over the pair (x multiplied by 2^32 up to kMaxRescales times while it is below
+/// kRescaleBelow, exactly), scale = its square root, norm = scale * norm_factor (turbo: 1 / sqrt(n)),
+/// and the row end's flags (see append_fast_kernel.cuh).
+struct PairNorm {
+  float ss, scale, norm;
+  bool finite, zero, nan_codes;
+};
+template <int C>
+__device__ __forceinline__ PairNorm pair_norm(float (&x)[C], unsigned pair_mask, float norm_factor) {
+  PairNorm n;
+  n.ss = sum_of_squares4(x);
+  n.ss += __shfl_xor_sync(0xffffffffu, n.ss, 16);  // the same float on both lanes (a + b = b + a)
+  n.finite = n.ss <= 3.402823466e38f;
+  int rescaled = 0;
+#pragma unroll 1
+  while (n.finite && !(n.ss >= kRescaleBelow) && rescaled < kMaxRescales) {  // both lanes alike
+#pragma unroll
+    for (int j = 0; j < C; ++j) x[j] *= 0x1p32f;
+    n.ss = sum_of_squares4(x);
+    n.ss += __shfl_xor_sync(pair_mask, n.ss, 16);
+    ++rescaled;
+  }
+  n.scale = sqrtf(n.ss);
+  n.norm = n.scale * norm_factor;
+  if (rescaled) n.norm = scalbnf(n.norm, -32 * rescaled);
+  n.zero = n.norm == 0.0f;
+  n.nan_codes = !n.zero && reciprocal_overflows(n.norm);
+  return n;
+}
+
 template <int D, int BITS>
 __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_pair_kernel(AppendParams p, int tiles_per_block) {
   constexpr int N = D;
@@ -50,17 +108,12 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
   __shared__ float s_qparams[KP > 0 ? KP : 1];
   __shared__ float s_c2[HALF];
 
-  const AppendJob& job = p.jobs[blockIdx.z];
-  const int head = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
-  const int row_in_tile = 16 * (tid >> 5) + (lane & 15), r = lane >> 4;
+  const PairBlock<D> b(p, tiles_per_block);
+  const AppendJob& job = b.job;
+  const int head = b.head, tid = b.tid, row_in_tile = b.row_in_tile, r = b.r;
+  const InputType type = b.type;
+  const int esize = b.esize, stride = b.stride, tile_bytes = b.tile_bytes, first_tile = b.first_tile, end_tile = b.end_tile;
   constexpr unsigned kFull = 0xffffffffu;
-  const unsigned pair_mask = (1u << lane) | (1u << (lane ^ 16));  // in the rare rescaling loop only
-  const InputType type = job.type;
-  const int esize = type == InputType::F32 ? 4 : 2;
-  const int stride = D * esize + kRowPad;
-  const int tile_bytes = kTileVectors * stride;
-  const int first_tile = blockIdx.x * tiles_per_block;
-  const int end_tile = min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors);
 
   TileStager<D, kPairThreads, 16, true> stager(tile, job, head, first_tile, p.n_tokens, tile_bytes);
   stager.issue(0);
@@ -87,27 +140,14 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
       const float other = __shfl_xor_sync(kFull, x[j], 16);
       x[j] = __fmaf_rn(x[j], pair_sign, other);  // exact product: one rounding of other +- x[j]
     }
-    float ss = sum_of_squares4(x);
-    ss += __shfl_xor_sync(kFull, ss, 16);  // the same float on both lanes (a + b = b + a)
-    const bool finite = ss <= 3.402823466e38f;
-    int rescaled = 0;
-#pragma unroll 1
-    while (finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales) {  // both lanes alike
-#pragma unroll
-      for (int j = 0; j < C; ++j) x[j] *= 0x1p32f;
-      ss = sum_of_squares4(x);
-      ss += __shfl_xor_sync(pair_mask, ss, 16);
-      ++rescaled;
-    }
-    const float scale = sqrtf(ss);
-    float norm = scale * (1.0f / kSqrtN<N>);
-    if (rescaled) norm = scalbnf(norm, -32 * rescaled);
-    bool zero = norm == 0.0f;
-    const bool nan_codes = !zero && reciprocal_overflows(norm);
+    PairNorm n = pair_norm(x, b.pair_mask, 1.0f / kSqrtN<N>);
+    const bool finite = n.finite, nan_codes = n.nan_codes;
+    const float norm = n.norm;
+    bool zero = n.zero;
 
     // 2. Quantize and pack this lane's 64 codes.
     Quantizer quant;
-    quant.prepare(s_qparams, scale, rsqrtf(ss));
+    quant.prepare(s_qparams, n.scale, rsqrtf(n.ss));
     uint32_t words[FW];
 #pragma unroll
     for (int w = 0; w < FW; ++w) words[w] = Quantizer::word_start(w, C);

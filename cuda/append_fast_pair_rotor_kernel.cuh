@@ -52,17 +52,12 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
   __shared__ float s_qparams[KP > 0 ? KP : 1];
   __shared__ float s_c2[HALF];
 
-  const AppendJob& job = p.jobs[blockIdx.z];
-  const int head = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
-  const int row_in_tile = 16 * (tid >> 5) + (lane & 15), r = lane >> 4;
+  const PairBlock<D> b(p, tiles_per_block);
+  const AppendJob& job = b.job;
+  const int head = b.head, tid = b.tid, row_in_tile = b.row_in_tile, r = b.r;
+  const InputType type = b.type;
+  const int esize = b.esize, stride = b.stride, tile_bytes = b.tile_bytes, first_tile = b.first_tile, end_tile = b.end_tile;
   constexpr unsigned kFull = 0xffffffffu;
-  const unsigned pair_mask = (1u << lane) | (1u << (lane ^ 16));  // in the rare rescaling loop only
-  const InputType type = job.type;
-  const int esize = type == InputType::F32 ? 4 : 2;
-  const int stride = D * esize + kRowPad;
-  const int tile_bytes = kTileVectors * stride;
-  const int first_tile = blockIdx.x * tiles_per_block;
-  const int end_tile = min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors);
 
   TileStager<D, kPairThreads, 16, false> stager(tile, job, head, first_tile, p.n_tokens, tile_bytes);
   stager.issue(0);
@@ -118,27 +113,14 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
         }
       }
     }
-    float ss = sum_of_squares4(x);
-    ss += __shfl_xor_sync(kFull, ss, 16);  // the same float on both lanes
-    const bool finite = ss <= 3.402823466e38f;
-    int rescaled = 0;
-#pragma unroll 1
-    while (finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales) {  // both lanes alike
-#pragma unroll
-      for (int j = 0; j < S; ++j) x[j] *= 0x1p32f;
-      ss = sum_of_squares4(x);
-      ss += __shfl_xor_sync(pair_mask, ss, 16);
-      ++rescaled;
-    }
-    const float scale = sqrtf(ss);
-    float norm = scale;
-    if (rescaled) norm = scalbnf(norm, -32 * rescaled);
-    bool zero = norm == 0.0f;
-    const bool nan_codes = !zero && reciprocal_overflows(norm);
+    PairNorm n = pair_norm(x, b.pair_mask, 1.0f);
+    const bool finite = n.finite, nan_codes = n.nan_codes;
+    const float norm = n.norm;
+    bool zero = n.zero;
 
     // 2. Rotate each block and quantize its outputs into this lane's words (from bit 0).
     Quantizer quant;
-    quant.prepare(s_qparams, scale, rsqrtf(ss));
+    quant.prepare(s_qparams, n.scale, rsqrtf(n.ss));
     uint32_t words[LW];
 #pragma unroll
     for (int w = 0; w < LW; ++w) words[w] = Quantizer::word_start(w, S);
