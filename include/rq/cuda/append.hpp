@@ -41,8 +41,8 @@ struct AppendParams {
   AppendJob jobs[2];                     // K then V (or one role)
   int32_t n_jobs = 2;
   int32_t* error_flag = nullptr;         // optional [1]: set to 1 on NaN/Inf input or fp16 overflow
-  int32_t lanes_per_vector = 0;          // lanes per vector: fast kernel 1, 2 (turbo's Hadamard formats
-                                         //   only), 4, 8 or 16; exact kernel 1 or
+  int32_t lanes_per_vector = 0;          // lanes per vector: fast kernel 1, 2 (turbo's Hadamard formats,
+                                         //   rotor at 2-3 bits), 4, 8 or 16; exact kernel 1 or
                                          //   4 (more lanes: a shorter serial chain, faster for small
                                          //   steps; fewer: fewer instructions, faster for large ones);
                                          //   0: default_append_kernel() (which may pick the bit-exact
