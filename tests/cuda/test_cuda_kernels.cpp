@@ -123,12 +123,14 @@ TEST(AppendPolicy, NanInfStoredAsZerosAndFlagged) {
   RQ_REQUIRE_GPU();
   Rng rng(5);
   const std::pair<int, bool> kernels[] = {{1, false}, {2, false}, {4, false}, {8, false}, {16, false}, {4, true}, {1, true}};  // lanes, exact
-  for (const auto& [lanes, exact] : kernels) {
-    const PolicyCheck c = check_append_policy(rng, lanes, exact);
-    EXPECT_TRUE(c.flag_raised);
-    EXPECT_TRUE(c.bad_rows_zero);
-    EXPECT_TRUE(c.good_rows_kept);
-    EXPECT_TRUE(c.rejects_bad_dim);
+  for (const char* format : {"turbo3", "rotor3"}) {  // rotor3: its own one- and two-lane kernels (session 17)
+    for (const auto& [lanes, exact] : kernels) {
+      const PolicyCheck c = check_append_policy(rng, lanes, exact, format);
+      EXPECT_TRUE(c.flag_raised) << format << " lanes " << lanes;
+      EXPECT_TRUE(c.bad_rows_zero) << format << " lanes " << lanes;
+      EXPECT_TRUE(c.good_rows_kept) << format << " lanes " << lanes;
+      EXPECT_TRUE(c.rejects_bad_dim) << format << " lanes " << lanes;
+    }
   }
 }
 

@@ -358,9 +358,10 @@ struct PolicyCheck {
 };
 
 /// NaN/Inf inputs: stored as zero vectors, error flag raised, other rows untouched.
-inline PolicyCheck check_append_policy(Rng& rng, int lanes_per_vector = 4, bool exact = false) {
+inline PolicyCheck check_append_policy(Rng& rng, int lanes_per_vector = 4, bool exact = false,
+                                       const std::string& format = "turbo3") {
   const int H = 2, d = 128, page = 16, T = 3;
-  RoleCodecs kc("turbo3", H, d, KvRole::K);
+  RoleCodecs kc(format, H, d, KvRole::K);
   DeviceCache cache(H, page, 1, kc.device.payload_bytes);
   std::vector<float> x = random_vectors(static_cast<size_t>(T) * H, d, rng);
   x[5] = NAN;
