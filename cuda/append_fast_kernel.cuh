@@ -62,13 +62,15 @@ __device__ __forceinline__ uint32_t mask_lt(float v, float b) {
 
 /// E input elements as floats from 16-byte words at src (fp32, fp16 or bf16 per `type`); with XOR,
 /// word q is XORed with masks[q] first (turbo's D(s1) on the sign bits; the masks are in the
-/// input's format, see TurboSignTables in append_tables.cuh).
+/// input's format, see TurboSignTables in append_tables.cuh). Only the first `words` words are read,
+/// the rest are zeros (the two-lane rotor kernel's padding slots past the row).
 template <int E, bool XOR>
-__device__ __forceinline__ void load_masked_row(const uint4* src, const uint4* masks, InputType type, float* x) {
+__device__ __forceinline__ void load_masked_row(const uint4* src, const uint4* masks, InputType type, float* x,
+                                                int words = E) {
   if (type == InputType::F32) {
 #pragma unroll
     for (int q = 0; q < E / 4; ++q) {
-      uint4 w = src[q];
+      uint4 w = q < words ? src[q] : make_uint4(0u, 0u, 0u, 0u);
       if constexpr (XOR) xor_words(w, masks[q]);
       x[4 * q] = __uint_as_float(w.x), x[4 * q + 1] = __uint_as_float(w.y);
       x[4 * q + 2] = __uint_as_float(w.z), x[4 * q + 3] = __uint_as_float(w.w);
@@ -78,7 +80,7 @@ __device__ __forceinline__ void load_masked_row(const uint4* src, const uint4* m
   auto load16 = [&](auto bf16) {
 #pragma unroll
     for (int q = 0; q < E / 8; ++q) {
-      uint4 w = src[q];
+      uint4 w = q < words ? src[q] : make_uint4(0u, 0u, 0u, 0u);
       if constexpr (XOR) xor_words(w, masks[q]);
 #pragma unroll
       for (int e = 0; e < 8; ++e) x[8 * q + e] = element16<decltype(bf16)::value>(w, e);
@@ -312,6 +314,22 @@ constexpr double const_sqrt(double v) {  // Newton's iteration, for compile-time
 template <int N>
 constexpr float kSqrtN = static_cast<float>(const_sqrt(static_cast<double>(N)));
 
+/// The quantizer's parameters and C[half + k]^2 of a fast tile kernel's block: load() issues the cold
+/// reads (before the rotation tables', one DRAM round trip), store() writes s_qparams and s_c2.
+template <typename Quantizer, int HALF>
+struct RowEndTables {
+  typename Quantizer::Params q;
+  float c_half;
+  __device__ __forceinline__ void load(const DeviceCodec& codec, int tid) {
+    q = Quantizer::load_params(codec.thresholds + HALF, tid);
+    c_half = tid < HALF ? cold_load(codec.centroids + HALF + tid) : 0.0f;
+  }
+  __device__ __forceinline__ void store(float* s_qparams, float* s_c2, int tid) const {
+    Quantizer::fill_params(q, s_qparams, tid);
+    if (tid < HALF) s_c2[tid] = c_half * c_half;
+  }
+};
+
 /// Sum of x[j]^2 in fp32 with four accumulators and a tree (the fast kernels' order).
 template <int C>
 __device__ __forceinline__ float sum_of_squares4(const float (&x)[C]) {
@@ -542,8 +560,8 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   // 2. Rotation tables, thresholds and C^2 while the copies are in flight.
   // (Every cold read first, then the tables: one DRAM round trip beside the tile's.)
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
-  const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
-  const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
+  RowEndTables<Quantizer, HALF> row_end;
+  row_end.load(job.codec, tid);
   if constexpr (FAM == 0) {
     fill_turbo_tables<BITS, 1, N, N, Quantizer, THREADS>(rot, type, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, s_flip, tid);
   } else {
@@ -552,8 +570,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     reads_before_stores();
     matrices.store(s_rot, tid);
   }
-  Quantizer::fill_params(q_in, s_qparams, tid);
-  if (tid < HALF) s_c2[tid] = c_half * c_half;
+  row_end.store(s_qparams, s_c2, tid);
 
   // 3-6. Encode the thread's row and store it.
   auto encode = [&](const uint8_t* row, int64_t slot) {

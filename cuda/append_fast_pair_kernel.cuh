@@ -56,6 +56,22 @@ struct PairBlock {
         tile_bytes(kTileVectors * stride),
         first_tile(blockIdx.x * tiles_per_block),
         end_tile(min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors)) {}
+
+  /// The tile loop: tile t is in buffer (t - first_tile) & 1 of `tile`; once its rows are in
+  /// (wait_staged_rows<WARP>), the next tile's copies are issued and every lane runs encode(row,
+  /// slot) (the pair's shuffles are warp-wide; slot < 0 past the tokens or for skipped ones).
+  template <bool WARP, typename Stager, typename Encode>
+  __device__ __forceinline__ void for_each_tile(const AppendParams& p, uint8_t* tile, Stager& stager, Encode&& encode) const {
+#pragma unroll 1
+    for (int t = first_tile; t < end_tile; ++t) {
+      const int token = t * kTileVectors + row_in_tile;
+      const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
+      uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
+      wait_staged_rows<WARP>();
+      if (t + 1 < end_tile) stager.issue((t + 1 - first_tile) & 1);
+      encode(buffer + row_in_tile * stride, slot);
+    }
+  }
 };
 
 /// The norm of a vector whose coordinates the pair holds C each in x (both lanes get the same):
@@ -110,19 +126,17 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
 
   const PairBlock<D> b(p, tiles_per_block);
   const AppendJob& job = b.job;
-  const int head = b.head, tid = b.tid, row_in_tile = b.row_in_tile, r = b.r;
+  const int head = b.head, tid = b.tid, r = b.r, esize = b.esize;
   const InputType type = b.type;
-  const int esize = b.esize, stride = b.stride, tile_bytes = b.tile_bytes, first_tile = b.first_tile, end_tile = b.end_tile;
   constexpr unsigned kFull = 0xffffffffu;
 
-  TileStager<D, kPairThreads, 16, true> stager(tile, job, head, first_tile, p.n_tokens, tile_bytes);
+  TileStager<D, kPairThreads, 16, true> stager(tile, job, head, b.first_tile, p.n_tokens, b.tile_bytes);
   stager.issue(0);
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
-  const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
-  const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
+  RowEndTables<Quantizer, HALF> row_end;
+  row_end.load(job.codec, tid);
   fill_turbo_tables<BITS, 2, C, N, Quantizer, kPairThreads>(rot, type, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, s_flip, tid);
-  Quantizer::fill_params(q_in, s_qparams, tid);
-  if (tid < HALF) s_c2[tid] = c_half * c_half;
+  row_end.store(s_qparams, s_c2, tid);
 
   const float pair_sign = r ? -1.0f : 1.0f;  // the cross stage: lane 0 a + b, lane 1 a - b (b its own)
   // Every lane of the block runs encode (the shuffles are warp-wide, so no lane may branch around
@@ -178,17 +192,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
   };
 
   __syncthreads();  // the tables (the rows: per warp, wait_staged_rows)
-#pragma unroll 1
-  for (int t = first_tile; t < end_tile; ++t) {
-    const int token = t * kTileVectors + row_in_tile;
-    const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
-    uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
-    wait_staged_rows<true>();
-    if (t + 1 < end_tile) {
-      stager.issue((t + 1 - first_tile) & 1);
-    }
-    encode(buffer + row_in_tile * stride, slot);
-  }
+  b.template for_each_tile<true>(p, tile, stager, encode);
 }
 
 template <int D, int BITS>

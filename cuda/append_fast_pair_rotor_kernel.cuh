@@ -54,19 +54,18 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
 
   const PairBlock<D> b(p, tiles_per_block);
   const AppendJob& job = b.job;
-  const int head = b.head, tid = b.tid, row_in_tile = b.row_in_tile, r = b.r;
+  const int head = b.head, tid = b.tid, r = b.r, esize = b.esize;
   const InputType type = b.type;
-  const int esize = b.esize, stride = b.stride, tile_bytes = b.tile_bytes, first_tile = b.first_tile, end_tile = b.end_tile;
   constexpr unsigned kFull = 0xffffffffu;
 
-  TileStager<D, kPairThreads, 16, false> stager(tile, job, head, first_tile, p.n_tokens, tile_bytes);
+  TileStager<D, kPairThreads, 16, false> stager(tile, job, head, b.first_tile, p.n_tokens, b.tile_bytes);
   stager.issue(0);
   // Tables: every cold read first (one round trip beside the tile's), then the stores. Matrix entry
   // (row i, column k) of block b at b MS + 3 i + k: the codec's, zero for the padding blocks, for
   // block 42's third row and column, and for the 3 floats of stride padding.
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
-  const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
-  const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
+  RowEndTables<Quantizer, HALF> row_end;
+  row_end.load(job.codec, tid);
   constexpr int PER = (kPairRotorBlocks * MS + kPairThreads - 1) / kPairThreads;
   float m_in[PER];
 #pragma unroll
@@ -80,39 +79,14 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
   for (int k = 0; k < PER; ++k) {
     if (tid + k * kPairThreads < kPairRotorBlocks * MS) s_rot[tid + k * kPairThreads] = m_in[k];
   }
-  Quantizer::fill_params(q_in, s_qparams, tid);
-  if (tid < HALF) s_c2[tid] = c_half * c_half;
+  row_end.store(s_qparams, s_c2, tid);
 
   auto encode = [&](const uint8_t* row, int64_t slot) {
     const bool active = slot >= 0;
     // 1. This lane's 72 slots: coordinates 72 r .. (16-byte words; lane 1's past the row are zeros).
     float x[S];
-    {
-      const uint4* src = reinterpret_cast<const uint4*>(row + r * S * esize);
-      const int words = r ? (D - S) * esize / 16 : S * esize / 16;
-      if (type == InputType::F32) {
-#pragma unroll
-        for (int q = 0; q < S / 4; ++q) {
-          const uint4 w = q < words ? src[q] : make_uint4(0u, 0u, 0u, 0u);
-          x[4 * q] = __uint_as_float(w.x), x[4 * q + 1] = __uint_as_float(w.y);
-          x[4 * q + 2] = __uint_as_float(w.z), x[4 * q + 3] = __uint_as_float(w.w);
-        }
-      } else {
-        auto load16 = [&](auto bf16) {
-#pragma unroll
-          for (int q = 0; q < S / 8; ++q) {
-            const uint4 w = q < words ? src[q] : make_uint4(0u, 0u, 0u, 0u);
-#pragma unroll
-            for (int e = 0; e < 8; ++e) x[8 * q + e] = element16<decltype(bf16)::value>(w, e);
-          }
-        };
-        if (type == InputType::BF16) {
-          load16(std::true_type{});
-        } else {
-          load16(std::false_type{});
-        }
-      }
-    }
+    load_masked_row<S, false>(reinterpret_cast<const uint4*>(row + r * S * esize), nullptr, type, x,
+                              (r ? D - S : S) * esize / 16);
     PairNorm n = pair_norm(x, b.pair_mask, 1.0f);
     const bool finite = n.finite, nan_codes = n.nan_codes;
     const float norm = n.norm;
@@ -161,15 +135,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
     if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));
   };
 
-#pragma unroll 1
-  for (int t = first_tile; t < end_tile; ++t) {
-    const int token = t * kTileVectors + row_in_tile;
-    const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
-    uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
-    wait_staged_rows<false>();
-    if (t + 1 < end_tile) stager.issue((t + 1 - first_tile) & 1);
-    encode(buffer + row_in_tile * stride, slot);
-  }
+  b.template for_each_tile<false>(p, tile, stager, encode);
 }
 
 template <int D, int BITS>
