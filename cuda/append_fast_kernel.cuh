@@ -110,8 +110,8 @@ struct FastQuantizer {
   struct Params {
     float t;
   };
-  __device__ __forceinline__ static Params load_params(const float* thresholds_pos, int tid) {
-    return {tid < kPositive ? cold_load(thresholds_pos + tid) : 0.0f};
+  __device__ __forceinline__ static Params load_params(const DeviceCodec& codec, int tid) {
+    return {tid < kPositive ? cold_load(codec.thresholds + kHalf + tid) : 0.0f};
   }
   __device__ __forceinline__ static void fill_params(const Params& in, float* out, int tid) {
     if (tid < kPositive) out[tid] = in.t;
@@ -173,45 +173,16 @@ struct PolyQuantizer {
   static constexpr float kMirrorBias = 0.5f - 0x1p-22f;
   float k[kPositive];  // coefficient of y^(2i+1) in (half + g(y / scale)) / levels - 1/2
 
-  /// The shared parameters a_i / levels, solved in double by thread 0 from the positive thresholds
-  /// (which load_params reads, thread 0 only): sum_j a_j t_i^(2j+1) = i + 1. It runs between the
-  /// thresholds' load and the block's first barrier, so its dependent chain is kept short: 2 bits
-  /// a_0 = 1 / t_0; 3 bits Cramer's rule on the 3 x 3 system divided by t_i (rows 1, t_i^2, t_i^4,
-  /// right side (i + 1) / t_i), one reciprocal of the determinant (Gauss-Jordan had nine dependent
-  /// divisions; both in double, the float results agree to an ulp at most, i.e. thresholds within
-  /// ~1e-7).
+  /// The shared parameters a_i / levels: DeviceCodec::code_polynomial (make_codec_tables solves
+  /// them once on the host; thread i < kPositive reads a_i / levels).
   struct Params {
-    float t[kPositive];
+    float a;
   };
-  __device__ __forceinline__ static Params load_params(const float* thresholds_pos, int tid) {
-    Params in{};
-    if (tid == 0) {
-#pragma unroll
-      for (int i = 0; i < kPositive; ++i) in.t[i] = cold_load(thresholds_pos + i);
-    }
-    return in;
+  __device__ __forceinline__ static Params load_params(const DeviceCodec& codec, int tid) {
+    return {tid < kPositive ? cold_load(codec.code_polynomial + tid) : 0.0f};
   }
-  __device__ static void fill_params(const Params& in, float* out, int tid) {
-    if (tid != 0) return;
-    if constexpr (kPositive == 1) {
-      out[0] = static_cast<float>(1.0 / static_cast<double>(in.t[0]) / kLevels);
-    } else {
-      double v[3], b[3];
-#pragma unroll
-      for (int i = 0; i < 3; ++i) {
-        const double t = in.t[i];
-        v[i] = t * t;
-        b[i] = (i + 1) / t;
-      }
-      // rows (1, v_i, v_i^2): a Vandermonde matrix in v, determinant (v1 - v0)(v2 - v0)(v2 - v1)
-      const double d01 = v[1] - v[0], d02 = v[2] - v[0], d12 = v[2] - v[1];
-      const double inv_det = 1.0 / (d01 * d02 * d12) / kLevels;
-      // Lagrange form of the interpolating quadratic q(v) = a0 + a1 v + a2 v^2 through (v_i, b_i)
-      const double w0 = b[0] * d12, w1 = -b[1] * d02, w2 = b[2] * d01;  // b_i / prod_{k != i}(v_i - v_k) times det
-      out[0] = static_cast<float>((w0 * v[1] * v[2] + w1 * v[0] * v[2] + w2 * v[0] * v[1]) * inv_det);
-      out[1] = static_cast<float>(-(w0 * (v[1] + v[2]) + w1 * (v[0] + v[2]) + w2 * (v[0] + v[1])) * inv_det);
-      out[2] = static_cast<float>((w0 + w1 + w2) * inv_det);
-    }
+  __device__ __forceinline__ static void fill_params(const Params& in, float* out, int tid) {
+    if (tid < kPositive) out[tid] = in.a;
   }
   __device__ __forceinline__ void prepare(const float* params, float scale) { prepare(params, scale, 1.0f / scale); }
   /// With 1 / scale given: the one- and two-lane kernels pass rsqrt(sum of squares) (MUFU.RSQ, within
@@ -321,7 +292,7 @@ struct RowEndTables {
   typename Quantizer::Params q;
   float c_half;
   __device__ __forceinline__ void load(const DeviceCodec& codec, int tid) {
-    q = Quantizer::load_params(codec.thresholds + HALF, tid);
+    q = Quantizer::load_params(codec, tid);
     c_half = tid < HALF ? cold_load(codec.centroids + HALF + tid) : 0.0f;
   }
   __device__ __forceinline__ void store(float* s_qparams, float* s_c2, int tid) const {

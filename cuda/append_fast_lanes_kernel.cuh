@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
   }
   // Every cold read of the block's set-up is issued before the first use (append_tables.cuh):
   // thresholds, centroids, then the tables' inputs below.
-  const typename Quantizer::Params q_in = Quantizer::load_params(job.codec.thresholds + HALF, tid);
+  const typename Quantizer::Params q_in = Quantizer::load_params(job.codec, tid);
   float c2[HALF];  // the centroids C[half + k] here, their squares after the tables
 #pragma unroll
   for (int k = 0; k < HALF; ++k) c2[k] = cold_load(job.codec.centroids + HALF + k);

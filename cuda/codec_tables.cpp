@@ -31,12 +31,13 @@ bool symmetric_codebook(const Codec& codec) {
 
 // The fast append kernels quantize 2 and 3 bits through the odd polynomial g(u) = sum_i a_i u^(2i+1)
 // with g(t[half + i]) = i + 1 (cuda/append_fast_kernel.cuh, PolyQuantizer): code = floor(half + g(u)).
-// That is the codebook's code only if g increases on [0, 1] (a unit vector's coordinates); true for
-// the Lloyd-Max codebooks (3 bits: g'(u) >= 0.3 a_0), checked rather than assumed.
-bool increasing_code_polynomial(const Codec& codec) {
+// Its coefficients a_0 .. a_{half-2}, solved in double (Gauss-Jordan) from the float thresholds the
+// kernels see; empty above 3 bits. Solved here once, not by each block of the kernels (session 18:
+// the solve on a block's path cost 0.3-0.7 us of a 16K append).
+std::vector<double> code_polynomial(const Codec& codec) {
   const std::vector<double>& all = codec.codebook()->thresholds;
   const size_t half = (all.size() + 1) / 2, positive = half - 1;
-  if (codec.format().bits > 3 || positive == 0) return true;
+  if (codec.format().bits > 3 || positive == 0) return {};
   std::vector<std::vector<double>> m(positive, std::vector<double>(positive + 1));
   for (size_t i = 0; i < positive; ++i) {
     const double t = static_cast<float>(all[half + i]);
@@ -44,18 +45,28 @@ bool increasing_code_polynomial(const Codec& codec) {
     for (size_t j = 0; j < positive; ++j) m[i][j] = p, p *= t * t;
     m[i][positive] = static_cast<double>(i + 1);
   }
-  for (size_t c = 0; c < positive; ++c) {  // Gauss-Jordan, as the kernel solves it
+  for (size_t c = 0; c < positive; ++c) {
     for (size_t i = 0; i < positive; ++i) {
       if (i == c) continue;
       const double f = m[i][c] / m[c][c];
       for (size_t j = 0; j <= positive; ++j) m[i][j] -= f * m[c][j];
     }
   }
+  std::vector<double> a(positive);
+  for (size_t i = 0; i < positive; ++i) a[i] = m[i][positive] / m[i][i];
+  return a;
+}
+
+// code = floor(half + g(u)) is the codebook's code only if g increases on [0, 1] (a unit vector's
+// coordinates); true for the Lloyd-Max codebooks (3 bits: g'(u) >= 0.3 a_0), checked rather than
+// assumed.
+bool increasing_code_polynomial(const Codec& codec) {
+  const std::vector<double> a = code_polynomial(codec);
   constexpr int kSteps = 4096;
-  for (int s = 0; s <= kSteps; ++s) {
+  for (int s = 0; !a.empty() && s <= kSteps; ++s) {
     const double u = static_cast<double>(s) / kSteps;
     double slope = 0.0, power = 1.0;  // g'(u) = sum_i (2i + 1) a_i u^(2i)
-    for (size_t i = 0; i < positive; ++i) slope += (2.0 * i + 1.0) * (m[i][positive] / m[i][i]) * power, power *= u * u;
+    for (size_t i = 0; i < a.size(); ++i) slope += (2.0 * i + 1.0) * a[i] * power, power *= u * u;
     if (!(slope > 0.0)) return false;
   }
   return true;
@@ -157,6 +168,8 @@ HostCodecTables make_codec_tables(const std::vector<const Codec*>& per_head) {
   t.info.zero_code = static_cast<int32_t>(quantize_scalar(*first.codebook(), 0.0));
   t.centroids = first.centroids();
   for (double v : first.codebook()->thresholds) t.thresholds.push_back(static_cast<float>(v));
+  const double levels = static_cast<double>(t.centroids.size());
+  for (double a : code_polynomial(first)) t.code_polynomial.push_back(static_cast<float>(a / levels));
   t.info.mma_scale = fp16_friendly_scale(t.centroids, t.mma_scale_error);
   for (size_t h = 0; h < per_head.size(); ++h) {
     const Codec* c = per_head[h];

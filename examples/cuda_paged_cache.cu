@@ -60,7 +60,7 @@ std::unique_ptr<DeviceBytes> upload(const std::vector<T>& h) {
 // device, and the three planes of the paged cache.
 struct RoleCache {
   std::vector<std::unique_ptr<rq::Codec>> codecs;
-  std::unique_ptr<DeviceBytes> rotation, centroids, thresholds, codes, tail, norms;
+  std::unique_ptr<DeviceBytes> rotation, centroids, thresholds, code_polynomial, codes, tail, norms;
   rq::cuda::DeviceCodec codec;
   rq::cuda::PagedGeometry geometry;
 
@@ -77,10 +77,12 @@ struct RoleCache {
     rotation = upload(tables.rotation);
     centroids = upload(tables.centroids);
     thresholds = upload(tables.thresholds);
+    code_polynomial = upload(tables.code_polynomial);  // the fast kernels' quantizer (2-3 bits)
     codec = tables.info;
     codec.rotation = rotation->as<float>();
     codec.centroids = centroids->as<float>();
     codec.thresholds = thresholds->as<float>();
+    codec.code_polynomial = code_polynomial->as<float>();
     geometry = rq::cuda::make_paged_geometry(n_kv_heads, page_size, num_pages, codec.payload_bytes);
     codes = std::make_unique<DeviceBytes>(geometry.codes_bytes());
     tail = std::make_unique<DeviceBytes>(geometry.tail_bytes());

@@ -70,6 +70,27 @@ TEST(CodecTables, EveryGpuFormatHasRowsWithoutTail) {
   EXPECT_GE(supported, 15);
 }
 
+// The fast kernels' quantizer: code = floor(half + g(u)) with g(u) = levels sum_i k_i u^(2i+1)
+// (k = code_polynomial = a_i / levels) through g(t[half + i]) = i + 1; none at 4 bits.
+TEST(CodecTables, CodePolynomialMapsEachPositiveThresholdToItsIndex) {
+  for (const char* name : {"turbo2", "turbo3", "rotor2", "rotor3", "planar3", "iso2", "turbo4", "rotor4"}) {
+    const Codec c(find_format(name), 128);
+    const HostCodecTables t = make_codec_tables({&c});
+    const size_t levels = t.centroids.size(), half = levels / 2;
+    if (levels > 8) {
+      EXPECT_TRUE(t.code_polynomial.empty()) << name;
+      continue;
+    }
+    ASSERT_EQ(t.code_polynomial.size(), half - 1) << name;
+    for (size_t i = 0; i + 1 < half; ++i) {
+      const double u = t.thresholds[half + i];
+      double g = 0.0, power = u;
+      for (float k : t.code_polynomial) g += static_cast<double>(levels) * k * power, power *= u * u;
+      EXPECT_NEAR(g, static_cast<double>(i + 1), 1e-5) << name << " threshold " << i;
+    }
+  }
+}
+
 TEST(CodecTables, TurboPlanarIsoFamilies) {
   const Codec turbo(find_format("turbo4"), 128), planar(find_format("planar2"), 128), iso(find_format("iso3"), 128);
   const HostCodecTables tt = make_codec_tables({&turbo});
@@ -119,7 +140,7 @@ TEST(AppendLaunch, RefusesGeometryTheKernelsCannotAddress) {
   const Codec codec(find_format("turbo3"), 128);
   HostCodecTables tables = make_codec_tables({&codec});
   alignas(16) static float fake_tables[512];  // never read: the launch returns first
-  tables.info.rotation = tables.info.centroids = tables.info.thresholds = fake_tables;
+  tables.info.rotation = tables.info.centroids = tables.info.thresholds = tables.info.code_polynomial = fake_tables;
   alignas(16) static uint16_t fake_x[128];
   static int64_t fake_slots[1];
   static uint8_t fake_codes[64];
@@ -139,6 +160,10 @@ TEST(AppendLaunch, RefusesGeometryTheKernelsCannotAddress) {
   const PagedGeometry huge = make_paged_geometry(1, 1 << 16, 1 << 16, tables.info.payload_bytes);  // 2^32 rows
   EXPECT_EQ(huge.rows(), size_t{1} << 32);
   EXPECT_EQ(launch_quantize_append(params(huge), nullptr), cudaErrorInvalidValue);
+  // A 3-bit codec without its code polynomial: the fast kernels cannot quantize with it.
+  tables.info.code_polynomial = nullptr;
+  EXPECT_EQ(launch_quantize_append(params(make_paged_geometry(1, 16, 4, tables.info.payload_bytes)), nullptr),
+            cudaErrorInvalidValue);
 }
 
 }  // namespace

@@ -34,6 +34,10 @@ struct DeviceCodec {
   const float* rotation = nullptr;    // [n_kv_heads][rotation_stride]
   const float* centroids = nullptr;   // [2^bits]
   const float* thresholds = nullptr;  // [2^bits - 1]
+  const float* code_polynomial = nullptr;  // 2-3 bits: [2^(bits-1) - 1] coefficients a_i / 2^bits of the
+                                           //   fast append kernels' odd polynomial g(u) = sum_i a_i u^(2i+1)
+                                           //   with g(t[half + i]) = i + 1 (make_codec_tables solves it);
+                                           //   the fast kernels need it, 4 bits and the exact ones do not
   float mma_scale = 1.0f;             // a in [1, 2): a * C[k] is within mma_scale_error of fp16 values;
                                       //   the tensor-core decode's V table holds fp16(a * C[k]) and its
                                       //   partial sums are divided by a (2^-15.5 vs fp16's 2^-12 for 3 bits)
@@ -45,6 +49,7 @@ struct HostCodecTables {
   std::vector<float> rotation;    // n_kv_heads x rotation_stride
   std::vector<float> centroids;   // 2^bits
   std::vector<float> thresholds;  // 2^bits - 1
+  std::vector<float> code_polynomial;  // 2^(bits-1) - 1 at 2-3 bits, empty at 4 (see DeviceCodec)
   double mma_scale_error = 0.0;   // max_k |fp16(a C[k]) - a C[k]| / |a C[k]|
 };
 

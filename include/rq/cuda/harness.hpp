@@ -71,7 +71,7 @@ class DeviceBuffer {
 struct RoleCodecs {
   std::vector<std::unique_ptr<Codec>> per_head;
   HostCodecTables host;
-  DeviceBuffer<float> rotation, centroids, thresholds;
+  DeviceBuffer<float> rotation, centroids, thresholds, code_polynomial;
   DeviceCodec device;
 
   RoleCodecs(const std::string& format, int n_heads, int dim, KvRole role, uint64_t seed = 0x5eedull) {
@@ -88,10 +88,12 @@ struct RoleCodecs {
     rotation.upload(host.rotation);
     centroids.upload(host.centroids);
     thresholds.upload(host.thresholds);
+    code_polynomial.upload(host.code_polynomial);  // (empty at 4 bits)
     device = host.info;
     device.rotation = rotation.get();
     device.centroids = centroids.get();
     device.thresholds = thresholds.get();
+    device.code_polynomial = code_polynomial.get();
   }
 };
 
