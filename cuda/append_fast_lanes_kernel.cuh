@@ -127,7 +127,10 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
       if (tid + n * kLanesThreads < COEF) s_coef[tid + n * kLanesThreads] = cv[n];
     }
   } else {
-    fill_turbo_tables<BITS, L, C, N, Quantizer, kLanesThreads>(rot, type, s_bias, s_s1, s_xor, tid);
+    TurboTables<BITS, L, C, N, Quantizer, kLanesThreads> turbo;
+    turbo.load(rot, type, tid);
+    reads_before_stores();
+    turbo.store(type, s_bias, s_s1, s_xor, tid);
   }
   Quantizer::fill_params(q_in, s_qparams, tid);
 #pragma unroll

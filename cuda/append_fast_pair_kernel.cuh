@@ -130,12 +130,16 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
   const InputType type = b.type;
   constexpr unsigned kFull = 0xffffffffu;
 
-  TileStager<D, kPairThreads, 16, true> stager(tile, job, head, b.first_tile, p.n_tokens, b.tile_bytes);
-  stager.issue(0);
+  // The set-up's cold reads, then the first tile's row copies, then the tables (append_tables.cuh).
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
   RowEndTables<Quantizer, HALF> row_end;
   row_end.load(job.codec, tid);
-  fill_turbo_tables<BITS, 2, C, N, Quantizer, kPairThreads>(rot, type, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, s_flip, tid);
+  TurboTables<BITS, 2, C, N, Quantizer, kPairThreads> turbo;
+  turbo.load(rot, type, tid);
+  TileStager<D, kPairThreads, 16, true> stager(tile, job, head, b.first_tile, p.n_tokens, b.tile_bytes);
+  stager.issue(0);
+  reads_before_stores();
+  turbo.store(type, s_rot, reinterpret_cast<uint32_t*>(s_rot) + N, s_flip, tid);
   row_end.store(s_qparams, s_c2, tid);
 
   const float pair_sign = r ? -1.0f : 1.0f;  // the cross stage: lane 0 a + b, lane 1 a - b (b its own)

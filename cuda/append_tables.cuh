@@ -11,7 +11,9 @@ namespace rq::cuda::detail {
 // round trip). Each is built in two steps, load() (the thread's reads into registers) and store()
 // (the table), and a kernel calls every load() before the first store(), so that a block's set-up
 // costs one round trip (session 15: the rotor matrices' loop, the turbo tables and fill_params'
-// thresholds were up to five dependent round trips).
+// thresholds were up to five dependent round trips). The tile kernels (one and two lanes) issue these
+// reads before their first tile's row copies, so that they are not queued behind the rows
+// (session 18).
 
 /// A cold parameter read of the set-up (ld.global.cg: ptxas moved read-only ld.global.nc loads
 /// below the warp barrier of reads_before_stores and the stores that wait for the first reads).
@@ -114,15 +116,18 @@ struct LaneXorWords {
 /// Turbo's tables of a fast kernel, read in one round trip: the sign tables (TurboSignTables:
 /// s2_mark, s1_masks) and the final XOR words of L lanes of C codes (LaneXorWords: s_xor).
 template <int BITS, int L, int C, int N, typename Quantizer, int THREADS>
-__device__ __forceinline__ void fill_turbo_tables(const float* rot, InputType type, float* s2_mark, uint32_t* s1_masks,
-                                                  uint32_t* s_xor, int tid) {
+struct TurboTables {
   TurboSignTables<N, THREADS> signs;
   LaneXorWords<BITS, L, C, N, Quantizer, THREADS> xor_words;
-  signs.load(rot, type, tid);
-  xor_words.load(rot, tid);
-  reads_before_stores();
-  signs.store(type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s2_mark, s1_masks, tid);
-  xor_words.store(s_xor, tid);
-}
+
+  __device__ __forceinline__ void load(const float* rot, InputType type, int tid) {
+    signs.load(rot, type, tid);
+    xor_words.load(rot, tid);
+  }
+  __device__ __forceinline__ void store(InputType type, float* s2_mark, uint32_t* s1_masks, uint32_t* s_xor, int tid) const {
+    signs.store(type, Quantizer::kPlainBias, Quantizer::kMirrorBias, s2_mark, s1_masks, tid);
+    xor_words.store(s_xor, tid);
+  }
+};
 
 }  // namespace rq::cuda::detail
