@@ -61,8 +61,9 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
   TileStager<D, kPairThreads, 16, false> stager(tile, job, head, b.first_tile, p.n_tokens, b.tile_bytes);
   stager.issue(0);
   // Tables: every cold read first (one round trip beside the tile's), then the stores. (Here the
-  // reads come after the copies: their index arithmetic before the copies made the 16K append
-  // 0.2-0.3 us slower, session 18.) Matrix entry
+  // reads come after the copies. Before them, they made the 16K append 0.2-0.3 us slower with this
+  // index arithmetic, and no faster when read in the codec's order and rearranged after the copies;
+  // session 18.) Matrix entry
   // (row i, column k) of block b at b MS + 3 i + k: the codec's, zero for the padding blocks, for
   // block 42's third row and column, and for the 3 floats of stride padding.
   const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
