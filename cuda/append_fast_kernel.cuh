@@ -264,6 +264,16 @@ struct PolyQuantizer {
 template <int BITS>
 using FastQuantizerFor = std::conditional_t<BITS <= 3, PolyQuantizer<BITS>, FastQuantizer<BITS>>;
 
+/// The start of a one- or two-lane kernel's row (or lane's share of it, NCODES codes in W words):
+/// the quantizer prepared for the norm's scale (1 / scale as rsqrt(sum of squares)) and the words
+/// at their word_start.
+template <int NCODES, typename Quantizer, int W>
+__device__ __forceinline__ void start_row(Quantizer& quant, const float* params, float scale, float ss, uint32_t (&words)[W]) {
+  quant.prepare(params, scale, rsqrtf(ss));
+#pragma unroll
+  for (int w = 0; w < W; ++w) words[w] = Quantizer::word_start(w, NCODES);
+}
+
 /// What the fast kernels XOR into packed word `word` of n_codes codes at the end (besides turbo's
 /// mirrored fields): field_base for the threshold quantizer, nothing for the polynomial one.
 template <int BITS>
@@ -479,6 +489,25 @@ __device__ __forceinline__ void wait_staged_rows() {
   }
 }
 
+/// The tile loop of the one- and two-lane kernels: tile t of first_tile .. end_tile - 1 is in buffer
+/// (t - first_tile) & 1 of `tile` (tile_bytes each); once its rows are in (wait_staged_rows<WARP>), the
+/// next tile's copies are issued and encode(row, slot) runs for the thread's row `row` (rows `stride`
+/// bytes apart; slot < 0 past the tokens or for skipped ones). ALL_ROWS: every thread runs encode (the
+/// two-lane kernels' shuffles are warp-wide); else only threads whose slot is >= 0.
+template <bool WARP, bool ALL_ROWS, typename Stager, typename Encode>
+__device__ __forceinline__ void for_each_tile(const AppendParams& p, int first_tile, int end_tile, int row, uint8_t* tile,
+                                              int tile_bytes, int stride, Stager& stager, Encode&& encode) {
+#pragma unroll 1
+  for (int t = first_tile; t < end_tile; ++t) {
+    const int token = t * kTileVectors + row;
+    const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
+    uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
+    wait_staged_rows<WARP>();
+    if (t + 1 < end_tile) stager.issue((t + 1 - first_tile) & 1);
+    if (ALL_ROWS || slot >= 0) encode(buffer + row * stride, slot);
+  }
+}
+
 // Tiles of kTileVectors tokens that one block of append_fast_kernel encodes when rounds_per_block
 // is 0: the fewest that let every block of the launch be resident at once (one wave), so that each
 // block's next tile is in flight while it encodes the current one. resident_blocks: blocks of the
@@ -581,10 +610,8 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
 
     // 4. (Block rotations: rotate,) quantize and pack.
     Quantizer quant;
-    quant.prepare(s_qparams, scale, rsqrtf(ss));
     uint32_t words[WORDS];
-#pragma unroll
-    for (int w = 0; w < WORDS; ++w) words[w] = Quantizer::word_start(w, N);
+    start_row<N>(quant, s_qparams, scale, ss, words);
     if constexpr (FAM == 0) {
       static_for<0, N / 4>([&](auto qc) {
         constexpr int Q = decltype(qc)::value;
@@ -632,17 +659,7 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   // before the copies into it, and the one block barrier is the tables'. Block rotations: the block
   // stages the whole tile, a barrier a tile.
   if constexpr (kWarpStaging) __syncthreads();
-#pragma unroll 1
-  for (int t = first_tile; t < end_tile; ++t) {
-    const int token = t * kTileVectors + tid;
-    const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
-    uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
-    wait_staged_rows<kWarpStaging>();
-    if (t + 1 < end_tile) {
-      stager.issue((t + 1 - first_tile) & 1);
-    }
-    if (slot >= 0) encode(buffer + tid * stride, slot);
-  }
+  for_each_tile<kWarpStaging, false>(p, first_tile, end_tile, tid, tile, tile_bytes, stride, stager, encode);
 }
 
 // Launches a tile kernel (the one- and two-lane fast kernels: `threads` threads encode a tile of

@@ -57,20 +57,22 @@ struct PairBlock {
         first_tile(blockIdx.x * tiles_per_block),
         end_tile(min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors)) {}
 
-  /// The tile loop: tile t is in buffer (t - first_tile) & 1 of `tile`; once its rows are in
-  /// (wait_staged_rows<WARP>), the next tile's copies are issued and every lane runs encode(row,
-  /// slot) (the pair's shuffles are warp-wide; slot < 0 past the tokens or for skipped ones).
+  /// The block's tiles (detail::for_each_tile): every lane runs encode(row, slot), since the pair's
+  /// shuffles are warp-wide (slot < 0 past the tokens or for skipped ones).
   template <bool WARP, typename Stager, typename Encode>
   __device__ __forceinline__ void for_each_tile(const AppendParams& p, uint8_t* tile, Stager& stager, Encode&& encode) const {
-#pragma unroll 1
-    for (int t = first_tile; t < end_tile; ++t) {
-      const int token = t * kTileVectors + row_in_tile;
-      const int64_t slot = token < p.n_tokens ? p.slot_mapping[token] : -1;
-      uint8_t* const buffer = tile + ((t - first_tile) & 1) * tile_bytes;
-      wait_staged_rows<WARP>();
-      if (t + 1 < end_tile) stager.issue((t + 1 - first_tile) & 1);
-      encode(buffer + row_in_tile * stride, slot);
-    }
+    detail::for_each_tile<WARP, true>(p, first_tile, end_tile, row_in_tile, tile, tile_bytes, stride, stager, encode);
+  }
+
+  /// Lane r's W words of a row of MAIN code bytes, stored at byte r MAIN / 2 of row `slot`, and the
+  /// stored norm (lane 0).
+  template <int MAIN, int W>
+  __device__ __forceinline__ void store_row(int64_t slot, const uint32_t (&words)[W], float stored) const {
+    const size_t rw = slot_row(job.geometry, slot, head);
+    uint2* dst = reinterpret_cast<uint2*>(job.planes.codes + rw * MAIN + r * (MAIN / 2));
+#pragma unroll
+    for (int i = 0; i < W / 2; ++i) dst[i] = make_uint2(words[2 * i], words[2 * i + 1]);
+    if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));
   }
 };
 
@@ -158,17 +160,15 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
       const float other = __shfl_xor_sync(kFull, x[j], 16);
       x[j] = __fmaf_rn(x[j], pair_sign, other);  // exact product: one rounding of other +- x[j]
     }
-    PairNorm n = pair_norm(x, b.pair_mask, 1.0f / kSqrtN<N>);
+    const PairNorm n = pair_norm(x, b.pair_mask, 1.0f / kSqrtN<N>);
     const bool finite = n.finite, nan_codes = n.nan_codes;
     const float norm = n.norm;
     bool zero = n.zero;
 
     // 2. Quantize and pack this lane's 64 codes.
     Quantizer quant;
-    quant.prepare(s_qparams, n.scale, rsqrtf(n.ss));
     uint32_t words[FW];
-#pragma unroll
-    for (int w = 0; w < FW; ++w) words[w] = Quantizer::word_start(w, C);
+    start_row<C>(quant, s_qparams, n.scale, n.ss, words);
     const float4* bias = reinterpret_cast<const float4*>(s_rot) + r * (C / 4);
     static_for<0, C / 4>([&](auto qc) {
       constexpr int Q = decltype(qc)::value;
@@ -188,11 +188,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
     refuse_or_zero<BITS, C>(finite, active && r == 0, p.error_flag, zero, stored, words);
 
     if (!active) return;
-    const size_t rw = slot_row(job.geometry, slot, head);
-    uint2* dst = reinterpret_cast<uint2*>(job.planes.codes + rw * MAIN + r * (MAIN / 2));
-#pragma unroll
-    for (int i = 0; i < FW / 2; ++i) dst[i] = make_uint2(words[2 * i], words[2 * i + 1]);
-    if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));
+    b.template store_row<MAIN>(slot, words, stored);
   };
 
   __syncthreads();  // the tables (the rows: per warp, wait_staged_rows)

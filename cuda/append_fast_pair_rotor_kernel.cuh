@@ -90,17 +90,15 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
     float x[S];
     load_masked_row<S, false>(reinterpret_cast<const uint4*>(row + r * S * esize), nullptr, type, x,
                               (r ? D - S : S) * esize / 16);
-    PairNorm n = pair_norm(x, b.pair_mask, 1.0f);
+    const PairNorm n = pair_norm(x, b.pair_mask, 1.0f);
     const bool finite = n.finite, nan_codes = n.nan_codes;
     const float norm = n.norm;
     bool zero = n.zero;
 
     // 2. Rotate each block and quantize its outputs into this lane's words (from bit 0).
     Quantizer quant;
-    quant.prepare(s_qparams, n.scale, rsqrtf(n.ss));
     uint32_t words[LW];
-#pragma unroll
-    for (int w = 0; w < LW; ++w) words[w] = Quantizer::word_start(w, S);
+    start_row<S>(quant, s_qparams, n.scale, n.ss, words);
     const float* mats = s_rot + r * (S / 3) * MS;
     static_for<0, S / 3>([&](auto bc) {
       constexpr int B = S / 3 - 1 - decltype(bc)::value;  // from the last block down, as the one-lane kernel
@@ -131,11 +129,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
     const uint32_t shared_low = __shfl_xor_sync(kFull, words[W1], 16);  // lane 0's bits of word W1
     if (r) out[0] |= shared_low;
     if (!active) return;
-    const size_t rw = slot_row(job.geometry, slot, head);
-    uint2* dst = reinterpret_cast<uint2*>(job.planes.codes + rw * MAIN + r * (MAIN / 2));
-#pragma unroll
-    for (int i = 0; i < W1 / 2; ++i) dst[i] = make_uint2(out[2 * i], out[2 * i + 1]);
-    if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));
+    b.template store_row<MAIN>(slot, out, stored);
   };
 
   b.template for_each_tile<false>(p, tile, stager, encode);
