@@ -33,7 +33,8 @@
 // rotation) merges the ceil(S / kWarps) partials, un-rotates them and writes the output rows: no
 // merge launch (with fewer than kFusedMergeMinPasses pairs: merge_tc_kernel, 128 or 512 threads).
 // Staging: per warp, a chunk's 64 K rows (codes, norms) and 64 V rows are copied into shared memory
-// by TMA bulk copies that lane 0 issues, each plane completing on its own mbarrier; the next chunk's K
+// by TMA bulk copies that lane 0 issues (L2 policy evict_first, bulk_copy.cuh: (1, 128K) -2.5 us, session
+// 19), each plane completing on its own mbarrier; the next chunk's K
 // is in flight during this chunk's V step, its V during the next K step. The last chunk of a
 // sequence skips its 16-token blocks past the end.
 // With the fused merge: launched dependent on the query rotation launch, staging and tables overlap
@@ -47,6 +48,7 @@
 #include <atomic>
 #include <type_traits>
 
+#include "bulk_copy.cuh"
 #include "kernel_common.cuh"
 #include "decode_common.cuh"
 #include "dependent_launch.cuh"
@@ -116,30 +118,6 @@ __device__ __forceinline__ uint32_t lds32(uint32_t addr) {
   uint32_t v;
   asm("ld.shared.u32 %0, [%1+%2];" : "=r"(v) : "r"(addr), "n"(OFF));
   return v;
-}
-
-// Bulk (TMA) copies into shared memory, completed on an mbarrier (sm_90; one lane issues them).
-__device__ __forceinline__ void mbar_init(uint32_t bar) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
-}
-// Orders this thread's generic-proxy shared accesses (and barrier inits) before later bulk copies.
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
-               "l"(src), "r"(bytes), "r"(bar)
-               : "memory");
-}
-// Waits until the phase of parity `phase` of barrier bar has completed.
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t phase) {
-  asm volatile(
-      "{\n.reg .pred P1;\nLAB_WAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
-      "@P1 bra DONE;\nbra LAB_WAIT;\nDONE:\n}\n" ::"r"(bar),
-      "r"(phase)
-      : "memory");
 }
 
 // Shared-memory layout of one block (bytes).
@@ -325,8 +303,9 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
       const size_t row0 = g.row(__ldg(pages + (t0 >> page_shift)), kvh, t0 & (page_size - 1));
       fence_proxy_async();  // after the warp's reads of the buffers (__syncwarp before the call)
       mbar_expect_tx(bar, kChunk * (MAIN + 2));
-      bulk_copy(static_cast<uint32_t>(__cvta_generic_to_shared(dst)), pl.codes + row0 * MAIN, kChunk * MAIN, bar);
-      bulk_copy(static_cast<uint32_t>(__cvta_generic_to_shared(dn)), pl.norms + row0, kChunk * 2, bar);
+      const uint64_t policy = stream_l2_policy();
+      bulk_copy(static_cast<uint32_t>(__cvta_generic_to_shared(dst)), pl.codes + row0 * MAIN, kChunk * MAIN, bar, policy);
+      bulk_copy(static_cast<uint32_t>(__cvta_generic_to_shared(dn)), pl.norms + row0, kChunk * 2, bar, policy);
     }
   };
   // Waits for the copies of the current chunk's K (v = false) or V stage (parity of its next phase).
