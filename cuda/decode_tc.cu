@@ -33,10 +33,10 @@
 // rotation) merges the ceil(S / kWarps) partials, un-rotates them and writes the output rows: no
 // merge launch (with fewer than kFusedMergeMinPasses pairs: merge_tc_kernel, 128 or 512 threads).
 // Staging: per warp, a chunk's 64 K rows (codes, norms) and 64 V rows are copied into shared memory
-// by TMA bulk copies that lane 0 issues (L2 policy evict_first, bulk_copy.cuh: (1, 128K) -2.5 us, session
-// 19), each plane completing on its own mbarrier; the next chunk's K
-// is in flight during this chunk's V step, its V during the next K step. The last chunk of a
-// sequence skips its 16-token blocks past the end.
+// by TMA bulk copies that lane 0 issues (L2 policy evict_first, bulk_copy.cuh: (1, 128K) -2.5 us,
+// session 19), each plane completing on its own mbarrier; the next chunk's K is in flight during this
+// chunk's V step, its V during the next K step. The last chunk of a sequence skips its 16-token
+// blocks past the end.
 // With the fused merge: launched dependent on the query rotation launch, staging and tables overlap
 // it (dependent_launch.cuh). Without it (the merge is a launch): the decode's first launch, and each
 // block rotates its 4 queries itself while its first K chunk is copied in (kFlagOwnQueries; session
