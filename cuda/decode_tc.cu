@@ -523,32 +523,10 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
       static_for<0, 4>([&](auto mc) {
         constexpr int M = decltype(mc)::value;
         constexpr int V0 = L::lut_v;
-#if defined(RQ_DECODE_SOL_NO_LDS)  // speed of light (outputs wrong): M-tile 3's lookups without their LDS
-        uint32_t a[4] = {lut_offset<(2 * M) * W2, W2, 7>(vb[0], lut), lut_offset<(2 * M + 1) * W2, W2, 7>(vb[0], lut),
-                               lut_offset<(2 * M) * W2, W2, 7>(vb[1], lut), lut_offset<(2 * M + 1) * W2, W2, 7>(vb[1], lut)};
-        if constexpr (M < 3) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) a[i] = lds32<V0>(a[i]);
-        }
-#elif defined(RQ_DECODE_SOL_NO_ALU)  // speed of light (outputs wrong): M-tile 3's LDS from a fixed entry
-        uint32_t a[4];
-        if constexpr (M < 3) {
-          a[0] = lds32<V0>(lut_offset<(2 * M) * W2, W2, 7>(vb[0], lut));
-          a[1] = lds32<V0>(lut_offset<(2 * M + 1) * W2, W2, 7>(vb[0], lut));
-          a[2] = lds32<V0>(lut_offset<(2 * M) * W2, W2, 7>(vb[1], lut));
-          a[3] = lds32<V0>(lut_offset<(2 * M + 1) * W2, W2, 7>(vb[1], lut));
-        } else {
-          asm volatile("ld.shared.u32 %0, [%4+%5];\n\tld.shared.u32 %1, [%4+%6];\n\tld.shared.u32 %2, [%4+%7];\n\t"
-                       "ld.shared.u32 %3, [%4+%8];"
-                       : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
-                       : "r"(lut), "n"(V0), "n"(V0 + 128), "n"(V0 + 256), "n"(V0 + 384));
-        }
-#else
         const uint32_t a[4] = {lds32<V0>(lut_offset<(2 * M) * W2, W2, 7>(vb[0], lut)),
                                lds32<V0>(lut_offset<(2 * M + 1) * W2, W2, 7>(vb[0], lut)),
                                lds32<V0>(lut_offset<(2 * M) * W2, W2, 7>(vb[1], lut)),
                                lds32<V0>(lut_offset<(2 * M + 1) * W2, W2, 7>(vb[1], lut))};
-#endif
         mma16816(acc[M], a, bw[0], bw[1]);
       });
     }
