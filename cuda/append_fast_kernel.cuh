@@ -320,6 +320,40 @@ __device__ __forceinline__ float sum_of_squares4(const float (&x)[C]) {
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
+/// The norm of a row of the one- and two-lane kernels, whose coordinates x holds (PAIR: the lane
+/// pair l, l ^ 16 holds C each, and both lanes get the same): the sum of squares (over the pair; x
+/// multiplied by 2^32 up to kMaxRescales times while it is below kRescaleBelow, exactly: tiny inputs,
+/// see the file comment), scale = its square root (the norm of the vector the thresholds are compared
+/// with; turbo: ||y|| = sqrt(n) ||x||), norm = scale * norm_factor (turbo: 1 / sqrt(n)) in one
+/// rounding (norms below 2^-126 are denormal), and the row end's flags: finite (false for Inf and
+/// NaN input, or a huge norm), zero, nan_codes (the reference quantizes x * Inf: NaNs).
+struct RowNorm {
+  float ss, scale, norm;
+  bool finite, zero, nan_codes;
+};
+template <bool PAIR, int C>
+__device__ __forceinline__ RowNorm row_norm(float (&x)[C], unsigned pair_mask, float norm_factor) {
+  RowNorm n;
+  n.ss = sum_of_squares4(x);
+  if constexpr (PAIR) n.ss += __shfl_xor_sync(0xffffffffu, n.ss, 16);  // the same float on both lanes (a + b = b + a)
+  n.finite = n.ss <= 3.402823466e38f;
+  int rescaled = 0;
+#pragma unroll 1
+  while (n.finite && !(n.ss >= kRescaleBelow) && rescaled < kMaxRescales) {  // both lanes alike
+#pragma unroll
+    for (int j = 0; j < C; ++j) x[j] *= 0x1p32f;
+    n.ss = sum_of_squares4(x);
+    if constexpr (PAIR) n.ss += __shfl_xor_sync(pair_mask, n.ss, 16);
+    ++rescaled;
+  }
+  n.scale = sqrtf(n.ss);
+  n.norm = n.scale * norm_factor;
+  if (rescaled) n.norm = scalbnf(n.norm, -32 * rescaled);
+  n.zero = n.norm == 0.0f;
+  n.nan_codes = !n.zero && reciprocal_overflows(n.norm);
+  return n;
+}
+
 /// The end of a fast kernel's row (or of a lane's share of it, W words), after its codes are
 /// packed: ||C[idx]||^2 = N C[half]^2 + sum_i (C[half + i + 1]^2 - C[half + i]^2) count(i) over the
 /// row's N codes (c2[k] = C[half + k]^2, count(i) = #{codes with |level| index >= i + 1}); NaN codes
@@ -591,27 +625,15 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     // Sum of squares in fp32. Turbo: of y = H D(s1) x after the FWHT (||y||^2 = n ||x||^2), so only y
     // stays live; block rotations: of x, then each block is rotated and quantized at once.
     if constexpr (FAM == 0) fwht_in_registers<1>(x);
-    float ss = sum_of_squares4(x);
-    const bool finite = ss <= 3.402823466e38f;  // false for Inf and NaN (NaN/Inf input, or a huge norm)
-    int rescaled = 0;  // x was multiplied by 2^(32 rescaled), exactly (tiny inputs: see the file comment)
-#pragma unroll 1
-    while (finite && !(ss >= kRescaleBelow) && rescaled < kMaxRescales) {
-#pragma unroll
-      for (int j = 0; j < N; ++j) x[j] *= 0x1p32f;
-      ss = sum_of_squares4(x);
-      ++rescaled;
-    }
-    // scale: the norm of the vector the thresholds are compared with (turbo: ||y|| = sqrt(n) ||x||)
-    const float scale = sqrtf(ss);
-    float norm = FAM == 0 ? scale * (1.0f / kSqrtN<N>) : scale;
-    if (rescaled) norm = scalbnf(norm, -32 * rescaled);  // one rounding (norms below 2^-126 are denormal)
-    bool zero = norm == 0.0f;
-    const bool nan_codes = !zero && reciprocal_overflows(norm);  // the reference quantizes x * Inf: NaNs
+    const RowNorm n = row_norm<false>(x, 0u, FAM == 0 ? 1.0f / kSqrtN<N> : 1.0f);
+    const bool finite = n.finite, nan_codes = n.nan_codes;
+    const float norm = n.norm;
+    bool zero = n.zero;
 
     // 4. (Block rotations: rotate,) quantize and pack.
     Quantizer quant;
     uint32_t words[WORDS];
-    start_row<N>(quant, s_qparams, scale, ss, words);
+    start_row<N>(quant, s_qparams, n.scale, n.ss, words);
     if constexpr (FAM == 0) {
       static_for<0, N / 4>([&](auto qc) {
         constexpr int Q = decltype(qc)::value;

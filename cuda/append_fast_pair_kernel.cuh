@@ -76,37 +76,6 @@ struct PairBlock {
   }
 };
 
-/// The norm of a vector whose coordinates the pair holds C each in x (both lanes get the same):
-/// sum of squares over the pair (x multiplied by 2^32 up to kMaxRescales times while it is below
-/// kRescaleBelow, exactly), scale = its square root, norm = scale * norm_factor (turbo: 1 / sqrt(n)),
-/// and the row end's flags (see append_fast_kernel.cuh).
-struct PairNorm {
-  float ss, scale, norm;
-  bool finite, zero, nan_codes;
-};
-template <int C>
-__device__ __forceinline__ PairNorm pair_norm(float (&x)[C], unsigned pair_mask, float norm_factor) {
-  PairNorm n;
-  n.ss = sum_of_squares4(x);
-  n.ss += __shfl_xor_sync(0xffffffffu, n.ss, 16);  // the same float on both lanes (a + b = b + a)
-  n.finite = n.ss <= 3.402823466e38f;
-  int rescaled = 0;
-#pragma unroll 1
-  while (n.finite && !(n.ss >= kRescaleBelow) && rescaled < kMaxRescales) {  // both lanes alike
-#pragma unroll
-    for (int j = 0; j < C; ++j) x[j] *= 0x1p32f;
-    n.ss = sum_of_squares4(x);
-    n.ss += __shfl_xor_sync(pair_mask, n.ss, 16);
-    ++rescaled;
-  }
-  n.scale = sqrtf(n.ss);
-  n.norm = n.scale * norm_factor;
-  if (rescaled) n.norm = scalbnf(n.norm, -32 * rescaled);
-  n.zero = n.norm == 0.0f;
-  n.nan_codes = !n.zero && reciprocal_overflows(n.norm);
-  return n;
-}
-
 template <int D, int BITS>
 __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_pair_kernel(AppendParams p, int tiles_per_block) {
   constexpr int N = D;
@@ -160,7 +129,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
       const float other = __shfl_xor_sync(kFull, x[j], 16);
       x[j] = __fmaf_rn(x[j], pair_sign, other);  // exact product: one rounding of other +- x[j]
     }
-    const PairNorm n = pair_norm(x, b.pair_mask, 1.0f / kSqrtN<N>);
+    const RowNorm n = row_norm<true>(x, b.pair_mask, 1.0f / kSqrtN<N>);
     const bool finite = n.finite, nan_codes = n.nan_codes;
     const float norm = n.norm;
     bool zero = n.zero;

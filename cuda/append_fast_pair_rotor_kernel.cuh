@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
     float x[S];
     load_masked_row<S, false>(reinterpret_cast<const uint4*>(row + r * S * esize), nullptr, type, x,
                               (r ? D - S : S) * esize / 16);
-    const PairNorm n = pair_norm(x, b.pair_mask, 1.0f);
+    const RowNorm n = row_norm<true>(x, b.pair_mask, 1.0f);
     const bool finite = n.finite, nan_codes = n.nan_codes;
     const float norm = n.norm;
     bool zero = n.zero;
