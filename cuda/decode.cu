@@ -19,9 +19,11 @@ bool tc_fused_merge(const DecodeParams& p);  // whether the tensor-core kernel m
 bool tc_own_queries(const DecodeParams& p);  // whether its blocks rotate their queries (no query launch)
 // flags: kTcFusedMerge, kTcOwnQueries, kTcSkipLoop (decode_common.cuh).
 cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream);
+bool tc_balanced(const DecodeParams& p, int flags);  // whether launch_split_tc runs the balanced grid
 cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // merge launch (128 or 512 threads)
 int tc_warps_per_block();  // splits per block of the tensor-core kernel
 int tc_blocks_per_sm();    // its blocks per SM
+int tc_fused_merge_min_pairs();  // (sequence, query pass) pairs from which its last blocks merge
 int tc_chunk_tokens();     // tokens per warp iteration of its chunk loop
 // RQ_DECODE_VARIANT's diagnostic bits (decode_common.cuh), read once per process; the skip-the-loop
 // bit (kDecodeSkipLoop) is set by gpu_check_bench --trace --skip-loop.
@@ -461,7 +463,7 @@ cudaError_t launch_split_bits(const DecodeParams& p, dim3 grid, cudaStream_t str
 
 }  // namespace
 
-DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact) {
+DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact, bool balanced) {
   DecodePlan plan;
   const long long heads = static_cast<long long>(batch > 0 ? batch : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);
   const long long sms = sm_count > 0 ? sm_count : 132;
@@ -492,6 +494,15 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
   tps = std::max(tps, min_tps);
   plan.tokens_per_split = static_cast<int32_t>(tps);
   plan.max_splits = static_cast<int32_t>((len + tps - 1) / tps);
+  // Balanced grid (session 20) where the split kernel merges in its last blocks (>= 64 pairs): one full
+  // wave of blocks, fewer where the longest sequence gives each warp fewer than min_tc tokens; the
+  // launch falls back to one pair per block where the grid or the workspace cannot hold it.
+  if (balanced && !exact && heads >= detail::tc_fused_merge_min_pairs()) {
+    const long long wave = detail::tc_blocks_per_sm() * sms;
+    const long long want_warps = heads * std::max(1LL, (len + min_tc - 1) / min_tc);
+    const long long blocks = std::min(wave, (want_warps + w - 1) / w);
+    if (blocks * w >= heads) plan.balanced_blocks = static_cast<int32_t>(blocks);
+  }
   return plan;
 }
 
@@ -501,6 +512,10 @@ size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const D
 }
 
 bool tensor_core_decode(const DecodeParams& p) { return !p.exact && detail::tc_decode_supported(p); }
+
+bool balanced_decode(const DecodeParams& p) {
+  return tensor_core_decode(p) && detail::tc_fused_merge(p) && detail::tc_balanced(p, detail::kTcFusedMerge);
+}
 
 cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) {
   if (p.batch <= 0) return cudaSuccess;

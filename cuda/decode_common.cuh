@@ -29,6 +29,7 @@ int decode_variant();
 // Flags of the tensor-core split kernel (detail::launch_split_tc).
 constexpr int kTcFusedMerge = 1;  // the last blocks merge (else a merge launch)
 constexpr int kTcOwnQueries = 2;  // each block rotates its queries itself (no query launch; tc_own_queries)
+constexpr int kTcBalanced = 4;    // balanced grid: the splits of all pairs spread over the blocks (split_balance.hpp)
 constexpr int kTcSkipLoop = 32;   // kDecodeSkipLoop
 
 /// DecodeParams::trace: thread 0 of the block records %globaltimer at `point` (min and max words).

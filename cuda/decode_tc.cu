@@ -55,6 +55,7 @@
 #include "rotate_shared.cuh"
 #include "rq/core/half.hpp"
 #include "rq/cuda/decode.hpp"
+#include "rq/cuda/split_balance.hpp"
 
 namespace rq::cuda {
 namespace detail {
@@ -74,6 +75,12 @@ constexpr int kMaxPartials = (1024 + kWarps - 1) / kWarps;  // plan: at most 102
 constexpr int kFusedMergeMinPasses = 64;
 constexpr int kFlagFusedMerge = kTcFusedMerge;  // decode_common.cuh
 constexpr int kFlagOwnQueries = kTcOwnQueries;
+constexpr int kFlagBalanced = kTcBalanced;
+// Balanced grid (split_balance.hpp): the chunk prefix of the batch is built in the tables' place
+// before the tables (TcLayout::max_balanced_batch: 2047 sequences at 3 bits, 511 at 2), and a pair's
+// partials (one per block holding any of its splits: at most the grid's blocks + 1) are merged by
+// merge_partials (kMaxMergeParts).
+constexpr int kMaxMergeParts = 1024;
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -140,25 +147,29 @@ struct TcLayout {
   static constexpr size_t bytes = staging + kLutAlign + 2 * table;
   static_assert(table <= kLutAlign, "an entry address is an OR with the aligned table address");
   static_assert(sizeof(float) * kWarps * 4 * (N + 2) <= norms, "the block's merge fits in the code buffers");
-  static_assert(sizeof(float) * (8 * N + 4 * kMaxPartials + 4 + kMaxRotationFloats) <= norms, "the last block's merge fits too");
+  static_assert(sizeof(float) * (8 * N + 4 * kMaxMergeParts + 4 + kMaxRotationFloats) <= norms, "the last block's merge fits too");
+  static constexpr int max_balanced_batch = 2 * table / sizeof(int64_t) - 1;  // the chunk prefix in the tables' place
 };
 
-// The last block's merge of a (sequence, query pass): n_parts partials (o [N], then m, l) of nq
-// query heads (rows max_splits apart; other blocks' writes, read through L2) -> softmax-weighted sum,
-// V's inverse rotation, output rows out[nq][dim]. s: shared scratch of (8 N + 4 kMaxPartials + 4)
-// floats + kMaxRotationFloats. V's rotation parameters are read into shared memory with m and l (one
+// The last block's merge of a (sequence, query pass): n_parts (<= kMaxMergeParts) partials (o [N], then
+// m, l) of nq query heads (rows max_splits apart; other blocks' writes, read through L2) ->
+// softmax-weighted sum, V's inverse rotation, output rows out[nq][dim] (zeros where every partial is
+// empty: an empty sequence). s: shared scratch of (8 N + 4 kMaxMergeParts + 4) floats +
+// kMaxRotationFloats. V's rotation parameters are read into shared memory with m and l (one
 // round trip, not one or two cold reads at the end). Not inlined: inlined, its
 // registers cost the chunk loop ~2% more instructions (spills).
-template <int N>
+template <int N, bool MANY>
 __device__ __noinline__ void merge_partials(const float* partial_o, const float* partial_ml, int max_splits, int n_parts,
                                             int nq, DeviceCodec vc, int kvh, float* out, float* s) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float* s_buf = s;                      // [4][N] merged rows (V's rotated domain)
   float* s_tmp = s_buf + 4 * N;          // [4][N] rotation scratch
-  float* s_f = s_tmp + 4 * N;            // [4][kMaxPartials] 2^(m_k - M)
-  float* s_inv = s_f + 4 * kMaxPartials;  // [4] 1 / sum_k 2^(m_k - M) l_k
+  constexpr int kParts = MANY ? kMaxMergeParts : kMaxPartials;
+  float* s_f = s_tmp + 4 * N;       // [4][kParts] 2^(m_k - M)
+  float* s_inv = s_f + 4 * kParts;  // [4] 1 / sum_k 2^(m_k - M) l_k
   float* s_rot = s_inv + 4;              // [kMaxRotationFloats] V's rotation of head kvh
-  // m and l of up to 3 partials per lane (warps < nq; n_parts <= kMaxPartials <= 96), loaded once
+  // m and l of the first 3 partials per lane (warps < nq; one round of loads up to 96 partials, the
+  // most a pair has with one pair per block), the rest (balanced grid) read twice
   static_assert(kMaxPartials <= 96, "three partials per lane");
   const float* ml = partial_ml + static_cast<size_t>(warp) * max_splits * 2;
   float m[3], lp[3];
@@ -173,19 +184,31 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
     float mx = -INFINITY;
 #pragma unroll
     for (int r = 0; r < 3; ++r) mx = fmaxf(mx, m[r]);
+    if constexpr (MANY)
+      for (int k = lane + 96; k < n_parts; k += 32) mx = fmaxf(mx, __ldcg(ml + 2 * k));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float l = 0.0f;  // (mx finite: warp 0 of every block is not empty)
+    // One pair per block: mx is finite (warp 0 of every block is not empty). Balanced (MANY): every
+    // partial of an empty sequence is empty, and its output rows are zeros.
+    const bool none = MANY && mx == -INFINITY;
+    float l = 0.0f;
 #pragma unroll
     for (int r = 0; r < 3; ++r) {
       const int k = lane + 32 * r;
-      const float f = fast_exp2(m[r] - mx);  // 0 past n_parts
-      if (k < n_parts) s_f[warp * kMaxPartials + k] = f;
+      const float f = none ? 0.0f : fast_exp2(m[r] - mx);  // 0 past n_parts
+      if (k < n_parts) s_f[warp * kParts + k] = f;
       l = fmaf(f, lp[r], l);
+    }
+    if constexpr (MANY) {
+      for (int k = lane + 96; k < n_parts; k += 32) {
+        const float f = none ? 0.0f : fast_exp2(__ldcg(ml + 2 * k) - mx);
+        s_f[warp * kParts + k] = f;
+        l = fmaf(f, __ldcg(ml + 2 * k + 1), l);
+      }
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-    if (lane == 0) s_inv[warp] = 1.0f / l;
+    if (lane == 0) s_inv[warp] = !MANY || l > 0.0f ? 1.0f / l : 0.0f;
   }
   __syncthreads();
   // Weighted sum of the partial rows: item (query, coordinate), the partials split over
@@ -195,7 +218,7 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
   for (int i = threadIdx.x; i < items * groups; i += blockDim.x) {
     const int item = i % items, g = i / items, qi = item / N, j = item % N;
     const float* po = partial_o + static_cast<size_t>(qi) * max_splits * N + j;
-    const float* f = s_f + qi * kMaxPartials;
+    const float* f = s_f + qi * kParts;
     float o = 0.0f;
 #pragma unroll 16
     for (int k = g; k < n_parts; k += groups) o = fmaf(f[k], __ldcg(po + static_cast<size_t>(k) * N), o);
@@ -215,7 +238,50 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
   for (int i = threadIdx.x; i < nq * vc.dim; i += blockDim.x) out[i] = s_buf[(i / vc.dim) * N + i % vc.dim];
 }
 
-template <int N, int BITS>
+// Table entry t < 2 * 4^BITS of the tensor-core kernel: K's (t < 4^BITS) or V's code pair f = t mod
+// 4^BITS as fp16 (a C[f & (2^BITS - 1)], a C[f >> BITS]).
+template <int BITS>
+__device__ __forceinline__ uint32_t lut_entry(const DecodeParams& p, int t) {
+  constexpr int PAIRS = 1 << (2 * BITS);
+  const int f = t % PAIRS, i0 = f & ((1 << BITS) - 1), i1 = f >> BITS;
+  const DeviceCodec& c = t < PAIRS ? p.k_codec : p.v_codec;
+  return pack_half2(c.mma_scale * c.centroids[i0], c.mma_scale * c.centroids[i1]);
+}
+
+// Balanced grid: s_cp[0 .. batch] = the exclusive prefix of the sequences' 64-token chunks (a length
+// <= 0: none), by the whole block (batch <= TcLayout::max_balanced_batch: at most 6 sequences a
+// thread). Ends with a block barrier.
+__device__ __forceinline__ int seq_chunks(const int32_t* seq_lens, int b) {
+  const int len = __ldg(seq_lens + b);
+  return len > 0 ? (len + kChunk - 1) / kChunk : 0;
+}
+
+__device__ void block_chunk_prefix(const int32_t* seq_lens, int batch, int64_t* s_cp) {
+  __shared__ int64_t s_warp_sum[kWarps];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int per = (batch + static_cast<int>(blockDim.x) - 1) / static_cast<int>(blockDim.x);
+  const int i0 = static_cast<int>(threadIdx.x) * per, i1 = min(batch, i0 + per);
+  int64_t own = 0;
+  for (int i = i0; i < i1; ++i) own += seq_chunks(seq_lens, i);
+  int64_t x = own;  // inclusive scan over the warp
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int64_t y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  if (lane == 31) s_warp_sum[warp] = x;
+  __syncthreads();
+  int64_t run = x - own;
+  for (int w = 0; w < warp; ++w) run += s_warp_sum[w];
+  if (threadIdx.x == 0) s_cp[0] = 0;
+  for (int i = i0; i < i1; ++i) {
+    run += seq_chunks(seq_lens, i);
+    s_cp[i + 1] = run;
+  }
+  __syncthreads();
+}
+
+template <int N, int BITS, bool BALANCED>
 __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p, int flags) {
   const bool fused_merge = flags & kFlagFusedMerge;
   const bool own_queries = flags & kFlagOwnQueries;  // no query launch: the block rotates its queries
@@ -232,49 +298,81 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
 
   const int group = p.n_q_heads / p.n_kv_heads;
   const int passes = (group + 3) / 4;  // 4 query heads per pass
-  const int split_block = blockIdx.y;
-  const int kvh = blockIdx.x / passes, b = blockIdx.z;
-  const int q0 = (blockIdx.x % passes) * 4;  // first query head (of the group) of this pass
-  // Own queries: the cold reads of the pass's queries and of K's rotation are issued first, beside
-  // seq_lens (lane 0's page-table read in stage() below holds its warp until it returns).
-  const int nq_pass = min(4, group - q0);
+  constexpr bool balanced = BALANCED;  // (flags & kFlagBalanced)
+  // The warp's work: the pair (sequence b, KV head kvh, first query head q0 (of the group) of the
+  // pass) and its tokens [start, end) (start == end: an empty split, m = -inf, l = 0).
+  int b, kvh, q0, len, start, end;
+  int split_block = 0;  // one pair per block: the block's index among the pair's blocks
   float q_in[2] = {0.0f, 0.0f};
   RotationRegs k_rot_regs{};
-  if (own_queries) {
-    k_rot_regs = load_rotation(p.k_codec, kvh);
-    const float* q_src = p.queries + (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0) * N;
+  __shared__ int s_blocks;  // one pair per block: n_blocks, for the merge after the loop (not held in a register)
+  __shared__ int s_pair[kWarps], s_slot0[kWarps], s_parts[kWarps];  // balanced: each warp's pair, its partials
+  uint32_t early_entry = 0;  // balanced: the thread's table entry, its cold reads issued first
+  if constexpr (balanced) {
+    if (threadIdx.x < 2 * PAIRS) early_entry = lut_entry<BITS>(p, threadIdx.x);
+    // The chunk prefix of the batch in the tables' place (they are built after the barrier below).
+    const int warp = threadIdx.x >> 5;
+    const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+    const uint32_t lut_base = (smem_base + static_cast<uint32_t>(L::staging) + kLutAlign - 1) & ~(kLutAlign - 1u);
+    int64_t* const s_cp = reinterpret_cast<int64_t*>(smem + (lut_base - smem_base));
+    block_chunk_prefix(p.seq_lens, p.batch, s_cp);
+    const SplitBalance sb{s_cp, p.batch, p.n_kv_heads * passes, static_cast<int32_t>(gridDim.x) * kWarps};
+    const SplitPlace place = place_split(sb, static_cast<int64_t>(blockIdx.x) * kWarps + warp, kWarps);
+    const int pair = static_cast<int>(place.pair), hp = pair % sb.pairs_per_seq;
+    b = pair / sb.pairs_per_seq;
+    kvh = hp / passes;
+    q0 = (hp % passes) * 4;
+    len = max(0, __ldg(p.seq_lens + b));
+    start = static_cast<int>(min(static_cast<int64_t>(len), place.chunk_begin * kChunk));
+    end = static_cast<int>(min(static_cast<int64_t>(len), place.chunk_end * kChunk));
+    if ((threadIdx.x & 31) == 0) {
+      s_pair[warp] = pair;
+      s_slot0[warp] = static_cast<int>(place.slot0);
+      s_parts[warp] = place.parts;
+    }
+  } else {
+    split_block = blockIdx.y;
+    kvh = blockIdx.x / passes;
+    b = blockIdx.z;
+    q0 = (blockIdx.x % passes) * 4;
+    // Own queries: the cold reads of the pass's queries and of K's rotation are issued first, beside
+    // seq_lens (lane 0's page-table read in stage() below holds its warp until it returns).
+    const int nq_pass = min(4, group - q0);
+    if (own_queries) {
+      k_rot_regs = load_rotation(p.k_codec, kvh);
+      const float* q_src = p.queries + (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0) * N;
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int i = threadIdx.x + k * kWarps * 32;
-      if (i < nq_pass * N) q_in[k] = __ldg(q_src + i);
+      for (int k = 0; k < 2; ++k) {
+        const int i = threadIdx.x + k * kWarps * 32;
+        if (i < nq_pass * N) q_in[k] = __ldg(q_src + i);
+      }
+    }
+    len = p.seq_lens[blockIdx.z];
+    const int n_splits = len > 0 ? static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) /
+                                                    p.plan.tokens_per_split)
+                                 : 0;
+    const int n_blocks = (n_splits + kWarps - 1) / kWarps;  // blocks (partials) of this sequence
+    // Blocks past the sequence's last split write nothing; block 0 of an empty sequence writes its
+    // zero output rows. Inside a block, warps past the last split take part with an empty split
+    // (m = -inf, l = 0); warp 0 of a block is never empty.
+    if (split_block >= n_blocks) {
+      if (split_block == 0) {
+        const size_t row0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
+        for (int i = threadIdx.x; i < nq_pass * p.v_codec.dim; i += blockDim.x) p.out[row0 * p.v_codec.dim + i] = 0.0f;
+      }
+      return;
+    }
+    if (threadIdx.x == 0) s_blocks = n_blocks;
+    const int split = split_block * kWarps + (threadIdx.x >> 5);
+    start = end = len;  // empty split
+    if (split < n_splits) {  // chunk s C / S = s q + s r / S (C = q S + r; s, r < S <= 1024: 32-bit)
+      const int chunks = (len + kChunk - 1) / kChunk, q = chunks / n_splits, r = chunks % n_splits;
+      start = (split * q + split * r / n_splits) * kChunk;
+      end = min(len, ((split + 1) * q + (split + 1) * r / n_splits) * kChunk);
     }
   }
-  const int len = p.seq_lens[blockIdx.z];
-  const int n_splits = len > 0 ? static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) /
-                                                  p.plan.tokens_per_split)
-                               : 0;
-  const int n_blocks = (n_splits + kWarps - 1) / kWarps;  // blocks (partials) of this sequence
-  // Blocks past the sequence's last split write nothing; block 0 of an empty sequence writes its
-  // zero output rows. Inside a block, warps past the last split take part with an empty split
-  // (m = -inf, l = 0); warp 0 of a block is never empty.
-  if (split_block >= n_blocks) {
-    if (split_block == 0) {
-      const size_t row0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
-      for (int i = threadIdx.x; i < min(4, group - q0) * p.v_codec.dim; i += blockDim.x) p.out[row0 * p.v_codec.dim + i] = 0.0f;
-    }
-    return;
-  }
-  __shared__ int s_blocks;  // n_blocks, for the merge after the loop (not held in a register)
-  if (threadIdx.x == 0) s_blocks = n_blocks;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
-  const int split = split_block * kWarps + warp;
-  int start = len, end = len;  // empty split
-  if (split < n_splits) {  // chunk s C / S = s q + s r / S (C = q S + r; s, r < S <= 1024: 32-bit)
-    const int chunks = (len + kChunk - 1) / kChunk, q = chunks / n_splits, r = chunks % n_splits;
-    start = (split * q + split * r / n_splits) * kChunk;
-    end = min(len, ((split + 1) * q + (split + 1) * r / n_splits) * kChunk);
-  }
   if (flags & kTcSkipLoop) start = end = len;  // diagnostic: no staging, no chunk
   uint32_t* s_kc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 0) * CODEW;
   uint32_t* s_vc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 1) * CODEW;
@@ -324,13 +422,14 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // (a_V C).
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   const uint32_t lut_base = (smem_base + static_cast<uint32_t>(L::staging) + kLutAlign - 1) & ~(kLutAlign - 1u);
+  if constexpr (balanced) __syncthreads();  // every warp has placed itself: the chunk prefix is free
   {
     uint8_t* s_lut = smem + (lut_base - smem_base);
     const int t = threadIdx.x, f = t % PAIRS;
-    const int i0 = f & ((1 << BITS) - 1), i1 = f >> BITS;
     if (t < 2 * PAIRS) {
-      const DeviceCodec& c = t < PAIRS ? p.k_codec : p.v_codec;
-      const uint32_t v = pack_half2(c.mma_scale * c.centroids[i0], c.mma_scale * c.centroids[i1]);
+      uint32_t v;
+      if constexpr (balanced) v = early_entry;  // read before the chunk prefix
+      else v = lut_entry<BITS>(p, t);
       uint4* dst = reinterpret_cast<uint4*>(s_lut + (t < PAIRS ? L::lut_k : L::lut_v) + f * 32 * sizeof(uint32_t));
 #pragma unroll
       for (int i = 0; i < 8; ++i) dst[i] = make_uint4(v, v, v, v);
@@ -345,7 +444,8 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // 16-byte loads instead of 32 scalar loads over 16 lines each, and no conversions here).
   const int qa = 2 * (tig & 1);  // the lane's score / softmax / output queries: qa, qa + 1
   uint32_t bq[8][2];
-  if (own_queries) {
+  if (own_queries) {  // (one pair per block)
+    const int nq_pass = min(4, group - q0);
     // As prepare_queries_kernel (decode.cu), in the V staging buffers of warps 0-2 (not staged yet):
     // rotate the pass's queries by K's rotation and make the B fragments' fp16 hi and lo halves of
     // (q_rot scale log2 e) / a_K, the same bytes that kernel writes.
@@ -578,6 +678,87 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   float* partial_o = ws + bh_count * N;
   float* partial_ml = partial_o + bh_count * p.plan.max_splits * N;
   int* counters = reinterpret_cast<int*>(partial_ml + bh_count * p.plan.max_splits * 2);  // [batch][n_q_heads]
+  float* const s_merge = reinterpret_cast<float*>(smem + L::codes);  // the last block's merge scratch
+  // The partial of the block's warps [w0, w1) (one pair, nq queries): rows (query qi, slot) at
+  // qi * stride + slot of partial_o (N floats) and partial_ml (m, l).
+  auto write_partial = [&](int w0, int w1, int nq, size_t stride, size_t slot) {
+    for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
+      const int qi = i / N, j = i % N;
+      float mx = -INFINITY;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w)
+        if (w >= w0 && w < w1) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
+      float o = 0.0f;  // (all warps empty: 0)
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w)
+        if (w >= w0 && w < w1 && mx != -INFINITY)
+          o = fmaf(s_o[w * kOStride + qi * N + j], fast_exp2(s_ml[w * kMlStride + qi] - mx), o);
+      partial_o[(qi * stride + slot) * N + j] = o * inv_av;  // (empty split: 0 x 0)
+    }
+    if (threadIdx.x < nq) {
+      const int qi = threadIdx.x;
+      float mx = -INFINITY, l = 0.0f;
+      for (int w = w0; w < w1; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
+      if (mx != -INFINITY)
+        for (int w = w0; w < w1; ++w) l += fast_exp2(s_ml[w * kMlStride + qi] - mx) * s_ml[w * kMlStride + 4 + qi];
+      float* ml = partial_ml + (qi * stride + slot) * 2;
+      ml[0] = mx;
+      ml[1] = l;
+    }
+  };
+
+  if constexpr (balanced) {
+    // ---- each pair of the block (the warps of a pair are consecutive): its partial at slot
+    // blockIdx.x + pair of a table of gridDim.x + pairs slots (rows qi * slots + slot); the last of
+    // the pair's blocks to finish merges its parts (split_balance.hpp).
+    const int pairs_per_seq = p.n_kv_heads * passes;
+    const size_t slots = gridDim.x + static_cast<size_t>(p.batch) * pairs_per_seq;
+    struct PairRows {
+      size_t bh0;
+      int kvh, nq;
+    };
+    auto pair_rows = [&](int pair) {
+      const int hp = pair % pairs_per_seq, pk = hp / passes, pq0 = (hp % passes) * 4;
+      return PairRows{static_cast<size_t>(pair / pairs_per_seq) * p.n_q_heads + pk * group + pq0, pk, min(4, group - pq0)};
+    };
+    for (int w0 = 0, w1; w0 < kWarps; w0 = w1) {  // (block-uniform)
+      const int pair = s_pair[w0];
+      for (w1 = w0 + 1; w1 < kWarps && s_pair[w1] == pair; ++w1) {
+      }
+      write_partial(w0, w1, pair_rows(pair).nq, slots, blockIdx.x + static_cast<size_t>(pair));
+    }
+    trace_point(trace, kTraceSplitEnd);
+    __shared__ int s_last_mask;  // bit i: the block merges its i-th pair
+    __threadfence();             // the block's partials are visible device-wide before the counters say so
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int mask = 0;
+      for (int w0 = 0, i = 0, w1; w0 < kWarps; w0 = w1, ++i) {
+        for (w1 = w0 + 1; w1 < kWarps && s_pair[w1] == s_pair[w0]; ++w1) {
+        }
+        if (atomicAdd(counters + pair_rows(s_pair[w0]).bh0, 1) == s_parts[w0] - 1) mask |= 1 << i;
+      }
+      s_last_mask = mask;
+    }
+    __syncthreads();
+    const int mask = s_last_mask;
+    if (mask == 0) return;
+    __threadfence();
+    trace_point(trace, kTraceMergeStart);
+    for (int w0 = 0, i = 0, w1; w0 < kWarps; w0 = w1, ++i) {
+      for (w1 = w0 + 1; w1 < kWarps && s_pair[w1] == s_pair[w0]; ++w1) {
+      }
+      if (!(mask >> i & 1)) continue;
+      const PairRows r = pair_rows(s_pair[w0]);
+      const size_t slot0 = s_slot0[w0];
+      merge_partials<N, true>(partial_o + slot0 * N, partial_ml + slot0 * 2, static_cast<int>(slots), s_parts[w0], r.nq, p.v_codec,
+                        r.kvh, p.out + r.bh0 * p.v_codec.dim, s_merge);
+      __syncthreads();  // the scratch is reused by the next merge
+    }
+    trace_point(trace, kTraceMergeEnd);
+    return;
+  }
+
   const size_t bh0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
   const int nq = min(4, group - q0);
   for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
@@ -613,8 +794,8 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   if (!s_last) return;
   __threadfence();
   trace_point(trace, kTraceMergeStart);
-  merge_partials<N>(partial_o + bh0 * p.plan.max_splits * N, partial_ml + bh0 * p.plan.max_splits * 2, p.plan.max_splits,
-                    n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, reinterpret_cast<float*>(smem + L::codes));
+  merge_partials<N, false>(partial_o + bh0 * p.plan.max_splits * N, partial_ml + bh0 * p.plan.max_splits * 2, p.plan.max_splits,
+                    n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, s_merge);
   trace_point(trace, kTraceMergeEnd);
 }
 
@@ -708,22 +889,28 @@ __global__ void __launch_bounds__(kMergeTcThreads * G, G == 1 ? 16 : 1) merge_tc
   trace_point(p.trace, kTraceMergeEnd);
 }
 
-template <int N, int BITS>
+template <int N, int BITS, bool BALANCED>
 cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   const int group = p.n_q_heads / p.n_kv_heads;
-  const dim3 grid(p.n_kv_heads * ((group + 3) / 4), (p.plan.max_splits + kWarps - 1) / kWarps, p.batch);
+  const dim3 grid = BALANCED ? dim3(p.plan.balanced_blocks)
+                             : dim3(p.n_kv_heads * ((group + 3) / 4), (p.plan.max_splits + kWarps - 1) / kWarps, p.batch);
   constexpr size_t bytes = TcLayout<N, BITS>::bytes;
   static std::atomic<uint64_t> done{0};  // per instantiation: devices whose attributes are set
   const cudaError_t st = attribute_once(done, [] {
-    return cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    return cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS, BALANCED>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 static_cast<int>(bytes));
   });
   if (st != cudaSuccess) return st;
   if (flags & kFlagOwnQueries) {  // the decode's first launch: after everything before it in the stream
-    decode_split_tc_kernel<N, BITS><<<grid, kWarps * 32, bytes, stream>>>(p, flags);
+    decode_split_tc_kernel<N, BITS, BALANCED><<<grid, kWarps * 32, bytes, stream>>>(p, flags);
     return cudaGetLastError();
   }
-  return launch_dependent(decode_split_tc_kernel<N, BITS>, grid, dim3(kWarps * 32), bytes, stream, p, flags);
+  return launch_dependent(decode_split_tc_kernel<N, BITS, BALANCED>, grid, dim3(kWarps * 32), bytes, stream, p, flags);
+}
+
+template <int N, int BITS>
+cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
+  return flags & kFlagBalanced ? launch_tc<N, BITS, true>(p, flags, stream) : launch_tc<N, BITS, false>(p, flags, stream);
 }
 
 template <int N>
@@ -739,6 +926,7 @@ cudaError_t launch_tc_bits(const DecodeParams& p, int flags, cudaStream_t stream
 
 int tc_warps_per_block() { return kWarps; }
 int tc_blocks_per_sm() { return kBlocksPerSm; }
+int tc_fused_merge_min_pairs() { return kFusedMergeMinPasses; }
 int tc_chunk_tokens() { return kChunk; }
 
 bool tc_decode_supported(const DecodeParams& p) {
@@ -757,8 +945,21 @@ bool tc_fused_merge(const DecodeParams& p) {
   return static_cast<long long>(p.batch) * p.n_kv_heads * ((group + 3) / 4) >= kFusedMergeMinPasses;
 }
 
+// The balanced grid where the plan has one and it fits: the fused merge, every pair at least one
+// warp, the batch's chunk prefix in the tables' place, the pairs' partials (rows 4 x (blocks + pairs))
+// in the workspace that plan_decode's max_splits sized, at most kMaxMergeParts partials a pair.
+bool tc_balanced(const DecodeParams& p, int flags) {
+  if (!(flags & kFlagFusedMerge) || p.plan.balanced_blocks <= 0) return false;
+  const long long passes = (p.n_q_heads / p.n_kv_heads + 3) / 4, pairs = static_cast<long long>(p.batch) * p.n_kv_heads * passes;
+  const long long blocks = p.plan.balanced_blocks;
+  const int max_batch = p.k_codec.bits == 2 ? TcLayout<kHeadDim, 2>::max_balanced_batch : TcLayout<kHeadDim, 3>::max_balanced_batch;
+  return p.batch <= max_batch && blocks * kWarps >= pairs && blocks + 1 <= kMaxMergeParts &&
+         4 * (blocks + pairs) <= static_cast<long long>(p.batch) * p.n_q_heads * p.plan.max_splits;
+}
+
 cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   if (p.k_codec.rotated_dim != kHeadDim) return cudaErrorInvalidValue;
+  if (tc_balanced(p, flags)) flags |= kFlagBalanced;
   return launch_tc_bits<kHeadDim>(p, flags, stream);
 }
 

@@ -47,6 +47,9 @@ int g_only_lanes = 0;      // --append-lanes L: of the non-default append rows, 
 // timed launch starts with an L2 of clean lines (no write-back of the memset's dirty lines inside the
 // timed region); default "dirty" (the memset alone, as every run before session 11).
 bool g_clean_flush = false;
+// RQ_DECODE_BALANCED=1: decode plans with the balanced grid (plan_decode(..., balanced = true);
+// session 20, opt-in until measured), in the timings and the batched decode checks.
+bool g_balanced = false;
 
 void report(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
@@ -432,7 +435,7 @@ struct DecodeBench {
     dlens.upload(lens);
     dtable.upload(pt.table);
     p = decode_params(B, Hq, H, d, dq.get(), dout.get(), dlens.get(), dtable.get(), pt.max_pages, kc, vc, kcache, vcache);
-    p.plan = plan_decode(B, ctx, H, sms, exact);
+    p.plan = plan_decode(B, ctx, H, sms, exact, g_balanced);
     p.exact = exact ? 1 : 0;
     ws.resize(decode_workspace_bytes(B, Hq, kc.device.rotated_dim, p.plan));
     p.workspace = ws.get();
@@ -615,6 +618,8 @@ int main(int argc, char** argv) {
     }
   }
   if (const char* e = std::getenv("RQ_FLUSH")) g_clean_flush = std::string(e) == "clean";
+  if (const char* e = std::getenv("RQ_DECODE_BALANCED")) g_balanced = std::string(e) == "1";
+  if (g_balanced) std::printf("decode plans: balanced grid (RQ_DECODE_BALANCED=1)\n");
   try {
     if (device_count() == 0) {
       std::printf("SKIP no CUDA device\n");
@@ -714,7 +719,15 @@ int main(int argc, char** argv) {
         }
         for (const char* f : {"rotor3", "turbo3"}) {  // 16 sequences x 8 KV heads (tensor cores: merged in the last blocks)
           const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact,
-                                             {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513});
+                                             {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513}, 8,
+                                             g_balanced);
+          report(c.ok(), c.text);
+        }
+        for (const char* f : {"rotor3", "turbo3"}) {  // one KV head, one long sequence of 64 (balanced grid: > 96 partials)
+          std::vector<int32_t> lens(64, 0);
+          lens[5] = 150000;
+          for (int i = 10; i < 64; i += 3) lens[i] = i;
+          const DecodeCheck c = check_decode(f, 4, prop.multiProcessorCount, rng, exact, lens, 1, g_balanced);
           report(c.ok(), c.text);
         }
       }

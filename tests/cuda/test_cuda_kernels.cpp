@@ -175,6 +175,28 @@ TEST(DecodeOwnQueries, TwoPassesAndAShortLastPass) {
   }
 }
 
+// The balanced grid (>= 64 (sequence, KV head) pairs, split_balance.hpp): blocks holding the splits of
+// several pairs, empty sequences (zeros), empty splits, and one pair merged from more than 96
+// partials (one KV head, one long sequence among short ones); two calls give the same bits.
+TEST(DecodeBalanced, SkewedBatchesMatchReference) {
+  RQ_REQUIRE_GPU();
+  Rng rng(82);
+  std::vector<int32_t> one_long(64, 0);
+  one_long[5] = 150000;
+  for (int i = 10; i < 64; i += 3) one_long[i] = i;
+  for (const char* f : {"rotor3", "turbo3"}) {
+    const DecodeCheck mixed = check_decode(f, 32, sm_count(), rng, false,
+                                           {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513}, 8, true);
+    EXPECT_TRUE(mixed.ok()) << mixed.text;
+    EXPECT_TRUE(mixed.balanced) << mixed.text;
+    EXPECT_TRUE(mixed.repeat_identical) << mixed.text;
+    const DecodeCheck skewed = check_decode(f, 4, sm_count(), rng, false, one_long, 1, true);
+    EXPECT_TRUE(skewed.ok()) << skewed.text;
+    EXPECT_TRUE(skewed.balanced) << skewed.text;
+    EXPECT_TRUE(skewed.repeat_identical) << skewed.text;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, DecodeMatchesReference,
                          ::testing::Values(std::make_tuple("rotor3", 32), std::make_tuple("turbo3", 32),
                                            std::make_tuple("planar3", 32), std::make_tuple("iso3", 32),
