@@ -143,6 +143,7 @@ struct Row {
   double us_stream = 0;  // append: per launch of a stream of back-to-back launches (append_in_stream_times)
   double us_graph = 0;   // per call of a CUDA graph of back-to-back calls on cold inputs (graph_us)
   double us_alloc_min = 0, us_alloc_max = 0;  // append: the one-launch time's range over its allocations
+  int balanced_blocks = 0;  // decode: the balanced grid's blocks (0: one pair per block)
 };
 
 __global__ void empty_kernel() {}
@@ -491,14 +492,17 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
   r.context = ctx;
   r.us = us;
   r.us_graph = us_graph;
+  r.balanced_blocks = balanced_decode(p) ? p.plan.balanced_blocks : 0;
   const double per_token = 2.0 * (kc.device.payload_bytes + 2.0);  // K and V: codes + fp16 norm
   r.bytes = static_cast<double>(B) * ctx * H * per_token + 2.0 * q.size() * sizeof(float);
   r.gbps = r.bytes / (us * 1e3);
   r.bw_fraction = r.gbps / copy_gbps;
   rows.push_back(r);
-  std::printf("  decode %-7s %-11s B=%3d ctx=%7d  splits=%4d x %6d  %9.2f us  %7.1f GB/s  %5.1f%% of copy  graph %9.2f us\n",
-              format.c_str(), r.kernel.c_str(), B, ctx, p.plan.max_splits, p.plan.tokens_per_split, us, r.gbps,
-              100 * r.bw_fraction, us_graph);
+  char grid[48];
+  if (balanced_decode(p)) std::snprintf(grid, sizeof grid, "balanced %4d blocks", p.plan.balanced_blocks);
+  else std::snprintf(grid, sizeof grid, "splits=%4d x %6d", p.plan.max_splits, p.plan.tokens_per_split);
+  std::printf("  decode %-7s %-11s B=%3d ctx=%7d  %s  %9.2f us  %7.1f GB/s  %5.1f%% of copy  graph %9.2f us\n",
+              format.c_str(), r.kernel.c_str(), B, ctx, grid, us, r.gbps, 100 * r.bw_fraction, us_graph);
 }
 
 // --trace (decode eleventh pass): where the time between the timing's two events goes. Each decode
@@ -792,7 +796,7 @@ int main(int argc, char** argv) {
             std::fprintf(fp, "\"n\": %lld, \"us_stream\": %.3f, \"us_alloc_min\": %.3f, \"us_alloc_max\": %.3f, ", r.n,
                          r.us_stream, r.us_alloc_min, r.us_alloc_max);
           }
-          else std::fprintf(fp, "\"batch\": %lld, \"context\": %lld, ", r.batch, r.context);
+          else std::fprintf(fp, "\"batch\": %lld, \"context\": %lld, \"balanced_blocks\": %d, ", r.batch, r.context, r.balanced_blocks);
           std::fprintf(fp, "\"us_graph\": %.3f, ", r.us_graph);
           std::fprintf(fp, "\"us\": %.3f, \"bytes\": %.0f, \"gbps\": %.1f, \"bw_fraction\": %.4f}%s\n", r.us, r.bytes, r.gbps,
                        r.bw_fraction, i + 1 < rows.size() ? "," : "");
