@@ -90,6 +90,13 @@ TEST(SplitBalance, EveryChunkOnceEveryPairAWarpEvenLoads) {
   check_balance({5, 1 << 30}, 3, 1000, 12);                         // 64-bit products
 }
 
+TEST(SplitBalance, FloorDivisionAcrossThe32BitBoundary) {
+  const int64_t two32 = int64_t(1) << 32;
+  for (int64_t a : {int64_t(0), int64_t(7), two32 - 1, two32, two32 + 5, int64_t(1) << 40, (int64_t(1) << 62) + 3}) {
+    for (int64_t b : {int64_t(1), int64_t(3), int64_t(12), two32 - 1, two32, two32 + 1}) EXPECT_EQ(floor_div(a, b), a / b) << a << " / " << b;
+  }
+}
+
 TEST(SplitBalance, FillsTheWaveWhereWholeBlocksPerPairCannot) {
   const DecodePlan p = plan_decode(16, 65536, 8, 132, false, true);
   EXPECT_EQ(p.balanced_blocks, 264);  // one pair per block: 256 blocks, 8 SMs with one

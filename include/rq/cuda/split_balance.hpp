@@ -23,20 +23,27 @@
 
 namespace rq::cuda {
 
+// floor(a / b) for a >= 0, b > 0: a 32-bit division where both fit (on the GPU a 64-bit division is
+// a ~70-instruction subroutine, and every warp of the balanced decode does a few in its prologue).
+RQ_HOST_DEVICE int64_t floor_div(int64_t a, int64_t b) {
+  if (((a | b) >> 32) == 0) return static_cast<uint32_t>(a) / static_cast<uint32_t>(b);
+  return a / b;
+}
+
 struct SplitBalance {
   const int64_t* chunk_prefix = nullptr;  // [batch + 1]: chunks of the sequences before b (0 at b = 0)
   int32_t batch = 0;
   int32_t pairs_per_seq = 0;  // KV heads x query passes
-  int32_t warps = 0;          // W >= pairs()
+  int32_t warps = 0;          // W >= pairs() (pairs() < 2^31)
 
   RQ_HOST_DEVICE int64_t pairs() const { return static_cast<int64_t>(batch) * pairs_per_seq; }
   RQ_HOST_DEVICE int64_t total_chunks() const { return chunk_prefix[batch] * pairs_per_seq; }
   RQ_HOST_DEVICE int64_t chunks_of(int64_t p) const {
-    const int64_t b = p / pairs_per_seq;
+    const int32_t b = static_cast<int32_t>(p) / pairs_per_seq;
     return chunk_prefix[b + 1] - chunk_prefix[b];
   }
   RQ_HOST_DEVICE int64_t chunks_before(int64_t p) const {
-    const int64_t b = p / pairs_per_seq, hp = p % pairs_per_seq;
+    const int32_t b = static_cast<int32_t>(p) / pairs_per_seq, hp = static_cast<int32_t>(p) - b * pairs_per_seq;
     return chunk_prefix[b] * pairs_per_seq + hp * (chunk_prefix[b + 1] - chunk_prefix[b]);
   }
   // The weights the splits follow: the chunks, or one a pair where there are none (every pair is
@@ -49,7 +56,7 @@ struct SplitBalance {
   // F(p), p in [0, pairs()]: the pair's first split.
   RQ_HOST_DEVICE int64_t first_split(int64_t p) const {
     const int64_t t = total_chunks();
-    return p + (warps - pairs()) * weight_before(p, t) / weight_total();
+    return p + floor_div((warps - pairs()) * weight_before(p, t), weight_total());
   }
   // The pair that split s (in [0, warps)) belongs to: the last p with F(p) <= s, found without
   // divisions (F(p) <= s  <=>  p <= s and E P(p) < (s - p + 1) T).
@@ -82,8 +89,8 @@ RQ_HOST_DEVICE SplitPlace place_split(const SplitBalance& sb, int64_t s, int blo
   r.pair = sb.pair_of(s);
   const int64_t f0 = sb.first_split(r.pair), f1 = sb.first_split(r.pair + 1);
   const int64_t n = f1 - f0, k = s - f0, c = sb.chunks_of(r.pair);
-  r.chunk_begin = k * c / n;
-  r.chunk_end = (k + 1) * c / n;
+  r.chunk_begin = floor_div(k * c, n);
+  r.chunk_end = floor_div((k + 1) * c, n);
   const int64_t first_block = f0 / block_warps, last_block = (f1 - 1) / block_warps;
   r.slot0 = first_block + r.pair;
   r.parts = static_cast<int32_t>(last_block - first_block + 1);
