@@ -176,8 +176,9 @@ TEST(DecodeOwnQueries, TwoPassesAndAShortLastPass) {
 }
 
 // The balanced grid (>= 64 (sequence, KV head) pairs, split_balance.hpp): blocks holding the splits of
-// several pairs, empty sequences (zeros), empty splits, and one pair merged from more than 96
-// partials (one KV head, one long sequence among short ones); two calls give the same bits.
+// several pairs, empty sequences (zeros), empty splits, one pair merged from more than 96 partials
+// (one KV head, one long sequence among short ones), two query passes a KV head (GQA 8, and GQA 6
+// with a short last pass); two calls give the same bits.
 TEST(DecodeBalanced, SkewedBatchesMatchReference) {
   RQ_REQUIRE_GPU();
   Rng rng(82);
@@ -194,6 +195,12 @@ TEST(DecodeBalanced, SkewedBatchesMatchReference) {
     EXPECT_TRUE(skewed.ok()) << skewed.text;
     EXPECT_TRUE(skewed.balanced) << skewed.text;
     EXPECT_TRUE(skewed.repeat_identical) << skewed.text;
+    for (int n_q_heads : {64, 48}) {  // two passes a KV head; GQA 6: a last pass of 2 query heads
+      const DecodeCheck passes = check_decode(f, n_q_heads, sm_count(), rng, false,
+                                              {300, 0, 4096, 65, 1000, 7, 2000, 129, 64, 1, 777, 3000, 0, 128, 191, 513}, 8, true);
+      EXPECT_TRUE(passes.ok()) << passes.text;
+      EXPECT_TRUE(passes.balanced) << passes.text;
+    }
   }
 }
 
