@@ -79,7 +79,7 @@ constexpr int kFlagBalanced = kTcBalanced;
 // Balanced grid (split_balance.hpp): the chunk prefix of the batch is built in the tables' place
 // before the tables (TcLayout::max_balanced_batch: 2047 sequences at 3 bits, 511 at 2), and a pair's
 // partials (one per block holding any of its splits: at most the grid's blocks + 1) are merged by
-// merge_partials (kMaxMergeParts).
+// merge_pair_partials (kMaxMergeParts).
 constexpr int kMaxMergeParts = 1024;
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -147,29 +147,27 @@ struct TcLayout {
   static constexpr size_t bytes = staging + kLutAlign + 2 * table;
   static_assert(table <= kLutAlign, "an entry address is an OR with the aligned table address");
   static_assert(sizeof(float) * kWarps * 4 * (N + 2) <= norms, "the block's merge fits in the code buffers");
-  static_assert(sizeof(float) * (8 * N + 4 * kMaxMergeParts + 4 + kMaxRotationFloats) <= norms, "the last block's merge fits too");
+  static_assert(sizeof(float) * (8 * N + 4 * kMaxPartials + 4 + kMaxRotationFloats) <= norms, "the last block's merge fits too");
+  static_assert(sizeof(float) * (16 * N + 8 * kMaxMergeParts + 8 + 2 * kMaxRotationFloats) <= norms, "and the balanced merge");
   static constexpr int max_balanced_batch = 2 * table / sizeof(int64_t) - 1;  // the chunk prefix in the tables' place
 };
 
-// The last block's merge of a (sequence, query pass): n_parts (<= kMaxMergeParts) partials (o [N], then
-// m, l) of nq query heads (rows max_splits apart; other blocks' writes, read through L2) ->
-// softmax-weighted sum, V's inverse rotation, output rows out[nq][dim] (zeros where every partial is
-// empty: an empty sequence). s: shared scratch of (8 N + 4 kMaxMergeParts + 4) floats +
-// kMaxRotationFloats. V's rotation parameters are read into shared memory with m and l (one
+// The last block's merge of a (sequence, query pass): n_parts partials (o [N], then m, l) of nq
+// query heads (rows max_splits apart; other blocks' writes, read through L2) -> softmax-weighted sum,
+// V's inverse rotation, output rows out[nq][dim]. s: shared scratch of (8 N + 4 kMaxPartials + 4)
+// floats + kMaxRotationFloats. V's rotation parameters are read into shared memory with m and l (one
 // round trip, not one or two cold reads at the end). Not inlined: inlined, its
 // registers cost the chunk loop ~2% more instructions (spills).
-template <int N, bool MANY>
+template <int N>
 __device__ __noinline__ void merge_partials(const float* partial_o, const float* partial_ml, int max_splits, int n_parts,
                                             int nq, DeviceCodec vc, int kvh, float* out, float* s) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float* s_buf = s;                      // [4][N] merged rows (V's rotated domain)
   float* s_tmp = s_buf + 4 * N;          // [4][N] rotation scratch
-  constexpr int kParts = MANY ? kMaxMergeParts : kMaxPartials;
-  float* s_f = s_tmp + 4 * N;       // [4][kParts] 2^(m_k - M)
-  float* s_inv = s_f + 4 * kParts;  // [4] 1 / sum_k 2^(m_k - M) l_k
+  float* s_f = s_tmp + 4 * N;            // [4][kMaxPartials] 2^(m_k - M)
+  float* s_inv = s_f + 4 * kMaxPartials;  // [4] 1 / sum_k 2^(m_k - M) l_k
   float* s_rot = s_inv + 4;              // [kMaxRotationFloats] V's rotation of head kvh
-  // m and l of the first 3 partials per lane (warps < nq; one round of loads up to 96 partials, the
-  // most a pair has with one pair per block), the rest (balanced grid) read twice
+  // m and l of up to 3 partials per lane (warps < nq; n_parts <= kMaxPartials <= 96), loaded once
   static_assert(kMaxPartials <= 96, "three partials per lane");
   const float* ml = partial_ml + static_cast<size_t>(warp) * max_splits * 2;
   float m[3], lp[3];
@@ -184,31 +182,19 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
     float mx = -INFINITY;
 #pragma unroll
     for (int r = 0; r < 3; ++r) mx = fmaxf(mx, m[r]);
-    if constexpr (MANY)
-      for (int k = lane + 96; k < n_parts; k += 32) mx = fmaxf(mx, __ldcg(ml + 2 * k));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    // One pair per block: mx is finite (warp 0 of every block is not empty). Balanced (MANY): every
-    // partial of an empty sequence is empty, and its output rows are zeros.
-    const bool none = MANY && mx == -INFINITY;
-    float l = 0.0f;
+    float l = 0.0f;  // (mx finite: warp 0 of every block is not empty)
 #pragma unroll
     for (int r = 0; r < 3; ++r) {
       const int k = lane + 32 * r;
-      const float f = none ? 0.0f : fast_exp2(m[r] - mx);  // 0 past n_parts
-      if (k < n_parts) s_f[warp * kParts + k] = f;
+      const float f = fast_exp2(m[r] - mx);  // 0 past n_parts
+      if (k < n_parts) s_f[warp * kMaxPartials + k] = f;
       l = fmaf(f, lp[r], l);
-    }
-    if constexpr (MANY) {
-      for (int k = lane + 96; k < n_parts; k += 32) {
-        const float f = none ? 0.0f : fast_exp2(__ldcg(ml + 2 * k) - mx);
-        s_f[warp * kParts + k] = f;
-        l = fmaf(f, __ldcg(ml + 2 * k + 1), l);
-      }
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-    if (lane == 0) s_inv[warp] = !MANY || l > 0.0f ? 1.0f / l : 0.0f;
+    if (lane == 0) s_inv[warp] = 1.0f / l;
   }
   __syncthreads();
   // Weighted sum of the partial rows: item (query, coordinate), the partials split over
@@ -218,7 +204,7 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
   for (int i = threadIdx.x; i < items * groups; i += blockDim.x) {
     const int item = i % items, g = i / items, qi = item / N, j = item % N;
     const float* po = partial_o + static_cast<size_t>(qi) * max_splits * N + j;
-    const float* f = s_f + qi * kParts;
+    const float* f = s_f + qi * kMaxPartials;
     float o = 0.0f;
 #pragma unroll 16
     for (int k = g; k < n_parts; k += groups) o = fmaf(f[k], __ldcg(po + static_cast<size_t>(k) * N), o);
@@ -236,6 +222,87 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
   __syncthreads();
   rotate_shared(rot.codec, rot.head, true, s_buf, s_tmp, nq, N);  // (synchronizes the block)
   for (int i = threadIdx.x; i < nq * vc.dim; i += blockDim.x) out[i] = s_buf[(i / vc.dim) * N + i % vc.dim];
+}
+
+// The balanced grid's merge (split_balance.hpp): the last block of up to two pairs merges both in one
+// pass, 8 rows (pair g's query qi: row 4 g + qi), so that a block that finishes last for two pairs
+// (about half the blocks hold two) pays one merge's round trips, not two. Pair g: its n_parts
+// (<= kMaxMergeParts) partials at o / ml with rows `stride` slots apart, nq queries, KV head kvh,
+// output rows out. Unlike merge_partials: any number of partials (the first 96 of a row loaded once,
+// the rest read twice), and all-empty partials (an empty sequence) give zero rows. s: shared scratch of
+// (16 N + 8 kMaxMergeParts + 8 + 2 kMaxRotationFloats) floats.
+struct PairParts {
+  const float* o;
+  const float* ml;
+  int n_parts, nq, kvh;
+  float* out;
+};
+
+template <int N>
+__device__ __noinline__ void merge_pair_partials(PairParts a, PairParts b, int n_pairs, int stride, DeviceCodec vc, float* s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* s_buf = s;                         // [8][N] merged rows (V's rotated domain)
+  float* s_tmp = s_buf + 8 * N;             // [8][N] rotation scratch
+  float* s_f = s_tmp + 8 * N;               // [8][kMaxMergeParts] 2^(m_k - M)
+  float* s_inv = s_f + 8 * kMaxMergeParts;  // [8] 1 / sum_k 2^(m_k - M) l_k (0: no partial has a token)
+  float* s_rot = s_inv + 8;                 // [2][kMaxRotationFloats] V's rotations of the pairs' heads
+  // Warp w < 8 reduces row w's (m, l); its first three partials a lane are loaded before the rotations.
+  const PairParts& mine = warp >= 4 ? b : a;
+  const int qi = warp & 3, n_parts = mine.n_parts;
+  const bool row = warp < 4 * n_pairs && qi < mine.nq;
+  const float* ml = mine.ml + static_cast<size_t>(qi) * stride * 2;
+  float m[3], lp[3];
+#pragma unroll
+  for (int r = 0; r < 3; ++r) {
+    const int k = lane + 32 * r;
+    m[r] = row && k < n_parts ? __ldcg(ml + 2 * k) : -INFINITY;
+    lp[r] = row && k < n_parts ? __ldcg(ml + 2 * k + 1) : 0.0f;
+  }
+  const StagedRotation rot_a = stage_rotation(vc, a.kvh, s_rot);
+  const StagedRotation rot_b = n_pairs > 1 ? stage_rotation(vc, b.kvh, s_rot + kMaxRotationFloats) : rot_a;
+  if (row) {
+    float mx = fmaxf(fmaxf(m[0], m[1]), m[2]);
+    for (int k = lane + 96; k < n_parts; k += 32) mx = fmaxf(mx, __ldcg(ml + 2 * k));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const bool none = mx == -INFINITY;  // every split of the pair empty
+    float* f = s_f + warp * kMaxMergeParts;
+    float l = 0.0f;
+#pragma unroll
+    for (int r = 0; r < 3; ++r) {
+      const int k = lane + 32 * r;
+      const float e = none ? 0.0f : fast_exp2(m[r] - mx);  // 0 past n_parts
+      if (k < n_parts) f[k] = e;
+      l = fmaf(e, lp[r], l);
+    }
+    for (int k = lane + 96; k < n_parts; k += 32) {
+      const float e = none ? 0.0f : fast_exp2(__ldcg(ml + 2 * k) - mx);
+      f[k] = e;
+      l = fmaf(e, __ldcg(ml + 2 * k + 1), l);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    if (lane == 0) s_inv[warp] = l > 0.0f ? 1.0f / l : 0.0f;
+  }
+  __syncthreads();
+  // Weighted sums: item (row, coordinate), one thread an item (8 N >= the block's threads).
+  for (int i = threadIdx.x; i < 4 * n_pairs * N; i += blockDim.x) {
+    const int r = i / N, j = i % N;
+    const PairParts& pp = r >= 4 ? b : a;
+    if ((r & 3) >= pp.nq) continue;
+    const float* po = pp.o + static_cast<size_t>(r & 3) * stride * N + j;
+    const float* f = s_f + r * kMaxMergeParts;
+    float o = 0.0f;
+#pragma unroll 16
+    for (int k = 0; k < pp.n_parts; ++k) o = fmaf(f[k], __ldcg(po + static_cast<size_t>(k) * N), o);
+    s_buf[r * N + j] = o * s_inv[r];
+  }
+  __syncthreads();
+  rotate_shared(rot_a.codec, rot_a.head, true, s_buf, s_tmp, a.nq, N);  // (each synchronizes the block)
+  if (n_pairs > 1) rotate_shared(rot_b.codec, rot_b.head, true, s_buf + 4 * N, s_tmp + 4 * N, b.nq, N);
+  for (int i = threadIdx.x; i < a.nq * vc.dim; i += blockDim.x) a.out[i] = s_buf[(i / vc.dim) * N + i % vc.dim];
+  if (n_pairs > 1)
+    for (int i = threadIdx.x; i < b.nq * vc.dim; i += blockDim.x) b.out[i] = s_buf[(4 + i / vc.dim) * N + i % vc.dim];
 }
 
 // Table entry t < 2 * 4^BITS of the tensor-core kernel: K's (t < 4^BITS) or V's code pair f = t mod
@@ -745,14 +812,24 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     if (mask == 0) return;
     __threadfence();
     trace_point(trace, kTraceMergeStart);
-    for (int w0 = 0, i = 0, w1; w0 < kWarps; w0 = w1, ++i) {
+    // The pairs this block merges, two at a time (one pass of merge_pair_partials each).
+    PairParts held{};
+    bool holding = false;
+    for (int w0 = 0, i = 0, w1; w0 < kWarps; w0 = w1, ++i) {  // (block-uniform)
       for (w1 = w0 + 1; w1 < kWarps && s_pair[w1] == s_pair[w0]; ++w1) {
       }
       if (!(mask >> i & 1)) continue;
       const PairRows r = pair_rows(s_pair[w0]);
       const size_t slot0 = s_slot0[w0];
-      merge_partials<N, true>(partial_o + slot0 * N, partial_ml + slot0 * 2, static_cast<int>(slots), s_parts[w0], r.nq, p.v_codec,
-                        r.kvh, p.out + r.bh0 * p.v_codec.dim, s_merge);
+      const PairParts cur{partial_o + slot0 * N, partial_ml + slot0 * 2, s_parts[w0], r.nq, r.kvh, p.out + r.bh0 * p.v_codec.dim};
+      if (!holding && (mask >> (i + 1)) != 0) {  // another pair follows: merge the two together
+        held = cur;
+        holding = true;
+        continue;
+      }
+      if (holding) merge_pair_partials<N>(held, cur, 2, static_cast<int>(slots), p.v_codec, s_merge);
+      else merge_pair_partials<N>(cur, cur, 1, static_cast<int>(slots), p.v_codec, s_merge);
+      holding = false;
       __syncthreads();  // the scratch is reused by the next merge
     }
     trace_point(trace, kTraceMergeEnd);
@@ -794,7 +871,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   if (!s_last) return;
   __threadfence();
   trace_point(trace, kTraceMergeStart);
-  merge_partials<N, false>(partial_o + bh0 * p.plan.max_splits * N, partial_ml + bh0 * p.plan.max_splits * 2, p.plan.max_splits,
+  merge_partials<N>(partial_o + bh0 * p.plan.max_splits * N, partial_ml + bh0 * p.plan.max_splits * 2, p.plan.max_splits,
                     n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, s_merge);
   trace_point(trace, kTraceMergeEnd);
 }
