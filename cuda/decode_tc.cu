@@ -150,6 +150,10 @@ struct TcLayout {
   static_assert(sizeof(float) * (8 * N + 4 * kMaxPartials + 4 + kMaxRotationFloats) <= norms, "the last block's merge fits too");
   static_assert(sizeof(float) * (16 * N + 8 * kMaxMergeParts + 8 + 2 * kMaxRotationFloats) <= norms, "and the balanced merge");
   static constexpr int max_balanced_batch = 2 * table / sizeof(int64_t) - 1;  // the chunk prefix in the tables' place
+  // Shared address of the tables: the first multiple of kLutAlign at or after the staging buffers.
+  static __device__ __forceinline__ uint32_t lut_base(uint32_t smem_base) {
+    return (smem_base + static_cast<uint32_t>(staging) + kLutAlign - 1) & ~(kLutAlign - 1u);
+  }
 };
 
 // The last block's merge of a (sequence, query pass): n_parts partials (o [N], then m, l) of nq
@@ -305,6 +309,16 @@ __device__ __noinline__ void merge_pair_partials(PairParts a, PairParts b, int n
     for (int i = threadIdx.x; i < b.nq * vc.dim; i += blockDim.x) b.out[i] = s_buf[(4 + i / vc.dim) * N + i % vc.dim];
 }
 
+// Balanced grid: pair = (sequence b, KV head x passes + pass) (split_balance.hpp) -> its sequence, KV
+// head and first query head q0 of the group.
+struct PairHeads {
+  int b, kvh, q0;
+};
+__device__ __forceinline__ PairHeads pair_heads(int pair, int n_kv_heads, int passes) {
+  const int hp = pair % (n_kv_heads * passes);
+  return {pair / (n_kv_heads * passes), hp / passes, (hp % passes) * 4};
+}
+
 // Table entry t < 2 * 4^BITS of the tensor-core kernel: K's (t < 4^BITS) or V's code pair f = t mod
 // 4^BITS as fp16 (a C[f & (2^BITS - 1)], a C[f >> BITS]).
 template <int BITS>
@@ -328,8 +342,8 @@ __device__ void block_chunk_prefix(const int32_t* seq_lens, int batch, int64_t* 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int per = (batch + static_cast<int>(blockDim.x) - 1) / static_cast<int>(blockDim.x);
   const int i0 = static_cast<int>(threadIdx.x) * per, i1 = min(batch, i0 + per);
-  int64_t own = 0;
-  for (int i = i0; i < i1; ++i) own += seq_chunks(seq_lens, i);
+  int64_t own = 0;  // the thread's sequences' chunks, their running sums in s_cp first
+  for (int i = i0; i < i1; ++i) s_cp[i + 1] = own += seq_chunks(seq_lens, i);
   int64_t x = own;  // inclusive scan over the warp
 #pragma unroll
   for (int o = 1; o < 32; o <<= 1) {
@@ -338,13 +352,10 @@ __device__ void block_chunk_prefix(const int32_t* seq_lens, int batch, int64_t* 
   }
   if (lane == 31) s_warp_sum[warp] = x;
   __syncthreads();
-  int64_t run = x - own;
-  for (int w = 0; w < warp; ++w) run += s_warp_sum[w];
+  int64_t before = x - own;  // the chunks of the sequences before the thread's
+  for (int w = 0; w < warp; ++w) before += s_warp_sum[w];
   if (threadIdx.x == 0) s_cp[0] = 0;
-  for (int i = i0; i < i1; ++i) {
-    run += seq_chunks(seq_lens, i);
-    s_cp[i + 1] = run;
-  }
+  for (int i = i0; i < i1; ++i) s_cp[i + 1] += before;
   __syncthreads();
 }
 
@@ -380,15 +391,15 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     // The chunk prefix of the batch in the tables' place (they are built after the barrier below).
     const int warp = threadIdx.x >> 5;
     const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-    const uint32_t lut_base = (smem_base + static_cast<uint32_t>(L::staging) + kLutAlign - 1) & ~(kLutAlign - 1u);
-    int64_t* const s_cp = reinterpret_cast<int64_t*>(smem + (lut_base - smem_base));
+    int64_t* const s_cp = reinterpret_cast<int64_t*>(smem + (L::lut_base(smem_base) - smem_base));
     block_chunk_prefix(p.seq_lens, p.batch, s_cp);
     const SplitBalance sb{s_cp, p.batch, p.n_kv_heads * passes, static_cast<int32_t>(gridDim.x) * kWarps};
     const SplitPlace place = place_split(sb, static_cast<int64_t>(blockIdx.x) * kWarps + warp, kWarps);
-    const int pair = static_cast<int>(place.pair), hp = pair % sb.pairs_per_seq;
-    b = pair / sb.pairs_per_seq;
-    kvh = hp / passes;
-    q0 = (hp % passes) * 4;
+    const int pair = static_cast<int>(place.pair);
+    const PairHeads ph = pair_heads(pair, p.n_kv_heads, passes);
+    b = ph.b;
+    kvh = ph.kvh;
+    q0 = ph.q0;
     len = max(0, __ldg(p.seq_lens + b));
     start = static_cast<int>(min(static_cast<int64_t>(len), place.chunk_begin * kChunk));
     end = static_cast<int>(min(static_cast<int64_t>(len), place.chunk_end * kChunk));
@@ -488,7 +499,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // copies of K entry f (fp16 a_K C of the pair's two centroids), thread PAIRS + f those of V entry f
   // (a_V C).
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  const uint32_t lut_base = (smem_base + static_cast<uint32_t>(L::staging) + kLutAlign - 1) & ~(kLutAlign - 1u);
+  const uint32_t lut_base = L::lut_base(smem_base);
   if constexpr (balanced) __syncthreads();  // every warp has placed itself: the chunk prefix is free
   {
     uint8_t* s_lut = smem + (lut_base - smem_base);
@@ -746,65 +757,62 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   float* partial_ml = partial_o + bh_count * p.plan.max_splits * N;
   int* counters = reinterpret_cast<int*>(partial_ml + bh_count * p.plan.max_splits * 2);  // [batch][n_q_heads]
   float* const s_merge = reinterpret_cast<float*>(smem + L::codes);  // the last block's merge scratch
-  // The partial of the block's warps [w0, w1) (one pair, nq queries): rows (query qi, slot) at
-  // qi * stride + slot of partial_o (N floats) and partial_ml (m, l).
-  auto write_partial = [&](int w0, int w1, int nq, size_t stride, size_t slot) {
-    for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
-      const int qi = i / N, j = i % N;
-      float mx = -INFINITY;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w)
-        if (w >= w0 && w < w1) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
-      float o = 0.0f;  // (all warps empty: 0)
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w)
-        if (w >= w0 && w < w1 && mx != -INFINITY)
-          o = fmaf(s_o[w * kOStride + qi * N + j], fast_exp2(s_ml[w * kMlStride + qi] - mx), o);
-      partial_o[(qi * stride + slot) * N + j] = o * inv_av;  // (empty split: 0 x 0)
-    }
-    if (threadIdx.x < nq) {
-      const int qi = threadIdx.x;
-      float mx = -INFINITY, l = 0.0f;
-      for (int w = w0; w < w1; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
-      if (mx != -INFINITY)
-        for (int w = w0; w < w1; ++w) l += fast_exp2(s_ml[w * kMlStride + qi] - mx) * s_ml[w * kMlStride + 4 + qi];
-      float* ml = partial_ml + (qi * stride + slot) * 2;
-      ml[0] = mx;
-      ml[1] = l;
-    }
-  };
-
   if constexpr (balanced) {
     // ---- each pair of the block (the warps of a pair are consecutive): its partial at slot
     // blockIdx.x + pair of a table of gridDim.x + pairs slots (rows qi * slots + slot); the last of
     // the pair's blocks to finish merges its parts (split_balance.hpp).
-    const int pairs_per_seq = p.n_kv_heads * passes;
-    const size_t slots = gridDim.x + static_cast<size_t>(p.batch) * pairs_per_seq;
+    const size_t slots = gridDim.x + static_cast<size_t>(p.batch) * p.n_kv_heads * passes;
+    // The partial of the block's warps [w0, w1) (one pair, nq queries) at `slot`: rows (query qi, slot)
+    // at qi * slots + slot of partial_o (N floats) and partial_ml (m, l).
+    auto write_partial = [&](int w0, int w1, int nq, size_t slot) {
+      for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
+        const int qi = i / N, j = i % N;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w)
+          if (w >= w0 && w < w1) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
+        float o = 0.0f;  // (all warps empty: 0)
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w)
+          if (w >= w0 && w < w1 && mx != -INFINITY)
+            o = fmaf(s_o[w * kOStride + qi * N + j], fast_exp2(s_ml[w * kMlStride + qi] - mx), o);
+        partial_o[(qi * slots + slot) * N + j] = o * inv_av;  // (empty split: 0 x 0)
+      }
+      if (threadIdx.x < nq) {
+        const int qi = threadIdx.x;
+        float mx = -INFINITY, l = 0.0f;
+        for (int w = w0; w < w1; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
+        if (mx != -INFINITY)
+          for (int w = w0; w < w1; ++w) l += fast_exp2(s_ml[w * kMlStride + qi] - mx) * s_ml[w * kMlStride + 4 + qi];
+        float* ml = partial_ml + (qi * slots + slot) * 2;
+        ml[0] = mx;
+        ml[1] = l;
+      }
+    };
     struct PairRows {
       size_t bh0;
       int kvh, nq;
     };
     auto pair_rows = [&](int pair) {
-      const int hp = pair % pairs_per_seq, pk = hp / passes, pq0 = (hp % passes) * 4;
-      return PairRows{static_cast<size_t>(pair / pairs_per_seq) * p.n_q_heads + pk * group + pq0, pk, min(4, group - pq0)};
+      const PairHeads ph = pair_heads(pair, p.n_kv_heads, passes);
+      return PairRows{static_cast<size_t>(ph.b) * p.n_q_heads + ph.kvh * group + ph.q0, ph.kvh, min(4, group - ph.q0)};
     };
-    for (int w0 = 0, w1; w0 < kWarps; w0 = w1) {  // (block-uniform)
-      const int pair = s_pair[w0];
-      for (w1 = w0 + 1; w1 < kWarps && s_pair[w1] == pair; ++w1) {
-      }
-      write_partial(w0, w1, pair_rows(pair).nq, slots, blockIdx.x + static_cast<size_t>(pair));
-    }
+    // The block's pairs in turn: warps [w0, group_end(w0)) hold pair s_pair[w0] (block-uniform).
+    auto group_end = [&](int w0) {
+      int w1 = w0 + 1;
+      while (w1 < kWarps && s_pair[w1] == s_pair[w0]) ++w1;
+      return w1;
+    };
+    for (int w0 = 0; w0 < kWarps; w0 = group_end(w0))
+      write_partial(w0, group_end(w0), pair_rows(s_pair[w0]).nq, blockIdx.x + static_cast<size_t>(s_pair[w0]));
     trace_point(trace, kTraceSplitEnd);
     __shared__ int s_last_mask;  // bit i: the block merges its i-th pair
     __threadfence();             // the block's partials are visible device-wide before the counters say so
     __syncthreads();
     if (threadIdx.x == 0) {
       int mask = 0;
-      for (int w0 = 0, i = 0, w1; w0 < kWarps; w0 = w1, ++i) {
-        for (w1 = w0 + 1; w1 < kWarps && s_pair[w1] == s_pair[w0]; ++w1) {
-        }
+      for (int w0 = 0, i = 0; w0 < kWarps; w0 = group_end(w0), ++i)
         if (atomicAdd(counters + pair_rows(s_pair[w0]).bh0, 1) == s_parts[w0] - 1) mask |= 1 << i;
-      }
       s_last_mask = mask;
     }
     __syncthreads();
@@ -815,9 +823,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     // The pairs this block merges, two at a time (one pass of merge_pair_partials each).
     PairParts held{};
     bool holding = false;
-    for (int w0 = 0, i = 0, w1; w0 < kWarps; w0 = w1, ++i) {  // (block-uniform)
-      for (w1 = w0 + 1; w1 < kWarps && s_pair[w1] == s_pair[w0]; ++w1) {
-      }
+    for (int w0 = 0, i = 0; w0 < kWarps; w0 = group_end(w0), ++i) {
       if (!(mask >> i & 1)) continue;
       const PairRows r = pair_rows(s_pair[w0]);
       const size_t slot0 = s_slot0[w0];
@@ -1016,10 +1022,14 @@ bool tc_decode_supported(const DecodeParams& p) {
 // docs/gpu.md "Session 15": kDecodeQueryLaunch, kDecodeFusedAlways, slower at batch 1).
 bool tc_own_queries(const DecodeParams&) { return (decode_variant() & kDecodeQueryLaunch) == 0; }
 
+// (sequence, KV head, 4-query pass) pairs of a decode.
+long long tc_pairs(const DecodeParams& p) {
+  return static_cast<long long>(p.batch) * p.n_kv_heads * ((p.n_q_heads / p.n_kv_heads + 3) / 4);
+}
+
 bool tc_fused_merge(const DecodeParams& p) {
-  const int group = p.n_q_heads / p.n_kv_heads;
   if (decode_variant() & kDecodeFusedAlways) return true;
-  return static_cast<long long>(p.batch) * p.n_kv_heads * ((group + 3) / 4) >= kFusedMergeMinPasses;
+  return tc_pairs(p) >= kFusedMergeMinPasses;
 }
 
 // The balanced grid where the plan has one and it fits: the fused merge, every pair at least one
@@ -1027,8 +1037,7 @@ bool tc_fused_merge(const DecodeParams& p) {
 // in the workspace that plan_decode's max_splits sized, at most kMaxMergeParts partials a pair.
 bool tc_balanced(const DecodeParams& p, int flags) {
   if (!(flags & kFlagFusedMerge) || p.plan.balanced_blocks <= 0) return false;
-  const long long passes = (p.n_q_heads / p.n_kv_heads + 3) / 4, pairs = static_cast<long long>(p.batch) * p.n_kv_heads * passes;
-  const long long blocks = p.plan.balanced_blocks;
+  const long long pairs = tc_pairs(p), blocks = p.plan.balanced_blocks;
   const int max_batch = p.k_codec.bits == 2 ? TcLayout<kHeadDim, 2>::max_balanced_batch : TcLayout<kHeadDim, 3>::max_balanced_batch;
   return p.batch <= max_batch && blocks * kWarps >= pairs && blocks + 1 <= kMaxMergeParts &&
          4 * (blocks + pairs) <= static_cast<long long>(p.batch) * p.n_q_heads * p.plan.max_splits;

@@ -499,7 +499,7 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
   r.bw_fraction = r.gbps / copy_gbps;
   rows.push_back(r);
   char grid[48];
-  if (balanced_decode(p)) std::snprintf(grid, sizeof grid, "balanced %4d blocks", p.plan.balanced_blocks);
+  if (r.balanced_blocks) std::snprintf(grid, sizeof grid, "balanced %4d blocks", r.balanced_blocks);
   else std::snprintf(grid, sizeof grid, "splits=%4d x %6d", p.plan.max_splits, p.plan.tokens_per_split);
   std::printf("  decode %-7s %-11s B=%3d ctx=%7d  %s  %9.2f us  %7.1f GB/s  %5.1f%% of copy  graph %9.2f us\n",
               format.c_str(), r.kernel.c_str(), B, ctx, grid, us, r.gbps, 100 * r.bw_fraction, us_graph);

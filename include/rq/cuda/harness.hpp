@@ -557,7 +557,8 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   const bool tc = tensor_core_decode(p);
   std::string lens_text;
   for (size_t i = 0; i < lens.size(); ++i) lens_text += (i ? "," : "") + std::to_string(lens[i]);
-  const std::string grid = balanced_decode(p) ? "balanced grid of " + std::to_string(p.plan.balanced_blocks) + " blocks"
+  const bool balanced_grid = balanced_decode(p);
+  const std::string grid = balanced_grid ? "balanced grid of " + std::to_string(p.plan.balanced_blocks) + " blocks"
                                                : std::to_string(p.plan.max_splits) + " splits";
   std::snprintf(buf, sizeof buf, "decode %-8s %s Hq=%d Hkv=%d lens {%s} (%s): max |gpu-cpu| / max |ref| = %.2e, 2 calls %s%s",
                 format.c_str(), tc ? "tensor-core" : "exact fp32 ", n_q_heads, H, lens_text.c_str(), grid.c_str(), rel,
@@ -566,7 +567,7 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   DecodeCheck res;
   res.tensor_cores = tc;
   res.repeat_identical = identical;
-  res.balanced = balanced_decode(p);
+  res.balanced = balanced_grid;
   res.rel_err = rel;
   res.finite = finite;
   res.text = buf;
