@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "rq/cuda/decode.hpp"
 #include "rq/cuda/device_codec.hpp"
 
 namespace rq::cuda::detail {
@@ -39,6 +40,23 @@ __device__ __forceinline__ void trace_point(uint64_t* trace, int point) {
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
   atomicMin(reinterpret_cast<unsigned long long*>(trace) + 2 * point, t);
   atomicMax(reinterpret_cast<unsigned long long*>(trace) + 2 * point + 1, t);
+}
+
+/// The split block's own stamp (DecodeParams::trace's per-block words): word 1 + k (k = 0: start, also
+/// writing the SM id in word 0; 1: first K; 2: loop done).
+__device__ __forceinline__ void trace_block(uint64_t* trace, int k) {
+  if (trace == nullptr || threadIdx.x != 0) return;
+  const unsigned block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  if (block >= static_cast<unsigned>(kTraceMaxBlocks)) return;
+  uint64_t* const w = trace + 2 * kDecodeTracePoints + kTraceBlockWords * block;
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+  if (k == 0) {
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    w[0] = sm;
+  }
+  w[1 + k] = t;
 }
 
 /// log2(e): scores are kept in log2 units (exp2 instead of exp).

@@ -64,8 +64,13 @@ namespace {
 
 using detail::static_for;
 
-constexpr int kWarps = 12;       // splits per block
-constexpr int kBlocksPerSm = 2;  // 24 warps per SM (~86 KB shared memory and <= 85 registers each)
+// RQ_DECODE_WARPS=24 (diagnostic build, session 21): one block of 24 warps per SM instead of two of 12.
+#ifndef RQ_DECODE_WARPS
+#define RQ_DECODE_WARPS 12
+#endif
+constexpr int kWarps = RQ_DECODE_WARPS;   // splits per block
+constexpr int kBlocksPerSm = 24 / kWarps;  // 24 warps per SM (~86 KB shared memory and <= 85 registers each)
+static_assert(kWarps * kBlocksPerSm == 24, "24 warps per SM");
 constexpr int kChunk = 64;       // tokens per warp iteration
 constexpr int kLutAlign = 8192;  // >= 64 pairs x 32 lanes x 4 bytes; the tables start at a multiple
 constexpr int kMaxPartials = (1024 + kWarps - 1) / kWarps;  // plan: at most 1024 splits
@@ -203,8 +208,8 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
   __syncthreads();
   // Weighted sum of the partial rows: item (query, coordinate), the partials split over
   // groups = blockDim / items threads (each sums every groups-th partial), then the groups added.
-  const int items = nq * N, groups = max(1, static_cast<int>(blockDim.x) / items);
-  float* s_part = s_tmp;  // [groups][items]: groups > 1 only where groups * items <= blockDim (384) <= 4 N
+  const int items = nq * N, groups = max(1, min(static_cast<int>(blockDim.x), 4 * N) / items);
+  float* s_part = s_tmp;  // [groups][items]: groups > 1 only where groups * items <= min(blockDim, 4 N)
   for (int i = threadIdx.x; i < items * groups; i += blockDim.x) {
     const int item = i % items, g = i / items, qi = item / N, j = item % N;
     const float* po = partial_o + static_cast<size_t>(qi) * max_splits * N + j;
@@ -365,6 +370,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   const bool own_queries = flags & kFlagOwnQueries;  // no query launch: the block rotates its queries
   uint64_t* const trace = p.trace;
   trace_point(trace, kTraceSplitStart);
+  trace_block(trace, 0);
   using L = TcLayout<N, BITS>;
   constexpr int PAIRS = L::PAIRS, MAIN = L::MAIN, ROWW = L::ROWW, CODEW = L::CODEW;
   constexpr int W2 = 2 * BITS;  // bits of a code pair
@@ -592,6 +598,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
 
   if (start < end) mbar_wait(bar_k, 0);  // the first chunk's K (the loop's first wait passes at once) ...
   trace_point(trace, kTraceSplitFirstK);
+  trace_block(trace, 1);
   stage(start, p.v_geometry, p.v_planes, s_vc, s_vn, bar_v);  // ... then ask for its V
   // One chunk: the staged rows [t0, t0 + pend). FULL: pend = 64 (no masks); else (the sequence's last
   // chunk) its 16-token blocks past pend are skipped and the tokens past pend masked.
@@ -750,6 +757,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   }
   __syncthreads();
   trace_point(trace, kTraceSplitLoopDone);
+  trace_block(trace, 2);
   const float inv_av = 1.0f / p.v_codec.mma_scale;  // the V table holds a_V C[k]
   float* ws = static_cast<float*>(p.workspace);
   const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads;

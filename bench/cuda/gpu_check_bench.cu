@@ -50,6 +50,9 @@ bool g_clean_flush = false;
 // RQ_DECODE_BALANCED=1: decode plans with the balanced grid (plan_decode(..., balanced = true);
 // session 20, opt-in until measured), in the timings and the batched decode checks.
 bool g_balanced = false;
+// RQ_DECODE_BALANCED_BLOCKS=N (diagnostic, session 21): the balanced grid with N blocks instead of the
+// plan's (e.g. 256 at (16, 64K): 2 whole blocks a pair, the default's work split in the balanced kernel).
+int g_balanced_blocks = 0;
 
 void report(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
@@ -437,6 +440,7 @@ struct DecodeBench {
     dtable.upload(pt.table);
     p = decode_params(B, Hq, H, d, dq.get(), dout.get(), dlens.get(), dtable.get(), pt.max_pages, kc, vc, kcache, vcache);
     p.plan = plan_decode(B, ctx, H, sms, exact, g_balanced);
+    if (g_balanced_blocks > 0 && p.plan.balanced_blocks > 0) p.plan.balanced_blocks = g_balanced_blocks;
     p.exact = exact ? 1 : 0;
     ws.resize(decode_workspace_bytes(B, Hq, kc.device.rotated_dim, p.plan));
     p.workspace = ws.get();
@@ -524,14 +528,57 @@ __global__ void traced_empty_kernel(uint64_t* trace) {  // the empty launch's ti
   trace[2 * kTraceQueryEnd] = trace[2 * kTraceQueryEnd + 1] = global_ns();
 }
 
+// The per-block stamps (DecodeParams::trace after the points; session 21) of one run: the split
+// blocks' SMs and when each block and each SM (its last block) ended its loop, in us after t0.
+struct BlockStats {
+  int blocks = 0, sms = 0, max_per_sm = 0, min_per_sm = 0;
+  std::vector<double> loop_done, sm_done, loop_us;  // per block, per SM (its last block), loop done - first K
+};
+
+BlockStats block_stats(const std::vector<uint64_t>& v, uint64_t t0) {
+  BlockStats r;
+  std::vector<double> sm_done(1024, -1.0);
+  std::vector<int> per_sm(1024, 0);
+  const auto us = [&](uint64_t t) { return (static_cast<double>(t) - static_cast<double>(t0)) / 1e3; };
+  for (int b = 0; b < kTraceMaxBlocks; ++b) {
+    const uint64_t* w = v.data() + 2 * kDecodeTracePoints + kTraceBlockWords * b;
+    if (w[3] == 0 || w[0] >= 1024) continue;  // no loop-done stamp: not a split block that ran its loop
+    ++r.blocks;
+    ++per_sm[w[0]];
+    r.loop_done.push_back(us(w[3]));
+    if (w[2] != 0) r.loop_us.push_back((static_cast<double>(w[3]) - static_cast<double>(w[2])) / 1e3);
+    sm_done[w[0]] = std::max(sm_done[w[0]], us(w[3]));
+  }
+  r.min_per_sm = 1 << 30;
+  for (int s = 0; s < 1024; ++s) {
+    if (per_sm[s] == 0) continue;
+    ++r.sms;
+    r.max_per_sm = std::max(r.max_per_sm, per_sm[s]);
+    r.min_per_sm = std::min(r.min_per_sm, per_sm[s]);
+    r.sm_done.push_back(sm_done[s]);
+  }
+  return r;
+}
+
+// "min p10 p50 p90 max" of x.
+std::string percentiles(std::vector<double> x) {
+  if (x.empty()) return "-";
+  std::sort(x.begin(), x.end());
+  char buf[96];
+  const auto at = [&](double q) { return x[static_cast<size_t>(q * (x.size() - 1) + 0.5)]; };
+  std::snprintf(buf, sizeof buf, "%.1f %.1f %.1f %.1f %.1f", x.front(), at(0.1), at(0.5), at(0.9), x.back());
+  return buf;
+}
+
 template <typename Pre, typename Launch>
 void trace_run(const std::string& label, Timer& timer, Pre&& pre, Launch&& launch, int iters = 20) {
   constexpr int P = kDecodeTracePoints;
-  DeviceBuffer<uint64_t> tr(2 * P);
-  std::vector<uint64_t> init(2 * P);
+  DeviceBuffer<uint64_t> tr(kDecodeTraceWords);
+  std::vector<uint64_t> init(kDecodeTraceWords, 0);
   for (int i = 0; i < P; ++i) init[2 * i] = ~0ull, init[2 * i + 1] = 0;
   std::vector<std::vector<double>> lo(P), hi(P);
   std::vector<double> ev;
+  BlockStats last;
   tr.upload(init);
   launch(tr.get());  // warm-up
   check(cudaDeviceSynchronize(), "trace warm-up");
@@ -550,6 +597,7 @@ void trace_run(const std::string& label, Timer& timer, Pre&& pre, Launch&& launc
     ev.push_back(1000.0 * ms);
     const std::vector<uint64_t> v = tr.download();
     const uint64_t t0 = v[2 * kTraceMarkBefore];
+    if (it == iters / 2) last = block_stats(v, t0);
     for (int i = 0; i < P; ++i) {
       if (v[2 * i] == ~0ull) continue;
       lo[i].push_back((static_cast<double>(v[2 * i]) - static_cast<double>(t0)) / 1e3);
@@ -569,6 +617,11 @@ void trace_run(const std::string& label, Timer& timer, Pre&& pre, Launch&& launc
     if (lo[i].size() * 2 < ev.size() || i == kTraceMarkBefore) continue;
     std::printf("    %-15s %8.2f %8.2f\n", names[i], median(lo[i]), median(hi[i]));
   }
+  if (last.blocks > 0) {  // one run's (the middle one's) per-block stamps: min p10 p50 p90 max
+    std::printf("    blocks %d on %d SMs (%d-%d a SM); loop done %s; SM done %s; block loop us %s\n", last.blocks,
+                last.sms, last.min_per_sm, last.max_per_sm, percentiles(last.loop_done).c_str(),
+                percentiles(last.sm_done).c_str(), percentiles(last.loop_us).c_str());
+  }
 }
 
 void trace_decodes(int sms) {
@@ -580,7 +633,7 @@ void trace_decodes(int sms) {
   // The code-warm diagnostic's small decode: its own codecs, cache and workspace (1 sequence of 144
   // tokens: a full and a partial chunk), so only the kernels' code (and the SMs' setup) is warm.
   std::unique_ptr<DecodeBench> small;
-  const int shapes[][2] = {{1, 4096}, {1, 131072}, {16, 65536}};
+  const int shapes[][2] = {{1, 4096}, {1, 131072}, {8, 32768}, {16, 65536}};
   for (const char* f : {"rotor3", "turbo3"}) {
     small = std::make_unique<DecodeBench>(f, 1, 144, sms, false, 0x77ull);
     for (const auto& sh : shapes) {
@@ -624,6 +677,8 @@ int main(int argc, char** argv) {
   if (const char* e = std::getenv("RQ_FLUSH")) g_clean_flush = std::string(e) == "clean";
   if (const char* e = std::getenv("RQ_DECODE_BALANCED")) g_balanced = std::string(e) == "1";
   if (g_balanced) std::printf("decode plans: balanced grid (RQ_DECODE_BALANCED=1)\n");
+  if (const char* e = std::getenv("RQ_DECODE_BALANCED_BLOCKS")) g_balanced_blocks = std::atoi(e);
+  if (g_balanced && g_balanced_blocks > 0) std::printf("  with %d blocks (RQ_DECODE_BALANCED_BLOCKS)\n", g_balanced_blocks);
   try {
     if (device_count() == 0) {
       std::printf("SKIP no CUDA device\n");

@@ -61,10 +61,13 @@ struct DecodeParams {
                                        //   reference in docs/gpu.md (decode sixth pass); 1: fp32 CUDA-core
                                        //   kernel (5e-6 .. 4e-5 of max |ref| measured), slower
   void* workspace = nullptr;           // decode_workspace_bytes(...) bytes of device memory
-  uint64_t* trace = nullptr;           // diagnostics (decode eleventh pass): null, or 2 x kDecodeTracePoints
+  uint64_t* trace = nullptr;           // diagnostics (decode eleventh pass): null, or kDecodeTraceWords
                                        //   device words where thread 0 of every block of the tensor-core
                                        //   decode's launches records %globaltimer (ns) at each point:
-                                       //   word 2 i = min over blocks (init ~0), 2 i + 1 = max (init 0)
+                                       //   word 2 i = min over blocks (init ~0), 2 i + 1 = max (init 0);
+                                       //   then per split block (kTraceBlockWords from 2 x points + its
+                                       //   words x (x + gridDim.x (y + gridDim.y z)), the first
+                                       //   kTraceMaxBlocks): its SM, start, first K, loop done
 };
 
 /// Points of DecodeParams::trace (decode eleventh pass). Query launch: block start / end. Split
@@ -80,6 +83,10 @@ enum DecodeTracePoint : int {
   kTraceMarkBefore, kTraceMarkAfter,
   kDecodeTracePoints
 };
+/// DecodeParams::trace's per-block words (session 21): SM id, then the block's own start, first K and
+/// loop-done stamps, for the first kTraceMaxBlocks split blocks.
+constexpr int kTraceBlockWords = 4, kTraceMaxBlocks = 16384;
+constexpr int kDecodeTraceWords = 2 * kDecodeTracePoints + kTraceBlockWords * kTraceMaxBlocks;
 
 /// Workspace for rotated queries and per-split partial results.
 size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const DecodePlan& plan);
