@@ -26,13 +26,6 @@
 #ifndef RQ_PAIR_MIN_BLOCKS
 #define RQ_PAIR_MIN_BLOCKS 4  // blocks per SM the registers must allow (<= 128 a thread; 5: <= 102)
 #endif
-// Session 20, not yet measured (docs/gpu.md): 1 = each row's destination lines (codes, and the tile's
-// norms) are prefetched into L2 when its encoding starts, so that the stores at its end do not wait on
-// a cold translation or a partial-sector fill after the benchmark's L2 flush (the 16K one-launch time
-// moved ~0.7 us with the buffers' placement). Off by default: the kernels' SASS is unchanged.
-#ifndef RQ_APPEND_PREFETCH_DEST
-#define RQ_APPEND_PREFETCH_DEST 0
-#endif
 
 namespace rq::cuda::detail {
 
@@ -69,19 +62,6 @@ struct PairBlock {
   template <bool WARP, typename Stager, typename Encode>
   __device__ __forceinline__ void for_each_tile(const AppendParams& p, uint8_t* tile, Stager& stager, Encode&& encode) const {
     detail::for_each_tile<WARP, true>(p, first_tile, end_tile, row_in_tile, tile, tile_bytes, stride, stager, encode);
-  }
-
-  /// RQ_APPEND_PREFETCH_DEST: an L2 prefetch of row `slot`'s code bytes (lane r = 0), and of the norms
-  /// of rows 0, 16, 32 and 48 of the tile (its 64 norms are one 128-byte line where its slots are one
-  /// page's).
-  template <int MAIN>
-  __device__ __forceinline__ void prefetch_row(int64_t slot) const {
-    if constexpr (RQ_APPEND_PREFETCH_DEST != 0) {
-      if (slot < 0 || r != 0) return;
-      const size_t rw = slot_row(job.geometry, slot, head);
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(job.planes.codes + rw * MAIN));
-      if ((row_in_tile & 15) == 0) asm volatile("prefetch.global.L2 [%0];" ::"l"(job.planes.norms + rw));
-    }
   }
 
   /// Lane r's W words of a row of MAIN code bytes, stored at byte r MAIN / 2 of row `slot`, and the
@@ -139,7 +119,6 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
   // nothing and raises no flag.
   auto encode = [&](const uint8_t* row, int64_t slot) {
     const bool active = slot >= 0;
-    b.template prefetch_row<MAIN>(slot);
     // 1. This lane's half of x (D(s1) on the sign bits), FWHT stages 1..32, then the stage of half 64.
     float x[C];
     const uint4* masks = reinterpret_cast<const uint4*>(s_rot + N) + r * (C * esize / 16);

@@ -86,7 +86,6 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
 
   auto encode = [&](const uint8_t* row, int64_t slot) {
     const bool active = slot >= 0;
-    b.template prefetch_row<MAIN>(slot);
     // 1. This lane's 72 slots: coordinates 72 r .. (16-byte words; lane 1's past the row are zeros).
     float x[S];
     load_masked_row<S, false>(reinterpret_cast<const uint4*>(row + r * S * esize), nullptr, type, x,

@@ -17,13 +17,12 @@ namespace detail {
 bool tc_decode_supported(const DecodeParams& p);
 bool tc_fused_merge(const DecodeParams& p);  // whether the tensor-core kernel merges in its last blocks
 bool tc_own_queries(const DecodeParams& p);  // whether its blocks rotate their queries (no query launch)
+bool tc_single_block(const DecodeParams& p);  // whether one block a pair does it all (no query or merge launch)
 // flags: kTcFusedMerge, kTcOwnQueries, kTcSkipLoop (decode_common.cuh).
 cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream);
-bool tc_balanced(const DecodeParams& p, int flags);  // whether launch_split_tc runs the balanced grid
 cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // merge launch (128 or 512 threads)
-int tc_warps_per_block();  // splits per block of the tensor-core kernel
-int tc_blocks_per_sm();    // its blocks per SM
-int tc_fused_merge_min_pairs();  // (sequence, query pass) pairs from which its last blocks merge
+int tc_warps_per_sm();                               // warps per SM of the tensor-core kernel
+int tc_block_warps(long long pairs, long long sms);  // its splits per block for a plan (12 or 24)
 int tc_chunk_tokens();     // tokens per warp iteration of its chunk loop
 // RQ_DECODE_VARIANT's diagnostic bits (decode_common.cuh), read once per process; the skip-the-loop
 // bit (kDecodeSkipLoop) is set by gpu_check_bench --trace --skip-loop.
@@ -463,23 +462,24 @@ cudaError_t launch_split_bits(const DecodeParams& p, dim3 grid, cudaStream_t str
 
 }  // namespace
 
-DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact, bool balanced) {
+DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact) {
   DecodePlan plan;
   const long long heads = static_cast<long long>(batch > 0 ? batch : 1) * (n_kv_heads > 0 ? n_kv_heads : 1);
   const long long sms = sm_count > 0 ? sm_count : 132;
-  // exact: 8 blocks of 128 threads per SM. Tensor cores: blocks of W splits (warps), B blocks per
-  // SM: round the splits per head down to a multiple of W so that the grid is at most one
-  // full wave (e.g. 128 heads x 24 splits = 256 blocks of 12 warps on 132 SMs x 2; 8 heads x 396
-  // splits = 264 blocks at batch 1). The tensor-core kernel spreads a sequence's 64-token chunks
+  // exact: 8 blocks of 128 threads per SM. Tensor cores: blocks of W splits (warps), 24 / W blocks
+  // per SM: round the splits per head down to a multiple of W so that the grid is at most one
+  // full wave (e.g. 128 heads x 24 splits = 128 blocks of 24 warps on 132 SMs; 8 heads x 396
+  // splits = 264 blocks of 12 at batch 1). The tensor-core kernel spreads a sequence's 64-token chunks
   // evenly over its splits, so its tokens_per_split is not rounded to whole chunks (rounding 331
   // up to 384 at (1, 128K) left 342 splits = 232 blocks, 6 chunks on every warp).
-  const long long w = detail::tc_warps_per_block();
+  const long long w = detail::tc_block_warps(heads, sms);
   long long splits;
   if (exact) {
     splits = (8 * sms + heads - 1) / heads;
   } else {
-    const long long target = w * detail::tc_blocks_per_sm() * sms;
+    const long long target = detail::tc_warps_per_sm() * sms;
     splits = std::max(w, target / (w * heads) * w);
+    plan.block_warps = static_cast<int32_t>(w);
   }
   const long long len = max_seq_len > 0 ? max_seq_len : 1;
   const long long unit = exact ? 256 : 1;  // two 128-token tiles / any
@@ -494,15 +494,6 @@ DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count,
   tps = std::max(tps, min_tps);
   plan.tokens_per_split = static_cast<int32_t>(tps);
   plan.max_splits = static_cast<int32_t>((len + tps - 1) / tps);
-  // Balanced grid (session 20) where the split kernel merges in its last blocks (>= 64 pairs): one full
-  // wave of blocks, fewer where the longest sequence gives each warp fewer than min_tc tokens; the
-  // launch falls back to one pair per block where the grid or the workspace cannot hold it.
-  if (balanced && !exact && heads >= detail::tc_fused_merge_min_pairs()) {
-    const long long wave = detail::tc_blocks_per_sm() * sms;
-    const long long want_warps = heads * std::max(1LL, (len + min_tc - 1) / min_tc);
-    const long long blocks = std::min(wave, (want_warps + w - 1) / w);
-    if (blocks * w >= heads) plan.balanced_blocks = static_cast<int32_t>(blocks);
-  }
   return plan;
 }
 
@@ -513,10 +504,6 @@ size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const D
 
 bool tensor_core_decode(const DecodeParams& p) { return !p.exact && detail::tc_decode_supported(p); }
 
-bool balanced_decode(const DecodeParams& p) {
-  return tensor_core_decode(p) && detail::tc_fused_merge(p) && detail::tc_balanced(p, detail::kTcFusedMerge);
-}
-
 cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) {
   if (p.batch <= 0) return cudaSuccess;
   const DeviceCodec& k = p.k_codec;
@@ -525,7 +512,8 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   // 16-byte units: a codes row is its main part (row_tail_bytes = 0).
   if (p.n_kv_heads <= 0 || p.n_q_heads % p.n_kv_heads != 0 || !p.queries || !p.out || !p.seq_lens ||
       !p.page_table || !p.workspace || p.plan.tokens_per_split <= 0 || p.plan.max_splits <= 0 ||
-      p.plan.max_splits > 1024 || k.dim != v.dim || k.bits != v.bits || k.rotated_dim != v.rotated_dim ||
+      p.plan.max_splits > 1024 || (p.plan.block_warps != 0 && p.plan.block_warps != 12 && p.plan.block_warps != 24) ||
+      k.dim != v.dim || k.bits != v.bits || k.rotated_dim != v.rotated_dim ||
       k.rotated_dim != kHeadDim || k.dim != kHeadDim || p.k_geometry.page_size != p.v_geometry.page_size ||
       p.k_geometry.page_size <= 0 || (p.k_geometry.page_size & (p.k_geometry.page_size - 1)) != 0 ||
       p.k_geometry.n_kv_heads != p.n_kv_heads || p.v_geometry.n_kv_heads != p.n_kv_heads ||
@@ -537,9 +525,12 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   // launches: each may start while the previous one runs and waits (griddepcontrol.wait) only where
   // it reads its output. The tensor-core kernel makes it two: with 64 or more (sequence, query pass)
   // pairs (detail::tc_fused_merge) its last blocks merge; with fewer its blocks rotate their own
-  // queries (detail::tc_own_queries) and it is the first launch.
-  const bool tc = tensor_core_decode(p), fused = tc && detail::tc_fused_merge(p);
-  const bool own = tc && !fused && detail::tc_own_queries(p);
+  // queries (detail::tc_own_queries) and it is the first launch. Where every pair's splits fit one
+  // block (detail::tc_single_block: (16, 64K), (32, 8K)) it is the only launch: each block rotates its
+  // queries and writes its output rows (session 21).
+  const bool tc = tensor_core_decode(p), single = tc && detail::tc_single_block(p);
+  const bool fused = tc && !single && detail::tc_fused_merge(p);
+  const bool own = tc && !fused && (single || detail::tc_own_queries(p));
   cudaError_t st = cudaSuccess;
   if (!own) {
     prepare_queries_kernel<<<dim3(p.n_q_heads, p.batch), kThreads, 0, stream>>>(p, tc);
@@ -548,9 +539,9 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
   }
   const dim3 grid(p.plan.max_splits, p.n_kv_heads, p.batch);
   const int tc_flags = (fused ? detail::kTcFusedMerge : 0) | (own ? detail::kTcOwnQueries : 0) |
-                       (detail::decode_skip_loop() ? detail::kTcSkipLoop : 0);
+                       (single ? detail::kTcSingleBlock : 0) | (detail::decode_skip_loop() ? detail::kTcSkipLoop : 0);
   st = tc ? detail::launch_split_tc(p, tc_flags, stream) : launch_split_bits<kHeadDim>(p, grid, stream);
-  if (st != cudaSuccess || fused) return st;  // fused: merged by the split kernel's last blocks
+  if (st != cudaSuccess || fused || single) return st;  // merged by the split kernel's last blocks / blocks
   if (tc) return detail::launch_merge_tc(p, stream);  // small merge launch (decode tenth / thirteenth pass)
   const dim3 merge_grid(p.n_q_heads, p.batch);
   return p.plan.max_splits >= kWideMergeSplits

@@ -24,14 +24,20 @@ bool decode_skip_loop();
 // the fused merge at every batch (512).
 constexpr int kDecodeQueryLaunch = 256;
 constexpr int kDecodeFusedAlways = 512;
+// Session 21's A/B bit: the single-block path off (a query launch, partials and the last block's merge
+// even where every (sequence, query pass) pair has one block).
+constexpr int kDecodeNoSingleBlock = 1024;
 /// RQ_DECODE_VARIANT (0 when unset), read once per process.
 int decode_variant();
 
 // Flags of the tensor-core split kernel (detail::launch_split_tc).
 constexpr int kTcFusedMerge = 1;  // the last blocks merge (else a merge launch)
 constexpr int kTcOwnQueries = 2;  // each block rotates its queries itself (no query launch; tc_own_queries)
-constexpr int kTcBalanced = 4;    // balanced grid: the splits of all pairs spread over the blocks (split_balance.hpp)
+constexpr int kTcSingleBlock = 4;  // one block a pair: it rotates its queries and writes its output rows (tc_single_block)
 constexpr int kTcSkipLoop = 32;   // kDecodeSkipLoop
+
+/// DecodePlan::block_warps as launched: 24, else 12 (0: 12; launch_decode_attention rejects others).
+__host__ __device__ __forceinline__ int plan_block_warps(const DecodePlan& p) { return p.block_warps == 24 ? 24 : 12; }
 
 /// DecodeParams::trace: thread 0 of the block records %globaltimer at `point` (min and max words).
 __device__ __forceinline__ void trace_point(uint64_t* trace, int point) {

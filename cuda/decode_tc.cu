@@ -28,9 +28,9 @@
 // slot of every SM) come from every (sequence, pass) pair, not from the first pairs only. At batch 1
 // that is -1.8 .. -3.5 us at 32K and 128K tokens (a pair's blocks no longer all start late); neutral
 // within +-1 us at the batched shapes (docs/gpu.md).
-// The block's kWarps splits are merged in shared memory into one partial (o, m, l) per query; the
+// The block's W splits are merged in shared memory into one partial (o, m, l) per query; the
 // last block of a (sequence, query pass) to finish (a counter per pass, zeroed by the query
-// rotation) merges the ceil(S / kWarps) partials, un-rotates them and writes the output rows: no
+// rotation) merges the ceil(S / W) partials, un-rotates them and writes the output rows: no
 // merge launch (with fewer than kFusedMergeMinPasses pairs: merge_tc_kernel, 128 or 512 threads).
 // Staging: per warp, a chunk's 64 K rows (codes, norms) and 64 V rows are copied into shared memory
 // by TMA bulk copies that lane 0 issues (L2 policy evict_first, bulk_copy.cuh: (1, 128K) -2.5 us,
@@ -55,7 +55,6 @@
 #include "rotate_shared.cuh"
 #include "rq/core/half.hpp"
 #include "rq/cuda/decode.hpp"
-#include "rq/cuda/split_balance.hpp"
 
 namespace rq::cuda {
 namespace detail {
@@ -64,28 +63,21 @@ namespace {
 
 using detail::static_for;
 
-// RQ_DECODE_WARPS=24 (diagnostic build, session 21): one block of 24 warps per SM instead of two of 12.
-#ifndef RQ_DECODE_WARPS
-#define RQ_DECODE_WARPS 12
-#endif
-constexpr int kWarps = RQ_DECODE_WARPS;   // splits per block
-constexpr int kBlocksPerSm = 24 / kWarps;  // 24 warps per SM (~86 KB shared memory and <= 85 registers each)
-static_assert(kWarps * kBlocksPerSm == 24, "24 warps per SM");
+// Splits (warps) per block W: 12 (two blocks an SM) or 24 (one block an SM; DecodePlan::block_warps,
+// docs/gpu.md "Session 21": the two 12-warp blocks of an SM progress ~1.9 : 1, so the SM runs its
+// last ~26 % with 12 warps; one 24-warp block's warps end within ~2 %). 24 warps an SM either way
+// (~86 KB shared memory a 12-warp block, <= 85 registers a thread).
+constexpr int kWarpsPerSm = 24;
 constexpr int kChunk = 64;       // tokens per warp iteration
 constexpr int kLutAlign = 8192;  // >= 64 pairs x 32 lanes x 4 bytes; the tables start at a multiple
-constexpr int kMaxPartials = (1024 + kWarps - 1) / kWarps;  // plan: at most 1024 splits
+constexpr int kMaxPartials = (1024 + 11) / 12;  // plan: at most 1024 splits, blocks of at least 12
 // The last blocks merge the partials (no merge launch) when there are at least this many (sequence,
 // query pass) pairs; with fewer (batch 1: 8) the merge of a pair is one block's serial tail, and the
 // merge kernel (launched early, 32 blocks or more) finishes sooner (measured: 0-2 us at batch 1).
 constexpr int kFusedMergeMinPasses = 64;
 constexpr int kFlagFusedMerge = kTcFusedMerge;  // decode_common.cuh
 constexpr int kFlagOwnQueries = kTcOwnQueries;
-constexpr int kFlagBalanced = kTcBalanced;
-// Balanced grid (split_balance.hpp): the chunk prefix of the batch is built in the tables' place
-// before the tables (TcLayout::max_balanced_batch: 2047 sequences at 3 bits, 511 at 2), and a pair's
-// partials (one per block holding any of its splits: at most the grid's blocks + 1) are merged by
-// merge_pair_partials (kMaxMergeParts).
-constexpr int kMaxMergeParts = 1024;
+constexpr int kFlagSingleBlock = kTcSingleBlock;
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -133,7 +125,7 @@ __device__ __forceinline__ uint32_t lds32(uint32_t addr) {
 }
 
 // Shared-memory layout of one block (bytes).
-template <int N, int BITS>
+template <int N, int BITS, int W>
 struct TcLayout {
   static constexpr int PAIRS = 1 << (2 * BITS);
   static constexpr int MAIN = N * BITS / 8;        // codes row: main bytes only (no tail)
@@ -141,24 +133,20 @@ struct TcLayout {
   static constexpr int CODEW = kChunk * ROWW + 4;  // words per staged chunk (+ overrun pad)
   // Dynamic shared memory, per warp:
   static constexpr size_t codes = 0;                                              // uint32 [warps][K,V][CODEW]
-  static constexpr size_t norms = codes + sizeof(uint32_t) * kWarps * 2 * CODEW;  // uint16 [warps][K,V][64]
-  static constexpr size_t staging = norms + sizeof(uint16_t) * kWarps * 2 * kChunk;
+  static constexpr size_t norms = codes + sizeof(uint32_t) * W * 2 * CODEW;  // uint16 [warps][K,V][64]
+  static constexpr size_t staging = norms + sizeof(uint16_t) * W * 2 * kChunk;
   // then, at the first shared address >= staging that is a multiple of kLutAlign (T), the tables, so
   // that an entry's address is (T | lane * 4 | pair * 128) + the table's offset: one LOP3 and an
   // immediate of the LDS.
   static constexpr int table = 4 * PAIRS * 32;  // bytes of one table
   static constexpr int lut_k = 0;               // uint32 [PAIRS][32]: a_K C
   static constexpr int lut_v = table;           // uint32 [PAIRS][32]: a_V C
-  static constexpr size_t bytes = staging + kLutAlign + 2 * table;
+  // After the loop, the single-block path's output rows, scratch and V rotation in the tables' place.
+  static constexpr int finish = static_cast<int>(sizeof(float)) * (8 * N + kMaxRotationFloats + 8);
+  static constexpr size_t bytes = staging + kLutAlign + (2 * table > finish ? 2 * table : finish);
   static_assert(table <= kLutAlign, "an entry address is an OR with the aligned table address");
-  static_assert(sizeof(float) * kWarps * 4 * (N + 2) <= norms, "the block's merge fits in the code buffers");
+  static_assert(sizeof(float) * W * 4 * (N + 2) <= norms, "the block's merge fits in the code buffers");
   static_assert(sizeof(float) * (8 * N + 4 * kMaxPartials + 4 + kMaxRotationFloats) <= norms, "the last block's merge fits too");
-  static_assert(sizeof(float) * (16 * N + 8 * kMaxMergeParts + 8 + 2 * kMaxRotationFloats) <= norms, "and the balanced merge");
-  static constexpr int max_balanced_batch = 2 * table / sizeof(int64_t) - 1;  // the chunk prefix in the tables' place
-  // Shared address of the tables: the first multiple of kLutAlign at or after the staging buffers.
-  static __device__ __forceinline__ uint32_t lut_base(uint32_t smem_base) {
-    return (smem_base + static_cast<uint32_t>(staging) + kLutAlign - 1) & ~(kLutAlign - 1u);
-  }
 };
 
 // The last block's merge of a (sequence, query pass): n_parts partials (o [N], then m, l) of nq
@@ -233,145 +221,14 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
   for (int i = threadIdx.x; i < nq * vc.dim; i += blockDim.x) out[i] = s_buf[(i / vc.dim) * N + i % vc.dim];
 }
 
-// The balanced grid's merge (split_balance.hpp): the last block of up to two pairs merges both in one
-// pass, 8 rows (pair g's query qi: row 4 g + qi), so that a block that finishes last for two pairs
-// (about half the blocks hold two) pays one merge's round trips, not two. Pair g: its n_parts
-// (<= kMaxMergeParts) partials at o / ml with rows `stride` slots apart, nq queries, KV head kvh,
-// output rows out. Unlike merge_partials: any number of partials (the first 96 of a row loaded once,
-// the rest read twice), and all-empty partials (an empty sequence) give zero rows. s: shared scratch of
-// (16 N + 8 kMaxMergeParts + 8 + 2 kMaxRotationFloats) floats.
-struct PairParts {
-  const float* o;
-  const float* ml;
-  int n_parts, nq, kvh;
-  float* out;
-};
-
-template <int N>
-__device__ __noinline__ void merge_pair_partials(PairParts a, PairParts b, int n_pairs, int stride, DeviceCodec vc, float* s) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float* s_buf = s;                         // [8][N] merged rows (V's rotated domain)
-  float* s_tmp = s_buf + 8 * N;             // [8][N] rotation scratch
-  float* s_f = s_tmp + 8 * N;               // [8][kMaxMergeParts] 2^(m_k - M)
-  float* s_inv = s_f + 8 * kMaxMergeParts;  // [8] 1 / sum_k 2^(m_k - M) l_k (0: no partial has a token)
-  float* s_rot = s_inv + 8;                 // [2][kMaxRotationFloats] V's rotations of the pairs' heads
-  // Warp w < 8 reduces row w's (m, l); its first three partials a lane are loaded before the rotations.
-  const PairParts& mine = warp >= 4 ? b : a;
-  const int qi = warp & 3, n_parts = mine.n_parts;
-  const bool row = warp < 4 * n_pairs && qi < mine.nq;
-  const float* ml = mine.ml + static_cast<size_t>(qi) * stride * 2;
-  float m[3], lp[3];
-#pragma unroll
-  for (int r = 0; r < 3; ++r) {
-    const int k = lane + 32 * r;
-    m[r] = row && k < n_parts ? __ldcg(ml + 2 * k) : -INFINITY;
-    lp[r] = row && k < n_parts ? __ldcg(ml + 2 * k + 1) : 0.0f;
-  }
-  const StagedRotation rot_a = stage_rotation(vc, a.kvh, s_rot);
-  const StagedRotation rot_b = n_pairs > 1 ? stage_rotation(vc, b.kvh, s_rot + kMaxRotationFloats) : rot_a;
-  if (row) {
-    float mx = fmaxf(fmaxf(m[0], m[1]), m[2]);
-    for (int k = lane + 96; k < n_parts; k += 32) mx = fmaxf(mx, __ldcg(ml + 2 * k));
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    const bool none = mx == -INFINITY;  // every split of the pair empty
-    float* f = s_f + warp * kMaxMergeParts;
-    float l = 0.0f;
-#pragma unroll
-    for (int r = 0; r < 3; ++r) {
-      const int k = lane + 32 * r;
-      const float e = none ? 0.0f : fast_exp2(m[r] - mx);  // 0 past n_parts
-      if (k < n_parts) f[k] = e;
-      l = fmaf(e, lp[r], l);
-    }
-    for (int k = lane + 96; k < n_parts; k += 32) {
-      const float e = none ? 0.0f : fast_exp2(__ldcg(ml + 2 * k) - mx);
-      f[k] = e;
-      l = fmaf(e, __ldcg(ml + 2 * k + 1), l);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-    if (lane == 0) s_inv[warp] = l > 0.0f ? 1.0f / l : 0.0f;
-  }
-  __syncthreads();
-  // Weighted sums: item (row, coordinate), one thread an item (8 N >= the block's threads).
-  for (int i = threadIdx.x; i < 4 * n_pairs * N; i += blockDim.x) {
-    const int r = i / N, j = i % N;
-    const PairParts& pp = r >= 4 ? b : a;
-    if ((r & 3) >= pp.nq) continue;
-    const float* po = pp.o + static_cast<size_t>(r & 3) * stride * N + j;
-    const float* f = s_f + r * kMaxMergeParts;
-    float o = 0.0f;
-#pragma unroll 16
-    for (int k = 0; k < pp.n_parts; ++k) o = fmaf(f[k], __ldcg(po + static_cast<size_t>(k) * N), o);
-    s_buf[r * N + j] = o * s_inv[r];
-  }
-  __syncthreads();
-  rotate_shared(rot_a.codec, rot_a.head, true, s_buf, s_tmp, a.nq, N);  // (each synchronizes the block)
-  if (n_pairs > 1) rotate_shared(rot_b.codec, rot_b.head, true, s_buf + 4 * N, s_tmp + 4 * N, b.nq, N);
-  for (int i = threadIdx.x; i < a.nq * vc.dim; i += blockDim.x) a.out[i] = s_buf[(i / vc.dim) * N + i % vc.dim];
-  if (n_pairs > 1)
-    for (int i = threadIdx.x; i < b.nq * vc.dim; i += blockDim.x) b.out[i] = s_buf[(4 + i / vc.dim) * N + i % vc.dim];
-}
-
-// Balanced grid: pair = (sequence b, KV head x passes + pass) (split_balance.hpp) -> its sequence, KV
-// head and first query head q0 of the group.
-struct PairHeads {
-  int b, kvh, q0;
-};
-__device__ __forceinline__ PairHeads pair_heads(int pair, int n_kv_heads, int passes) {
-  const int hp = pair % (n_kv_heads * passes);
-  return {pair / (n_kv_heads * passes), hp / passes, (hp % passes) * 4};
-}
-
-// Table entry t < 2 * 4^BITS of the tensor-core kernel: K's (t < 4^BITS) or V's code pair f = t mod
-// 4^BITS as fp16 (a C[f & (2^BITS - 1)], a C[f >> BITS]).
-template <int BITS>
-__device__ __forceinline__ uint32_t lut_entry(const DecodeParams& p, int t) {
-  constexpr int PAIRS = 1 << (2 * BITS);
-  const int f = t % PAIRS, i0 = f & ((1 << BITS) - 1), i1 = f >> BITS;
-  const DeviceCodec& c = t < PAIRS ? p.k_codec : p.v_codec;
-  return pack_half2(c.mma_scale * c.centroids[i0], c.mma_scale * c.centroids[i1]);
-}
-
-// Balanced grid: s_cp[0 .. batch] = the exclusive prefix of the sequences' 64-token chunks (a length
-// <= 0: none), by the whole block (batch <= TcLayout::max_balanced_batch: at most 6 sequences a
-// thread). Ends with a block barrier.
-__device__ __forceinline__ int seq_chunks(const int32_t* seq_lens, int b) {
-  const int len = __ldg(seq_lens + b);
-  return len > 0 ? (len + kChunk - 1) / kChunk : 0;
-}
-
-__device__ void block_chunk_prefix(const int32_t* seq_lens, int batch, int64_t* s_cp) {
-  __shared__ int64_t s_warp_sum[kWarps];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int per = (batch + static_cast<int>(blockDim.x) - 1) / static_cast<int>(blockDim.x);
-  const int i0 = static_cast<int>(threadIdx.x) * per, i1 = min(batch, i0 + per);
-  int64_t own = 0;  // the thread's sequences' chunks, their running sums in s_cp first
-  for (int i = i0; i < i1; ++i) s_cp[i + 1] = own += seq_chunks(seq_lens, i);
-  int64_t x = own;  // inclusive scan over the warp
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int64_t y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
-  }
-  if (lane == 31) s_warp_sum[warp] = x;
-  __syncthreads();
-  int64_t before = x - own;  // the chunks of the sequences before the thread's
-  for (int w = 0; w < warp; ++w) before += s_warp_sum[w];
-  if (threadIdx.x == 0) s_cp[0] = 0;
-  for (int i = i0; i < i1; ++i) s_cp[i + 1] += before;
-  __syncthreads();
-}
-
-template <int N, int BITS, bool BALANCED>
-__global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_kernel(DecodeParams p, int flags) {
+template <int N, int BITS, int W>
+__global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kernel(DecodeParams p, int flags) {
   const bool fused_merge = flags & kFlagFusedMerge;
   const bool own_queries = flags & kFlagOwnQueries;  // no query launch: the block rotates its queries
   uint64_t* const trace = p.trace;
   trace_point(trace, kTraceSplitStart);
   trace_block(trace, 0);
-  using L = TcLayout<N, BITS>;
+  using L = TcLayout<N, BITS, W>;
   constexpr int PAIRS = L::PAIRS, MAIN = L::MAIN, ROWW = L::ROWW, CODEW = L::CODEW;
   constexpr int W2 = 2 * BITS;  // bits of a code pair
   constexpr int KW = BITS;      // words of a lane's K slice: 32 coordinates x BITS bits
@@ -382,88 +239,56 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
 
   const int group = p.n_q_heads / p.n_kv_heads;
   const int passes = (group + 3) / 4;  // 4 query heads per pass
-  constexpr bool balanced = BALANCED;  // (flags & kFlagBalanced)
-  // The warp's work: the pair (sequence b, KV head kvh, first query head q0 (of the group) of the
-  // pass) and its tokens [start, end) (start == end: an empty split, m = -inf, l = 0).
-  int b, kvh, q0, len, start, end;
-  int split_block = 0;  // one pair per block: the block's index among the pair's blocks
+  const int split_block = blockIdx.y;
+  const int kvh = blockIdx.x / passes, b = blockIdx.z;
+  const int q0 = (blockIdx.x % passes) * 4;  // first query head (of the group) of this pass
+  // Own queries: the cold reads of the pass's queries and of K's rotation are issued first, beside
+  // seq_lens (lane 0's page-table read in stage() below holds its warp until it returns).
+  const int nq_pass = min(4, group - q0);
   float q_in[2] = {0.0f, 0.0f};
   RotationRegs k_rot_regs{};
-  __shared__ int s_blocks;  // one pair per block: n_blocks, for the merge after the loop (not held in a register)
-  __shared__ int s_pair[kWarps], s_slot0[kWarps], s_parts[kWarps];  // balanced: each warp's pair, its partials
-  uint32_t early_entry = 0;  // balanced: the thread's table entry, its cold reads issued first
-  if constexpr (balanced) {
-    if (threadIdx.x < 2 * PAIRS) early_entry = lut_entry<BITS>(p, threadIdx.x);
-    // The chunk prefix of the batch in the tables' place (they are built after the barrier below).
-    const int warp = threadIdx.x >> 5;
-    const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-    int64_t* const s_cp = reinterpret_cast<int64_t*>(smem + (L::lut_base(smem_base) - smem_base));
-    block_chunk_prefix(p.seq_lens, p.batch, s_cp);
-    const SplitBalance sb{s_cp, p.batch, p.n_kv_heads * passes, static_cast<int32_t>(gridDim.x) * kWarps};
-    const SplitPlace place = place_split(sb, static_cast<int64_t>(blockIdx.x) * kWarps + warp, kWarps);
-    const int pair = static_cast<int>(place.pair);
-    const PairHeads ph = pair_heads(pair, p.n_kv_heads, passes);
-    b = ph.b;
-    kvh = ph.kvh;
-    q0 = ph.q0;
-    len = max(0, __ldg(p.seq_lens + b));
-    start = static_cast<int>(min(static_cast<int64_t>(len), place.chunk_begin * kChunk));
-    end = static_cast<int>(min(static_cast<int64_t>(len), place.chunk_end * kChunk));
-    if ((threadIdx.x & 31) == 0) {
-      s_pair[warp] = pair;
-      s_slot0[warp] = static_cast<int>(place.slot0);
-      s_parts[warp] = place.parts;
-    }
-  } else {
-    split_block = blockIdx.y;
-    kvh = blockIdx.x / passes;
-    b = blockIdx.z;
-    q0 = (blockIdx.x % passes) * 4;
-    // Own queries: the cold reads of the pass's queries and of K's rotation are issued first, beside
-    // seq_lens (lane 0's page-table read in stage() below holds its warp until it returns).
-    const int nq_pass = min(4, group - q0);
-    if (own_queries) {
-      k_rot_regs = load_rotation(p.k_codec, kvh);
-      const float* q_src = p.queries + (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0) * N;
+  if (own_queries) {
+    k_rot_regs = load_rotation(p.k_codec, kvh);
+    const float* q_src = p.queries + (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0) * N;
 #pragma unroll
-      for (int k = 0; k < 2; ++k) {
-        const int i = threadIdx.x + k * kWarps * 32;
-        if (i < nq_pass * N) q_in[k] = __ldg(q_src + i);
-      }
-    }
-    len = p.seq_lens[blockIdx.z];
-    const int n_splits = len > 0 ? static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) /
-                                                    p.plan.tokens_per_split)
-                                 : 0;
-    const int n_blocks = (n_splits + kWarps - 1) / kWarps;  // blocks (partials) of this sequence
-    // Blocks past the sequence's last split write nothing; block 0 of an empty sequence writes its
-    // zero output rows. Inside a block, warps past the last split take part with an empty split
-    // (m = -inf, l = 0); warp 0 of a block is never empty.
-    if (split_block >= n_blocks) {
-      if (split_block == 0) {
-        const size_t row0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
-        for (int i = threadIdx.x; i < nq_pass * p.v_codec.dim; i += blockDim.x) p.out[row0 * p.v_codec.dim + i] = 0.0f;
-      }
-      return;
-    }
-    if (threadIdx.x == 0) s_blocks = n_blocks;
-    const int split = split_block * kWarps + (threadIdx.x >> 5);
-    start = end = len;  // empty split
-    if (split < n_splits) {  // chunk s C / S = s q + s r / S (C = q S + r; s, r < S <= 1024: 32-bit)
-      const int chunks = (len + kChunk - 1) / kChunk, q = chunks / n_splits, r = chunks % n_splits;
-      start = (split * q + split * r / n_splits) * kChunk;
-      end = min(len, ((split + 1) * q + (split + 1) * r / n_splits) * kChunk);
+    for (int k = 0; k < 2; ++k) {
+      const int i = threadIdx.x + k * W * 32;
+      if (i < nq_pass * N) q_in[k] = __ldg(q_src + i);
     }
   }
+  const int len = p.seq_lens[blockIdx.z];
+  const int n_splits = len > 0 ? static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) /
+                                                  p.plan.tokens_per_split)
+                               : 0;
+  const int n_blocks = (n_splits + W - 1) / W;  // blocks (partials) of this sequence
+  // Blocks past the sequence's last split write nothing; block 0 of an empty sequence writes its
+  // zero output rows. Inside a block, warps past the last split take part with an empty split
+  // (m = -inf, l = 0); warp 0 of a block is never empty.
+  if (split_block >= n_blocks) {
+    if (split_block == 0) {
+      const size_t row0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
+      for (int i = threadIdx.x; i < min(4, group - q0) * p.v_codec.dim; i += blockDim.x) p.out[row0 * p.v_codec.dim + i] = 0.0f;
+    }
+    return;
+  }
+  __shared__ int s_blocks;  // n_blocks, for the merge after the loop (not held in a register)
+  if (threadIdx.x == 0) s_blocks = n_blocks;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
+  const int split = split_block * W + warp;
+  int start = len, end = len;  // empty split
+  if (split < n_splits) {  // chunk s C / S = s q + s r / S (C = q S + r; s, r < S <= 1024: 32-bit)
+    const int chunks = (len + kChunk - 1) / kChunk, q = chunks / n_splits, r = chunks % n_splits;
+    start = (split * q + split * r / n_splits) * kChunk;
+    end = min(len, ((split + 1) * q + (split + 1) * r / n_splits) * kChunk);
+  }
   if (flags & kTcSkipLoop) start = end = len;  // diagnostic: no staging, no chunk
   uint32_t* s_kc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 0) * CODEW;
   uint32_t* s_vc = reinterpret_cast<uint32_t*>(smem + L::codes) + (warp * 2 + 1) * CODEW;
   uint16_t* s_kn = reinterpret_cast<uint16_t*>(smem + L::norms) + (warp * 2 + 0) * kChunk;
   uint16_t* s_vn = reinterpret_cast<uint16_t*>(smem + L::norms) + (warp * 2 + 1) * kChunk;
   if (lane < 4) s_kc[kChunk * ROWW + lane] = s_vc[kChunk * ROWW + lane] = 0u;
-  __shared__ __align__(8) uint64_t s_bar[kWarps][2];  // per warp: K and V staging barriers
+  __shared__ __align__(8) uint64_t s_bar[W][2];  // per warp: K and V staging barriers
   const uint32_t bar_k = static_cast<uint32_t>(__cvta_generic_to_shared(&s_bar[warp][0])), bar_v = bar_k + 8;
   if (lane == 0) {
     mbar_init(bar_k);
@@ -505,15 +330,14 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // copies of K entry f (fp16 a_K C of the pair's two centroids), thread PAIRS + f those of V entry f
   // (a_V C).
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  const uint32_t lut_base = L::lut_base(smem_base);
-  if constexpr (balanced) __syncthreads();  // every warp has placed itself: the chunk prefix is free
+  const uint32_t lut_base = (smem_base + static_cast<uint32_t>(L::staging) + kLutAlign - 1) & ~(kLutAlign - 1u);
   {
     uint8_t* s_lut = smem + (lut_base - smem_base);
     const int t = threadIdx.x, f = t % PAIRS;
+    const int i0 = f & ((1 << BITS) - 1), i1 = f >> BITS;
     if (t < 2 * PAIRS) {
-      uint32_t v;
-      if constexpr (balanced) v = early_entry;  // read before the chunk prefix
-      else v = lut_entry<BITS>(p, t);
+      const DeviceCodec& c = t < PAIRS ? p.k_codec : p.v_codec;
+      const uint32_t v = pack_half2(c.mma_scale * c.centroids[i0], c.mma_scale * c.centroids[i1]);
       uint4* dst = reinterpret_cast<uint4*>(s_lut + (t < PAIRS ? L::lut_k : L::lut_v) + f * 32 * sizeof(uint32_t));
 #pragma unroll
       for (int i = 0; i < 8; ++i) dst[i] = make_uint4(v, v, v, v);
@@ -528,8 +352,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   // 16-byte loads instead of 32 scalar loads over 16 lines each, and no conversions here).
   const int qa = 2 * (tig & 1);  // the lane's score / softmax / output queries: qa, qa + 1
   uint32_t bq[8][2];
-  if (own_queries) {  // (one pair per block)
-    const int nq_pass = min(4, group - q0);
+  if (own_queries) {
     // As prepare_queries_kernel (decode.cu), in the V staging buffers of warps 0-2 (not staged yet):
     // rotate the pass's queries by K's rotation and make the B fragments' fp16 hi and lo halves of
     // (q_rot scale log2 e) / a_K, the same bytes that kernel writes.
@@ -540,7 +363,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
     const StagedRotation rot = store_rotation(p.k_codec, kvh, k_rot_regs, s_qrot);
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
-      const int i = threadIdx.x + k * kWarps * 32;
+      const int i = threadIdx.x + k * W * 32;
       if (i < nq_pass * N) s_qbuf[i] = q_in[k];
     }
     __syncthreads();
@@ -725,7 +548,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   }
   // (every bulk copy issued was waited for: the code buffers are free for the merge below)
 
-  // ---- partial result of the block: its kWarps splits merged; o[query][coord] (queries < group), m, l.
+  // ---- partial result of the block: its W splits merged; o[query][coord] (queries < group), m, l.
   // Each warp writes its unscaled rows and its (m, l) into its own staging buffers (its copies are
   // all waited for), so one barrier separates the writes from the sums (session 9: was three).
 #pragma unroll
@@ -736,8 +559,8 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   constexpr int kOStride = 2 * CODEW;            // floats from warp w's rows to warp w + 1's (its K and V codes)
   constexpr int kMlStride = kChunk;              // floats from warp w's (m, l) to warp w + 1's (its 2 x 64 fp16 norms)
   static_assert(4 * N <= kOStride && 8 <= kMlStride, "a warp's rows and (m, l) fit in its own staging buffers");
-  float* const s_o = reinterpret_cast<float*>(smem + L::codes);   // [kWarps] x kOStride: o[4 queries][N]
-  float* const s_ml = reinterpret_cast<float*>(smem + L::norms);  // [kWarps] x kMlStride: m[4], l[4]
+  float* const s_o = reinterpret_cast<float*>(smem + L::codes);   // [W] x kOStride: o[4 queries][N]
+  float* const s_ml = reinterpret_cast<float*>(smem + L::norms);  // [W] x kMlStride: m[4], l[4]
   const int slot = tig >> 1;
   if (gid == 0 && slot == 0) {
 #pragma unroll
@@ -759,114 +582,64 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   trace_point(trace, kTraceSplitLoopDone);
   trace_block(trace, 2);
   const float inv_av = 1.0f / p.v_codec.mma_scale;  // the V table holds a_V C[k]
+  const int nq = min(4, group - q0);
+  const size_t bh0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
+  if (flags & kFlagSingleBlock) {
+    // ---- the pair's only block (tc_single_block): its W splits merged and normalized in the tables'
+    // place (free after the loop), V's inverse rotation, the output rows. V's rotation parameters
+    // are read during the sums.
+    const RotationRegs v_rot = load_rotation(p.v_codec, kvh);
+    float* const s_buf = reinterpret_cast<float*>(smem + (lut_base - smem_base));  // [4][N] merged rows
+    float* const s_tmp = s_buf + 4 * N;                                            // [4][N] rotation scratch
+    float* const s_rot = s_tmp + 4 * N;                                            // V's rotation of head kvh
+    float* const s_mx = s_rot + kMaxRotationFloats;                                // [4] max_w m_w
+    float* const s_inv = s_mx + 4;                                                 // [4] 1 / (a_V sum_w 2^(m_w - max) l_w)
+    if (threadIdx.x < nq) {
+      const int qi = threadIdx.x;
+      float mx = -INFINITY, l = 0.0f;
+      for (int w = 0; w < W; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);  // finite: warp 0 is not empty
+      for (int w = 0; w < W; ++w) l += fast_exp2(s_ml[w * kMlStride + qi] - mx) * s_ml[w * kMlStride + 4 + qi];
+      s_mx[qi] = mx;
+      s_inv[qi] = inv_av / l;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
+      const int qi = i / N, j = i % N;
+      const float mx = s_mx[qi];
+      float o = 0.0f;
+#pragma unroll
+      for (int w = 0; w < W; ++w) o = fmaf(s_o[w * kOStride + qi * N + j], fast_exp2(s_ml[w * kMlStride + qi] - mx), o);
+      s_buf[i] = o * s_inv[qi];
+    }
+    const StagedRotation rot = store_rotation(p.v_codec, kvh, v_rot, s_rot);
+    __syncthreads();
+    trace_point(trace, kTraceSplitEnd);
+    rotate_shared(rot.codec, rot.head, true, s_buf, s_tmp, nq, N);  // (synchronizes the block)
+    float* const out = p.out + bh0 * p.v_codec.dim;
+    for (int i = threadIdx.x; i < nq * p.v_codec.dim; i += blockDim.x) out[i] = s_buf[(i / p.v_codec.dim) * N + i % p.v_codec.dim];
+    trace_point(trace, kTraceMergeEnd);
+    return;
+  }
   float* ws = static_cast<float*>(p.workspace);
   const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads;
   float* partial_o = ws + bh_count * N;
   float* partial_ml = partial_o + bh_count * p.plan.max_splits * N;
   int* counters = reinterpret_cast<int*>(partial_ml + bh_count * p.plan.max_splits * 2);  // [batch][n_q_heads]
-  float* const s_merge = reinterpret_cast<float*>(smem + L::codes);  // the last block's merge scratch
-  if constexpr (balanced) {
-    // ---- each pair of the block (the warps of a pair are consecutive): its partial at slot
-    // blockIdx.x + pair of a table of gridDim.x + pairs slots (rows qi * slots + slot); the last of
-    // the pair's blocks to finish merges its parts (split_balance.hpp).
-    const size_t slots = gridDim.x + static_cast<size_t>(p.batch) * p.n_kv_heads * passes;
-    // The partial of the block's warps [w0, w1) (one pair, nq queries) at `slot`: rows (query qi, slot)
-    // at qi * slots + slot of partial_o (N floats) and partial_ml (m, l).
-    auto write_partial = [&](int w0, int w1, int nq, size_t slot) {
-      for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
-        const int qi = i / N, j = i % N;
-        float mx = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w)
-          if (w >= w0 && w < w1) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
-        float o = 0.0f;  // (all warps empty: 0)
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w)
-          if (w >= w0 && w < w1 && mx != -INFINITY)
-            o = fmaf(s_o[w * kOStride + qi * N + j], fast_exp2(s_ml[w * kMlStride + qi] - mx), o);
-        partial_o[(qi * slots + slot) * N + j] = o * inv_av;  // (empty split: 0 x 0)
-      }
-      if (threadIdx.x < nq) {
-        const int qi = threadIdx.x;
-        float mx = -INFINITY, l = 0.0f;
-        for (int w = w0; w < w1; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
-        if (mx != -INFINITY)
-          for (int w = w0; w < w1; ++w) l += fast_exp2(s_ml[w * kMlStride + qi] - mx) * s_ml[w * kMlStride + 4 + qi];
-        float* ml = partial_ml + (qi * slots + slot) * 2;
-        ml[0] = mx;
-        ml[1] = l;
-      }
-    };
-    struct PairRows {
-      size_t bh0;
-      int kvh, nq;
-    };
-    auto pair_rows = [&](int pair) {
-      const PairHeads ph = pair_heads(pair, p.n_kv_heads, passes);
-      return PairRows{static_cast<size_t>(ph.b) * p.n_q_heads + ph.kvh * group + ph.q0, ph.kvh, min(4, group - ph.q0)};
-    };
-    // The block's pairs in turn: warps [w0, group_end(w0)) hold pair s_pair[w0] (block-uniform).
-    auto group_end = [&](int w0) {
-      int w1 = w0 + 1;
-      while (w1 < kWarps && s_pair[w1] == s_pair[w0]) ++w1;
-      return w1;
-    };
-    for (int w0 = 0; w0 < kWarps; w0 = group_end(w0))
-      write_partial(w0, group_end(w0), pair_rows(s_pair[w0]).nq, blockIdx.x + static_cast<size_t>(s_pair[w0]));
-    trace_point(trace, kTraceSplitEnd);
-    __shared__ int s_last_mask;  // bit i: the block merges its i-th pair
-    __threadfence();             // the block's partials are visible device-wide before the counters say so
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      int mask = 0;
-      for (int w0 = 0, i = 0; w0 < kWarps; w0 = group_end(w0), ++i)
-        if (atomicAdd(counters + pair_rows(s_pair[w0]).bh0, 1) == s_parts[w0] - 1) mask |= 1 << i;
-      s_last_mask = mask;
-    }
-    __syncthreads();
-    const int mask = s_last_mask;
-    if (mask == 0) return;
-    __threadfence();
-    trace_point(trace, kTraceMergeStart);
-    // The pairs this block merges, two at a time (one pass of merge_pair_partials each).
-    PairParts held{};
-    bool holding = false;
-    for (int w0 = 0, i = 0; w0 < kWarps; w0 = group_end(w0), ++i) {
-      if (!(mask >> i & 1)) continue;
-      const PairRows r = pair_rows(s_pair[w0]);
-      const size_t slot0 = s_slot0[w0];
-      const PairParts cur{partial_o + slot0 * N, partial_ml + slot0 * 2, s_parts[w0], r.nq, r.kvh, p.out + r.bh0 * p.v_codec.dim};
-      if (!holding && (mask >> (i + 1)) != 0) {  // another pair follows: merge the two together
-        held = cur;
-        holding = true;
-        continue;
-      }
-      if (holding) merge_pair_partials<N>(held, cur, 2, static_cast<int>(slots), p.v_codec, s_merge);
-      else merge_pair_partials<N>(cur, cur, 1, static_cast<int>(slots), p.v_codec, s_merge);
-      holding = false;
-      __syncthreads();  // the scratch is reused by the next merge
-    }
-    trace_point(trace, kTraceMergeEnd);
-    return;
-  }
-
-  const size_t bh0 = static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0;
-  const int nq = min(4, group - q0);
   for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
     const int qi = i / N, j = i % N;
     float mx = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);  // finite: warp 0 is not empty
+    for (int w = 0; w < W; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);  // finite: warp 0 is not empty
     float o = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) o = fmaf(s_o[w * kOStride + qi * N + j], fast_exp2(s_ml[w * kMlStride + qi] - mx), o);
+    for (int w = 0; w < W; ++w) o = fmaf(s_o[w * kOStride + qi * N + j], fast_exp2(s_ml[w * kMlStride + qi] - mx), o);
     partial_o[((bh0 + qi) * p.plan.max_splits + split_block) * N + j] = o * inv_av;  // (empty split: 0 x 0)
   }
   if (threadIdx.x < nq) {
     const int qi = threadIdx.x;
     float mx = -INFINITY, l = 0.0f;
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
-    for (int w = 0; w < kWarps; ++w) l += fast_exp2(s_ml[w * kMlStride + qi] - mx) * s_ml[w * kMlStride + 4 + qi];
+    for (int w = 0; w < W; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);
+    for (int w = 0; w < W; ++w) l += fast_exp2(s_ml[w * kMlStride + qi] - mx) * s_ml[w * kMlStride + 4 + qi];
     float* ml = partial_ml + ((bh0 + qi) * p.plan.max_splits + split_block) * 2;
     ml[0] = mx;
     ml[1] = l;
@@ -886,7 +659,7 @@ __global__ void __launch_bounds__(kWarps * 32, kBlocksPerSm) decode_split_tc_ker
   __threadfence();
   trace_point(trace, kTraceMergeStart);
   merge_partials<N>(partial_o + bh0 * p.plan.max_splits * N, partial_ml + bh0 * p.plan.max_splits * 2, p.plan.max_splits,
-                    n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, s_merge);
+                    n_blocks_, nq, p.v_codec, kvh, p.out + bh0 * p.v_codec.dim, reinterpret_cast<float*>(smem + L::codes));
   trace_point(trace, kTraceMergeEnd);
 }
 
@@ -920,7 +693,7 @@ __global__ void __launch_bounds__(kMergeTcThreads * G, G == 1 ? 16 : 1) merge_tc
   trace_point(p.trace, kTraceMergeWaited);
   if (len <= 0) return;     // (the split kernel's block 0 wrote the zero rows)
   const int n_splits = static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split);
-  const int n = (n_splits + kWarps - 1) / kWarps;  // partials (one per split block)
+  const int n = (n_splits + plan_block_warps(p.plan) - 1) / plan_block_warps(p.plan);  // partials (one per split block)
   const float* ws = static_cast<const float*>(p.workspace);
   const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads, bh = static_cast<size_t>(b) * p.n_q_heads + hq;
   const float* po = ws + bh_count * N + bh * p.plan.max_splits * N + j;
@@ -980,44 +753,47 @@ __global__ void __launch_bounds__(kMergeTcThreads * G, G == 1 ? 16 : 1) merge_tc
   trace_point(p.trace, kTraceMergeEnd);
 }
 
-template <int N, int BITS, bool BALANCED>
+template <int N, int BITS, int W>
 cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   const int group = p.n_q_heads / p.n_kv_heads;
-  const dim3 grid = BALANCED ? dim3(p.plan.balanced_blocks)
-                             : dim3(p.n_kv_heads * ((group + 3) / 4), (p.plan.max_splits + kWarps - 1) / kWarps, p.batch);
-  constexpr size_t bytes = TcLayout<N, BITS>::bytes;
+  const dim3 grid(p.n_kv_heads * ((group + 3) / 4), (p.plan.max_splits + W - 1) / W, p.batch);
+  constexpr size_t bytes = TcLayout<N, BITS, W>::bytes;
   static std::atomic<uint64_t> done{0};  // per instantiation: devices whose attributes are set
   const cudaError_t st = attribute_once(done, [] {
-    return cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS, BALANCED>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    return cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS, W>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 static_cast<int>(bytes));
   });
   if (st != cudaSuccess) return st;
   if (flags & kFlagOwnQueries) {  // the decode's first launch: after everything before it in the stream
-    decode_split_tc_kernel<N, BITS, BALANCED><<<grid, kWarps * 32, bytes, stream>>>(p, flags);
+    decode_split_tc_kernel<N, BITS, W><<<grid, W * 32, bytes, stream>>>(p, flags);
     return cudaGetLastError();
   }
-  return launch_dependent(decode_split_tc_kernel<N, BITS, BALANCED>, grid, dim3(kWarps * 32), bytes, stream, p, flags);
+  return launch_dependent(decode_split_tc_kernel<N, BITS, W>, grid, dim3(W * 32), bytes, stream, p, flags);
 }
 
 template <int N, int BITS>
-cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
-  return flags & kFlagBalanced ? launch_tc<N, BITS, true>(p, flags, stream) : launch_tc<N, BITS, false>(p, flags, stream);
+cudaError_t launch_tc_warps(const DecodeParams& p, int flags, cudaStream_t stream) {
+  return plan_block_warps(p.plan) == 24 ? launch_tc<N, BITS, 24>(p, flags, stream) : launch_tc<N, BITS, 12>(p, flags, stream);
 }
 
 template <int N>
 cudaError_t launch_tc_bits(const DecodeParams& p, int flags, cudaStream_t stream) {
   switch (p.k_codec.bits) {
-    case 2: return launch_tc<N, 2>(p, flags, stream);
-    case 3: return launch_tc<N, 3>(p, flags, stream);
+    case 2: return launch_tc_warps<N, 2>(p, flags, stream);
+    case 3: return launch_tc_warps<N, 3>(p, flags, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
 }  // namespace
 
-int tc_warps_per_block() { return kWarps; }
-int tc_blocks_per_sm() { return kBlocksPerSm; }
-int tc_fused_merge_min_pairs() { return kFusedMergeMinPasses; }
+int tc_warps_per_sm() { return kWarpsPerSm; }
+
+// 24-warp blocks where the last blocks merge (>= kFusedMergeMinPasses pairs) and every pair's splits
+// can be whole 24-warp blocks in one wave (pairs <= SMs): (8, 32K) 89.8 -> 85.5 us, (16, 64K) 288 ->
+// 277 us (session 21). Else 12: at batch 1 the short contexts' one-chunk splits and (1, 128K) were
+// 0.5-5 us slower with 24, and (32, 8K) (256 pairs) would take two waves (90 -> 100 us).
+int tc_block_warps(long long pairs, long long sms) { return pairs >= kFusedMergeMinPasses && pairs <= sms ? 24 : 12; }
 int tc_chunk_tokens() { return kChunk; }
 
 bool tc_decode_supported(const DecodeParams& p) {
@@ -1030,35 +806,26 @@ bool tc_decode_supported(const DecodeParams& p) {
 // docs/gpu.md "Session 15": kDecodeQueryLaunch, kDecodeFusedAlways, slower at batch 1).
 bool tc_own_queries(const DecodeParams&) { return (decode_variant() & kDecodeQueryLaunch) == 0; }
 
-// (sequence, KV head, 4-query pass) pairs of a decode.
-long long tc_pairs(const DecodeParams& p) {
-  return static_cast<long long>(p.batch) * p.n_kv_heads * ((p.n_q_heads / p.n_kv_heads + 3) / 4);
+// One block a (sequence, query pass) pair: every sequence's splits fit one block ((16, 64K) with 24-warp
+// blocks, (32, 8K) with 12). Its block rotates its queries and writes its output rows: no query
+// launch, no partials, counters or merge (session 21; kDecodeNoSingleBlock turns it off for A/B runs).
+bool tc_single_block(const DecodeParams& p) {
+  return (decode_variant() & kDecodeNoSingleBlock) == 0 && p.plan.max_splits <= plan_block_warps(p.plan);
 }
 
 bool tc_fused_merge(const DecodeParams& p) {
+  const int group = p.n_q_heads / p.n_kv_heads;
   if (decode_variant() & kDecodeFusedAlways) return true;
-  return tc_pairs(p) >= kFusedMergeMinPasses;
-}
-
-// The balanced grid where the plan has one and it fits: the fused merge, every pair at least one
-// warp, the batch's chunk prefix in the tables' place, the pairs' partials (rows 4 x (blocks + pairs))
-// in the workspace that plan_decode's max_splits sized, at most kMaxMergeParts partials a pair.
-bool tc_balanced(const DecodeParams& p, int flags) {
-  if (!(flags & kFlagFusedMerge) || p.plan.balanced_blocks <= 0) return false;
-  const long long pairs = tc_pairs(p), blocks = p.plan.balanced_blocks;
-  const int max_batch = p.k_codec.bits == 2 ? TcLayout<kHeadDim, 2>::max_balanced_batch : TcLayout<kHeadDim, 3>::max_balanced_batch;
-  return p.batch <= max_batch && blocks * kWarps >= pairs && blocks + 1 <= kMaxMergeParts &&
-         4 * (blocks + pairs) <= static_cast<long long>(p.batch) * p.n_q_heads * p.plan.max_splits;
+  return static_cast<long long>(p.batch) * p.n_kv_heads * ((group + 3) / 4) >= kFusedMergeMinPasses;
 }
 
 cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   if (p.k_codec.rotated_dim != kHeadDim) return cudaErrorInvalidValue;
-  if (tc_balanced(p, flags)) flags |= kFlagBalanced;
   return launch_tc_bits<kHeadDim>(p, flags, stream);
 }
 
 cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream) {
-  if ((p.plan.max_splits + kWarps - 1) / kWarps > kMergeBatch)  // more than one round of loads
+  if ((p.plan.max_splits + plan_block_warps(p.plan) - 1) / plan_block_warps(p.plan) > kMergeBatch)  // more than one round of loads
     return launch_dependent(merge_tc_kernel<kHeadDim, 4>, dim3(p.n_q_heads, p.batch), dim3(4 * kMergeTcThreads), 0, stream, p);
   return launch_dependent(merge_tc_kernel<kHeadDim, 1>, dim3(p.n_q_heads, p.batch), dim3(kMergeTcThreads), 0, stream, p);
 }

@@ -10,7 +10,7 @@
 # BUILD folder). Defaults: 3 rounds, PATTERN "tensor-core B=|default:" (decode and append rows),
 # program build-gpu/gpu_check_bench, args --bench-only. Example (docs/gpu.md, "Session 20"):
 #
-#   scripts/gpu_ab.sh -p "tensor-core B=" RQ_DECODE_BALANCED=0 RQ_DECODE_BALANCED=1 -- --bench-only --decode-only
+#   scripts/gpu_ab.sh -p "tensor-core B=" - BIN=build-x/gpu_check_bench -- --bench-only --decode-only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3

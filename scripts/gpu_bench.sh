@@ -11,8 +11,7 @@
 # checks, append timings and the PyTorch quantize pipeline only), RQ_WITH_EXACT=1 (also time the
 # exact fp32 decode kernel; by default decode timings are the tensor-core kernel's), RQ_GTEST=PATH (first
 # run that CUDA GoogleTest binary, e.g. build/tests/rq_cuda_tests built elsewhere and carried: the
-# device machine has no GoogleTest), RQ_NVFLAGS (extra nvcc flags, e.g. -D switches of an A/B),
-# RQ_DECODE_BALANCED=1 (decode plans with the balanced split grid; read by gpu_check_bench).
+# device machine has no GoogleTest), RQ_NVFLAGS (extra nvcc flags, e.g. -D switches of an A/B).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -59,5 +58,5 @@ echo "== PyTorch baselines"
 PYTHONUNBUFFERED=1 python3 bench/cuda/torch_baselines.py --json "$OUT_DIR/torch_raw.json" ${DEC/--with-exact/} || status=$?
 echo "== results"
 python3 bench/cuda/merge_results.py --cuda "$OUT_DIR/cuda_raw.json" --torch "$OUT_DIR/torch_raw.json" \
-  --command "${RQ_DECODE_BALANCED:+RQ_DECODE_BALANCED=$RQ_DECODE_BALANCED }${RQ_DECODE_ONLY:+RQ_DECODE_ONLY=$RQ_DECODE_ONLY }${RQ_APPEND_ONLY:+RQ_APPEND_ONLY=$RQ_APPEND_ONLY }${RQ_WITH_EXACT:+RQ_WITH_EXACT=$RQ_WITH_EXACT }scripts/gpu_bench.sh" --out "$OUT_DIR/gpu_bench.json" || status=$?
+  --command "${RQ_DECODE_ONLY:+RQ_DECODE_ONLY=$RQ_DECODE_ONLY }${RQ_APPEND_ONLY:+RQ_APPEND_ONLY=$RQ_APPEND_ONLY }${RQ_WITH_EXACT:+RQ_WITH_EXACT=$RQ_WITH_EXACT }scripts/gpu_bench.sh" --out "$OUT_DIR/gpu_bench.json" || status=$?
 exit $status

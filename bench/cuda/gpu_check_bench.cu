@@ -47,12 +47,6 @@ int g_only_lanes = 0;      // --append-lanes L: of the non-default append rows, 
 // timed launch starts with an L2 of clean lines (no write-back of the memset's dirty lines inside the
 // timed region); default "dirty" (the memset alone, as every run before session 11).
 bool g_clean_flush = false;
-// RQ_DECODE_BALANCED=1: decode plans with the balanced grid (plan_decode(..., balanced = true);
-// session 20, opt-in until measured), in the timings and the batched decode checks.
-bool g_balanced = false;
-// RQ_DECODE_BALANCED_BLOCKS=N (diagnostic, session 21): the balanced grid with N blocks instead of the
-// plan's (e.g. 256 at (16, 64K): 2 whole blocks a pair, the default's work split in the balanced kernel).
-int g_balanced_blocks = 0;
 
 void report(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
@@ -146,7 +140,7 @@ struct Row {
   double us_stream = 0;  // append: per launch of a stream of back-to-back launches (append_in_stream_times)
   double us_graph = 0;   // per call of a CUDA graph of back-to-back calls on cold inputs (graph_us)
   double us_alloc_min = 0, us_alloc_max = 0;  // append: the one-launch time's range over its allocations
-  int balanced_blocks = 0;  // decode: the balanced grid's blocks (0: one pair per block)
+  int block_warps = 0;  // decode: the tensor-core kernel's splits per block (plan.block_warps)
 };
 
 __global__ void empty_kernel() {}
@@ -439,8 +433,7 @@ struct DecodeBench {
     dlens.upload(lens);
     dtable.upload(pt.table);
     p = decode_params(B, Hq, H, d, dq.get(), dout.get(), dlens.get(), dtable.get(), pt.max_pages, kc, vc, kcache, vcache);
-    p.plan = plan_decode(B, ctx, H, sms, exact, g_balanced);
-    if (g_balanced_blocks > 0 && p.plan.balanced_blocks > 0) p.plan.balanced_blocks = g_balanced_blocks;
+    p.plan = plan_decode(B, ctx, H, sms, exact);
     p.exact = exact ? 1 : 0;
     ws.resize(decode_workspace_bytes(B, Hq, kc.device.rotated_dim, p.plan));
     p.workspace = ws.get();
@@ -496,15 +489,14 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
   r.context = ctx;
   r.us = us;
   r.us_graph = us_graph;
-  r.balanced_blocks = balanced_decode(p) ? p.plan.balanced_blocks : 0;
+  r.block_warps = p.plan.block_warps;
   const double per_token = 2.0 * (kc.device.payload_bytes + 2.0);  // K and V: codes + fp16 norm
   r.bytes = static_cast<double>(B) * ctx * H * per_token + 2.0 * q.size() * sizeof(float);
   r.gbps = r.bytes / (us * 1e3);
   r.bw_fraction = r.gbps / copy_gbps;
   rows.push_back(r);
   char grid[48];
-  if (r.balanced_blocks) std::snprintf(grid, sizeof grid, "balanced %4d blocks", r.balanced_blocks);
-  else std::snprintf(grid, sizeof grid, "splits=%4d x %6d", p.plan.max_splits, p.plan.tokens_per_split);
+  std::snprintf(grid, sizeof grid, "splits=%4d x %6d w%2d", p.plan.max_splits, p.plan.tokens_per_split, p.plan.block_warps);
   std::printf("  decode %-7s %-11s B=%3d ctx=%7d  %s  %9.2f us  %7.1f GB/s  %5.1f%% of copy  graph %9.2f us\n",
               format.c_str(), r.kernel.c_str(), B, ctx, grid, us, r.gbps, 100 * r.bw_fraction, us_graph);
 }
@@ -675,10 +667,6 @@ int main(int argc, char** argv) {
     }
   }
   if (const char* e = std::getenv("RQ_FLUSH")) g_clean_flush = std::string(e) == "clean";
-  if (const char* e = std::getenv("RQ_DECODE_BALANCED")) g_balanced = std::string(e) == "1";
-  if (g_balanced) std::printf("decode plans: balanced grid (RQ_DECODE_BALANCED=1)\n");
-  if (const char* e = std::getenv("RQ_DECODE_BALANCED_BLOCKS")) g_balanced_blocks = std::atoi(e);
-  if (g_balanced && g_balanced_blocks > 0) std::printf("  with %d blocks (RQ_DECODE_BALANCED_BLOCKS)\n", g_balanced_blocks);
   try {
     if (device_count() == 0) {
       std::printf("SKIP no CUDA device\n");
@@ -776,17 +764,16 @@ int main(int argc, char** argv) {
           const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact, {100000});
           report(c.ok(), c.text);
         }
-        for (const char* f : {"rotor3", "turbo3"}) {  // 16 sequences x 8 KV heads (tensor cores: merged in the last blocks)
+        for (const char* f : {"rotor3", "turbo3"}) {  // 16 sequences x 8 KV heads (tensor cores: merged in the last blocks, 24-warp blocks)
           const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact,
-                                             {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513}, 8,
-                                             g_balanced);
+                                             {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513});
           report(c.ok(), c.text);
         }
-        for (const char* f : {"rotor3", "turbo3"}) {  // one KV head, one long sequence of 64 (balanced grid: > 96 partials)
+        for (const char* f : {"rotor3", "turbo3"}) {  // one KV head: one long sequence among 63 short or empty ones
           std::vector<int32_t> lens(64, 0);
           lens[5] = 150000;
           for (int i = 10; i < 64; i += 3) lens[i] = i;
-          const DecodeCheck c = check_decode(f, 4, prop.multiProcessorCount, rng, exact, lens, 1, g_balanced);
+          const DecodeCheck c = check_decode(f, 4, prop.multiProcessorCount, rng, exact, lens, 1);
           report(c.ok(), c.text);
         }
       }
@@ -851,7 +838,7 @@ int main(int argc, char** argv) {
             std::fprintf(fp, "\"n\": %lld, \"us_stream\": %.3f, \"us_alloc_min\": %.3f, \"us_alloc_max\": %.3f, ", r.n,
                          r.us_stream, r.us_alloc_min, r.us_alloc_max);
           }
-          else std::fprintf(fp, "\"batch\": %lld, \"context\": %lld, \"balanced_blocks\": %d, ", r.batch, r.context, r.balanced_blocks);
+          else std::fprintf(fp, "\"batch\": %lld, \"context\": %lld, \"block_warps\": %d, ", r.batch, r.context, r.block_warps);
           std::fprintf(fp, "\"us_graph\": %.3f, ", r.us_graph);
           std::fprintf(fp, "\"us\": %.3f, \"bytes\": %.0f, \"gbps\": %.1f, \"bw_fraction\": %.4f}%s\n", r.us, r.bytes, r.gbps,
                        r.bw_fraction, i + 1 < rows.size() ? "," : "");

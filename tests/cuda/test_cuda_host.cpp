@@ -11,7 +11,6 @@
 #include "rq/cuda/decode.hpp"
 #include "rq/cuda/device_codec.hpp"
 #include "rq/cuda/paged_layout.hpp"
-#include "rq/cuda/split_balance.hpp"
 #include "rq/format/format.hpp"
 #include "rq/rotation/block_rotations.hpp"
 
@@ -35,77 +34,23 @@ TEST(PagedGeometry, SplitsRowsIntoAlignedMainAndTail) {
   EXPECT_EQ(g.row(2, 7, 15), g.rows() - 1);
 }
 
-// Balanced decode splits (split_balance.hpp): every warp belongs to exactly one pair, every pair gets
-// at least one warp and its chunks exactly once, in order, no warp has more than ceil(T / E) chunks,
-// and a pair's partial slots are distinct and within the table.
-void check_balance(const std::vector<int>& lens, int pairs_per_seq, int warps, int block_warps) {
-  std::vector<int64_t> prefix(lens.size() + 1, 0);
-  for (size_t b = 0; b < lens.size(); ++b) prefix[b + 1] = prefix[b] + (lens[b] > 0 ? (lens[b] + 63) / 64 : 0);
-  SplitBalance sb;
-  sb.chunk_prefix = prefix.data();
-  sb.batch = static_cast<int32_t>(lens.size());
-  sb.pairs_per_seq = pairs_per_seq;
-  sb.warps = warps;
-  const int64_t pairs = sb.pairs(), blocks = (warps + block_warps - 1) / block_warps;
-  ASSERT_LE(pairs, warps);
-  EXPECT_EQ(sb.first_split(0), 0);
-  EXPECT_EQ(sb.first_split(pairs), warps);
-  std::vector<int64_t> covered(pairs, 0), next_chunk(pairs, 0), splits(pairs, 0);
-  std::vector<int> slot_used(blocks + pairs, -1);
-  // A pair of C chunks has at least E C / T warps (E = warps beyond one a pair): <= ceil(T / E) chunks a warp.
-  const int64_t extra = warps - pairs;
-  const double most = extra > 0 ? std::ceil(static_cast<double>(sb.total_chunks()) / extra) : 1e18;
-  for (int64_t s = 0; s < warps; ++s) {
-    const SplitPlace pl = place_split(sb, s, block_warps);
-    ASSERT_GE(pl.pair, 0);
-    ASSERT_LT(pl.pair, pairs);
-    EXPECT_LE(sb.first_split(pl.pair), s);
-    EXPECT_GT(sb.first_split(pl.pair + 1), s);
-    EXPECT_EQ(pl.chunk_begin, next_chunk[pl.pair]) << "split " << s;  // consecutive, in order
-    next_chunk[pl.pair] = pl.chunk_end;
-    covered[pl.pair] += pl.chunk_end - pl.chunk_begin;
-    ++splits[pl.pair];
-    EXPECT_LE(pl.chunk_end - pl.chunk_begin, most) << "split " << s;
-    const int64_t block = s / block_warps, slot = block + pl.pair;
-    EXPECT_GE(slot, pl.slot0);
-    EXPECT_LT(slot, pl.slot0 + pl.parts);
-    ASSERT_LT(slot, blocks + pairs);
-    EXPECT_TRUE(slot_used[slot] == -1 || slot_used[slot] == pl.pair) << "slot " << slot;
-    slot_used[slot] = static_cast<int>(pl.pair);
+// The tensor-core plan's block size (decode.cu, decode_tc.cu): 24-warp blocks where the last blocks
+// merge (>= 64 (sequence, KV head) pairs) and every pair's splits are whole 24-warp blocks in one
+// wave (pairs <= SMs), else 12; either way the grid is at most one wave of 24 warps an SM.
+TEST(DecodePlan, BlockWarpsAndOneWave) {
+  struct Case {
+    int batch, len, sms, block_warps, splits;
+  };
+  for (const Case& c : {Case{16, 65536, 132, 24, 24}, Case{8, 32768, 132, 24, 48}, Case{32, 8192, 132, 12, 12},
+                        Case{1, 131072, 132, 12, 396}, Case{1, 4096, 132, 12, 64},
+                        Case{16, 65536, 114, 12, 12}}) {
+    const DecodePlan p = plan_decode(c.batch, c.len, 8, c.sms, false);
+    EXPECT_EQ(p.block_warps, c.block_warps) << c.batch << " x " << c.len << " on " << c.sms;
+    EXPECT_EQ(p.max_splits, c.splits) << c.batch << " x " << c.len << " on " << c.sms;
+    const long long blocks = static_cast<long long>(c.batch) * 8 * ((p.max_splits + p.block_warps - 1) / p.block_warps);
+    EXPECT_LE(blocks * p.block_warps, 24LL * c.sms) << c.batch << " x " << c.len;
   }
-  for (int64_t p = 0; p < pairs; ++p) {
-    EXPECT_GE(splits[p], 1) << "pair " << p;
-    EXPECT_EQ(covered[p], sb.chunks_of(p)) << "pair " << p;
-  }
-}
-
-TEST(SplitBalance, EveryChunkOnceEveryPairAWarpEvenLoads) {
-  check_balance(std::vector<int>(16, 65536), 8, 3168, 12);         // (16, 64K): 24-25 warps a pair
-  check_balance(std::vector<int>(32, 8192), 8, 3168, 12);          // 12-13 warps a pair
-  check_balance(std::vector<int>(8, 32768), 8, 3168, 12);
-  check_balance({1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513}, 8, 3168, 12);
-  check_balance({0, 0, 0, 0, 0, 0, 0, 0}, 8, 96, 12);              // nothing to do: one empty warp a pair
-  check_balance({100000, 0, 0, 0, 0, 0, 0, 5}, 16, 3168, 12);       // one long sequence takes ~all warps
-  check_balance(std::vector<int>(2047, 3000), 1, 3168, 12);
-  check_balance({5, 1 << 30}, 3, 1000, 12);                         // 64-bit products
-}
-
-TEST(SplitBalance, FloorDivisionAcrossThe32BitBoundary) {
-  const int64_t two32 = int64_t(1) << 32;
-  for (int64_t a : {int64_t(0), int64_t(7), two32 - 1, two32, two32 + 5, int64_t(1) << 40, (int64_t(1) << 62) + 3}) {
-    for (int64_t b : {int64_t(1), int64_t(3), int64_t(12), two32 - 1, two32, two32 + 1}) EXPECT_EQ(floor_div(a, b), a / b) << a << " / " << b;
-  }
-}
-
-TEST(SplitBalance, FillsTheWaveWhereWholeBlocksPerPairCannot) {
-  const DecodePlan p = plan_decode(16, 65536, 8, 132, false, true);
-  EXPECT_EQ(p.balanced_blocks, 264);  // one pair per block: 256 blocks, 8 SMs with one
-  EXPECT_EQ(plan_decode(16, 65536, 8, 132, false).balanced_blocks, 0);       // not asked for
-  EXPECT_EQ(plan_decode(1, 131072, 8, 132, false, true).balanced_blocks, 0);  // < 64 pairs: merge launch
-  EXPECT_EQ(plan_decode(16, 65536, 8, 132, true, true).balanced_blocks, 0);   // exact kernel
-  const DecodePlan small = plan_decode(64, 64, 8, 132, false, true);           // 512 pairs of one chunk
-  EXPECT_GE(static_cast<long long>(small.balanced_blocks) * 12, 512);
-  EXPECT_LE(small.balanced_blocks, 264);
+  EXPECT_EQ(plan_decode(16, 65536, 8, 132, true).block_warps, 0);  // exact kernel: no warps a block
 }
 
 TEST(CodecTables, RotorThreeBitsAtD128) {

@@ -25,20 +25,15 @@ struct DecodePlan {
                                  //   a sequence's ceil(len / tokens_per_split) splits) or a multiple
                                  //   of 256 (exact)
   int32_t max_splits = 0;        // splits of the longest sequence
-  int32_t balanced_blocks = 0;   // tensor cores with the fused merge: blocks of the balanced grid
-                                 //   (rq/cuda/split_balance.hpp: splits spread over all (sequence,
-                                 //   head) pairs by their chunks, a block may hold several pairs);
-                                 //   0: one pair per block (plan.max_splits splits a pair)
+  int32_t block_warps = 0;       // tensor cores: splits (warps) per block, 12 (two blocks an SM) or
+                                 //   24 (one block an SM, where every pair's splits are whole 24-warp
+                                 //   blocks in one wave: docs/gpu.md, "Session 21"); 0 means 12
 };
 
 /// Chooses the split so that batch x kv heads x splits fills `sm_count` multiprocessors. A split
 /// is one warp of the tensor-core kernel, one 128-thread block of the exact kernel. Pass the same
 /// `exact` as DecodeParams::exact (either plan is valid for either kernel, only slower).
-/// balanced: also plan the tensor-core kernel's balanced grid (DecodePlan::balanced_blocks; used with
-/// 64 or more (sequence, KV head) pairs). Opt-in: written in session 20 and checked on the host only,
-/// it has not yet run on a GPU (docs/gpu.md, "Session 20").
-DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact = false,
-                       bool balanced = false);
+DecodePlan plan_decode(int batch, int max_seq_len, int n_kv_heads, int sm_count, bool exact = false);
 
 struct DecodeParams {
   int32_t batch = 0;
@@ -93,11 +88,6 @@ size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const D
 
 /// Whether the tensor-core split kernel handles these parameters (otherwise the exact one runs).
 bool tensor_core_decode(const DecodeParams& params);
-
-/// Whether it runs the balanced grid (plan.balanced_blocks, which the launch uses where the fused
-/// merge runs, every pair gets a warp, the batch is at most 2047 (511 at 2 bits) and the workspace
-/// holds the pairs' partials; else one pair per block).
-bool balanced_decode(const DecodeParams& params);
 
 /// Launches the three kernels; returns the first failing status. page_size must be a power of two.
 cudaError_t launch_decode_attention(const DecodeParams& params, cudaStream_t stream);

@@ -430,7 +430,7 @@ struct DecodeCheck {
   bool finite = true;    // every output written (outputs are poisoned with NaN first)
   bool tensor_cores = false;
   bool repeat_identical = true;  // the second call (same workspace) gave the same bits
-  bool balanced = false;         // the tensor-core kernel ran its balanced grid (balanced_decode)
+  int block_warps = 0;           // the tensor-core kernel's splits per block (plan.block_warps)
   std::string text;
   /// Exact kernel: float rounding, 1e-4. Tensor cores: K and V centroids as fp16(a C) (~2^-15.5
   /// relative, systematic per level, so it enters every score), fp16 softmax weights: 2e-3
@@ -443,11 +443,9 @@ struct DecodeCheck {
 /// lens: sequence lengths (default {1, 7, 129, 1000, 2500, 0}); a long sequence at small batch
 /// gives >= 64 splits, which the decode merges with its wide merge kernel. The decode runs twice on
 /// one workspace, and both kernels must give bit-identical outputs (fixed splits and sum order).
-/// n_kv_heads: 8 unless given (1: one KV head, where a long sequence's pair takes most of a balanced grid);
-/// balanced: plan_decode's balanced grid (used from 64 (sequence, KV head) pairs).
+/// n_kv_heads: 8 unless given (1: one KV head, one long sequence's pair merging many partials).
 inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sms, Rng& rng, bool exact,
-                                std::vector<int32_t> lens = {1, 7, 129, 1000, 2500, 0}, int n_kv_heads = 8,
-                                bool balanced = false) {
+                                std::vector<int32_t> lens = {1, 7, 129, 1000, 2500, 0}, int n_kv_heads = 8) {
   const int H = n_kv_heads, d = 128;
   const int page = exact ? 16 : 64;  // the tensor-core kernel stages whole 64-token chunks of a page
   const int G = n_q_heads / H;
@@ -484,7 +482,7 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   dtable.upload(pt.table);
   DecodeParams p = decode_params(B, n_q_heads, H, d, dq.get(), dout.get(), dlens.get(), dtable.get(), pt.max_pages, kc,
                                  vc, kcache, vcache);
-  p.plan = plan_decode(B, *std::max_element(lens.begin(), lens.end()), H, sms, exact, balanced);
+  p.plan = plan_decode(B, *std::max_element(lens.begin(), lens.end()), H, sms, exact);
   p.exact = exact ? 1 : 0;
   DeviceBuffer<uint8_t> ws(decode_workspace_bytes(B, n_q_heads, kc.device.rotated_dim, p.plan));
   p.workspace = ws.get();
@@ -557,9 +555,8 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   const bool tc = tensor_core_decode(p);
   std::string lens_text;
   for (size_t i = 0; i < lens.size(); ++i) lens_text += (i ? "," : "") + std::to_string(lens[i]);
-  const bool balanced_grid = balanced_decode(p);
-  const std::string grid = balanced_grid ? "balanced grid of " + std::to_string(p.plan.balanced_blocks) + " blocks"
-                                               : std::to_string(p.plan.max_splits) + " splits";
+  const std::string grid = std::to_string(p.plan.max_splits) + " splits" +
+                           (tc ? ", blocks of " + std::to_string(p.plan.block_warps ? p.plan.block_warps : 12) : "");
   std::snprintf(buf, sizeof buf, "decode %-8s %s Hq=%d Hkv=%d lens {%s} (%s): max |gpu-cpu| / max |ref| = %.2e, 2 calls %s%s",
                 format.c_str(), tc ? "tensor-core" : "exact fp32 ", n_q_heads, H, lens_text.c_str(), grid.c_str(), rel,
                 identical ? "bit-identical" : "differ",
@@ -567,7 +564,7 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   DecodeCheck res;
   res.tensor_cores = tc;
   res.repeat_identical = identical;
-  res.balanced = balanced_grid;
+  res.block_warps = tc ? (p.plan.block_warps ? p.plan.block_warps : 12) : 0;
   res.rel_err = rel;
   res.finite = finite;
   res.text = buf;
