@@ -68,9 +68,6 @@ using detail::static_for;
 // last ~26 % with 12 warps; one 24-warp block's warps end within ~2 %). 24 warps an SM either way
 // (~86 KB shared memory a 12-warp block, <= 85 registers a thread).
 constexpr int kWarpsPerSm = 24;
-#ifndef RQ_DECODE_EARLY_LUT
-#define RQ_DECODE_EARLY_LUT 1  // A/B switch (session 21): the tables' centroid reads before the first stage
-#endif
 constexpr int kChunk = 64;       // tokens per warp iteration
 constexpr int kLutAlign = 8192;  // >= 64 pairs x 32 lanes x 4 bytes; the tables start at a multiple
 constexpr int kMaxPartials = (1024 + 11) / 12;  // plan: at most 1024 splits, blocks of at least 12
@@ -260,16 +257,14 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
     }
   }
   // The tables' centroids too (threads < 2 PAIRS), before stage() below: issued after it, they queued
-  // behind the grid's first bulk copies (session 21).
+  // behind the grid's first bulk copies ((16, 64K) -1 .. -2 us, session 21).
   float lut_c[2] = {0.0f, 0.0f};
-#if RQ_DECODE_EARLY_LUT
   if (threadIdx.x < 2 * PAIRS) {
     const int f = threadIdx.x % PAIRS;
     const float* cent = (threadIdx.x < PAIRS ? p.k_codec : p.v_codec).centroids;
     lut_c[0] = __ldg(cent + (f & ((1 << BITS) - 1)));
     lut_c[1] = __ldg(cent + (f >> BITS));
   }
-#endif
   const int len = p.seq_lens[blockIdx.z];
   const int n_splits = len > 0 ? static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) /
                                                   p.plan.tokens_per_split)
@@ -350,10 +345,6 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
     const int t = threadIdx.x, f = t % PAIRS;
     if (t < 2 * PAIRS) {
       const DeviceCodec& c = t < PAIRS ? p.k_codec : p.v_codec;
-#if !RQ_DECODE_EARLY_LUT
-      lut_c[0] = c.centroids[f & ((1 << BITS) - 1)];
-      lut_c[1] = c.centroids[f >> BITS];
-#endif
       const uint32_t v = pack_half2(c.mma_scale * lut_c[0], c.mma_scale * lut_c[1]);
       uint4* dst = reinterpret_cast<uint4*>(s_lut + (t < PAIRS ? L::lut_k : L::lut_v) + f * 32 * sizeof(uint32_t));
 #pragma unroll
