@@ -32,6 +32,9 @@
 // last block of a (sequence, query pass) to finish (a counter per pass, zeroed by the query
 // rotation) merges the ceil(S / W) partials, un-rotates them and writes the output rows: no
 // merge launch (with fewer than kFusedMergeMinPasses pairs: merge_tc_kernel, 128 or 512 threads).
+// Where every pair's splits fit one block (kFlagSingleBlock, session 21), that block normalizes its
+// merged rows, un-rotates them and writes the output itself, and rotates its own queries: the
+// decode's only launch, with no partials or counters.
 // Staging: per warp, a chunk's 64 K rows (codes, norms) and 64 V rows are copied into shared memory
 // by TMA bulk copies that lane 0 issues (L2 policy evict_first, bulk_copy.cuh: (1, 128K) -2.5 us,
 // session 19), each plane completing on its own mbarrier; the next chunk's K is in flight during this

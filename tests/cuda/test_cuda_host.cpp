@@ -187,6 +187,42 @@ TEST(AppendLaunch, RefusesGeometryTheKernelsCannotAddress) {
             cudaErrorInvalidValue);
 }
 
+// Decode parameters the kernels cannot run are refused before any launch (no GPU needed): a plan's
+// block size other than 0, 12 or 24, more than 1024 splits, a GQA group that does not divide.
+TEST(DecodeLaunch, RefusesPlansTheKernelsCannotRun) {
+  const Codec codec(find_format("rotor3"), 128);
+  HostCodecTables tables = make_codec_tables({&codec});
+  alignas(16) static float fake_floats[4096];  // never read: the launch returns first
+  tables.info.rotation = tables.info.centroids = tables.info.thresholds = tables.info.code_polynomial = fake_floats;
+  static int32_t fake_lens[2], fake_pages[2];
+  static uint8_t fake_codes[64];
+  static uint16_t fake_norms[1];
+  DecodeParams p;
+  p.batch = 2;
+  p.n_q_heads = 32;
+  p.n_kv_heads = 8;
+  p.queries = p.out = fake_floats;
+  p.seq_lens = fake_lens;
+  p.page_table = fake_pages;
+  p.max_pages_per_seq = 1;
+  p.k_codec = p.v_codec = tables.info;
+  p.k_geometry = p.v_geometry = make_paged_geometry(8, 64, 1, tables.info.payload_bytes);
+  p.k_planes = p.v_planes = PagedPlanes{fake_codes, nullptr, fake_norms};
+  p.workspace = fake_floats;
+  p.plan = plan_decode(2, 64, 8, 132);
+  for (int bad : {7, 16, -12, 48}) {
+    DecodeParams q = p;
+    q.plan.block_warps = bad;
+    EXPECT_EQ(launch_decode_attention(q, nullptr), cudaErrorInvalidValue) << bad;
+  }
+  DecodeParams many = p;
+  many.plan.max_splits = 1025;
+  EXPECT_EQ(launch_decode_attention(many, nullptr), cudaErrorInvalidValue);
+  DecodeParams gqa = p;
+  gqa.n_q_heads = 30;
+  EXPECT_EQ(launch_decode_attention(gqa, nullptr), cudaErrorInvalidValue);
+}
+
 }  // namespace
 }  // namespace rq::cuda
 
