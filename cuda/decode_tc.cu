@@ -378,7 +378,9 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
       if (i < nq_pass * N) s_qbuf[i] = q_in[k];
     }
     __syncthreads();
+    trace_point(trace, kTraceQueryStart);  // (no query launch: its points time the block's own rotation)
     rotate_shared(rot.codec, rot.head, false, s_qbuf, s_qtmp, nq_pass, N);  // (synchronizes the block)
+    trace_point(trace, kTraceQueryEnd);
     // Thread i makes the fp16 hi and lo halves of coordinate i % N of query i / N in the query
     // launch's layout ([query][hi | lo][N]), then each lane loads its 16 words with 4 shared loads
     // (a lane converting its own 32 coordinates read the rows 16-way bank-conflicted: 3.3 us a block).

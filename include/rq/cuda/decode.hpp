@@ -65,7 +65,9 @@ struct DecodeParams {
                                        //   kTraceMaxBlocks): its SM, start, first K, loop done
 };
 
-/// Points of DecodeParams::trace (decode eleventh pass). Query launch: block start / end. Split
+/// Points of DecodeParams::trace (decode eleventh pass). Query launch: block start / end (where the
+/// split blocks rotate their own queries: the rotation's start, after its inputs are in shared
+/// memory, and end). Split
 /// launch: block start, prologue done (tables built, first K stage asked for; before the wait for the
 /// query launch), wait returned, first K stage landed (warp 0), chunk loop done (block; its warps'
 /// rows already in shared memory), partial written. Merge (merge launch, or the last block's merge):
