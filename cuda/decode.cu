@@ -22,7 +22,7 @@ bool tc_single_block(const DecodeParams& p);  // whether one block a pair does i
 cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t stream);
 cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream);  // merge launch (128 or 512 threads)
 int tc_warps_per_sm();                               // warps per SM of the tensor-core kernel
-int tc_block_warps(long long pairs, long long sms);  // its splits per block for a plan (12 or 24)
+int tc_block_warps(long long heads, long long sms);  // its splits per block for batch x KV heads (12 or 24)
 int tc_chunk_tokens();     // tokens per warp iteration of its chunk loop
 // RQ_DECODE_VARIANT's diagnostic bits (decode_common.cuh), read once per process; the skip-the-loop
 // bit (kDecodeSkipLoop) is set by gpu_check_bench --trace --skip-loop.

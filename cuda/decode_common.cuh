@@ -38,12 +38,22 @@ constexpr int kTcSkipLoop = 32;   // kDecodeSkipLoop
 
 /// DecodePlan::block_warps as launched: 24, else 12 (0: 12; launch_decode_attention rejects others).
 __host__ __device__ __forceinline__ int plan_block_warps(const DecodePlan& p) { return p.block_warps == 24 ? 24 : 12; }
+/// The tensor-core kernel's blocks (partials) for `splits` splits of a sequence.
+__host__ __device__ __forceinline__ int plan_split_blocks(const DecodePlan& p, int splits) {
+  return (splits + plan_block_warps(p) - 1) / plan_block_warps(p);
+}
+
+/// %globaltimer (ns), for the trace stamps below.
+__device__ __forceinline__ unsigned long long global_timer_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+  return t;
+}
 
 /// DecodeParams::trace: thread 0 of the block records %globaltimer at `point` (min and max words).
 __device__ __forceinline__ void trace_point(uint64_t* trace, int point) {
   if (trace == nullptr || threadIdx.x != 0) return;
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+  const unsigned long long t = global_timer_ns();
   atomicMin(reinterpret_cast<unsigned long long*>(trace) + 2 * point, t);
   atomicMax(reinterpret_cast<unsigned long long*>(trace) + 2 * point + 1, t);
 }
@@ -55,8 +65,7 @@ __device__ __forceinline__ void trace_block(uint64_t* trace, int k) {
   const unsigned block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
   if (block >= static_cast<unsigned>(kTraceMaxBlocks)) return;
   uint64_t* const w = trace + 2 * kDecodeTracePoints + kTraceBlockWords * block;
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+  const unsigned long long t = global_timer_ns();
   if (k == 0) {
     unsigned sm;
     asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));

@@ -706,7 +706,7 @@ __global__ void __launch_bounds__(kMergeTcThreads * G, G == 1 ? 16 : 1) merge_tc
   trace_point(p.trace, kTraceMergeWaited);
   if (len <= 0) return;     // (the split kernel's block 0 wrote the zero rows)
   const int n_splits = static_cast<int>((static_cast<long long>(len) + p.plan.tokens_per_split - 1) / p.plan.tokens_per_split);
-  const int n = (n_splits + plan_block_warps(p.plan) - 1) / plan_block_warps(p.plan);  // partials (one per split block)
+  const int n = plan_split_blocks(p.plan, n_splits);  // partials (one per split block)
   const float* ws = static_cast<const float*>(p.workspace);
   const size_t bh_count = static_cast<size_t>(p.batch) * p.n_q_heads, bh = static_cast<size_t>(b) * p.n_q_heads + hq;
   const float* po = ws + bh_count * N + bh * p.plan.max_splits * N + j;
@@ -803,10 +803,11 @@ cudaError_t launch_tc_bits(const DecodeParams& p, int flags, cudaStream_t stream
 int tc_warps_per_sm() { return kWarpsPerSm; }
 
 // 24-warp blocks where the last blocks merge (>= kFusedMergeMinPasses pairs) and every pair's splits
-// can be whole 24-warp blocks in one wave (pairs <= SMs): (8, 32K) 89.8 -> 85.5 us, (16, 64K) 288 ->
+// can be whole 24-warp blocks in one wave (pairs <= SMs; the plan counts batch x KV heads, not the
+// query passes it does not know): (8, 32K) 89.8 -> 85.5 us, (16, 64K) 288 ->
 // 277 us (session 21). Else 12: at batch 1 the short contexts' one-chunk splits and (1, 128K) were
 // 0.5-5 us slower with 24, and (32, 8K) (256 pairs) would take two waves (90 -> 100 us).
-int tc_block_warps(long long pairs, long long sms) { return pairs >= kFusedMergeMinPasses && pairs <= sms ? 24 : 12; }
+int tc_block_warps(long long heads, long long sms) { return heads >= kFusedMergeMinPasses && heads <= sms ? 24 : 12; }
 int tc_chunk_tokens() { return kChunk; }
 
 bool tc_decode_supported(const DecodeParams& p) {
@@ -838,7 +839,7 @@ cudaError_t launch_split_tc(const DecodeParams& p, int flags, cudaStream_t strea
 }
 
 cudaError_t launch_merge_tc(const DecodeParams& p, cudaStream_t stream) {
-  if ((p.plan.max_splits + plan_block_warps(p.plan) - 1) / plan_block_warps(p.plan) > kMergeBatch)  // more than one round of loads
+  if (plan_split_blocks(p.plan, p.plan.max_splits) > kMergeBatch)  // more than one round of loads
     return launch_dependent(merge_tc_kernel<kHeadDim, 4>, dim3(p.n_q_heads, p.batch), dim3(4 * kMergeTcThreads), 0, stream, p);
   return launch_dependent(merge_tc_kernel<kHeadDim, 1>, dim3(p.n_q_heads, p.batch), dim3(kMergeTcThreads), 0, stream, p);
 }

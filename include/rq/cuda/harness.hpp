@@ -555,8 +555,9 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   const bool tc = tensor_core_decode(p);
   std::string lens_text;
   for (size_t i = 0; i < lens.size(); ++i) lens_text += (i ? "," : "") + std::to_string(lens[i]);
+  const int block_warps = tc ? (p.plan.block_warps ? p.plan.block_warps : 12) : 0;  // as launched (0 means 12)
   const std::string grid = std::to_string(p.plan.max_splits) + " splits" +
-                           (tc ? ", blocks of " + std::to_string(p.plan.block_warps ? p.plan.block_warps : 12) : "");
+                           (tc ? ", blocks of " + std::to_string(block_warps) : "");
   std::snprintf(buf, sizeof buf, "decode %-8s %s Hq=%d Hkv=%d lens {%s} (%s): max |gpu-cpu| / max |ref| = %.2e, 2 calls %s%s",
                 format.c_str(), tc ? "tensor-core" : "exact fp32 ", n_q_heads, H, lens_text.c_str(), grid.c_str(), rel,
                 identical ? "bit-identical" : "differ",
@@ -564,7 +565,7 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   DecodeCheck res;
   res.tensor_cores = tc;
   res.repeat_identical = identical;
-  res.block_warps = tc ? (p.plan.block_warps ? p.plan.block_warps : 12) : 0;
+  res.block_warps = block_warps;
   res.rel_err = rel;
   res.finite = finite;
   res.text = buf;
