@@ -816,10 +816,18 @@ int main(int argc, char** argv) {
         bench_append(f, 1048576, true, 1, copy, timer, rows);  // before this pass, and the large-step one
       }
       const int shapes[][2] = {{1, 4096}, {1, 32768}, {1, 131072}, {8, 32768}, {16, 65536}, {32, 8192}};
+      // RQ_DECODE_SHAPES="16x65536,8x32768" (A/B runs): only those decode shapes
+      const char* only = std::getenv("RQ_DECODE_SHAPES");
+      const auto wanted = [&](const int (&s)[2]) {
+        if (!only || !*only) return true;
+        const std::string list = std::string(",") + only + ",";
+        return list.find("," + std::to_string(s[0]) + "x" + std::to_string(s[1]) + ",") != std::string::npos;
+      };
       for (bool exact : {false, true})
         for (const char* f : {"rotor3", "turbo3"})
           for (const auto& s : shapes)
-            if ((!exact || with_exact) && !append_only) bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows);
+            if ((!exact || with_exact) && !append_only && wanted(s))
+              bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows);
       if (!json_path.empty()) {
         FILE* fp = std::fopen(json_path.c_str(), "w");
         if (!fp) throw IoError("cannot write " + json_path);
