@@ -601,35 +601,51 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
     // ---- the pair's only block (tc_single_block): its W splits merged and normalized in the tables'
     // place (free after the loop), V's inverse rotation, the output rows. V's rotation parameters
     // are read during the sums.
+    // Warp q < nq: the max of the warps' m of query q (lanes w < W; max is exact in any order), the
+    // factors f_w = 2^(m_w - max), then lane 0's l = sum_w f_w l_w in order w; the rows' sums use
+    // the factors, and warp q un-rotates row q (rotate128_warp: rotate_shared's sums, in registers).
+    // The same bits as one thread a query and rotate_shared did, with two barriers fewer (session 22:
+    // (16, 64K) rotor3 272 -> 269.5 us, docs/gpu.md).
     const RotationRegs v_rot = load_rotation(p.v_codec, kvh);
     float* const s_buf = reinterpret_cast<float*>(smem + (lut_base - smem_base));  // [4][N] merged rows
-    float* const s_tmp = s_buf + 4 * N;                                            // [4][N] rotation scratch
-    float* const s_rot = s_tmp + 4 * N;                                            // V's rotation of head kvh
-    float* const s_mx = s_rot + kMaxRotationFloats;                                // [4] max_w m_w
-    float* const s_inv = s_mx + 4;                                                 // [4] 1 / (a_V sum_w 2^(m_w - max) l_w)
-    if (threadIdx.x < nq) {
-      const int qi = threadIdx.x;
-      float mx = -INFINITY, l = 0.0f;
-      for (int w = 0; w < W; ++w) mx = fmaxf(mx, s_ml[w * kMlStride + qi]);  // finite: warp 0 is not empty
-      for (int w = 0; w < W; ++w) l += fast_exp2(s_ml[w * kMlStride + qi] - mx) * s_ml[w * kMlStride + 4 + qi];
-      s_mx[qi] = mx;
-      s_inv[qi] = inv_av / l;
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
-      const int qi = i / N, j = i % N;
-      const float mx = s_mx[qi];
-      float o = 0.0f;
+    float* const s_f = s_buf + 4 * N;                                              // [4][W] 2^(m_w - max)
+    float* const s_rot = s_f + 4 * N;                                              // V's rotation of head kvh
+    float* const s_inv = s_rot + kMaxRotationFloats;                               // [4] 1 / (a_V sum_w 2^(m_w - max) l_w)
+    static_assert(4 * W <= 4 * N, "the factors fit");
+    if (warp < nq) {
+      const int qi = warp;
+      const float m = lane < W ? s_ml[lane * kMlStride + qi] : -INFINITY;
+      float mx = m;  // finite: warp 0 is not empty
 #pragma unroll
-      for (int w = 0; w < W; ++w) o = fmaf(s_o[w * kOStride + qi * N + j], fast_exp2(s_ml[w * kMlStride + qi] - mx), o);
-      s_buf[i] = o * s_inv[qi];
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      if (lane < W) s_f[qi * W + lane] = fast_exp2(m - mx);
+      __syncwarp();
+      if (lane == 0) {
+        float l = 0.0f;
+        for (int w = 0; w < W; ++w) l += s_f[qi * W + w] * s_ml[w * kMlStride + 4 + qi];
+        s_inv[qi] = inv_av / l;
+      }
     }
     const StagedRotation rot = store_rotation(p.v_codec, kvh, v_rot, s_rot);
     __syncthreads();
+    for (int i = threadIdx.x; i < nq * N; i += blockDim.x) {
+      const int qi = i / N, j = i % N;
+      float o = 0.0f;
+#pragma unroll
+      for (int w = 0; w < W; ++w) o = fmaf(s_o[w * kOStride + qi * N + j], s_f[qi * W + w], o);
+      s_buf[i] = o * s_inv[qi];
+    }
+    __syncthreads();
     trace_point(trace, kTraceSplitEnd);
-    rotate_shared(rot.codec, rot.head, true, s_buf, s_tmp, nq, N);  // (synchronizes the block)
-    float* const out = p.out + bh0 * p.v_codec.dim;
-    for (int i = threadIdx.x; i < nq * p.v_codec.dim; i += blockDim.x) out[i] = s_buf[(i / p.v_codec.dim) * N + i % p.v_codec.dim];
+    if (warp < nq) {
+      float y[16] = {};  // (k < 4: coordinate lane + 32 k of row warp)
+      rotate128_warp(rot.codec, rot.codec.rotation + static_cast<size_t>(rot.head) * rot.codec.rotation_stride, true,
+                     s_buf + warp * N, 1, N, y);
+      float* const out = p.out + (bh0 + warp) * p.v_codec.dim;
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (lane + 32 * k < p.v_codec.dim) out[lane + 32 * k] = y[k];
+    }
     trace_point(trace, kTraceMergeEnd);
     return;
   }
