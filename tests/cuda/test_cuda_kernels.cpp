@@ -194,6 +194,13 @@ TEST(DecodeBatched, SkewedBatchesMatchReference) {
     const DecodeCheck skewed = check_decode(f, 4, sm_count(), rng, false, one_long, 1);
     EXPECT_TRUE(skewed.ok()) << skewed.text;
     EXPECT_TRUE(skewed.repeat_identical) << skewed.text;
+    // 32 sequences x 8 KV heads: 12-warp blocks, one a pair (the single-block path of (32, 8K))
+    std::vector<int32_t> many(32);
+    for (int i = 0; i < 32; ++i) many[i] = (i * 977 + 13) % 3001 + (i % 5 == 0 ? 0 : 1);
+    many[7] = 0;
+    const DecodeCheck single12 = check_decode(f, 32, sm_count(), rng, false, many);
+    EXPECT_TRUE(single12.ok()) << single12.text;
+    EXPECT_TRUE(single12.repeat_identical) << single12.text;
     for (int n_q_heads : {64, 48}) {  // two passes a KV head; GQA 6: a last pass of 2 query heads
       const DecodeCheck passes = check_decode(f, n_q_heads, sm_count(), rng, false,
                                               {300, 0, 4096, 65, 1000, 7, 2000, 129, 64, 1, 777, 3000, 0, 128, 191, 513});
