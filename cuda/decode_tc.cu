@@ -638,9 +638,9 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
     __syncthreads();
     trace_point(trace, kTraceSplitEnd);
     if (warp < nq) {
-      float y[16] = {};  // (k < 4: coordinate lane + 32 k of row warp)
+      float y[4];  // coordinate lane + 32 k of row warp
       rotate128_warp(rot.codec, rot.codec.rotation + static_cast<size_t>(rot.head) * rot.codec.rotation_stride, true,
-                     s_buf + warp * N, 1, N, y);
+                     s_buf + warp * N, y);
       float* const out = p.out + (bh0 + warp) * p.v_codec.dim;
 #pragma unroll
       for (int k = 0; k < 4; ++k)

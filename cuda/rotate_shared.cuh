@@ -112,59 +112,50 @@ __device__ __forceinline__ float block_rotated(const float* prm, bool inverse, c
   return acc;
 }
 
-/// One warp's rotation of count <= 4 vectors of 128 coordinates, x[count][stride] in shared memory, by
-/// one head's parameters prm (shared memory; the caller staged them): y[k] is coordinate
-/// lane + 32 (k % 4) of vector k / 4 (k < 4 count), in registers. The same sums in the same order as
-/// rotate_shared (and hadamard128_by_warps), so the bits are the same.
-__device__ inline void rotate128_warp(const DeviceCodec& c, const float* prm, bool inverse, const float* x, int count,
-                                      int stride, float (&y)[16]) {
+/// One warp's rotation of one vector x of 128 coordinates in shared memory by one head's parameters
+/// prm (shared memory; the caller staged them): y[t] is coordinate lane + 32 t, in registers. The same
+/// sums in the same order as rotate_shared (and hadamard128_by_warps), so the bits are the same.
+__device__ inline void rotate128_warp(const DeviceCodec& c, const float* prm, bool inverse, const float* x, float (&y)[4]) {
   const int lane = threadIdx.x & 31, n = c.rotated_dim;  // (128)
   if (c.family == RotationFamily::Hadamard) {
     const float* s_in = inverse ? prm + n : prm;
     const float* s_out = inverse ? prm : prm + n;
     const float scale = static_cast<float>(1.0 / sqrt(static_cast<double>(n)));
+    // hadamard128_by_warps' steps for one vector, written out (that function's own text here changed
+    // the decode kernel's chunk-loop schedule, session 22)
+    float v0 = x[lane] * s_in[lane], v1 = x[lane + 32] * s_in[lane + 32];
+    float v2 = x[lane + 64] * s_in[lane + 64], v3 = x[lane + 96] * s_in[lane + 96];
 #pragma unroll
-    for (int g = 0; g < 4; ++g) {
-      if (g >= count) break;
-      // hadamard128_by_warps' steps for one vector, written out (that function's own text here
-      // changed the decode kernel's chunk-loop schedule, session 22)
-      const float* row = x + g * stride;
-      float v0 = row[lane] * s_in[lane], v1 = row[lane + 32] * s_in[lane + 32];
-      float v2 = row[lane + 64] * s_in[lane + 64], v3 = row[lane + 96] * s_in[lane + 96];
-#pragma unroll
-      for (int h = 1; h < 32; h <<= 1) {
-        const float o0 = __shfl_xor_sync(0xffffffffu, v0, h);
-        v0 = (lane & h) ? o0 - v0 : v0 + o0;
-        const float o1 = __shfl_xor_sync(0xffffffffu, v1, h);
-        v1 = (lane & h) ? o1 - v1 : v1 + o1;
-        const float o2 = __shfl_xor_sync(0xffffffffu, v2, h);
-        v2 = (lane & h) ? o2 - v2 : v2 + o2;
-        const float o3 = __shfl_xor_sync(0xffffffffu, v3, h);
-        v3 = (lane & h) ? o3 - v3 : v3 + o3;
-      }
-      float a = v0, e = v1;  // registers 32 apart, then 64 apart
-      v0 = a + e, v1 = a - e;
-      a = v2, e = v3;
-      v2 = a + e, v3 = a - e;
-      a = v0, e = v2;
-      v0 = a + e, v2 = a - e;
-      a = v1, e = v3;
-      v1 = a + e, v3 = a - e;
-      y[4 * g] = v0 * (s_out[lane] * scale);
-      y[4 * g + 1] = v1 * (s_out[lane + 32] * scale);
-      y[4 * g + 2] = v2 * (s_out[lane + 64] * scale);
-      y[4 * g + 3] = v3 * (s_out[lane + 96] * scale);
+    for (int h = 1; h < 32; h <<= 1) {
+      const float o0 = __shfl_xor_sync(0xffffffffu, v0, h);
+      v0 = (lane & h) ? o0 - v0 : v0 + o0;
+      const float o1 = __shfl_xor_sync(0xffffffffu, v1, h);
+      v1 = (lane & h) ? o1 - v1 : v1 + o1;
+      const float o2 = __shfl_xor_sync(0xffffffffu, v2, h);
+      v2 = (lane & h) ? o2 - v2 : v2 + o2;
+      const float o3 = __shfl_xor_sync(0xffffffffu, v3, h);
+      v3 = (lane & h) ? o3 - v3 : v3 + o3;
     }
+    float a = v0, e = v1;  // registers 32 apart, then 64 apart
+    v0 = a + e, v1 = a - e;
+    a = v2, e = v3;
+    v2 = a + e, v3 = a - e;
+    a = v0, e = v2;
+    v0 = a + e, v2 = a - e;
+    a = v1, e = v3;
+    v1 = a + e, v3 = a - e;
+    y[0] = v0 * (s_out[lane] * scale);
+    y[1] = v1 * (s_out[lane + 32] * scale);
+    y[2] = v2 * (s_out[lane + 64] * scale);
+    y[3] = v3 * (s_out[lane + 96] * scale);
     return;
   }
   const int bs = static_cast<int>(c.family);
 #pragma unroll
-  for (int k = 0; k < 16; ++k) {
-    const int g = k / 4, j = lane + 32 * (k % 4);
-    if (g >= count) break;
-    const float* xg = x + g * stride;
-    y[k] = bs == 3 ? block_rotated<3>(prm, inverse, xg, j, n)
-                   : bs == 2 ? block_rotated<2>(prm, inverse, xg, j, n) : block_rotated<4>(prm, inverse, xg, j, n);
+  for (int t = 0; t < 4; ++t) {
+    const int j = lane + 32 * t;
+    y[t] = bs == 3 ? block_rotated<3>(prm, inverse, x, j, n)
+                   : bs == 2 ? block_rotated<2>(prm, inverse, x, j, n) : block_rotated<4>(prm, inverse, x, j, n);
   }
 }
 
