@@ -1,6 +1,7 @@
 // Split-KV decode attention over the compressed paged cache (include/rq/cuda/decode.hpp).
 #include <algorithm>
 #include <cfloat>
+#include <cstdint>
 #include <cstdlib>
 
 #include <cuda_fp16.h>
@@ -516,6 +517,7 @@ cudaError_t launch_decode_attention(const DecodeParams& p, cudaStream_t stream) 
       k.dim != v.dim || k.bits != v.bits || k.rotated_dim != v.rotated_dim ||
       k.rotated_dim != kHeadDim || k.dim != kHeadDim || p.k_geometry.page_size != p.v_geometry.page_size ||
       p.k_geometry.page_size <= 0 || (p.k_geometry.page_size & (p.k_geometry.page_size - 1)) != 0 ||
+      static_cast<int64_t>(p.n_kv_heads) * p.k_geometry.page_size >= (int64_t{1} << 31) ||  // a page's rows: 32-bit
       p.k_geometry.n_kv_heads != p.n_kv_heads || p.v_geometry.n_kv_heads != p.n_kv_heads ||
       p.k_geometry.row_main_bytes != k.payload_bytes || p.k_geometry.row_tail_bytes != 0 ||
       p.v_geometry.row_main_bytes != v.payload_bytes || p.v_geometry.row_tail_bytes != 0) {

@@ -319,7 +319,12 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
   // which went through the L1 / shared-memory pipe the table lookups keep busy).
   auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn, uint32_t bar) {
     if (t0 < end && lane == 0) {  // (t0 < len: splits past the end stage nothing)
-      const size_t row0 = g.row(__ldg(pages + (t0 >> page_shift)), kvh, t0 & (page_size - 1));
+      // g.row(page, kvh, off) = page (H P) + (kvh P + off) as one 32 x 32 -> 64-bit multiply-add
+      // (launch_decode_attention refuses H P >= 2^31): a shorter chain after the page-table read than
+      // g.row's 64-bit products, (16, 64K) -0.8 % (session 23).
+      const uint32_t page = static_cast<uint32_t>(__ldg(pages + (t0 >> page_shift)));
+      const uint32_t in_page = static_cast<uint32_t>(kvh * page_size + (t0 & (page_size - 1)));
+      const uint64_t row0 = static_cast<uint64_t>(page) * static_cast<uint32_t>(g.n_kv_heads * page_size) + in_page;
       fence_proxy_async();  // after the warp's reads of the buffers (__syncwarp before the call)
       mbar_expect_tx(bar, kChunk * (MAIN + 2));
       const uint64_t policy = stream_l2_policy();

@@ -756,6 +756,11 @@ int main(int argc, char** argv) {
           const DecodeCheck c = check_decode("rotor3", hq, prop.multiProcessorCount, rng, exact);
           report(c.ok(), c.text);
         }
+        for (const char* f : {"rotor3", "turbo3"}) {  // 256-token pages: chunks start inside a page (24-warp blocks)
+          const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact,
+                                             {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513}, 8, 256);
+          report(c.ok(), c.text);
+        }
         for (const char* f : {"rotor3", "turbo3"}) {  // >= 64 splits (tensor cores): the wide merge
           const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact, {9000, 3});
           report(c.ok(), c.text);

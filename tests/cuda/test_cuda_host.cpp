@@ -188,7 +188,8 @@ TEST(AppendLaunch, RefusesGeometryTheKernelsCannotAddress) {
 }
 
 // Decode parameters the kernels cannot run are refused before any launch (no GPU needed): a plan's
-// block size other than 0, 12 or 24, more than 1024 splits, a GQA group that does not divide.
+// block size other than 0, 12 or 24, more than 1024 splits, a GQA group that does not divide, pages
+// of 2^31 rows or more (KV heads x page size).
 TEST(DecodeLaunch, RefusesPlansTheKernelsCannotRun) {
   const Codec codec(find_format("rotor3"), 128);
   HostCodecTables tables = make_codec_tables({&codec});
@@ -221,6 +222,9 @@ TEST(DecodeLaunch, RefusesPlansTheKernelsCannotRun) {
   DecodeParams gqa = p;
   gqa.n_q_heads = 30;
   EXPECT_EQ(launch_decode_attention(gqa, nullptr), cudaErrorInvalidValue);
+  DecodeParams huge_pages = p;  // 8 heads x 2^28 tokens: a page's 2^31 rows overflow the kernels' 32-bit row offsets
+  huge_pages.k_geometry = huge_pages.v_geometry = make_paged_geometry(8, 1 << 28, 1, tables.info.payload_bytes);
+  EXPECT_EQ(launch_decode_attention(huge_pages, nullptr), cudaErrorInvalidValue);
 }
 
 }  // namespace

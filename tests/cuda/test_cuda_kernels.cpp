@@ -210,6 +210,26 @@ TEST(DecodeBatched, SkewedBatchesMatchReference) {
   }
 }
 
+// Pages of 128 and 256 tokens: the tensor-core kernel's 64-token chunks start inside a page (offsets
+// 64, 128, 192), in 12-warp blocks (6 sequences) and 24-warp blocks (16 sequences); the exact kernel
+// on the same pages.
+TEST(DecodeLargePages, ChunksInsidePagesMatchReference) {
+  RQ_REQUIRE_GPU();
+  Rng rng(83);
+  const std::vector<int32_t> mix = {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513};
+  for (int page : {128, 256}) {
+    for (const char* f : {"rotor3", "turbo3"}) {
+      const DecodeCheck few = check_decode(f, 32, sm_count(), rng, false, {1, 7, 129, 1000, 2500, 0}, 8, page);
+      EXPECT_TRUE(few.ok()) << few.text;
+      const DecodeCheck many = check_decode(f, 32, sm_count(), rng, false, mix, 8, page);
+      EXPECT_TRUE(many.ok()) << many.text;
+      EXPECT_TRUE(many.repeat_identical) << many.text;
+    }
+    const DecodeCheck exact = check_decode("rotor3", 32, sm_count(), rng, true, {1, 7, 129, 1000, 2500, 0}, 8, page);
+    EXPECT_TRUE(exact.ok()) << exact.text;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, DecodeMatchesReference,
                          ::testing::Values(std::make_tuple("rotor3", 32), std::make_tuple("turbo3", 32),
                                            std::make_tuple("planar3", 32), std::make_tuple("iso3", 32),

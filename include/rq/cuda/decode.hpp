@@ -91,7 +91,8 @@ size_t decode_workspace_bytes(int batch, int n_q_heads, int rotated_dim, const D
 /// Whether the tensor-core split kernel handles these parameters (otherwise the exact one runs).
 bool tensor_core_decode(const DecodeParams& params);
 
-/// Launches the three kernels; returns the first failing status. page_size must be a power of two.
+/// Launches the three kernels; returns the first failing status. page_size must be a power of two and
+/// n_kv_heads x page_size below 2^31 (else cudaErrorInvalidValue, before any launch).
 cudaError_t launch_decode_attention(const DecodeParams& params, cudaStream_t stream);
 
 }  // namespace rq::cuda

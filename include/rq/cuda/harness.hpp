@@ -444,10 +444,14 @@ struct DecodeCheck {
 /// gives >= 64 splits, which the decode merges with its wide merge kernel. The decode runs twice on
 /// one workspace, and both kernels must give bit-identical outputs (fixed splits and sum order).
 /// n_kv_heads: 8 unless given (1: one KV head, one long sequence's pair merging many partials).
+/// page_size: tokens per page; 0 gives 16 for the exact kernel and 64 for the tensor-core kernel
+/// (which needs whole 64-token chunks in a page: powers of two >= 64; larger pages put chunks at
+/// offsets inside a page).
 inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sms, Rng& rng, bool exact,
-                                std::vector<int32_t> lens = {1, 7, 129, 1000, 2500, 0}, int n_kv_heads = 8) {
+                                std::vector<int32_t> lens = {1, 7, 129, 1000, 2500, 0}, int n_kv_heads = 8,
+                                int page_size = 0) {
   const int H = n_kv_heads, d = 128;
-  const int page = exact ? 16 : 64;  // the tensor-core kernel stages whole 64-token chunks of a page
+  const int page = page_size > 0 ? page_size : exact ? 16 : 64;
   const int G = n_q_heads / H;
   const int B = static_cast<int>(lens.size());
   PageTables pt(lens, page, rng);
@@ -558,8 +562,9 @@ inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sm
   const int block_warps = tc ? (p.plan.block_warps ? p.plan.block_warps : 12) : 0;  // as launched (0 means 12)
   const std::string grid = std::to_string(p.plan.max_splits) + " splits" +
                            (tc ? ", blocks of " + std::to_string(block_warps) : "");
-  std::snprintf(buf, sizeof buf, "decode %-8s %s Hq=%d Hkv=%d lens {%s} (%s): max |gpu-cpu| / max |ref| = %.2e, 2 calls %s%s",
-                format.c_str(), tc ? "tensor-core" : "exact fp32 ", n_q_heads, H, lens_text.c_str(), grid.c_str(), rel,
+  std::snprintf(buf, sizeof buf, "decode %-8s %s Hq=%d Hkv=%d %slens {%s} (%s): max |gpu-cpu| / max |ref| = %.2e, 2 calls %s%s",
+                format.c_str(), tc ? "tensor-core" : "exact fp32 ", n_q_heads, H,
+                page_size > 0 ? ("page " + std::to_string(page) + " ").c_str() : "", lens_text.c_str(), grid.c_str(), rel,
                 identical ? "bit-identical" : "differ",
                 tc ? (" (V table fp16(a C): max rel. error " + std::to_string(vc.host.mma_scale_error) + ")").c_str() : "");
   DecodeCheck res;
