@@ -221,6 +221,7 @@ TEST(DecodeLargePages, ChunksInsidePagesMatchReference) {
     for (const char* f : {"rotor3", "turbo3"}) {
       const DecodeCheck few = check_decode(f, 32, sm_count(), rng, false, {1, 7, 129, 1000, 2500, 0}, 8, page);
       EXPECT_TRUE(few.ok()) << few.text;
+      EXPECT_TRUE(few.tensor_cores) << few.text;
       const DecodeCheck many = check_decode(f, 32, sm_count(), rng, false, mix, 8, page);
       EXPECT_TRUE(many.ok()) << many.text;
       EXPECT_TRUE(many.repeat_identical) << many.text;
