@@ -185,7 +185,7 @@ TEST(DecodeBatched, SkewedBatchesMatchReference) {
   std::vector<int32_t> one_long(64, 0);
   one_long[5] = 150000;
   for (int i = 10; i < 64; i += 3) one_long[i] = i;
-  const std::vector<int32_t> mix = {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513};
+  const std::vector<int32_t>& mix = kMixedBatchLens;
   for (const char* f : {"rotor3", "turbo3"}) {
     const DecodeCheck mixed = check_decode(f, 32, sm_count(), rng, false, mix);
     EXPECT_TRUE(mixed.ok()) << mixed.text;
@@ -216,7 +216,7 @@ TEST(DecodeBatched, SkewedBatchesMatchReference) {
 TEST(DecodeLargePages, ChunksInsidePagesMatchReference) {
   RQ_REQUIRE_GPU();
   Rng rng(83);
-  const std::vector<int32_t> mix = {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513};
+  const std::vector<int32_t>& mix = kMixedBatchLens;
   for (int page : {128, 256}) {
     for (const char* f : {"rotor3", "turbo3"}) {
       const DecodeCheck few = check_decode(f, 32, sm_count(), rng, false, {1, 7, 129, 1000, 2500, 0}, 8, page);

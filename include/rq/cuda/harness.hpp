@@ -425,6 +425,10 @@ inline DecodeParams decode_params(int batch, int n_q_heads, int n_kv_heads, int 
   return p;
 }
 
+/// Decode checks' mixed batch: 16 sequence lengths (empty, one token, chunk edges, several pages);
+/// with 8 KV heads, 128 (sequence, KV head) pairs: 24-warp blocks on an H200.
+inline const std::vector<int32_t> kMixedBatchLens = {1, 7, 129, 1000, 2500, 0, 64, 65, 300, 777, 4096, 3, 128, 191, 2000, 513};
+
 struct DecodeCheck {
   double rel_err = 0.0;  // max |gpu - cpu| / max |cpu|
   bool finite = true;    // every output written (outputs are poisoned with NaN first)
