@@ -224,7 +224,7 @@ __device__ __noinline__ void merge_partials(const float* partial_o, const float*
   for (int i = threadIdx.x; i < nq * vc.dim; i += blockDim.x) out[i] = s_buf[(i / vc.dim) * N + i % vc.dim];
 }
 
-template <int N, int BITS, int W>
+template <int N, int BITS, int W, bool SMALL_PAGES>
 __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kernel(DecodeParams p, int flags) {
   const bool fused_merge = flags & kFlagFusedMerge;
   const bool own_queries = flags & kFlagOwnQueries;  // no query launch: the block rotates its queries
@@ -310,26 +310,46 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
   __syncwarp();
 
   // The first chunk's K copies fly while the block builds its tables and the queries are rotated.
-  const int page_size = p.k_geometry.page_size;  // power of two, >= 64: a chunk is inside one page
+  const int page_size = p.k_geometry.page_size;  // power of two: >= 64, or 8-32 with SMALL_PAGES
   const int page_shift = __ffs(page_size) - 1;
   const int32_t* pages = p.page_table + static_cast<size_t>(b) * p.max_pages_per_seq;
-  // Stage the 64 rows of chunk t0 (contiguous in its page) into shared memory, asynchronously: two
-  // TMA bulk copies (codes, norms) issued by lane 0 and completed on the mbarrier `bar` (decode eighth
-  // pass: 3% faster at (16, 64K) than 13 cp.async per lane and stage, which every lane issued and
-  // which went through the L1 / shared-memory pipe the table lookups keep busy).
+  // Stage the 64 rows of chunk t0 into shared memory, asynchronously: TMA bulk copies (codes, norms)
+  // issued by lane 0 and completed on the mbarrier `bar` (decode eighth pass: 3% faster at (16, 64K)
+  // than 13 cp.async per lane and stage, which every lane issued and which went through the L1 /
+  // shared-memory pipe the table lookups keep busy). Pages of >= 64 tokens hold the whole chunk: two
+  // copies. Smaller pages (8-32 tokens, SMALL_PAGES: its own instantiation, so that the page loop
+  // costs the other kernels' chunk loop nothing; in one kernel it spilled there) hold 64 / P pieces
+  // of it: two copies per page, and the pages past the split's end are not read (their rows are
+  // masked; the page table need not hold them).
   auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn, uint32_t bar) {
     if (t0 < end && lane == 0) {  // (t0 < len: splits past the end stage nothing)
       // g.row(page, kvh, off) = page (H P) + (kvh P + off) as one 32 x 32 -> 64-bit multiply-add
       // (launch_decode_attention refuses H P >= 2^31): a shorter chain after the page-table read than
       // g.row's 64-bit products, (16, 64K) -0.8 % (session 23).
-      const uint32_t page = static_cast<uint32_t>(__ldg(pages + (t0 >> page_shift)));
-      const uint32_t in_page = static_cast<uint32_t>(kvh * page_size + (t0 & (page_size - 1)));
-      const uint64_t row0 = static_cast<uint64_t>(page) * static_cast<uint32_t>(g.n_kv_heads * page_size) + in_page;
-      fence_proxy_async();  // after the warp's reads of the buffers (__syncwarp before the call)
-      mbar_expect_tx(bar, kChunk * (MAIN + 2));
+      const uint32_t page_rows = static_cast<uint32_t>(g.n_kv_heads * page_size);
+      const uint32_t d_codes = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+      const uint32_t d_norms = static_cast<uint32_t>(__cvta_generic_to_shared(dn));
       const uint64_t policy = stream_l2_policy();
-      bulk_copy(static_cast<uint32_t>(__cvta_generic_to_shared(dst)), pl.codes + row0 * MAIN, kChunk * MAIN, bar, policy);
-      bulk_copy(static_cast<uint32_t>(__cvta_generic_to_shared(dn)), pl.norms + row0, kChunk * 2, bar, policy);
+      if constexpr (!SMALL_PAGES) {
+        const uint32_t page = static_cast<uint32_t>(__ldg(pages + (t0 >> page_shift)));
+        const uint32_t in_page = static_cast<uint32_t>(kvh * page_size + (t0 & (page_size - 1)));
+        const uint64_t row0 = static_cast<uint64_t>(page) * page_rows + in_page;
+        fence_proxy_async();  // after the warp's reads of the buffers (__syncwarp before the call)
+        mbar_expect_tx(bar, kChunk * (MAIN + 2));
+        bulk_copy(d_codes, pl.codes + row0 * MAIN, kChunk * MAIN, bar, policy);
+        bulk_copy(d_norms, pl.norms + row0, kChunk * 2, bar, policy);
+      } else {
+        const int n = (min(kChunk, end - t0) + page_size - 1) >> page_shift;  // pages with rows before end
+        fence_proxy_async();
+        mbar_expect_tx(bar, static_cast<uint32_t>(n * page_size * (MAIN + 2)));
+#pragma unroll 1
+        for (int j = 0; j < n; ++j) {
+          const uint32_t page = static_cast<uint32_t>(__ldg(pages + ((t0 >> page_shift) + j)));
+          const uint64_t row0 = static_cast<uint64_t>(page) * page_rows + static_cast<uint32_t>(kvh * page_size);
+          bulk_copy(d_codes + j * page_size * MAIN, pl.codes + row0 * MAIN, page_size * MAIN, bar, policy);
+          bulk_copy(d_norms + j * page_size * 2, pl.norms + row0, page_size * 2, bar, policy);
+        }
+      }
     }
   };
   // Waits for the copies of the current chunk's K (v = false) or V stage (parity of its next phase).
@@ -787,27 +807,30 @@ __global__ void __launch_bounds__(kMergeTcThreads * G, G == 1 ? 16 : 1) merge_tc
   trace_point(p.trace, kTraceMergeEnd);
 }
 
-template <int N, int BITS, int W>
+template <int N, int BITS, int W, bool SMALL_PAGES>
 cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   const int group = p.n_q_heads / p.n_kv_heads;
   const dim3 grid(p.n_kv_heads * ((group + 3) / 4), (p.plan.max_splits + W - 1) / W, p.batch);
   constexpr size_t bytes = TcLayout<N, BITS, W>::bytes;
   static std::atomic<uint64_t> done{0};  // per instantiation: devices whose attributes are set
   const cudaError_t st = attribute_once(done, [] {
-    return cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS, W>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    return cudaFuncSetAttribute(decode_split_tc_kernel<N, BITS, W, SMALL_PAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 static_cast<int>(bytes));
   });
   if (st != cudaSuccess) return st;
   if (flags & kFlagOwnQueries) {  // the decode's first launch: after everything before it in the stream
-    decode_split_tc_kernel<N, BITS, W><<<grid, W * 32, bytes, stream>>>(p, flags);
+    decode_split_tc_kernel<N, BITS, W, SMALL_PAGES><<<grid, W * 32, bytes, stream>>>(p, flags);
     return cudaGetLastError();
   }
-  return launch_dependent(decode_split_tc_kernel<N, BITS, W>, grid, dim3(W * 32), bytes, stream, p, flags);
+  return launch_dependent(decode_split_tc_kernel<N, BITS, W, SMALL_PAGES>, grid, dim3(W * 32), bytes, stream, p, flags);
 }
 
 template <int N, int BITS>
 cudaError_t launch_tc_warps(const DecodeParams& p, int flags, cudaStream_t stream) {
-  return plan_block_warps(p.plan) == 24 ? launch_tc<N, BITS, 24>(p, flags, stream) : launch_tc<N, BITS, 12>(p, flags, stream);
+  const bool small = p.k_geometry.page_size < kChunk;
+  if (plan_block_warps(p.plan) == 24)
+    return small ? launch_tc<N, BITS, 24, true>(p, flags, stream) : launch_tc<N, BITS, 24, false>(p, flags, stream);
+  return small ? launch_tc<N, BITS, 12, true>(p, flags, stream) : launch_tc<N, BITS, 12, false>(p, flags, stream);
 }
 
 template <int N>
@@ -834,7 +857,7 @@ int tc_chunk_tokens() { return kChunk; }
 bool tc_decode_supported(const DecodeParams& p) {
   const int group = p.n_kv_heads > 0 ? p.n_q_heads / p.n_kv_heads : 0;
   return (p.k_codec.bits == 2 || p.k_codec.bits == 3) && p.k_codec.rotated_dim == kHeadDim &&
-         group >= 1 && group <= 8 && p.k_geometry.page_size >= kChunk && p.plan.tokens_per_split >= kChunk;
+         group >= 1 && group <= 8 && p.k_geometry.page_size >= 8 && p.plan.tokens_per_split >= kChunk;  // pages: norms copies of >= 16 bytes
 }
 
 // The blocks rotate their own queries wherever the merge is a launch of its own (A/B diagnostics,

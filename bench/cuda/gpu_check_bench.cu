@@ -756,9 +756,12 @@ int main(int argc, char** argv) {
           const DecodeCheck c = check_decode("rotor3", hq, prop.multiProcessorCount, rng, exact);
           report(c.ok(), c.text);
         }
-        for (const char* f : {"rotor3", "turbo3"}) {  // 256-token pages: chunks start inside a page (24-warp blocks)
-          const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact, kMixedBatchLens, 8, 256);
-          report(c.ok(), c.text);
+        for (int page : {16, 256}) {  // a chunk over 4 pages (small-page kernels) / inside a page (24-warp blocks)
+          for (const char* f : {"rotor3", "turbo3"}) {
+            const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact,
+                                               kMixedBatchLens, 8, page);
+            report(c.ok(), c.text);
+          }
         }
         for (const char* f : {"rotor3", "turbo3"}) {  // >= 64 splits (tensor cores): the wide merge
           const DecodeCheck c = check_decode(f, 32, prop.multiProcessorCount, rng, exact, {9000, 3});

@@ -210,14 +210,14 @@ TEST(DecodeBatched, SkewedBatchesMatchReference) {
   }
 }
 
-// Pages of 128 and 256 tokens: the tensor-core kernel's 64-token chunks start inside a page (offsets
-// 64, 128, 192), in 12-warp blocks (6 sequences) and 24-warp blocks (16 sequences); the exact kernel
-// on the same pages.
-TEST(DecodeLargePages, ChunksInsidePagesMatchReference) {
+// Pages of 8-32 tokens (a 64-token chunk spans 2-8 pages; the small-page instantiation) and of 128
+// and 256 tokens (chunks start inside a page, offsets 64, 128, 192), in 12-warp blocks (6 sequences)
+// and 24-warp blocks (16 sequences); the exact kernel on the same pages.
+TEST(DecodePageSizes, ChunksAcrossAndInsidePagesMatchReference) {
   RQ_REQUIRE_GPU();
   Rng rng(83);
   const std::vector<int32_t>& mix = kMixedBatchLens;
-  for (int page : {128, 256}) {
+  for (int page : {8, 16, 32, 128, 256}) {
     for (const char* f : {"rotor3", "turbo3"}) {
       const DecodeCheck few = check_decode(f, 32, sm_count(), rng, false, {1, 7, 129, 1000, 2500, 0}, 8, page);
       EXPECT_TRUE(few.ok()) << few.text;

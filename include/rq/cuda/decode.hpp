@@ -50,7 +50,7 @@ struct DecodeParams {
   PagedPlanes k_planes, v_planes;
   DecodePlan plan;                     // from plan_decode(..., exact)
   int32_t exact = 0;                   // 0 (default): tensor-core kernel where supported (2-3 bits,
-                                       //   d = 128, page_size >= 64, any GQA group <= 8), else the exact
+                                       //   d = 128, page_size >= 8, any GQA group <= 8), else the exact
                                        //   one: hi + lo fp16 queries, K and V centroids as fp16(a C)
                                        //   (~2^-15.5), fp16 weights (2^-11), fp32 sums; error vs the CPU
                                        //   reference in docs/gpu.md (decode sixth pass); 1: fp32 CUDA-core

@@ -448,9 +448,8 @@ struct DecodeCheck {
 /// gives >= 64 splits, which the decode merges with its wide merge kernel. The decode runs twice on
 /// one workspace, and both kernels must give bit-identical outputs (fixed splits and sum order).
 /// n_kv_heads: 8 unless given (1: one KV head, one long sequence's pair merging many partials).
-/// page_size: tokens per page; 0 gives 16 for the exact kernel and 64 for the tensor-core kernel
-/// (which needs whole 64-token chunks in a page: powers of two >= 64; larger pages put chunks at
-/// offsets inside a page).
+/// page_size: tokens per page (a power of two; the tensor-core kernel takes >= 8); 0 gives 16 for the
+/// exact kernel and 64 for the tensor-core kernel (one chunk a page).
 inline DecodeCheck check_decode(const std::string& format, int n_q_heads, int sms, Rng& rng, bool exact,
                                 std::vector<int32_t> lens = {1, 7, 129, 1000, 2500, 0}, int n_kv_heads = 8,
                                 int page_size = 0) {
