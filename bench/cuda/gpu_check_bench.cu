@@ -47,6 +47,14 @@ int g_only_lanes = 0;      // --append-lanes L: of the non-default append rows, 
 // timed launch starts with an L2 of clean lines (no write-back of the memset's dirty lines inside the
 // timed region); default "dirty" (the memset alone, as every run before session 11).
 bool g_clean_flush = false;
+bool g_primed_flush = false;  // RQ_FLUSH=primed: the dirty flush, then every SM set to the largest shared-memory carveout
+
+// RQ_FLUSH=primed (a diagnostic): blocks on every SM that ask for the largest shared-memory carveout,
+// as a GEMM or attention kernel before the timed call would leave the SMs.
+__global__ void carveout_prime_kernel(int* sink) {
+  extern __shared__ int s_prime[];
+  if (threadIdx.x == 1u << 20) sink[0] = s_prime[0];  // never: the shared memory is only reserved
+}
 
 void report(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
@@ -96,6 +104,20 @@ struct Timer {
       read_sweep_kernel<<<1024, 512>>>(reinterpret_cast<const uint4*>(flush.get()), flush.size() / 16, 1u, nullptr);
       check(cudaGetLastError(), "clean flush");
     }
+    if (g_primed_flush) {
+      constexpr int kPrimeBytes = 200 * 1024;  // > half an SM's shared memory: one block an SM, max carveout
+      static const bool attributes = [] {
+        check(cudaFuncSetAttribute(carveout_prime_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kPrimeBytes), "prime");
+        check(cudaFuncSetAttribute(carveout_prime_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                   cudaSharedmemCarveoutMaxShared), "prime");
+        return true;
+      }();
+      (void)attributes;
+      int sms = 0;
+      check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "sms");
+      carveout_prime_kernel<<<2 * sms, 32, kPrimeBytes>>>(nullptr);
+      check(cudaGetLastError(), "primed flush");
+    }
   }
   cudaEvent_t a{}, b{};
   Timer() {
@@ -141,6 +163,7 @@ struct Row {
   double us_graph = 0;   // per call of a CUDA graph of back-to-back calls on cold inputs (graph_us)
   double us_alloc_min = 0, us_alloc_max = 0;  // append: the one-launch time's range over its allocations
   int block_warps = 0;  // decode: the tensor-core kernel's splits per block (plan.block_warps)
+  int page_size = 0;    // decode: tokens per cache page
 };
 
 __global__ void empty_kernel() {}
@@ -408,6 +431,7 @@ void bench_append(const std::string& format, long long n_vectors, bool exact, in
 // The decode benchmark's inputs for one (format, batch, context): random codes and norms, page
 // tables drawn from a shuffled pool, normal queries (seed: its own codecs and buffers).
 struct DecodeBench {
+  int page;  // tokens per page (64 unless RQ_DECODE_PAGE says otherwise)
   RoleCodecs kc, vc;
   std::vector<int32_t> lens;
   Rng rng;
@@ -418,9 +442,9 @@ struct DecodeBench {
   DeviceBuffer<int32_t> dlens, dtable;
   DeviceBuffer<uint8_t> ws;
   DecodeParams p;
-  static constexpr int H = 8, Hq = 32, d = 128, page = 64;
-  DecodeBench(const std::string& format, int B, int ctx, int sms, bool exact, uint64_t seed = 0x5eedull)
-      : kc(format, H, d, KvRole::K, seed), vc(format, H, d, KvRole::V, seed), lens(static_cast<size_t>(B), ctx),
+  static constexpr int H = 8, Hq = 32, d = 128;
+  DecodeBench(const std::string& format, int B, int ctx, int sms, bool exact, uint64_t seed = 0x5eedull, int page_size = 64)
+      : page(page_size), kc(format, H, d, KvRole::K, seed), vc(format, H, d, KvRole::V, seed), lens(static_cast<size_t>(B), ctx),
         rng(7 + B + ctx), pt(lens, page, rng), kcache(H, page, pt.total_pages, kc.device.payload_bytes),
         vcache(H, page, pt.total_pages, vc.device.payload_bytes), q(static_cast<size_t>(B) * Hq * d) {
     for (DeviceCache* c : {&kcache, &vcache}) {
@@ -457,7 +481,7 @@ double decode_graph_us(const DecodeBench& db) {
   for (int c = 1; c < R; ++c) {
     for (int role = 0; role < 2; ++role) {
       const DeviceCache& src = role == 0 ? db.kcache : db.vcache;
-      copies.push_back(std::make_unique<DeviceCache>(H, DecodeBench::page, src.geometry.num_pages,
+      copies.push_back(std::make_unique<DeviceCache>(H, db.page, src.geometry.num_pages,
                                                      (role == 0 ? db.kc : db.vc).device.payload_bytes));
       DeviceCache& dst = *copies.back();
       fill_random(dst.codes.get(), dst.codes.size(), 11 + 2 * c + role);
@@ -472,8 +496,8 @@ double decode_graph_us(const DecodeBench& db) {
 }
 
 void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact, double copy_gbps, Timer& timer,
-                  std::vector<Row>& rows) {
-  DecodeBench db(format, B, ctx, sms, exact);
+                  std::vector<Row>& rows, int page = 64) {
+  DecodeBench db(format, B, ctx, sms, exact, 0x5eedull, page);
   const DecodeParams& p = db.p;
   const RoleCodecs& kc = db.kc;
   const std::vector<float>& q = db.q;
@@ -490,6 +514,7 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
   r.us = us;
   r.us_graph = us_graph;
   r.block_warps = p.plan.block_warps;
+  r.page_size = page;
   const double per_token = 2.0 * (kc.device.payload_bytes + 2.0);  // K and V: codes + fp16 norm
   r.bytes = static_cast<double>(B) * ctx * H * per_token + 2.0 * q.size() * sizeof(float);
   r.gbps = r.bytes / (us * 1e3);
@@ -497,8 +522,8 @@ void bench_decode(const std::string& format, int B, int ctx, int sms, bool exact
   rows.push_back(r);
   char grid[48];
   std::snprintf(grid, sizeof grid, "splits=%4d x %6d w%2d", p.plan.max_splits, p.plan.tokens_per_split, p.plan.block_warps);
-  std::printf("  decode %-7s %-11s B=%3d ctx=%7d  %s  %9.2f us  %7.1f GB/s  %5.1f%% of copy  graph %9.2f us\n",
-              format.c_str(), r.kernel.c_str(), B, ctx, grid, us, r.gbps, 100 * r.bw_fraction, us_graph);
+  std::printf("  decode %-7s %-11s B=%3d ctx=%7d page=%3d  %s  %9.2f us  %7.1f GB/s  %5.1f%% of copy  graph %9.2f us\n",
+              format.c_str(), r.kernel.c_str(), B, ctx, page, grid, us, r.gbps, 100 * r.bw_fraction, us_graph);
 }
 
 // --trace (decode eleventh pass): where the time between the timing's two events goes. Each decode
@@ -666,7 +691,10 @@ int main(int argc, char** argv) {
       setenv("RQ_DECODE_VARIANT", std::to_string((e && *e ? std::atoi(e) : 0) | 128).c_str(), 1);
     }
   }
-  if (const char* e = std::getenv("RQ_FLUSH")) g_clean_flush = std::string(e) == "clean";
+  if (const char* e = std::getenv("RQ_FLUSH")) {
+    g_clean_flush = std::string(e) == "clean";
+    g_primed_flush = std::string(e) == "primed";
+  }
   try {
     if (device_count() == 0) {
       std::printf("SKIP no CUDA device\n");
@@ -829,15 +857,18 @@ int main(int argc, char** argv) {
         const std::string list = std::string(",") + only + ",";
         return list.find("," + std::to_string(s[0]) + "x" + std::to_string(s[1]) + ",") != std::string::npos;
       };
+      // RQ_DECODE_PAGE=16 (A/B runs): every decode row on pages of that many tokens (default 64)
+      const char* page_env = std::getenv("RQ_DECODE_PAGE");
+      const int decode_page = page_env && *page_env ? std::atoi(page_env) : 64;
       for (bool exact : {false, true})
         for (const char* f : {"rotor3", "turbo3"})
           for (const auto& s : shapes)
             if ((!exact || with_exact) && !append_only && wanted(s))
-              bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows);
+              bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows, decode_page);
       if (!json_path.empty()) {
         FILE* fp = std::fopen(json_path.c_str(), "w");
         if (!fp) throw IoError("cannot write " + json_path);
-        std::fprintf(fp, "{\"l2_flush\": \"%s\", ", g_clean_flush ? "clean" : "dirty");
+        std::fprintf(fp, "{\"l2_flush\": \"%s\", ", g_clean_flush ? "clean" : g_primed_flush ? "primed" : "dirty");
         std::fprintf(fp, "\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"empty_launch_us\": %.2f, ",
                      prop.name, prop.multiProcessorCount, copy, floor_us);
         std::fprintf(fp, "\"append_floor_us\": {");
@@ -852,7 +883,8 @@ int main(int argc, char** argv) {
             std::fprintf(fp, "\"n\": %lld, \"us_stream\": %.3f, \"us_alloc_min\": %.3f, \"us_alloc_max\": %.3f, ", r.n,
                          r.us_stream, r.us_alloc_min, r.us_alloc_max);
           }
-          else std::fprintf(fp, "\"batch\": %lld, \"context\": %lld, \"block_warps\": %d, ", r.batch, r.context, r.block_warps);
+          else std::fprintf(fp, "\"batch\": %lld, \"context\": %lld, \"block_warps\": %d, \"page_size\": %d, ", r.batch, r.context,
+                            r.block_warps, r.page_size);
           std::fprintf(fp, "\"us_graph\": %.3f, ", r.us_graph);
           std::fprintf(fp, "\"us\": %.3f, \"bytes\": %.0f, \"gbps\": %.1f, \"bw_fraction\": %.4f}%s\n", r.us, r.bytes, r.gbps,
                        r.bw_fraction, i + 1 < rows.size() ? "," : "");
