@@ -314,23 +314,24 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
   const int page_shift = __ffs(page_size) - 1;
   const int32_t* pages = p.page_table + static_cast<size_t>(b) * p.max_pages_per_seq;
   // Stage the 64 rows of chunk t0 into shared memory, asynchronously: TMA bulk copies (codes, norms)
-  // issued by lane 0 and completed on the mbarrier `bar` (decode eighth pass: 3% faster at (16, 64K)
-  // than 13 cp.async per lane and stage, which every lane issued and which went through the L1 /
-  // shared-memory pipe the table lookups keep busy). Pages of >= 64 tokens hold the whole chunk: two
-  // copies. Smaller pages (8-32 tokens, SMALL_PAGES: its own instantiation, so that the page loop
-  // costs the other kernels' chunk loop nothing; in one kernel it spilled there) hold 64 / P pieces
-  // of it: two copies per page, and the pages past the split's end are not read (their rows are
-  // masked; the page table need not hold them).
+  // completed on the mbarrier `bar` (decode eighth pass: 3% faster at (16, 64K) than 13 cp.async per
+  // lane and stage, which every lane issued and which went through the L1 / shared-memory pipe the
+  // table lookups keep busy). Pages of >= 64 tokens hold the whole chunk: lane 0 issues two copies.
+  // Smaller pages (8-32 tokens, SMALL_PAGES: its own instantiation, so that this path costs the other
+  // kernels' chunk loop nothing; in one kernel it spilled there) hold 64 / P pieces of it: lane j
+  // reads page j's id and issues its two copies, so the page-table reads overlap (one lane reading
+  // them in turn was 25 % slower at (16, 64K), session 24); the pages past the split's end are not
+  // read (their rows are masked; the page table need not hold them).
   auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn, uint32_t bar) {
-    if (t0 < end && lane == 0) {  // (t0 < len: splits past the end stage nothing)
-      // g.row(page, kvh, off) = page (H P) + (kvh P + off) as one 32 x 32 -> 64-bit multiply-add
-      // (launch_decode_attention refuses H P >= 2^31): a shorter chain after the page-table read than
-      // g.row's 64-bit products, (16, 64K) -0.8 % (session 23).
-      const uint32_t page_rows = static_cast<uint32_t>(g.n_kv_heads * page_size);
-      const uint32_t d_codes = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-      const uint32_t d_norms = static_cast<uint32_t>(__cvta_generic_to_shared(dn));
-      const uint64_t policy = stream_l2_policy();
-      if constexpr (!SMALL_PAGES) {
+    // g.row(page, kvh, off) = page (H P) + (kvh P + off) as one 32 x 32 -> 64-bit multiply-add
+    // (launch_decode_attention refuses H P >= 2^31): a shorter chain after the page-table read than
+    // g.row's 64-bit products, (16, 64K) -0.8 % (session 23).
+    if constexpr (!SMALL_PAGES) {
+      if (t0 < end && lane == 0) {  // (t0 < len: splits past the end stage nothing)
+        const uint32_t page_rows = static_cast<uint32_t>(g.n_kv_heads * page_size);
+        const uint32_t d_codes = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+        const uint32_t d_norms = static_cast<uint32_t>(__cvta_generic_to_shared(dn));
+        const uint64_t policy = stream_l2_policy();
         const uint32_t page = static_cast<uint32_t>(__ldg(pages + (t0 >> page_shift)));
         const uint32_t in_page = static_cast<uint32_t>(kvh * page_size + (t0 & (page_size - 1)));
         const uint64_t row0 = static_cast<uint64_t>(page) * page_rows + in_page;
@@ -338,17 +339,24 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
         mbar_expect_tx(bar, kChunk * (MAIN + 2));
         bulk_copy(d_codes, pl.codes + row0 * MAIN, kChunk * MAIN, bar, policy);
         bulk_copy(d_norms, pl.norms + row0, kChunk * 2, bar, policy);
-      } else {
-        const int n = (min(kChunk, end - t0) + page_size - 1) >> page_shift;  // pages with rows before end
-        fence_proxy_async();
-        mbar_expect_tx(bar, static_cast<uint32_t>(n * page_size * (MAIN + 2)));
-#pragma unroll 1
-        for (int j = 0; j < n; ++j) {
-          const uint32_t page = static_cast<uint32_t>(__ldg(pages + ((t0 >> page_shift) + j)));
-          const uint64_t row0 = static_cast<uint64_t>(page) * page_rows + static_cast<uint32_t>(kvh * page_size);
-          bulk_copy(d_codes + j * page_size * MAIN, pl.codes + row0 * MAIN, page_size * MAIN, bar, policy);
-          bulk_copy(d_norms + j * page_size * 2, pl.norms + row0, page_size * 2, bar, policy);
-        }
+      }
+    } else {
+      if (t0 >= end) return;  // warp-uniform
+      const int n = (min(kChunk, end - t0) + page_size - 1) >> page_shift;  // pages with rows before end (<= 8)
+      const bool mine = lane < n;
+      uint32_t page = 0;
+      if (mine) page = static_cast<uint32_t>(__ldg(pages + ((t0 >> page_shift) + lane)));
+      if (lane == 0) mbar_expect_tx(bar, static_cast<uint32_t>(n * page_size * (MAIN + 2)));
+      __syncwarp();  // the expected bytes are set before any copy can complete
+      if (mine) {
+        const uint32_t page_rows = static_cast<uint32_t>(g.n_kv_heads * page_size);
+        const uint64_t policy = stream_l2_policy();
+        const uint64_t row0 = static_cast<uint64_t>(page) * page_rows + static_cast<uint32_t>(kvh * page_size);
+        fence_proxy_async();  // each issuing lane: after the warp's reads of the buffers
+        bulk_copy(static_cast<uint32_t>(__cvta_generic_to_shared(dst)) + lane * page_size * MAIN, pl.codes + row0 * MAIN,
+                  page_size * MAIN, bar, policy);
+        bulk_copy(static_cast<uint32_t>(__cvta_generic_to_shared(dn)) + lane * page_size * 2, pl.norms + row0, page_size * 2,
+                  bar, policy);
       }
     }
   };
