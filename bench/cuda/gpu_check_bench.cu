@@ -47,14 +47,6 @@ int g_only_lanes = 0;      // --append-lanes L: of the non-default append rows, 
 // timed launch starts with an L2 of clean lines (no write-back of the memset's dirty lines inside the
 // timed region); default "dirty" (the memset alone, as every run before session 11).
 bool g_clean_flush = false;
-bool g_primed_flush = false;  // RQ_FLUSH=primed: the dirty flush, then every SM set to the largest shared-memory carveout
-
-// RQ_FLUSH=primed (a diagnostic): blocks on every SM that ask for the largest shared-memory carveout,
-// as a GEMM or attention kernel before the timed call would leave the SMs.
-__global__ void carveout_prime_kernel(int* sink) {
-  extern __shared__ int s_prime[];
-  if (threadIdx.x == 1u << 20) sink[0] = s_prime[0];  // never: the shared memory is only reserved
-}
 
 void report(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
@@ -103,20 +95,6 @@ struct Timer {
     if (g_clean_flush) {
       read_sweep_kernel<<<1024, 512>>>(reinterpret_cast<const uint4*>(flush.get()), flush.size() / 16, 1u, nullptr);
       check(cudaGetLastError(), "clean flush");
-    }
-    if (g_primed_flush) {
-      constexpr int kPrimeBytes = 200 * 1024;  // > half an SM's shared memory: one block an SM, max carveout
-      static const bool attributes = [] {
-        check(cudaFuncSetAttribute(carveout_prime_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kPrimeBytes), "prime");
-        check(cudaFuncSetAttribute(carveout_prime_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                   cudaSharedmemCarveoutMaxShared), "prime");
-        return true;
-      }();
-      (void)attributes;
-      int sms = 0;
-      check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "sms");
-      carveout_prime_kernel<<<2 * sms, 32, kPrimeBytes>>>(nullptr);
-      check(cudaGetLastError(), "primed flush");
     }
   }
   cudaEvent_t a{}, b{};
@@ -691,10 +669,7 @@ int main(int argc, char** argv) {
       setenv("RQ_DECODE_VARIANT", std::to_string((e && *e ? std::atoi(e) : 0) | 128).c_str(), 1);
     }
   }
-  if (const char* e = std::getenv("RQ_FLUSH")) {
-    g_clean_flush = std::string(e) == "clean";
-    g_primed_flush = std::string(e) == "primed";
-  }
+  if (const char* e = std::getenv("RQ_FLUSH")) g_clean_flush = std::string(e) == "clean";
   try {
     if (device_count() == 0) {
       std::printf("SKIP no CUDA device\n");
@@ -865,10 +840,15 @@ int main(int argc, char** argv) {
           for (const auto& s : shapes)
             if ((!exact || with_exact) && !append_only && wanted(s))
               bench_decode(f, s[0], s[1], prop.multiProcessorCount, exact, copy, timer, rows, decode_page);
+      // vLLM's default page of 16 tokens (the small-page kernels) at two shapes, beside the 64-token rows
+      for (const char* f : {"rotor3", "turbo3"})
+        for (int i : {2, 4})  // (1, 128K), (16, 64K)
+          if (!append_only && !(page_env && *page_env) && wanted(shapes[i]))
+            bench_decode(f, shapes[i][0], shapes[i][1], prop.multiProcessorCount, false, copy, timer, rows, 16);
       if (!json_path.empty()) {
         FILE* fp = std::fopen(json_path.c_str(), "w");
         if (!fp) throw IoError("cannot write " + json_path);
-        std::fprintf(fp, "{\"l2_flush\": \"%s\", ", g_clean_flush ? "clean" : g_primed_flush ? "primed" : "dirty");
+        std::fprintf(fp, "{\"l2_flush\": \"%s\", ", g_clean_flush ? "clean" : "dirty");
         std::fprintf(fp, "\"device\": \"%s\", \"sm_count\": %d, \"copy_gbps\": %.1f, \"empty_launch_us\": %.2f, ",
                      prop.name, prop.multiProcessorCount, copy, floor_us);
         std::fprintf(fp, "\"append_floor_us\": {");

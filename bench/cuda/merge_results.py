@@ -65,6 +65,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         shape = str(r["n"]) if r["bench"] == "append" else f"{r['batch']} x {r['context']}"
+        if r.get("page_size", 64) != 64:
+            shape += f" (page {r['page_size']})"
         tu = f"{r['torch_us']:.1f}" if r["torch_us"] else "-"
         sp = f"{r['speedup_vs_torch']:.2f}x" if r["speedup_vs_torch"] else "-"
         gu = f"{r['torch_graph_us']:.1f}" if r.get("torch_graph_us") else "-"
