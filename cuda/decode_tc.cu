@@ -320,10 +320,10 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
   // Smaller pages (8-32 tokens, SMALL_PAGES: its own instantiation, so that this path costs the other
   // kernels' chunk loop nothing; in one kernel it spilled there) hold 64 / P pieces of it: lane j
   // reads page j's id and issues its two copies, so that the page-table reads and the copies' issue
-  // overlap (session 24, (16, 64K) at 16-token pages: one lane reading the ids in turn 335 us, one
-  // lane issuing every copy 333 us, this 299-306 us, a copy per lane (norms by lanes 8-15) the same;
-  // 64-token pages 268-274 us); the pages past the split's end are not read (their rows are masked;
-  // the page table need not hold them).
+  // overlap (session 24, (16, 64K) at 16-token pages: one lane reading the ids in turn 334-341 us,
+  // one lane issuing every copy 333-342 us, this 298-314 us, a copy per lane (norms by lanes 8-15)
+  // the same; 64-token pages 268-274 us); the pages past the split's end are not read (their rows are
+  // masked; the page table need not hold them).
   auto stage = [&](int t0, const PagedGeometry& g, const PagedPlanes& pl, uint32_t* dst, uint16_t* dn, uint32_t bar) {
     // g.row(page, kvh, off) = page (H P) + (kvh P + off) as one 32 x 32 -> 64-bit multiply-add
     // (launch_decode_attention refuses H P >= 2^31): a shorter chain after the page-table read than
