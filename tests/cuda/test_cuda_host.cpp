@@ -227,6 +227,27 @@ TEST(DecodeLaunch, RefusesPlansTheKernelsCannotRun) {
   EXPECT_EQ(launch_decode_attention(huge_pages, nullptr), cudaErrorInvalidValue);
 }
 
+// Which pages the tensor-core decode takes (no GPU needed): powers of two from 8 tokens (a page's
+// norms are one bulk copy of >= 16 bytes; pages of 8-32 tokens run the small-page instantiation),
+// else the exact kernel; the exact flag always picks the exact kernel.
+TEST(DecodeKernelChoice, TensorCoresFromPagesOfEightTokens) {
+  const Codec codec(find_format("turbo3"), 128);
+  HostCodecTables tables = make_codec_tables({&codec});
+  DecodeParams p;
+  p.batch = 1;
+  p.n_q_heads = 32;
+  p.n_kv_heads = 8;
+  p.k_codec = p.v_codec = tables.info;
+  p.plan = plan_decode(1, 4096, 8, 132);
+  for (int page : {1, 2, 4, 8, 16, 32, 64, 128, 256}) {
+    p.k_geometry = p.v_geometry = make_paged_geometry(8, page, 1, tables.info.payload_bytes);
+    p.exact = 0;
+    EXPECT_EQ(tensor_core_decode(p), page >= 8) << page;
+    p.exact = 1;
+    EXPECT_FALSE(tensor_core_decode(p)) << page;
+  }
+}
+
 }  // namespace
 }  // namespace rq::cuda
 
