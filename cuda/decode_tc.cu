@@ -835,12 +835,16 @@ cudaError_t launch_tc(const DecodeParams& p, int flags, cudaStream_t stream) {
   return launch_dependent(decode_split_tc_kernel<N, BITS, W, SMALL_PAGES>, grid, dim3(W * 32), bytes, stream, p, flags);
 }
 
+template <int N, int BITS, int W>
+cudaError_t launch_tc_pages(const DecodeParams& p, int flags, cudaStream_t stream) {
+  return p.k_geometry.page_size < kChunk ? launch_tc<N, BITS, W, true>(p, flags, stream)
+                                         : launch_tc<N, BITS, W, false>(p, flags, stream);
+}
+
 template <int N, int BITS>
 cudaError_t launch_tc_warps(const DecodeParams& p, int flags, cudaStream_t stream) {
-  const bool small = p.k_geometry.page_size < kChunk;
-  if (plan_block_warps(p.plan) == 24)
-    return small ? launch_tc<N, BITS, 24, true>(p, flags, stream) : launch_tc<N, BITS, 24, false>(p, flags, stream);
-  return small ? launch_tc<N, BITS, 12, true>(p, flags, stream) : launch_tc<N, BITS, 12, false>(p, flags, stream);
+  return plan_block_warps(p.plan) == 24 ? launch_tc_pages<N, BITS, 24>(p, flags, stream)
+                                        : launch_tc_pages<N, BITS, 12>(p, flags, stream);
 }
 
 template <int N>

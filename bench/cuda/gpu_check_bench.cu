@@ -834,7 +834,10 @@ int main(int argc, char** argv) {
       };
       // RQ_DECODE_PAGE=16 (A/B runs): every decode row on pages of that many tokens (default 64)
       const char* page_env = std::getenv("RQ_DECODE_PAGE");
-      const int decode_page = page_env && *page_env ? std::atoi(page_env) : 64;
+      const bool page_given = page_env && *page_env;
+      const int decode_page = page_given ? std::atoi(page_env) : 64;
+      if (decode_page < 1 || decode_page > (1 << 20) || (decode_page & (decode_page - 1)) != 0)
+        throw InvalidArgument(std::string("RQ_DECODE_PAGE must be a power of two from 1 to 2^20, not \"") + page_env + "\"");
       for (bool exact : {false, true})
         for (const char* f : {"rotor3", "turbo3"})
           for (const auto& s : shapes)
@@ -843,7 +846,7 @@ int main(int argc, char** argv) {
       // vLLM's default page of 16 tokens (the small-page kernels) at two shapes, beside the 64-token rows
       for (const char* f : {"rotor3", "turbo3"})
         for (int i : {2, 4})  // (1, 128K), (16, 64K)
-          if (!append_only && !(page_env && *page_env) && wanted(shapes[i]))
+          if (!append_only && !page_given && wanted(shapes[i]))
             bench_decode(f, shapes[i][0], shapes[i][1], prop.multiProcessorCount, false, copy, timer, rows, 16);
       if (!json_path.empty()) {
         FILE* fp = std::fopen(json_path.c_str(), "w");
