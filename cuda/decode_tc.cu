@@ -4,17 +4,20 @@
 // passes, blockIdx.x). Per chunk of 64 tokens:
 //   K: 4 blocks of 16 tokens, mma.m16n8k16 with A rows = the 16 tokens' centroids as single fp16
 //      values a_K C (DeviceCodec::mma_scale: within ~2^-15.5 of a_K C), one 4-byte table entry per
-//      code pair, and B columns 0-3 = fp16 hi parts of the 4 queries / a_K, columns 4-7 = their lo
-//      parts; the score of (token, query) is its hi column plus its lo column (one shuffle with
-//      lane tig ^ 2). Lane (gid, tig) then owns token 16 tb + gid + 8 (tig >> 1) and queries
-//      2 (tig & 1) + {0, 1}: every score, exponential and weight is computed once.
-//   online softmax per query over the warp's 64 tokens;
+//      code pair, and B columns 2 q, 2 q + 1 = the fp16 hi and lo parts of query q / a_K: a lane's
+//      accumulators hold both parts of one query, so the score of (token, query) is the sum of two
+//      of its own registers (session 25: no shuffles; before, hi and lo sat in lanes tig and
+//      tig ^ 2). Lane (gid, tig) owns query tig and the tokens 16 tb + 2 gid + {0, 1} (MMA rows gid
+//      and gid + 8, in an order that keeps the code-word loads conflict-free; their norms are one
+//      word): every score, exponential and weight is computed once.
+//   online softmax per query over the warp's 64 tokens (3 shuffles: the 8 lanes of a query);
 //   V: O[pair][query, slot] += A x B with A rows = 16 coordinate pairs, K = 8 tokens x 2 slots (the
 //      pair's two coordinates), A registers = a_V C of a code pair of one token (a per-lane table,
 //      no transposition), B = the fp16 weight of the K position's token in the column of its slot
-//      and zero in the other (columns 0-3: slot 0, 4-7: slot 1): the owner lane packs its two
-//      queries' weights as a half2, one shuffle brings it to the B lane and one PRMT places the
-//      query's half in its slot.
+//      and zero in the other (column 2 q + slot): the owner lane packs its two tokens' weights as
+//      a half2, one shuffle brings it to the B lane and one PRMT places the token's half in the
+//      column's slot. A lane's output columns are one query's two slots: its rows are 4
+//      consecutive coordinates.
 //      Partials are divided by a_V.
 // Every GPU format stores exactly 128 coordinates (rotor's partial last group keeps its pad at zero,
 // docs/formats.md), so a codes row is 16 BITS bytes: main part only, no tail plane to read.
@@ -95,8 +98,6 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-// Exact fp16 -> fp32 (hardware conversion; stored norms are finite).
-__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
 // 2^x without the denormal range fix-up of exp2f (MUFU.EX2, flush to zero; 2^-inf = 0).
 __device__ __forceinline__ float fast_exp2(float x) {
@@ -392,11 +393,10 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
   __syncthreads();
   trace_point(trace, kTraceSplitReady);
 
-  // Query B fragments: lane holds column gid (query q0 + (gid & 3) divided by a_K; hi part for
-  // gid < 4, lo part for gid >= 4) at coordinates 32 tig + 4 s + {0, 1} (b0) and + {2, 3} (b1) of k-step s:
+  // Query B fragments: lane holds column gid (query q0 + (gid >> 1) divided by a_K; hi part for
+  // even gid, lo part for odd gid) at coordinates 32 tig + 4 s + {0, 1} (b0) and + {2, 3} (b1) of k-step s:
   // 16 words that prepare_queries_kernel wrote in this order (decode thirteenth pass: 4 coalesced
   // 16-byte loads instead of 32 scalar loads over 16 lines each, and no conversions here).
-  const int qa = 2 * (tig & 1);  // the lane's score / softmax / output queries: qa, qa + 1
   uint32_t bq[8][2];
   if (own_queries) {
     // As prepare_queries_kernel (decode.cu), in the V staging buffers of warps 0-2 (not staged yet):
@@ -426,7 +426,7 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
       store_query_halves(qi < nq_pass ? (s_qbuf[i] * s) * inv_a : 0.0f, s_qh + qi * 2 * N + j, N);
     }
     __syncthreads();
-    const uint4* src = reinterpret_cast<const uint4*>(s_qh + (gid & 3) * 2 * N) + (gid >= 4 ? 16 : 0) + 4 * tig;
+    const uint4* src = reinterpret_cast<const uint4*>(s_qh + (gid >> 1) * 2 * N) + ((gid & 1) ? 16 : 0) + 4 * tig;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const uint4 w = src[i];
@@ -439,12 +439,12 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
     wait_for_prerequisite();  // prepare_queries_kernel's query fragments
     trace_point(trace, kTraceSplitWaited);
     allow_dependents();       // the merge kernel (fused_merge == 0) may launch; it waits for the partials
-    const int qi = gid & 3;
+    const int qi = gid >> 1;
     const bool real = q0 + qi < group;
-    // head q0 + qi's 256 halves: [hi | lo][coordinate]; the lane's 32 at (gid >= 4 ? 128 : 0) + 32 tig
+    // head q0 + qi's 256 halves: [hi | lo][coordinate]; the lane's 32 at (gid & 1 ? 128 : 0) + 32 tig
     const uint4* src = reinterpret_cast<const uint4*>(static_cast<const float*>(p.workspace) +
                                                       (static_cast<size_t>(b) * p.n_q_heads + kvh * group + q0 + qi) * N) +
-                       (gid >= 4 ? 16 : 0) + 4 * tig;
+                       ((gid & 1) ? 16 : 0) + 4 * tig;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const uint4 w = real ? __ldcg(src + i) : make_uint4(0u, 0u, 0u, 0u);
@@ -454,15 +454,21 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
 
   // Shared address of the lane's column of the tables: entry f of a table is at (lut | f << 7) + offset.
   const uint32_t lut = lut_base | (4u * static_cast<uint32_t>(lane));
-  const bool upper = tig >= 2;            // K: the lane keeps row gid + 8 of the MMA (else row gid)
-  const int tok = gid + 8 * (tig >> 1);   // the lane's token in each 16-token block
-  // V B fragment: column gid = (query gid & 3, slot gid >> 2); its weights come as half2 (queries
-  // 2 ((gid >> 1) & 1) + {0, 1}) from the owner lane; the PRMT keeps half gid & 1 in the slot's half.
-  const uint32_t wsel = (gid & 1) ? 0x32u : 0x10u;  // byte selectors of half gid & 1
-  const uint32_t bsel = gid >= 4 ? (wsel << 8) | 0x44u : 0x4400u | wsel;
-  const int wsrc = 4 * tig + ((gid >> 1) & 1);  // + 16 h + 2 (ks & 1): owner of token 8 ks + tig + 4 h
+  // K: MMA B column gid = query gid >> 1, hi part (gid even) or lo part (gid odd), so that a lane's
+  // accumulators hold both parts of query tig: row gid's score is d0 + d1, row gid + 8's d2 + d3.
+  // MMA rows gid and gid + 8 are the two tokens of pair gid of the 16-token block (tokens 2 gid and
+  // 2 gid + 1; row gid the odd one for gid >= 4, so that the 8 rows a code-word load reads are
+  // distinct mod 8: conflict-free, as rows gid and gid + 8 were); the pair's two fp16 norms are one word.
+  // The lane's scores, weights and norms are kept in token order (sc[tb][e]: token 16 tb + 2 gid + e).
+  const bool odd_row = gid >= 4;  // row gid holds the pair's odd token (then row gid + 8 the even one)
+  const int krow0 = (2 * gid + (odd_row ? 1 : 0)) * ROWW + KW * tig, krow1 = (2 * gid + (odd_row ? 0 : 1)) * ROWW + KW * tig;
+  // V B fragment: column gid = (query gid >> 1, slot gid & 1): token T = 8 (ks & 1) + tig + 4 h of
+  // block ks >> 1 comes from the lane of pair T >> 1 and query gid >> 1, half T & 1 = tig & 1.
+  const uint32_t hsel = (tig & 1) ? 0x32u : 0x10u;
+  const uint32_t bsel = (gid & 1) ? (hsel << 8) | 0x44u : 0x4400u | hsel;
+  const int wsrc = 4 * (tig >> 1) + (gid >> 1);  // + 16 (ks & 1) + 8 h
   const int vword = (VBIT * gid) >> 5, vshift = (VBIT * gid) & 31;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  float m_run = -INFINITY, l_run = 0.0f;
   float acc[4][4];
 #pragma unroll
   for (int m = 0; m < 4; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.0f;
@@ -490,8 +496,8 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
       uint32_t kw0[KW], kw1[KW];  // rows gid and gid + 8 of the block
 #pragma unroll
       for (int i = 0; i < KW; ++i) {
-        kw0[i] = s_kc[(16 * tb + gid) * ROWW + KW * tig + i];
-        kw1[i] = s_kc[(16 * tb + gid + 8) * ROWW + KW * tig + i];
+        kw0[i] = s_kc[16 * tb * ROWW + krow0 + i];
+        kw1[i] = s_kc[16 * tb * ROWW + krow1 + i];
       }
       float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       static_for<0, 8>([&](auto sc_) {
@@ -503,53 +509,51 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
                                lds32<K0>(lut_offset<(4 * S + 2) * BITS, W2, 7>(kw1, lut))};
         mma16816(d, a, bq[S][0], bq[S][1]);
       });
-      // Columns 2 tig, 2 tig + 1: hi parts (tig < 2) or lo parts (tig >= 2) of queries qa, qa + 1.
-      const float send0 = upper ? d[0] : d[2], send1 = upper ? d[1] : d[3];
-      float x0 = upper ? d[2] : d[0], x1 = upper ? d[3] : d[1];
-      x0 += __shfl_xor_sync(0xffffffffu, send0, 2);
-      x1 += __shfl_xor_sync(0xffffffffu, send1, 2);
-      const int tl = 16 * tb + tok;
-      const bool ok = FULL || tl < pend;
-      const float nu = h2f(s_kn[tl]);
-      sc[tb][0] = ok ? x0 * nu : -INFINITY;
-      sc[tb][1] = ok ? x1 * nu : -INFINITY;
+      {
+        const uint32_t nw = reinterpret_cast<const uint32_t*>(s_kn)[8 * tb + gid];
+        const float2 nu = __half22float2(*reinterpret_cast<const __half2*>(&nw));
+        const float xa = d[0] + d[1], xb = d[2] + d[3];  // rows gid, gid + 8
+        const int te = 16 * tb + 2 * gid;
+        sc[tb][0] = FULL || te < pend ? (odd_row ? xb : xa) * nu.x : -INFINITY;
+        sc[tb][1] = FULL || te + 1 < pend ? (odd_row ? xa : xb) * nu.y : -INFINITY;
+      }
     }
     __syncwarp();
     stage(tn, p.k_geometry, p.k_planes, s_kc, s_kn, bar_k);  // next chunk's K, in flight during V
     wait_stage(true);  // this chunk's V
     __syncwarp();
 
-    // ---- online softmax per query; max over the warp's 64 tokens (lanes with the same tig & 1).
-    float alpha[2], m_new[2];
+    // ---- online softmax of query tig; max over the warp's 64 tokens (the lanes with the same tig).
+    float mx = fmaxf(fmaxf(fmaxf(sc[0][0], sc[0][1]), fmaxf(sc[1][0], sc[1][1])),
+                     fmaxf(fmaxf(sc[2][0], sc[2][1]), fmaxf(sc[3][0], sc[3][1])));
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      float mx = fmaxf(fmaxf(sc[0][c], sc[1][c]), fmaxf(sc[2][c], sc[3][c]));
-#pragma unroll
-      for (int o = 2; o < 32; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-      m_new[c] = fmaxf(m_run[c], mx);  // finite: token t0 is valid
-      alpha[c] = fast_exp2(m_run[c] - m_new[c]);
-      m_run[c] = m_new[c];
-    }
-    uint32_t wh[4];  // fp16 weights p * nu_v of the lane's token in block tb, queries (qa, qa + 1)
-    float lsum[2] = {0.0f, 0.0f};
+    for (int o = 4; o < 32; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const float m_new = fmaxf(m_run, mx);  // finite: token t0 is valid
+    const float alpha = fast_exp2(m_run - m_new);
+    m_run = m_new;
+    uint32_t wh[4];  // fp16 weights p * nu_v of query tig for tokens 16 tb + 2 gid + {0, 1}
+    float lsum = 0.0f;
 #pragma unroll
     for (int tb = 0; tb < 4; ++tb) {
-      const int tl = 16 * tb + tok;
-      const float nv = FULL || tl < pend ? h2f(s_vn[tl]) : 0.0f;
-      const float p0 = fast_exp2(sc[tb][0] - m_new[0]), p1 = fast_exp2(sc[tb][1] - m_new[1]);  // 0 past the end
-      lsum[0] += p0;
-      lsum[1] += p1;
-      const float w0 = p0 * nv, w1 = p1 * nv;
-      wh[tb] = pack_half2(w0, w1);
+      const uint32_t nw = reinterpret_cast<const uint32_t*>(s_vn)[8 * tb + gid];
+      float2 nv = __half22float2(*reinterpret_cast<const __half2*>(&nw));
+      if (!FULL) {
+        const int te = 16 * tb + 2 * gid;
+        if (te >= pend) nv.x = 0.0f;
+        if (te + 1 >= pend) nv.y = 0.0f;
+      }
+      const float p0 = fast_exp2(sc[tb][0] - m_new), p1 = fast_exp2(sc[tb][1] - m_new);  // 0 past the end
+      lsum += p0;
+      lsum += p1;
+      wh[tb] = pack_half2(p0 * nv.x, p1 * nv.y);
     }
-#pragma unroll
-    for (int c = 0; c < 2; ++c) l_run[c] = l_run[c] * alpha[c] + lsum[c];
+    l_run = l_run * alpha + lsum;
 #pragma unroll
     for (int m = 0; m < 4; ++m) {
-      acc[m][0] *= alpha[0];
-      acc[m][1] *= alpha[1];
-      acc[m][2] *= alpha[0];
-      acc[m][3] *= alpha[1];
+      acc[m][0] *= alpha;
+      acc[m][1] *= alpha;
+      acc[m][2] *= alpha;
+      acc[m][3] *= alpha;
     }
 
     // ---- V: 8 k-steps of 8 tokens; lane: tokens 8 ks + tig and 8 ks + tig + 4, coordinate pairs
@@ -570,11 +574,11 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
           vb[h][1] = 0u;
         }
       }
-      // B: the weight of token 8 ks + tig (+ 4) for query gid & 3, in the half of column gid's slot.
+      // B: the weight of token 8 ks + tig (+ 4) for query gid >> 1, in the half of column gid's slot.
       uint32_t bw[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        bw[h] = __byte_perm(__shfl_sync(0xffffffffu, wh[ks >> 1], wsrc + 16 * h + 2 * (ks & 1)), 0u, bsel);
+        bw[h] = __byte_perm(__shfl_sync(0xffffffffu, wh[ks >> 1], wsrc + 16 * (ks & 1) + 8 * h), 0u, bsel);
       }
       static_for<0, 4>([&](auto mc) {
         constexpr int M = decltype(mc)::value;
@@ -600,31 +604,21 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
   // Each warp writes its unscaled rows and its (m, l) into its own staging buffers (its copies are
   // all waited for), so one barrier separates the writes from the sums (session 9: was three).
 #pragma unroll
-  for (int c = 0; c < 2; ++c) {
-#pragma unroll
-    for (int o = 2; o < 32; o <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], o);  // lanes of queries tig & 1
-  }
+  for (int o = 4; o < 32; o <<= 1) l_run += __shfl_xor_sync(0xffffffffu, l_run, o);  // lanes of query tig
   constexpr int kOStride = 2 * CODEW;            // floats from warp w's rows to warp w + 1's (its K and V codes)
   constexpr int kMlStride = kChunk;              // floats from warp w's (m, l) to warp w + 1's (its 2 x 64 fp16 norms)
   static_assert(4 * N <= kOStride && 8 <= kMlStride, "a warp's rows and (m, l) fit in its own staging buffers");
   float* const s_o = reinterpret_cast<float*>(smem + L::codes);   // [W] x kOStride: o[4 queries][N]
   float* const s_ml = reinterpret_cast<float*>(smem + L::norms);  // [W] x kMlStride: m[4], l[4]
-  const int slot = tig >> 1;
-  if (gid == 0 && slot == 0) {
-#pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      s_ml[warp * kMlStride + qa + c] = m_run[c];
-      s_ml[warp * kMlStride + 4 + qa + c] = l_run[c];
-    }
+  if (gid == 0) {
+    s_ml[warp * kMlStride + tig] = m_run;
+    s_ml[warp * kMlStride + 4 + tig] = l_run;
   }
+  {
+    // columns 2 tig, 2 tig + 1 = query tig, slots 0 and 1: coordinates 16 gid + 4 m + 0 .. 3
+    float4* o = reinterpret_cast<float4*>(s_o + warp * kOStride + tig * N + 16 * gid);
 #pragma unroll
-  for (int c = 0; c < 2; ++c) {
-    float* o = s_o + warp * kOStride + (qa + c) * N;
-#pragma unroll
-    for (int m = 0; m < 4; ++m) {
-      o[16 * gid + 4 * m + slot] = acc[m][c];
-      o[16 * gid + 4 * m + 2 + slot] = acc[m][2 + c];
-    }
+    for (int m = 0; m < 4; ++m) o[m] = make_float4(acc[m][0], acc[m][1], acc[m][2], acc[m][3]);
   }
   __syncthreads();
   trace_point(trace, kTraceSplitLoopDone);
