@@ -72,8 +72,8 @@ __host__ __device__ inline Workspace carve(void* base, int batch, int n_q_heads,
 // instead of one or two more inside rotate_shared).
 // packed (the tensor-core kernel; decode thirteenth pass): instead of head hq's 128 floats, its 256
 // fp16 halves [hi | lo][j], x_j = q_rot[j] / a_K, hi = fp16(x_j), lo = fp16(x_j - hi): the split
-// kernel's B fragments (columns 0-3 hi, 4-7 lo), so that its lane (gid, tig) reads its 16 words as 64
-// contiguous bytes at half (gid >= 4 ? 128 : 0) + 32 tig (before: 32 scalar loads of the fp32 row,
+// kernel's B fragments (column 2 q + h: part h of query q), so that its lane (gid, tig) reads its 16
+// words as 64 contiguous bytes at half (gid & 1 ? 128 : 0) + 32 tig (before: 32 scalar loads of the fp32 row,
 // each warp load over 16 lines, and the split there; 2-3 us per block after the wait).
 __global__ void __launch_bounds__(kThreads) prepare_queries_kernel(DecodeParams p, bool packed) {
   __shared__ float buf[kHeadDim], tmp[kHeadDim], s_rot[detail::kMaxRotationFloats];
