@@ -13,6 +13,9 @@
 //         --with-exact: also time the exact fp32 decode kernel; --code-warm: each default append row
 //         also timed with the kernel's code brought into L2 by a one-token launch first, a diagnostic;
 //         --append-lanes L: of the append rows that name a kernel, only those with L lanes, for A/B runs)
+// Environment: RQ_APPEND_PROBE=N (a diagnostic, nothing else runs): the 16K default append of turbo3
+// and rotor3 on N allocations held at once, each allocation's one-launch median timed twice (in
+// allocation order, then in reverse), with its buffers' addresses (session 25).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -679,6 +682,36 @@ int main(int argc, char** argv) {
     check(cudaGetDeviceProperties(&prop, 0), "properties");
     std::printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
     Rng rng(20261129);
+    if (const char* e = std::getenv("RQ_APPEND_PROBE")) {  // diagnostic (session 25): the 16K append's one
+      // launch on N allocations held at once, timed twice (forward, then backward order), with the
+      // buffers' addresses, to tell placement from order; nothing else runs
+      const int n_alloc = std::max(2, std::min(64, std::atoi(e)));
+      Timer timer;
+      for (const char* f : {"turbo3", "rotor3"}) {
+        std::vector<std::unique_ptr<AppendBench>> benches;
+        for (int a = 0; a < n_alloc; ++a)
+          benches.push_back(std::make_unique<AppendBench>(f, 16384, false, 0, 0, static_cast<uint32_t>(a) * 0x9e37u));
+        std::vector<double> fwd(n_alloc), bwd(n_alloc);
+        for (int a = 0; a < n_alloc; ++a) {
+          const AppendParams& pa = benches[a]->p;
+          fwd[a] = timer.median_us([&] { check(launch_quantize_append(pa, nullptr), "append"); }, 30);
+        }
+        for (int a = n_alloc - 1; a >= 0; --a) {
+          const AppendParams& pa = benches[a]->p;
+          bwd[a] = timer.median_us([&] { check(launch_quantize_append(pa, nullptr), "append"); }, 30);
+        }
+        for (int a = 0; a < n_alloc; ++a) {
+          const AppendBench& b = *benches[a];
+          auto ad = [](const void* q) { return static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(q)); };
+          std::printf("probe %s alloc %2d: %6.2f / %6.2f us  xk %llx xv %llx kcodes %llx knorms %llx vcodes %llx vnorms %llx "
+                      "slots %llx krot %llx kcent %llx vrot %llx\n",
+                      f, a, fwd[a], bwd[a], ad(b.xk.get()), ad(b.xv.get()), ad(b.kcache.codes.get()), ad(b.kcache.norms.get()),
+                      ad(b.vcache.codes.get()), ad(b.vcache.norms.get()), ad(b.dslots.get()), ad(b.kc.rotation.get()),
+                      ad(b.kc.centroids.get()), ad(b.vc.rotation.get()));
+        }
+      }
+      return 0;
+    }
     if (trace) {  // the decode's timeline (decode eleventh pass), nothing else
       trace_decodes(prop.multiProcessorCount);
       return 0;
