@@ -15,7 +15,8 @@
 //         --append-lanes L: of the append rows that name a kernel, only those with L lanes, for A/B runs)
 // Environment: RQ_APPEND_PROBE=N (a diagnostic, nothing else runs): the 16K default append of turbo3
 // and rotor3 on N allocations held at once, each allocation's one-launch median timed twice (in
-// allocation order, then in reverse), with its buffers' addresses (session 25).
+// allocation order, then in reverse), then every launch's time and every flush's time of 4 more calls,
+// and the buffers' addresses (session 25).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -116,12 +117,28 @@ struct Timer {
   // As median_us, with pre() enqueued after the L2 flush and before the first event (not timed).
   template <typename F, typename P>
   double median_us_after(F&& launch, P&& pre, int iters) {
+    std::vector<double> t = samples_us(launch, pre, iters);
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
+  // Every timed launch's time, in order (median_us_after's samples); flush_us, if given, gets each
+  // flush's own time (events around the memset).
+  template <typename F, typename P>
+  std::vector<double> samples_us(F&& launch, P&& pre, int iters, std::vector<double>* flush_us = nullptr) {
     if (g_profile) iters = 1;
     launch();  // warm-up
     check(cudaDeviceSynchronize(), "warm-up");
     std::vector<double> t;
     for (int i = 0; i < iters; ++i) {
+      if (flush_us) check(cudaEventRecord(b), "record");
       flush_l2(i);
+      if (flush_us) {
+        check(cudaEventRecord(a), "record");
+        check(cudaEventSynchronize(a), "sync");
+        float ms = 0;
+        check(cudaEventElapsedTime(&ms, b, a), "elapsed");
+        flush_us->push_back(1000.0 * ms);
+      }
       pre();
       check(cudaEventRecord(a), "record");
       launch();
@@ -131,8 +148,7 @@ struct Timer {
       check(cudaEventElapsedTime(&ms, a, b), "elapsed");
       t.push_back(1000.0 * ms);
     }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
+    return t;
   }
 };
 
@@ -699,6 +715,17 @@ int main(int argc, char** argv) {
         for (int a = n_alloc - 1; a >= 0; --a) {
           const AppendParams& pa = benches[a]->p;
           bwd[a] = timer.median_us([&] { check(launch_quantize_append(pa, nullptr), "append"); }, 30);
+        }
+        // Then every launch of a few calls: the per-launch times (0.1 us) in order, and each flush's own time.
+        for (int a = 0; a < std::min(n_alloc, 4); ++a) {
+          const AppendParams& pa = benches[a]->p;
+          std::vector<double> flush_us;
+          const std::vector<double> t = timer.samples_us([&] { check(launch_quantize_append(pa, nullptr), "append"); }, [] {}, 30, &flush_us);
+          std::printf("probe %s alloc %2d launches:", f, a);
+          for (double v : t) std::printf(" %.1f", v);
+          std::printf("\nprobe %s alloc %2d flushes: ", f, a);
+          for (double v : flush_us) std::printf(" %.0f", v);
+          std::printf("\n");
         }
         for (int a = 0; a < n_alloc; ++a) {
           const AppendBench& b = *benches[a];
