@@ -98,6 +98,11 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// The fp16 norms of staged tokens 2 i and 2 i + 1 (one 32-bit shared load), exact in fp32.
+__device__ __forceinline__ float2 norm_pair(const uint16_t* norms, int i) {
+  const uint32_t w = reinterpret_cast<const uint32_t*>(norms)[i];
+  return __half22float2(*reinterpret_cast<const __half2*>(&w));
+}
 
 // 2^x without the denormal range fix-up of exp2f (MUFU.EX2, flush to zero; 2^-inf = 0).
 __device__ __forceinline__ float fast_exp2(float x) {
@@ -516,8 +521,7 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
         mma16816(d, a, bq[S][0], bq[S][1]);
       });
       {
-        const uint32_t nw = reinterpret_cast<const uint32_t*>(s_kn)[8 * tb + gid];
-        const float2 nu = __half22float2(*reinterpret_cast<const __half2*>(&nw));
+        const float2 nu = norm_pair(s_kn, 8 * tb + gid);
         const float xa = d[0] + d[1], xb = d[2] + d[3];  // rows gid, gid + 8
         const int te = 16 * tb + 2 * gid;
         sc[tb][0] = FULL || te < pend ? (odd_row ? xb : xa) * nu.x : -INFINITY;
@@ -541,8 +545,7 @@ __global__ void __launch_bounds__(W * 32, kWarpsPerSm / W) decode_split_tc_kerne
     float lsum = 0.0f;
 #pragma unroll
     for (int tb = 0; tb < 4; ++tb) {
-      const uint32_t nw = reinterpret_cast<const uint32_t*>(s_vn)[8 * tb + gid];
-      float2 nv = __half22float2(*reinterpret_cast<const __half2*>(&nw));
+      float2 nv = norm_pair(s_vn, 8 * tb + gid);
       if (!FULL) {
         const int te = 16 * tb + 2 * gid;
         if (te >= pend) nv.x = 0.0f;

@@ -128,25 +128,25 @@ struct Timer {
     if (g_profile) iters = 1;
     launch();  // warm-up
     check(cudaDeviceSynchronize(), "warm-up");
+    auto us_since = [](cudaEvent_t from, cudaEvent_t to) {  // waits for `to`
+      check(cudaEventSynchronize(to), "sync");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, from, to), "elapsed");
+      return 1000.0 * ms;
+    };
     std::vector<double> t;
     for (int i = 0; i < iters; ++i) {
       if (flush_us) check(cudaEventRecord(b), "record");
       flush_l2(i);
       if (flush_us) {
         check(cudaEventRecord(a), "record");
-        check(cudaEventSynchronize(a), "sync");
-        float ms = 0;
-        check(cudaEventElapsedTime(&ms, b, a), "elapsed");
-        flush_us->push_back(1000.0 * ms);
+        flush_us->push_back(us_since(b, a));
       }
       pre();
       check(cudaEventRecord(a), "record");
       launch();
       check(cudaEventRecord(b), "record");
-      check(cudaEventSynchronize(b), "sync");
-      float ms = 0;
-      check(cudaEventElapsedTime(&ms, a, b), "elapsed");
-      t.push_back(1000.0 * ms);
+      t.push_back(us_since(a, b));
     }
     return t;
   }
@@ -707,20 +707,16 @@ int main(int argc, char** argv) {
         std::vector<std::unique_ptr<AppendBench>> benches;
         for (int a = 0; a < n_alloc; ++a)
           benches.push_back(std::make_unique<AppendBench>(f, 16384, false, 0, 0, static_cast<uint32_t>(a) * 0x9e37u));
+        auto launch = [&](int a) {
+          return [&, a] { check(launch_quantize_append(benches[a]->p, nullptr), "append"); };
+        };
         std::vector<double> fwd(n_alloc), bwd(n_alloc);
-        for (int a = 0; a < n_alloc; ++a) {
-          const AppendParams& pa = benches[a]->p;
-          fwd[a] = timer.median_us([&] { check(launch_quantize_append(pa, nullptr), "append"); }, 30);
-        }
-        for (int a = n_alloc - 1; a >= 0; --a) {
-          const AppendParams& pa = benches[a]->p;
-          bwd[a] = timer.median_us([&] { check(launch_quantize_append(pa, nullptr), "append"); }, 30);
-        }
+        for (int a = 0; a < n_alloc; ++a) fwd[a] = timer.median_us(launch(a), 30);
+        for (int a = n_alloc - 1; a >= 0; --a) bwd[a] = timer.median_us(launch(a), 30);
         // Then every launch of a few calls: the per-launch times (0.1 us) in order, and each flush's own time.
         for (int a = 0; a < std::min(n_alloc, 4); ++a) {
-          const AppendParams& pa = benches[a]->p;
           std::vector<double> flush_us;
-          const std::vector<double> t = timer.samples_us([&] { check(launch_quantize_append(pa, nullptr), "append"); }, [] {}, 30, &flush_us);
+          const std::vector<double> t = timer.samples_us(launch(a), [] {}, 30, &flush_us);
           std::printf("probe %s alloc %2d launches:", f, a);
           for (double v : t) std::printf(" %.1f", v);
           std::printf("\nprobe %s alloc %2d flushes: ", f, a);
