@@ -4,6 +4,8 @@
 // cuda/append_kernel.cuh with one or four lanes per vector).
 #include "rq/cuda/append.hpp"
 
+#include <cstdint>
+
 namespace rq::cuda {
 namespace detail {
 template <int LANES>
@@ -47,7 +49,7 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
         job.geometry.rows() > 0xffffffffu || c.rotation_stride > kMaxRotationFloats ||
         (c.family == RotationFamily::Hadamard && c.rotation_stride % 4 != 0) ||  // 16-byte sign loads
         job.geometry.row_main_bytes != c.payload_bytes || job.geometry.row_tail_bytes != 0 || !job.planes.codes ||
-        job.token_stride < static_cast<int64_t>(p.n_kv_heads) * c.dim ||
+        job.token_stride < static_cast<int64_t>(p.n_kv_heads) * c.dim || job.token_stride > INT32_MAX ||  // AppendJobArgs
         (!p.exact && c.bits <= 3 && !c.code_polynomial)) {  // the fast kernels' quantizer
       return cudaErrorInvalidValue;
     }

@@ -110,8 +110,8 @@ struct FastQuantizer {
   struct Params {
     float t;
   };
-  __device__ __forceinline__ static Params load_params(const DeviceCodec& codec, int tid) {
-    return {tid < kPositive ? cold_load(codec.thresholds + kHalf + tid) : 0.0f};
+  __device__ __forceinline__ static Params load_params(const AppendJobArgs& job, int tid) {
+    return {tid < kPositive ? cold_load(job.quantizer + kHalf + tid) : 0.0f};  // thresholds
   }
   __device__ __forceinline__ static void fill_params(const Params& in, float* out, int tid) {
     if (tid < kPositive) out[tid] = in.t;
@@ -178,8 +178,8 @@ struct PolyQuantizer {
   struct Params {
     float a;
   };
-  __device__ __forceinline__ static Params load_params(const DeviceCodec& codec, int tid) {
-    return {tid < kPositive ? cold_load(codec.code_polynomial + tid) : 0.0f};
+  __device__ __forceinline__ static Params load_params(const AppendJobArgs& job, int tid) {
+    return {tid < kPositive ? cold_load(job.quantizer + tid) : 0.0f};  // code_polynomial
   }
   __device__ __forceinline__ static void fill_params(const Params& in, float* out, int tid) {
     if (tid < kPositive) out[tid] = in.a;
@@ -301,9 +301,9 @@ template <typename Quantizer, int HALF>
 struct RowEndTables {
   typename Quantizer::Params q;
   float c_half;
-  __device__ __forceinline__ void load(const DeviceCodec& codec, int tid) {
-    q = Quantizer::load_params(codec, tid);
-    c_half = tid < HALF ? cold_load(codec.centroids + HALF + tid) : 0.0f;
+  __device__ __forceinline__ void load(const AppendJobArgs& job, int tid) {
+    q = Quantizer::load_params(job, tid);
+    c_half = tid < HALF ? cold_load(job.centroids + HALF + tid) : 0.0f;
   }
   __device__ __forceinline__ void store(float* s_qparams, float* s_c2, int tid) const {
     Quantizer::fill_params(q, s_qparams, tid);
@@ -359,10 +359,10 @@ __device__ __forceinline__ RowNorm row_norm(float (&x)[C], unsigned pair_mask, f
 /// row's N codes (c2[k] = C[half + k]^2, count(i) = #{codes with |level| index >= i + 1}); NaN codes
 /// (1 / norm overflows: the reference quantizes NaNs) make every code 0 (the words zeroed, C[0]^2 =
 /// C[levels - 1]^2), other words are XORed with xor_word(w) (their final code bits). Returns the
-/// stored norm: norm / ||C[idx]|| with the codec's norm correction, else norm. (The codec, not its
-/// flag, is passed: read at its use, the one-lane kernels' SASS is the same as when this was inline.)
+/// stored norm: norm / ||C[idx]|| with the job's norm correction, else norm. (The job, not its flag,
+/// is passed: read at its use, as when this was inline.)
 template <int N, int HALF, int W, typename Count, typename XorWord>
-__device__ __forceinline__ float finish_row(float norm, bool zero, bool nan_codes, const DeviceCodec& codec, const float* c2,
+__device__ __forceinline__ float finish_row(float norm, bool zero, bool nan_codes, const AppendJobArgs& job, const float* c2,
                                            Count count, XorWord xor_word, uint32_t (&words)[W]) {
   float cnorm_sq = static_cast<float>(N) * c2[0];
 #pragma unroll
@@ -378,7 +378,7 @@ __device__ __forceinline__ float finish_row(float norm, bool zero, bool nan_code
   float stored = norm;
   // norm / ||C[idx]|| as norm x rsqrt (MUFU.RSQ, within 2 ulp): the fp16 store keeps it within one
   // fp16 ulp of the correctly rounded quotient (harness::check_append's rule for stored norms).
-  if (!zero && codec.norm_correction && cnorm_sq > 0.0f) stored = norm * rsqrtf(cnorm_sq);
+  if (!zero && job.norm_correction && cnorm_sq > 0.0f) stored = norm * rsqrtf(cnorm_sq);
   return stored;
 }
 
@@ -408,13 +408,13 @@ struct LaneCounts {
 // advanced by an opaque add, so that a loop over tiles does not keep 16-32 per-copy offsets live in
 // registers across the encoding. (The block-staged tile kernels: TileStager without WARP.)
 template <int D, int THREADS, int ROWS>
-__device__ __forceinline__ void stage_rows(uint8_t* buffer, const AppendJob& job, int head, int t0, int n_tokens, int tid) {
+__device__ __forceinline__ void stage_rows(uint8_t* buffer, const AppendJobArgs& job, int head, int t0, int n_tokens, int tid) {
   auto stage = [&](auto esize_c) {
     constexpr int kEsize = decltype(esize_c)::value;
     constexpr int kChunks = D * kEsize / 16, kRowsPerPass = THREADS / kChunks, kStride = D * kEsize + kRowPad;
     static_assert(THREADS % kChunks == 0 && ROWS % kRowsPerPass == 0, "staging shape");
     const int r0 = tid / kChunks, c = tid % kChunks;
-    const int64_t pitch = job.token_stride * kEsize;
+    const int64_t pitch = static_cast<int64_t>(job.token_stride) * kEsize;
     const uint8_t* src = static_cast<const uint8_t*>(job.x) + static_cast<int64_t>(head) * D * kEsize +
                          (t0 + r0) * pitch + 16 * c;
     const int64_t step = kRowsPerPass * pitch;
@@ -429,7 +429,7 @@ __device__ __forceinline__ void stage_rows(uint8_t* buffer, const AppendJob& job
       asm("add.s64 %0, %0, %1;" : "+l"(src) : "l"(step));
     }
   };
-  if (job.type == InputType::F32) {
+  if (job.type() == InputType::F32) {
     stage(std::integral_constant<int, 4>{});
   } else {
     stage(std::integral_constant<int, 2>{});
@@ -450,14 +450,14 @@ __device__ __forceinline__ void stage_rows(uint8_t* buffer, const AppendJob& job
 template <int D, int THREADS, int ROWS_PER_WARP, bool WARP>
 class TileStager {
  public:
-  __device__ __forceinline__ TileStager(uint8_t* tile, const AppendJob& job, int head, int first_tile, int n_tokens,
+  __device__ __forceinline__ TileStager(uint8_t* tile, const AppendJobArgs& job, int head, int first_tile, int n_tokens,
                                         int tile_bytes)
       : job_(job), tile_(tile), head_(head), t0_(first_tile * kTileVectors), n_tokens_(n_tokens), tile_bytes_(tile_bytes) {
     static_assert(THREADS / 32 * ROWS_PER_WARP == kTileVectors && ROWS_PER_WARP % 4 == 0, "warps x rows = tile");
     if constexpr (WARP) {
       const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, row0 = (tid >> 5) * ROWS_PER_WARP + (lane >> 3);
-      const int esize = job.type == InputType::F32 ? 4 : 2, stride = D * esize + kRowPad;
-      const int64_t pitch = job.token_stride * esize;
+      const int esize = job.type() == InputType::F32 ? 4 : 2, stride = D * esize + kRowPad;
+      const int64_t pitch = static_cast<int64_t>(job.token_stride) * esize;
       src_ = static_cast<const uint8_t*>(job.x) + static_cast<int64_t>(head) * D * esize + (t0_ + row0) * pitch + 16 * (lane & 7);
       group_step_ = 4 * pitch;
       tile_step_ = kTileVectors * pitch - ROWS_PER_WARP / 4 * group_step_;  // after the groups' adds
@@ -469,7 +469,7 @@ class TileStager {
   /// Copies the next tile into buffer `b` (0 or 1) and commits.
   __device__ __forceinline__ void issue(int b) {
     if constexpr (WARP) {
-      if (job_.type == InputType::F32) {
+      if (job_.type() == InputType::F32) {
         copies<4>(dst_ + b * tile_bytes_);
       } else {
         copies<2>(dst_ + b * tile_bytes_);
@@ -501,7 +501,7 @@ class TileStager {
     });
   }
 
-  const AppendJob& job_;
+  const AppendJobArgs& job_;
   uint8_t* tile_;
   int head_, t0_, n_tokens_, tile_bytes_;
   const uint8_t* src_ = nullptr;  // WARP: the lane's first copy of the next tile
@@ -529,7 +529,7 @@ __device__ __forceinline__ void wait_staged_rows() {
 /// bytes apart; slot < 0 past the tokens or for skipped ones). ALL_ROWS: every thread runs encode (the
 /// two-lane kernels' shuffles are warp-wide); else only threads whose slot is >= 0.
 template <bool WARP, bool ALL_ROWS, typename Stager, typename Encode>
-__device__ __forceinline__ void for_each_tile(const AppendParams& p, int first_tile, int end_tile, int row, uint8_t* tile,
+__device__ __forceinline__ void for_each_tile(const AppendArgs& p, int first_tile, int end_tile, int row, uint8_t* tile,
                                               int tile_bytes, int stride, Stager& stager, Encode&& encode) {
 #pragma unroll 1
   for (int t = first_tile; t < end_tile; ++t) {
@@ -552,7 +552,7 @@ inline int fast_tiles_per_block(int tiles_per_head, int head_jobs, int resident_
 }
 
 template <int D, int BITS, int FAM>
-__global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendParams p, int tiles_per_block) {
+__global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendArgs p) {
   constexpr int THREADS = kTileVectors;
   constexpr int N = D;  // rotated (and stored) coordinates
   constexpr int MAIN = kRowBytes<D, BITS>;
@@ -578,15 +578,15 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   __shared__ float s_qparams[KP > 0 ? KP : 1];  // the quantizer's parameters (fill_params)
   __shared__ float s_c2[HALF];               // C[half + k]^2
 
-  const AppendJob& job = p.jobs[blockIdx.z];
+  const AppendJobArgs& job = p.jobs[blockIdx.z];
   const int head = blockIdx.y, tid = threadIdx.x;
-  const InputType type = job.type;
+  const InputType type = job.type();
   const int row_bytes = D * (type == InputType::F32 ? 4 : 2);
   const int stride = row_bytes + kRowPad;
   const int tile_bytes = kTileVectors * stride;
   // The block's tiles: first_tile .. end_tile - 1 of this head and role.
-  const int first_tile = blockIdx.x * tiles_per_block;
-  const int end_tile = min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors);
+  const int first_tile = blockIdx.x * p.per_block;
+  const int end_tile = min(first_tile + p.per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors);
 
   // 1. Stage the block's first tile.
   TileStager<D, THREADS, 32, kWarpStaging> stager(tile, job, head, first_tile, p.n_tokens, tile_bytes);
@@ -594,9 +594,9 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
   // 2. Rotation tables, thresholds and C^2 while the copies are in flight. (Every cold read first,
   // then the tables: one DRAM round trip beside the tile's. Here the reads come after the copies:
   // before them, turbo3's 64K append took 1.1 us longer, session 18.)
-  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  const float* rot = job.rotation + static_cast<size_t>(head) * job.rotation_stride;
   RowEndTables<Quantizer, HALF> row_end;
-  row_end.load(job.codec, tid);
+  row_end.load(job, tid);
   using Tables = std::conditional_t<FAM == 0, TurboTables<BITS, 1, N, N, Quantizer, THREADS>,
                                     BlockMatrices<NB * FAM * FAM, FAM * FAM, MS, THREADS>>;
   Tables tables;
@@ -665,15 +665,15 @@ __global__ void __launch_bounds__(kTileVectors, 6) append_fast_kernel(AppendPara
     uint32_t level_counts[KP > 0 ? KP : 1];
     quant.template counts<N>(words, level_counts);
     float stored = finish_row<N, HALF>(
-        norm, zero, nan_codes, job.codec, s_c2, [&](int i) { return level_counts[i]; },
+        norm, zero, nan_codes, job, s_c2, [&](int i) { return level_counts[i]; },
         [&](int w) { return FAM == 0 ? s_flip[w] : fast_code_xor<BITS>(w, N); }, words);
     refuse_or_zero<BITS, N>(finite, true, p.error_flag, zero, stored, words);
 
-    const size_t rw = slot_row(job.geometry, slot, head);
-    uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);
+    const size_t rw = slot_row(job.page_size, p.n_kv_heads, slot, head);
+    uint4* dst = reinterpret_cast<uint4*>(job.codes + rw * MAIN);
 #pragma unroll
     for (int i = 0; i < MAIN / 16; ++i) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
-    job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
+    job.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
   };
 
   // Tile i is in buffer i % 2; tile i + 1 is staged while tile i is encoded. Turbo: each warp stages
@@ -716,7 +716,7 @@ cudaError_t launch_tile_kernel(Kernel kernel, int threads, size_t buffer,
   const int tiles = (p.n_tokens + kTileVectors - 1) / kTileVectors;
   const int per_block = p.rounds_per_block > 0 ? p.rounds_per_block : fast_tiles_per_block(tiles, p.n_kv_heads * p.n_jobs, blocks);
   const dim3 grid((tiles + per_block - 1) / per_block, p.n_kv_heads, p.n_jobs);
-  kernel<<<grid, threads, per_block > 1 ? 2 * buffer : buffer, stream>>>(p, per_block);
+  kernel<<<grid, threads, per_block > 1 ? 2 * buffer : buffer, stream>>>(append_args(p, true, per_block));
   return cudaGetLastError();
 }
 

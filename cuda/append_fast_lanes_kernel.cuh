@@ -46,7 +46,7 @@ __device__ __forceinline__ float group_sum(float s) {
 // 4 and 16 lanes: no minimum (0), ptxas's own allocation (a minimum raised theirs, docs/gpu.md,
 // "Append, eighth pass").
 template <int D, int BITS, int FAM, int L>
-__global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lanes_kernel(AppendParams p, int rounds) {
+__global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lanes_kernel(AppendArgs p) {
   constexpr int VPB = kLanesThreads / L;  // vectors per round
   constexpr int C = D / L;                // coordinates per lane
   constexpr int N = D;                    // rotated (and stored) coordinates
@@ -79,10 +79,11 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
   __shared__ uint32_t s_xor[kTurbo ? L * FW : 1];
   __shared__ float s_qparams[KP > 0 ? KP : 1];  // the quantizer's parameters (fill_params)
 
-  const AppendJob& job = p.jobs[blockIdx.z];
+  const AppendJobArgs& job = p.jobs[blockIdx.z];
   const int head = blockIdx.y, tid = threadIdx.x, r = tid % L;
-  const InputType type = job.type;
-  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  const int rounds = p.per_block;
+  const InputType type = job.type();
+  const float* rot = job.rotation + static_cast<size_t>(head) * job.rotation_stride;
 
   // 0. The first round's slot and input lines are prefetched into L2 before the tables are built, so
   // that their DRAM round trip overlaps the tables' (the loads in the round then hit L2; prefetches
@@ -100,10 +101,10 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
   }
   // Every cold read of the block's set-up is issued before the first use (append_tables.cuh):
   // thresholds, centroids, then the tables' inputs below.
-  const typename Quantizer::Params q_in = Quantizer::load_params(job.codec, tid);
+  const typename Quantizer::Params q_in = Quantizer::load_params(job, tid);
   float c2[HALF];  // the centroids C[half + k] here, their squares after the tables
 #pragma unroll
-  for (int k = 0; k < HALF; ++k) c2[k] = cold_load(job.codec.centroids + HALF + k);
+  for (int k = 0; k < HALF; ++k) c2[k] = cold_load(job.centroids + HALF + k);
 
   // 1. Per-block tables. Coefficient (lane q, output m, d) at q LSTRIDE + m W + d: of input
   // j + d - HW (window) or F (j / F) + d (aligned blocks) in output j = q C + m; 0 outside the
@@ -256,7 +257,7 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
     const LaneCounts<KP, 1, L> counts(level_counts);  // over the vector's L lanes
 
     // 8. ||C[idx]||^2 from the counts, final codes, stored norm (as append_fast_kernel.cuh).
-    float stored = finish_row<N, HALF>(norm, zero, nan_codes, job.codec, c2, counts,
+    float stored = finish_row<N, HALF>(norm, zero, nan_codes, job, c2, counts,
                                        [&](int w) { return xorw[w]; }, field);
     refuse_or_zero<BITS, C>(finite, r == 0 && active, p.error_flag, zero, stored, field);
 
@@ -264,8 +265,8 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
     if (active) {
       // The slot again (an L1 hit) instead of two registers held across the encoding: ptxas -v
       // rotor3 4 lanes 86 -> 69 registers (3 blocks per SM again), turbo3 4 lanes 122 -> 115.
-      const size_t rw = slot_row(job.geometry, __ldg(p.slot_mapping + token), head);
-      uint8_t* dst = job.planes.codes + rw * MAIN + r * SB;
+      const size_t rw = slot_row(job.page_size, p.n_kv_heads, __ldg(p.slot_mapping + token), head);
+      uint8_t* dst = job.codes + rw * MAIN + r * SB;
       if constexpr (SB == 16) {
         *reinterpret_cast<uint4*>(dst) = make_uint4(field[0], field[1], field[2], field[3]);
       } else if constexpr (SB == 8) {
@@ -284,7 +285,7 @@ __global__ void __launch_bounds__(kLanesThreads, L == 8 ? 4 : 0) append_fast_lan
         dst[0] = static_cast<uint8_t>(field[0]), dst[1] = static_cast<uint8_t>(field[0] >> 8);
         dst[2] = static_cast<uint8_t>(field[0] >> 16);
       }
-      if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
+      if (r == 0) job.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504
     }
   }
 }
@@ -294,7 +295,7 @@ cudaError_t launch_append_fast_lanes_kernel(const AppendParams& p, cudaStream_t 
   constexpr int VPB = kLanesThreads / L;
   const int rounds = p.rounds_per_block > 0 ? p.rounds_per_block : 1;
   const dim3 grid((p.n_tokens + VPB * rounds - 1) / (VPB * rounds), p.n_kv_heads, p.n_jobs);
-  append_fast_lanes_kernel<D, BITS, FAM, L><<<grid, kLanesThreads, 0, stream>>>(p, rounds);
+  append_fast_lanes_kernel<D, BITS, FAM, L><<<grid, kLanesThreads, 0, stream>>>(append_args(p, true, rounds));
   return cudaGetLastError();
 }
 

@@ -36,31 +36,32 @@ constexpr int kPairThreads = 2 * kTileVectors;  // threads per block: one tile o
 /// end_tile - 1 of head `head` and role blockIdx.z, staged rows `stride` bytes apart.
 template <int D>
 struct PairBlock {
-  const AppendJob& job;
-  int head, tid, lane, row_in_tile, r;
+  const AppendJobArgs& job;
+  int head, n_kv_heads, tid, lane, row_in_tile, r;
   unsigned pair_mask;  // the pair's lanes (the rare rescaling loop's shuffles)
   InputType type;
   int esize, stride, tile_bytes, first_tile, end_tile;
 
-  __device__ __forceinline__ PairBlock(const AppendParams& p, int tiles_per_block)
+  __device__ __forceinline__ PairBlock(const AppendArgs& p)
       : job(p.jobs[blockIdx.z]),
         head(blockIdx.y),
+        n_kv_heads(p.n_kv_heads),
         tid(threadIdx.x),
         lane(tid & 31),
         row_in_tile(16 * (tid >> 5) + (lane & 15)),
         r(lane >> 4),
         pair_mask((1u << lane) | (1u << (lane ^ 16))),
-        type(job.type),
+        type(job.type()),
         esize(type == InputType::F32 ? 4 : 2),
         stride(D * esize + kRowPad),
         tile_bytes(kTileVectors * stride),
-        first_tile(blockIdx.x * tiles_per_block),
-        end_tile(min(first_tile + tiles_per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors)) {}
+        first_tile(blockIdx.x * p.per_block),
+        end_tile(min(first_tile + p.per_block, (p.n_tokens + kTileVectors - 1) / kTileVectors)) {}
 
   /// The block's tiles (detail::for_each_tile): every lane runs encode(row, slot), since the pair's
   /// shuffles are warp-wide (slot < 0 past the tokens or for skipped ones).
   template <bool WARP, typename Stager, typename Encode>
-  __device__ __forceinline__ void for_each_tile(const AppendParams& p, uint8_t* tile, Stager& stager, Encode&& encode) const {
+  __device__ __forceinline__ void for_each_tile(const AppendArgs& p, uint8_t* tile, Stager& stager, Encode&& encode) const {
     detail::for_each_tile<WARP, true>(p, first_tile, end_tile, row_in_tile, tile, tile_bytes, stride, stager, encode);
   }
 
@@ -68,16 +69,16 @@ struct PairBlock {
   /// stored norm (lane 0).
   template <int MAIN, int W>
   __device__ __forceinline__ void store_row(int64_t slot, const uint32_t (&words)[W], float stored) const {
-    const size_t rw = slot_row(job.geometry, slot, head);
-    uint2* dst = reinterpret_cast<uint2*>(job.planes.codes + rw * MAIN + r * (MAIN / 2));
+    const size_t rw = slot_row(job.page_size, n_kv_heads, slot, head);
+    uint2* dst = reinterpret_cast<uint2*>(job.codes + rw * MAIN + r * (MAIN / 2));
 #pragma unroll
     for (int i = 0; i < W / 2; ++i) dst[i] = make_uint2(words[2 * i], words[2 * i + 1]);
-    if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));
+    if (r == 0) job.norms[rw] = __half_as_ushort(__float2half_rn(stored));
   }
 };
 
 template <int D, int BITS>
-__global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_pair_kernel(AppendParams p, int tiles_per_block) {
+__global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_pair_kernel(AppendArgs p) {
   constexpr int N = D;
   constexpr int C = N / 2;              // coordinates per lane
   constexpr int MAIN = kRowBytes<D, BITS>;
@@ -95,16 +96,16 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
   __shared__ float s_qparams[KP > 0 ? KP : 1];
   __shared__ float s_c2[HALF];
 
-  const PairBlock<D> b(p, tiles_per_block);
-  const AppendJob& job = b.job;
+  const PairBlock<D> b(p);
+  const AppendJobArgs& job = b.job;
   const int head = b.head, tid = b.tid, r = b.r, esize = b.esize;
   const InputType type = b.type;
   constexpr unsigned kFull = 0xffffffffu;
 
   // The set-up's cold reads, then the first tile's row copies, then the tables (append_tables.cuh).
-  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  const float* rot = job.rotation + static_cast<size_t>(head) * job.rotation_stride;
   RowEndTables<Quantizer, HALF> row_end;
-  row_end.load(job.codec, tid);
+  row_end.load(job, tid);
   TurboTables<BITS, 2, C, N, Quantizer, kPairThreads> turbo;
   turbo.load(rot, type, tid);
   TileStager<D, kPairThreads, 16, true> stager(tile, job, head, b.first_tile, p.n_tokens, b.tile_bytes);
@@ -152,7 +153,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_MIN_BLOCKS) append_fast_
     uint32_t level_counts[KP > 0 ? KP : 1];
     quant.template counts<C>(words, level_counts);
     const LaneCounts<KP, 16, 32> counts(level_counts);
-    float stored = finish_row<N, HALF>(norm, zero, nan_codes, job.codec, s_c2, counts,
+    float stored = finish_row<N, HALF>(norm, zero, nan_codes, job, s_c2, counts,
                                        [&](int w) { return s_flip[r * FW + w]; }, words);
     refuse_or_zero<BITS, C>(finite, active && r == 0, p.error_flag, zero, stored, words);
 

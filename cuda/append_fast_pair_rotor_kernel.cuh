@@ -35,7 +35,7 @@ constexpr int kPairRotorBlocks = 2 * kPairRotorSlots / 3;  // 48 matrices in sha
 
 template <int D, int BITS>
 __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
-    append_fast_pair_rotor_kernel(AppendParams p, int tiles_per_block) {
+    append_fast_pair_rotor_kernel(AppendArgs p) {
   constexpr int S = kPairRotorSlots, NB = kBlocks<D, 3>, MS = kMatrixStride<3>;
   constexpr int MAIN = kRowBytes<D, BITS>;
   constexpr int LW = (S * BITS + 31) / 32;     // a lane's packed words (the last partial)
@@ -52,8 +52,8 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
   __shared__ float s_qparams[KP > 0 ? KP : 1];
   __shared__ float s_c2[HALF];
 
-  const PairBlock<D> b(p, tiles_per_block);
-  const AppendJob& job = b.job;
+  const PairBlock<D> b(p);
+  const AppendJobArgs& job = b.job;
   const int head = b.head, tid = b.tid, r = b.r, esize = b.esize;
   const InputType type = b.type;
   constexpr unsigned kFull = 0xffffffffu;
@@ -66,9 +66,9 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
   // session 18.) Matrix entry
   // (row i, column k) of block b at b MS + 3 i + k: the codec's, zero for the padding blocks, for
   // block 42's third row and column, and for the 3 floats of stride padding.
-  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  const float* rot = job.rotation + static_cast<size_t>(head) * job.rotation_stride;
   RowEndTables<Quantizer, HALF> row_end;
-  row_end.load(job.codec, tid);
+  row_end.load(job, tid);
   constexpr int PER = (kPairRotorBlocks * MS + kPairThreads - 1) / kPairThreads;
   float m_in[PER];
 #pragma unroll
@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(kPairThreads, RQ_PAIR_ROTOR_MIN_BLOCKS)
     uint32_t level_counts[KP > 0 ? KP : 1];
     quant.template counts<S>(words, level_counts);
     const LaneCounts<KP, 16, 32> counts(level_counts);
-    float stored = finish_row<D, HALF>(norm, zero, nan_codes, job.codec, s_c2, counts, [](int) { return 0u; }, words);
+    float stored = finish_row<D, HALF>(norm, zero, nan_codes, job, s_c2, counts, [](int) { return 0u; }, words);
     refuse_or_zero<BITS, S>(finite, active && r == 0, p.error_flag, zero, stored, words);
 
     // 4. Lane 1's words to bit 72 BITS of the row (lane 0: shift 0), the shared word completed with

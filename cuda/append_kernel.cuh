@@ -20,6 +20,7 @@
 
 #include <cuda_fp16.h>
 
+#include "append_args.cuh"
 #include "append_quantize.cuh"
 #include "append_tables.cuh"
 #include "kernel_common.cuh"
@@ -73,13 +74,13 @@ __device__ __forceinline__ void stage_rows(uint8_t* tile, int stride, const uint
 // Stages rows t0 .. t0 + kTileVectors - 1 of head `head` of job's input (row t, head h at
 // x + t * token_stride + h * D elements) into tile (row r at tile + r * stride bytes).
 template <int D, int THREADS>
-__device__ __forceinline__ void stage_block(uint8_t* tile, int stride, const AppendJob& job, int head, int t0, int n_tokens) {
-  const int esize = job.type == InputType::F32 ? 4 : 2;
+__device__ __forceinline__ void stage_block(uint8_t* tile, int stride, const AppendJobArgs& job, int head, int t0, int n_tokens) {
+  const int esize = job.type() == InputType::F32 ? 4 : 2;
   const uint8_t* src = static_cast<const uint8_t*>(job.x) + static_cast<size_t>(head) * D * esize;
   if (esize == 4) {
-    stage_rows<D * 4 / 16, THREADS>(tile, stride, src, job.token_stride * 4, t0, n_tokens);
+    stage_rows<D * 4 / 16, THREADS>(tile, stride, src, static_cast<int64_t>(job.token_stride) * 4, t0, n_tokens);
   } else {
-    stage_rows<D * 2 / 16, THREADS>(tile, stride, src, job.token_stride * 2, t0, n_tokens);
+    stage_rows<D * 2 / 16, THREADS>(tile, stride, src, static_cast<int64_t>(job.token_stride) * 2, t0, n_tokens);
   }
 }
 
@@ -162,18 +163,21 @@ __device__ __forceinline__ void refuse_or_zero(bool finite, bool report, int32_t
 }
 
 // Row index of a slot (page * page_size + offset) in the paged planes (page_size >= 1 and fewer than
-// 2^32 rows, checked by the launch).
-__device__ __forceinline__ size_t slot_row(const PagedGeometry& g, int64_t slot, int head) {
-  const uint32_t ps = static_cast<uint32_t>(g.page_size);
+// 2^32 rows, checked by the launch), as PagedGeometry::row.
+__device__ __forceinline__ size_t slot_row(int page_size, int n_kv_heads, int64_t slot, int head) {
+  const uint32_t ps = static_cast<uint32_t>(page_size);
   if ((ps & (ps - 1)) == 0) {  // a power of two (every engine's page size): a shift, a mask, 32-bit rows
     const uint32_t page = static_cast<uint32_t>(slot >> __popc(ps - 1)), offset = static_cast<uint32_t>(slot) & (ps - 1);
-    return (page * static_cast<uint32_t>(g.n_kv_heads) + static_cast<uint32_t>(head)) * ps + offset;  // rows() < 2^32
+    return (page * static_cast<uint32_t>(n_kv_heads) + static_cast<uint32_t>(head)) * ps + offset;  // rows() < 2^32
   }
+  auto row = [&](int page, int offset) {
+    return (static_cast<size_t>(page) * n_kv_heads + head) * static_cast<size_t>(page_size) + offset;
+  };
   if (slot <= 0x7fffffff) {
     const uint32_t s = static_cast<uint32_t>(slot);
-    return g.row(static_cast<int>(s / ps), head, static_cast<int>(s % ps));
+    return row(static_cast<int>(s / ps), static_cast<int>(s % ps));
   }
-  return g.row(static_cast<int>(slot / g.page_size), head, static_cast<int>(slot % g.page_size));
+  return row(static_cast<int>(slot / page_size), static_cast<int>(slot % page_size));
 }
 
 // In-place FWHT butterflies of the halves H0, 2 H0, ..., < n of x[n] (the reference's order).
@@ -194,7 +198,7 @@ __device__ __forceinline__ void fwht_in_registers(float (&x)[NN]) {
 }
 
 template <int D, int BITS, int FAM, int LANES>
-__global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) append_kernel(AppendParams p) {
+__global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) append_kernel(AppendArgs p) {
   constexpr int THREADS = kTileVectors * LANES;
   constexpr int N = D;          // rotated (and stored) coordinates
   constexpr int C = D / LANES;  // a lane's coordinates (LANES = 4: j = 4 m + r, m < C)
@@ -218,11 +222,11 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
   __shared__ double s_c2[HALF];
   __shared__ uint32_t s_c2_rebased;
 
-  const AppendJob& job = p.jobs[blockIdx.z];
+  const AppendJobArgs& job = p.jobs[blockIdx.z];
   const int head = blockIdx.y, tid = threadIdx.x;
   const int vec = tid / LANES, r = tid % LANES;  // vector of the block, lane within its vector
   const int t0 = blockIdx.x * kTileVectors;
-  const InputType type = job.type;
+  const InputType type = job.type();
   const int row_bytes = D * (type == InputType::F32 ? 4 : 2);
   const int stride = row_bytes + kRowPad;
 
@@ -230,11 +234,11 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
   stage_block<D, THREADS>(tile, stride, job, head, t0, p.n_tokens);
   // 2. Rotation parameters, thresholds and C^2 while the copies are in flight.
   // (Every cold read first, then the tables: one DRAM round trip beside the rows', append_tables.cuh.)
-  const float* rot = job.codec.rotation + static_cast<size_t>(head) * job.codec.rotation_stride;
+  const float* rot = job.rotation + static_cast<size_t>(head) * job.rotation_stride;
   SymmetricQuantizer<BITS> quant;
 #pragma unroll
-  for (int i = 0; i < SymmetricQuantizer<BITS>::kPositive; ++i) quant.t[i] = cold_load(job.codec.thresholds + HALF + i);
-  const float c_half = tid < HALF ? cold_load(job.codec.centroids + HALF + tid) : 0.0f;
+  for (int i = 0; i < SymmetricQuantizer<BITS>::kPositive; ++i) quant.t[i] = cold_load(job.quantizer + HALF + i);
+  const float c_half = tid < HALF ? cold_load(job.centroids + HALF + tid) : 0.0f;
   if constexpr (FAM == 0) {
     // s_rot: s2 * scale at [0, kTurboTable), sign bits of s1 at [kTurboTable, 2 kTurboTable), for
     // coordinate j at j (LANES = 1) or lane-major at (j % 4) * kLaneStride + j / 4 (LANES = 4: a
@@ -426,19 +430,19 @@ __global__ void __launch_bounds__(kTileVectors * LANES, LANES == 1 ? 6 : 2) appe
     cnorm_sq = quad_sum(cn[0], quad);
   }
   float stored = norm;
-  if (!zero && job.codec.norm_correction && cnorm_sq > 0.0) {
+  if (!zero && job.norm_correction && cnorm_sq > 0.0) {
     stored = static_cast<float>(static_cast<double>(norm) / sqrt(cnorm_sq));
   }
   refuse_or_zero<BITS, N>(finite, r == 0 && active, p.error_flag, zero, stored, words);
 
   if (!active) return;
-  const size_t rw = slot_row(job.geometry, slot, head);
-  uint4* dst = reinterpret_cast<uint4*>(job.planes.codes + rw * MAIN);
+  const size_t rw = slot_row(job.page_size, p.n_kv_heads, slot, head);
+  uint4* dst = reinterpret_cast<uint4*>(job.codes + rw * MAIN);
 #pragma unroll
   for (int i = 0; i < MAIN / 16; ++i) {
     if (LANES == 1 || i == r) dst[i] = make_uint4(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]);
   }
-  if (r == 0) job.planes.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504: as float_to_half
+  if (r == 0) job.norms[rw] = __half_as_ushort(__float2half_rn(stored));  // |stored| <= 65504: as float_to_half
 }
 
 // Dynamic shared memory of append_kernel<D, *, FAM, LANES> for these jobs.
@@ -460,7 +464,7 @@ cudaError_t launch_append(const AppendParams& p, cudaStream_t stream) {
                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (st != cudaSuccess) return st;
   }
-  append_kernel<D, BITS, FAM, LANES><<<grid, kTileVectors * LANES, smem, stream>>>(p);
+  append_kernel<D, BITS, FAM, LANES><<<grid, kTileVectors * LANES, smem, stream>>>(append_args(p, false, 1));
   return cudaGetLastError();
 }
 

@@ -13,18 +13,20 @@
 //         --with-exact: also time the exact fp32 decode kernel; --code-warm: each default append row
 //         also timed with the kernel's code brought into L2 by a one-token launch first, a diagnostic;
 //         --append-lanes L: of the append rows that name a kernel, only those with L lanes, for A/B runs)
-// Environment: RQ_APPEND_PROBE=N (a diagnostic, nothing else runs): the 16K default append of turbo3
-// and rotor3 on N allocations held at once, each allocation's one-launch median timed twice (in
-// allocation order, then in reverse), then every launch's time and every flush's time of 4 more calls,
-// and the buffers' addresses (session 25).
+// Environment (diagnostics; nothing else runs): RQ_APPEND_PROBE=N: the 16K default append's one launch
+// on N allocations, in orders, flushes and interleavings that tell placement from order
+// (append_order_probe, sessions 25-26); RQ_LAUNCH_STATS=1: every timed launch of a few kernels, per
+// call and pooled, with parameter blocks of 64-1024 bytes (launch_stats_probe, session 26).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -51,6 +53,9 @@ int g_only_lanes = 0;      // --append-lanes L: of the non-default append rows, 
 // timed launch starts with an L2 of clean lines (no write-back of the memset's dirty lines inside the
 // timed region); default "dirty" (the memset alone, as every run before session 11).
 bool g_clean_flush = false;
+// Diagnostic (session 26, RQ_APPEND_PROBE): the flush memset's byte; -1 (default) = i & 0xff, the
+// timed launch's index within its call.
+int g_flush_byte = -1;
 
 void report(bool ok, const std::string& what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
@@ -95,20 +100,23 @@ struct Timer {
   // Evicts the L2: a memset of the flush buffer (leaves its last ~50 MB dirty in the L2); with
   // RQ_FLUSH=clean also a read of the buffer (writes those back, leaves clean lines).
   void flush_l2(int i) {
-    check(cudaMemsetAsync(flush.get(), i & 0xff, flush.size()), "flush");
+    check(cudaMemsetAsync(flush.get(), g_flush_byte < 0 ? (i & 0xff) : g_flush_byte, flush.size()), "flush");
     if (g_clean_flush) {
       read_sweep_kernel<<<1024, 512>>>(reinterpret_cast<const uint4*>(flush.get()), flush.size() / 16, 1u, nullptr);
       check(cudaGetLastError(), "clean flush");
     }
   }
-  cudaEvent_t a{}, b{};
+  cudaEvent_t a{}, b{}, c{};
+  int warmups = 1;  // untimed launches before a call's timed ones (RQ_APPEND_PROBE varies it)
   Timer() {
     check(cudaEventCreate(&a), "event");
     check(cudaEventCreate(&b), "event");
+    check(cudaEventCreate(&c), "event");
   }
   ~Timer() {
     cudaEventDestroy(a);
     cudaEventDestroy(b);
+    cudaEventDestroy(c);
   }
   template <typename F>
   double median_us(F&& launch, int iters) {
@@ -122,11 +130,11 @@ struct Timer {
     return t[t.size() / 2];
   }
   // Every timed launch's time, in order (median_us_after's samples); flush_us, if given, gets each
-  // flush's own time (events around the memset).
+  // flush's own time (one more event before the memset; the timed sequence is otherwise the same).
   template <typename F, typename P>
   std::vector<double> samples_us(F&& launch, P&& pre, int iters, std::vector<double>* flush_us = nullptr) {
     if (g_profile) iters = 1;
-    launch();  // warm-up
+    for (int w = 0; w < warmups; ++w) launch();  // warm-up
     check(cudaDeviceSynchronize(), "warm-up");
     auto us_since = [](cudaEvent_t from, cudaEvent_t to) {  // waits for `to`
       check(cudaEventSynchronize(to), "sync");
@@ -136,17 +144,14 @@ struct Timer {
     };
     std::vector<double> t;
     for (int i = 0; i < iters; ++i) {
-      if (flush_us) check(cudaEventRecord(b), "record");
+      if (flush_us) check(cudaEventRecord(c), "record");
       flush_l2(i);
-      if (flush_us) {
-        check(cudaEventRecord(a), "record");
-        flush_us->push_back(us_since(b, a));
-      }
       pre();
       check(cudaEventRecord(a), "record");
       launch();
       check(cudaEventRecord(b), "record");
       t.push_back(us_since(a, b));
+      if (flush_us) flush_us->push_back(us_since(c, a));  // includes pre()'s work, if any
     }
     return t;
   }
@@ -190,6 +195,24 @@ __global__ void append_floor_kernel(const uint2* in, uint32_t* codes, uint16_t* 
   for (int v = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; v < n; v += (gridDim.x * blockDim.x) >> 5) {
     const uint2 x = in[static_cast<size_t>(v) * 32 + lane];
     const uint32_t w = x.x ^ x.y;
+    if (lane < 12) codes[static_cast<size_t>(v) * 12 + lane] = w;
+    if (lane == 12) norms[v] = static_cast<uint16_t>(w);
+  }
+}
+
+// Diagnostic (RQ_LAUNCH_STATS): the floor kernel with a BYTES-byte parameter block whose first and
+// last words it reads (zeros on the host): does a large parameter block make a launch bimodal?
+template <int BYTES>
+struct ParamBlock {
+  uint32_t w[BYTES / 4];
+};
+template <int BYTES>
+__global__ void append_floor_params_kernel(const uint2* in, uint32_t* codes, uint16_t* norms, int n, ParamBlock<BYTES> pb) {
+  const int lane = threadIdx.x & 31;
+  const uint32_t k = pb.w[0] ^ pb.w[BYTES / 4 - 1] ^ pb.w[(BYTES / 4) / 2];
+  for (int v = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; v < n; v += (gridDim.x * blockDim.x) >> 5) {
+    const uint2 x = in[static_cast<size_t>(v) * 32 + lane];
+    const uint32_t w = x.x ^ x.y ^ k;
     if (lane < 12) codes[static_cast<size_t>(v) * 12 + lane] = w;
     if (lane == 12) norms[v] = static_cast<uint16_t>(w);
   }
@@ -668,6 +691,182 @@ void trace_decodes(int sms) {
 
 }  // namespace
 
+// Diagnostic (session 26, RQ_LAUNCH_STATS): every timed launch of 6 consecutive calls of 30 for a
+// few kernels, summarized per call as (median, launches more than 0.35 us above the call's fastest)
+// and pooled (p10 / p50 / p90 / mean): which one-launch rows are bimodal, and how often.
+void launch_stats_probe(int sm_count) {
+  Timer timer;
+  auto stats = [&](const std::string& name, const std::function<void()>& launch) {
+    std::vector<double> all;
+    std::printf("stats %-28s calls:", name.c_str());
+    for (int c = 0; c < 6; ++c) {
+      std::vector<double> t = timer.samples_us(launch, [] {}, 30);
+      const double lo = *std::min_element(t.begin(), t.end());
+      const long slow = std::count_if(t.begin(), t.end(), [&](double v) { return v > lo + 0.35; });
+      all.insert(all.end(), t.begin(), t.end());
+      std::sort(t.begin(), t.end());
+      std::printf(" %.2f(%ld)", t[t.size() / 2], slow);
+    }
+    std::sort(all.begin(), all.end());
+    double mean = 0;
+    for (double v : all) mean += v / all.size();
+    auto q = [&](double f) { return all[static_cast<size_t>(f * (all.size() - 1) + 0.5)]; };
+    std::printf("  pooled p10 %.2f p50 %.2f p90 %.2f mean %.2f\n", q(0.1), q(0.5), q(0.9), mean);
+  };
+  stats("empty", [] {
+    empty_kernel<<<1, 32>>>();
+    check(cudaGetLastError(), "empty kernel");
+  });
+  {
+    const long long n = 16384;
+    DeviceBuffer<uint2> in(static_cast<size_t>(n) * 32);
+    DeviceBuffer<uint32_t> codes(static_cast<size_t>(n) * 12);
+    DeviceBuffer<uint16_t> norms(static_cast<size_t>(n));
+    fill_random(in.get(), static_cast<size_t>(n) * 256, 7);
+    const int blocks = static_cast<int>(std::min<long long>((n + 7) / 8, 8LL * sm_count));
+    stats("append floor 16K", [&] {
+      append_floor_kernel<<<blocks, 256>>>(in.get(), codes.get(), norms.get(), static_cast<int>(n));
+      check(cudaGetLastError(), "append floor");
+    });
+    auto with_params = [&](auto bytes_c) {
+      constexpr int B = decltype(bytes_c)::value;
+      ParamBlock<B> pb{};
+      stats("append floor 16K, " + std::to_string(B) + " B params", [&] {
+        append_floor_params_kernel<B><<<blocks, 256>>>(in.get(), codes.get(), norms.get(), static_cast<int>(n), pb);
+        check(cudaGetLastError(), "append floor (params)");
+      });
+    };
+    with_params(std::integral_constant<int, 64>{});
+    with_params(std::integral_constant<int, 96>{});
+    with_params(std::integral_constant<int, 128>{});
+    with_params(std::integral_constant<int, 160>{});
+    with_params(std::integral_constant<int, 192>{});
+    with_params(std::integral_constant<int, 224>{});
+    with_params(std::integral_constant<int, 256>{});
+    with_params(std::integral_constant<int, 288>{});
+    with_params(std::integral_constant<int, 320>{});
+    with_params(std::integral_constant<int, 384>{});
+    with_params(std::integral_constant<int, 1024>{});
+  }
+  struct Case { const char* format; long long n; int lanes; bool exact; };
+  for (const Case& c : {Case{"turbo3", 16384, 0, false}, Case{"rotor3", 16384, 0, false}, Case{"turbo3", 16384, 1, false},
+                        Case{"rotor3", 16384, 1, false}, Case{"turbo3", 16384, 4, true}, Case{"turbo3", 4096, 0, false},
+                        Case{"turbo3", 65536, 0, false}, Case{"rotor3", 65536, 0, false}}) {
+    AppendBench b(c.format, c.n, c.exact, c.lanes, 0, 0);
+    const std::string name = std::string("append ") + c.format + " " + std::to_string(c.n / 1024) + "K " +
+                             (c.lanes ? std::to_string(c.lanes) + (c.exact ? " exact" : " fast") : "default");
+    stats(name, [&] { check(launch_quantize_append(b.p, nullptr), "append"); });
+  }
+  {  // every launch of 2 calls with an empty kernel between the flush and the first event (untimed)
+    AppendBench b("turbo3", 16384, false, 0, 0, 0);
+    for (int c = 0; c < 3; ++c) {
+      const std::vector<double> t = timer.samples_us([&] { check(launch_quantize_append(b.p, nullptr), "append"); },
+                                                     [] { empty_kernel<<<1, 32>>>(); }, 30);
+      std::printf("stats turbo3 16K, empty kernel after each flush, call %d:", c);
+      for (double v : t) std::printf(" %.2f", v);
+      std::printf("\n");
+    }
+  }
+}
+
+// Diagnostic (sessions 25-26, RQ_APPEND_PROBE=N): the 16K default append of turbo3 and rotor3 on N
+// allocations held at once, each allocation's one-launch median timed twice (in allocation order, then
+// in reverse), every launch's and flush's time of 4 consecutive calls, series of 8 calls under other
+// flushes, warm-up counts, host gaps and interleavings, and the buffers' addresses: placement against
+// order (docs/gpu.md, "Session 26").
+void append_order_probe(int n_alloc, int sm_count) {
+  Timer timer;
+  for (const char* f : {"turbo3", "rotor3"}) {
+    std::vector<std::unique_ptr<AppendBench>> benches;
+    for (int a = 0; a < n_alloc; ++a)
+      benches.push_back(std::make_unique<AppendBench>(f, 16384, false, 0, 0, static_cast<uint32_t>(a) * 0x9e37u));
+    auto launch = [&](int a) {
+      return [&, a] { check(launch_quantize_append(benches[a]->p, nullptr), "append"); };
+    };
+    std::vector<double> fwd(n_alloc), bwd(n_alloc);
+    for (int a = 0; a < n_alloc; ++a) fwd[a] = timer.median_us(launch(a), 30);
+    for (int a = n_alloc - 1; a >= 0; --a) bwd[a] = timer.median_us(launch(a), 30);
+    // Then every launch of a few calls: the per-launch times (0.1 us) in order, and each flush's own time.
+    for (int a = 0; a < 4; ++a) {  // 4 consecutive calls of allocation 0
+      std::vector<double> flush_us;
+      const std::vector<double> t = timer.samples_us(launch(0), [] {}, 30, &flush_us);
+      std::printf("probe %s call %d launches:", f, a);
+      for (double v : t) std::printf(" %.2f", v);
+      std::printf("\nprobe %s call %d flushes: ", f, a);
+      for (double v : flush_us) std::printf(" %.0f", v);
+      std::printf("\n");
+    }
+    // Then 8 consecutive calls of one allocation, of the append floor kernel and of the empty
+    // kernel, under three flushes: the memset of byte i & 0xff (as published), of a constant
+    // byte, and the memset followed by a read (RQ_FLUSH=clean): which alternate, and with what.
+    {
+      const long long n = 16384;
+      DeviceBuffer<uint2> in(static_cast<size_t>(n) * 32);
+      DeviceBuffer<uint32_t> codes(static_cast<size_t>(n) * 12);
+      DeviceBuffer<uint16_t> norms(static_cast<size_t>(n));
+      fill_random(in.get(), static_cast<size_t>(n) * 256, 7);
+      auto floor_launch = [&] {
+        append_floor_kernel<<<static_cast<int>(std::min<long long>((n + 7) / 8, 8LL * sm_count)), 256>>>(in.get(), codes.get(), norms.get(), static_cast<int>(n));
+        check(cudaGetLastError(), "append floor");
+      };
+      auto empty_launch = [] {
+        empty_kernel<<<1, 32>>>();
+        check(cudaGetLastError(), "empty kernel");
+      };
+      const bool clean0 = g_clean_flush;
+      const struct { const char* name; int byte; bool clean; } modes[] = {{"byte=i", -1, false}, {"byte=0x5a", 0x5a, false}, {"clean", -1, true}};
+      for (const auto& m : modes) {
+        g_flush_byte = m.byte, g_clean_flush = m.clean;
+        std::printf("probe %s series flush %-9s append:", f, m.name);
+        for (int c = 0; c < 8; ++c) std::printf(" %.2f", timer.median_us(launch(0), 30));
+        std::printf("  floor:");
+        for (int c = 0; c < 8; ++c) std::printf(" %.2f", timer.median_us(floor_launch, 30));
+        std::printf("  empty:");
+        for (int c = 0; c < 8; ++c) std::printf(" %.2f", timer.median_us(empty_launch, 30));
+        std::printf("  append+floor:");
+        for (int c = 0; c < 4; ++c) std::printf(" %.2f/%.2f", timer.median_us(launch(0), 30), timer.median_us(floor_launch, 30));
+        std::printf("\n");
+      }
+      g_flush_byte = -1, g_clean_flush = clean0;
+      // What sets a call's mode: the launches per call (odd counts), the warm-ups, host time
+      // between calls, or a different kernel's calls in between.
+      auto series = [&](const char* name, int iters, int warmups, int sleep_us, bool with_empty) {
+        timer.warmups = warmups;
+        std::printf("probe %s series %-22s:", f, name);
+        for (int c = 0; c < 8; ++c) {
+          if (sleep_us) {
+            check(cudaDeviceSynchronize(), "sync");
+            const auto t0 = std::chrono::steady_clock::now();
+            while (std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(sleep_us)) {}
+          }
+          std::printf(" %.2f", timer.median_us(launch(0), iters));
+          if (with_empty) std::printf("/%.2f", timer.median_us(empty_launch, iters));
+        }
+        std::printf("\n");
+        timer.warmups = 1;
+      };
+      series("base", 30, 1, 0, false);
+      series("29 timed launches", 29, 1, 0, false);
+      series("31 timed launches", 31, 1, 0, false);
+      series("no warm-up", 30, 0, 0, false);
+      series("two warm-ups", 30, 2, 0, false);
+      series("1 ms host gap", 30, 1, 1000, false);
+      series("3 ms host gap", 30, 1, 3000, false);
+      series("append/empty", 30, 1, 0, true);
+      series("base again", 30, 1, 0, false);
+    }
+    for (int a = 0; a < n_alloc; ++a) {
+      const AppendBench& b = *benches[a];
+      auto ad = [](const void* q) { return static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(q)); };
+      std::printf("probe %s alloc %2d: %6.2f / %6.2f us  xk %llx xv %llx kcodes %llx knorms %llx vcodes %llx vnorms %llx "
+                  "slots %llx krot %llx kcent %llx vrot %llx\n",
+                  f, a, fwd[a], bwd[a], ad(b.xk.get()), ad(b.xv.get()), ad(b.kcache.codes.get()), ad(b.kcache.norms.get()),
+                  ad(b.vcache.codes.get()), ad(b.vcache.norms.get()), ad(b.dslots.get()), ad(b.kc.rotation.get()),
+                  ad(b.kc.centroids.get()), ad(b.vc.rotation.get()));
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   std::string json_path;
   bool do_check = true, do_bench = true, decode_only = false, append_only = false, with_exact = false, trace = false;
@@ -698,41 +897,12 @@ int main(int argc, char** argv) {
     check(cudaGetDeviceProperties(&prop, 0), "properties");
     std::printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
     Rng rng(20261129);
-    if (const char* e = std::getenv("RQ_APPEND_PROBE")) {  // diagnostic (session 25): the 16K append's one
-      // launch on N allocations held at once, timed twice (forward, then backward order), with the
-      // buffers' addresses, to tell placement from order; nothing else runs
-      const int n_alloc = std::max(2, std::min(64, std::atoi(e)));
-      Timer timer;
-      for (const char* f : {"turbo3", "rotor3"}) {
-        std::vector<std::unique_ptr<AppendBench>> benches;
-        for (int a = 0; a < n_alloc; ++a)
-          benches.push_back(std::make_unique<AppendBench>(f, 16384, false, 0, 0, static_cast<uint32_t>(a) * 0x9e37u));
-        auto launch = [&](int a) {
-          return [&, a] { check(launch_quantize_append(benches[a]->p, nullptr), "append"); };
-        };
-        std::vector<double> fwd(n_alloc), bwd(n_alloc);
-        for (int a = 0; a < n_alloc; ++a) fwd[a] = timer.median_us(launch(a), 30);
-        for (int a = n_alloc - 1; a >= 0; --a) bwd[a] = timer.median_us(launch(a), 30);
-        // Then every launch of a few calls: the per-launch times (0.1 us) in order, and each flush's own time.
-        for (int a = 0; a < std::min(n_alloc, 4); ++a) {
-          std::vector<double> flush_us;
-          const std::vector<double> t = timer.samples_us(launch(a), [] {}, 30, &flush_us);
-          std::printf("probe %s alloc %2d launches:", f, a);
-          for (double v : t) std::printf(" %.1f", v);
-          std::printf("\nprobe %s alloc %2d flushes: ", f, a);
-          for (double v : flush_us) std::printf(" %.0f", v);
-          std::printf("\n");
-        }
-        for (int a = 0; a < n_alloc; ++a) {
-          const AppendBench& b = *benches[a];
-          auto ad = [](const void* q) { return static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(q)); };
-          std::printf("probe %s alloc %2d: %6.2f / %6.2f us  xk %llx xv %llx kcodes %llx knorms %llx vcodes %llx vnorms %llx "
-                      "slots %llx krot %llx kcent %llx vrot %llx\n",
-                      f, a, fwd[a], bwd[a], ad(b.xk.get()), ad(b.xv.get()), ad(b.kcache.codes.get()), ad(b.kcache.norms.get()),
-                      ad(b.vcache.codes.get()), ad(b.vcache.norms.get()), ad(b.dslots.get()), ad(b.kc.rotation.get()),
-                      ad(b.kc.centroids.get()), ad(b.vc.rotation.get()));
-        }
-      }
+    if (std::getenv("RQ_LAUNCH_STATS")) {
+      launch_stats_probe(prop.multiProcessorCount);
+      return 0;
+    }
+    if (const char* e = std::getenv("RQ_APPEND_PROBE")) {
+      append_order_probe(std::max(2, std::min(64, std::atoi(e))), prop.multiProcessorCount);
       return 0;
     }
     if (trace) {  // the decode's timeline (decode eleventh pass), nothing else
