@@ -156,7 +156,8 @@ TEST(CodecTables, RefusesWhatTheKernelsCannotRun) {
 }
 
 // The append launch refuses a geometry its kernels cannot address (page size below 1, 2^32 rows or
-// more: the row index is 32-bit) before touching the device, so this runs without a GPU.
+// more: the row index is 32-bit; a token stride of 2^31 elements or more) before touching the
+// device, so this runs without a GPU.
 TEST(AppendLaunch, RefusesGeometryTheKernelsCannotAddress) {
   const Codec codec(find_format("turbo3"), 128);
   HostCodecTables tables = make_codec_tables({&codec});
@@ -181,6 +182,10 @@ TEST(AppendLaunch, RefusesGeometryTheKernelsCannotAddress) {
   const PagedGeometry huge = make_paged_geometry(1, 1 << 16, 1 << 16, tables.info.payload_bytes);  // 2^32 rows
   EXPECT_EQ(huge.rows(), size_t{1} << 32);
   EXPECT_EQ(launch_quantize_append(params(huge), nullptr), cudaErrorInvalidValue);
+  // A token stride of 2^31 elements or more: the kernels' parameter block holds it in 32 bits.
+  AppendParams wide = params(make_paged_geometry(1, 16, 4, tables.info.payload_bytes));
+  wide.jobs[0].token_stride = int64_t{1} << 31;
+  EXPECT_EQ(launch_quantize_append(wide, nullptr), cudaErrorInvalidValue);
   // A 3-bit codec without its code polynomial: the fast kernels cannot quantize with it.
   tables.info.code_polynomial = nullptr;
   EXPECT_EQ(launch_quantize_append(params(make_paged_geometry(1, 16, 4, tables.info.payload_bytes)), nullptr),

@@ -27,7 +27,7 @@ enum class InputType : int32_t { F16 = 0, BF16 = 1, F32 = 2 };
 /// One role (K or V): its input rows, format and cache.
 struct AppendJob {
   const void* x = nullptr;   // [n_tokens][token_stride] elements; head h at x + t*token_stride + h*dim
-  int64_t token_stride = 0;  // elements between consecutive tokens (>= n_kv_heads * dim)
+  int64_t token_stride = 0;  // elements between consecutive tokens (>= n_kv_heads * dim, < 2^31)
   InputType type = InputType::F16;
   DeviceCodec codec;
   PagedGeometry geometry;
