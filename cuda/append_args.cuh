@@ -1,9 +1,10 @@
 // The append kernels' parameter block, private to cuda/: what they read of AppendParams, in 160
 // bytes. AppendParams itself is 336 bytes (two AppendJobs with whole DeviceCodecs, geometries and
 // planes). On the H200 (CUDA 13.0, session 26) a launch whose parameters are over ~190 bytes is
-// ~0.35-0.8 us slower in every fourth launch of a stream, and in every second one after a memset
-// that leaves the L2 dirty (the benchmark's flush); up to 188 bytes it never is (docs/gpu.md,
-// "Session 26"). So the launchers pass this block, built on the host by append_args().
+// 0.35-0.8 us slower when it falls on one residue of the GPU's launch count mod 4 (in the
+// benchmark's flush-and-launch loop: every second launch of every second call); with up to 188
+// bytes it never was (docs/gpu.md, "Session 26"; docs/decisions.md). So the launchers pass this
+// block, built on the host by append_args().
 #pragma once
 
 #include <cstdint>
