@@ -691,6 +691,12 @@ void trace_decodes(int sms) {
 
 }  // namespace
 
+// f(std::integral_constant<int, B>{}) for each B, in order.
+template <int... B, typename F>
+void for_each_int(std::integer_sequence<int, B...>, F&& f) {
+  (f(std::integral_constant<int, B>{}), ...);
+}
+
 // Diagnostic (session 26, RQ_LAUNCH_STATS): every timed launch of 6 consecutive calls of 30 for a
 // few kernels, summarized per call as (median, launches more than 0.35 us above the call's fastest)
 // and pooled (p10 / p50 / p90 / mean): which one-launch rows are bimodal, and how often.
@@ -736,17 +742,7 @@ void launch_stats_probe(int sm_count) {
         check(cudaGetLastError(), "append floor (params)");
       });
     };
-    with_params(std::integral_constant<int, 64>{});
-    with_params(std::integral_constant<int, 96>{});
-    with_params(std::integral_constant<int, 128>{});
-    with_params(std::integral_constant<int, 160>{});
-    with_params(std::integral_constant<int, 192>{});
-    with_params(std::integral_constant<int, 224>{});
-    with_params(std::integral_constant<int, 256>{});
-    with_params(std::integral_constant<int, 288>{});
-    with_params(std::integral_constant<int, 320>{});
-    with_params(std::integral_constant<int, 384>{});
-    with_params(std::integral_constant<int, 1024>{});
+    for_each_int(std::integer_sequence<int, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 1024>{}, with_params);
   }
   struct Case { const char* format; long long n; int lanes; bool exact; };
   for (const Case& c : {Case{"turbo3", 16384, 0, false}, Case{"rotor3", 16384, 0, false}, Case{"turbo3", 16384, 1, false},
@@ -757,7 +753,7 @@ void launch_stats_probe(int sm_count) {
                              (c.lanes ? std::to_string(c.lanes) + (c.exact ? " exact" : " fast") : "default");
     stats(name, [&] { check(launch_quantize_append(b.p, nullptr), "append"); });
   }
-  {  // every launch of 2 calls with an empty kernel between the flush and the first event (untimed)
+  {  // every launch of 3 calls with an empty kernel between the flush and the first event (untimed)
     AppendBench b("turbo3", 16384, false, 0, 0, 0);
     for (int c = 0; c < 3; ++c) {
       const std::vector<double> t = timer.samples_us([&] { check(launch_quantize_append(b.p, nullptr), "append"); },
