@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "append_args.cuh"
+
 namespace rq::cuda {
 namespace detail {
 template <int LANES>
@@ -50,7 +52,7 @@ cudaError_t launch_quantize_append(const AppendParams& p, cudaStream_t stream) {
         (c.family == RotationFamily::Hadamard && c.rotation_stride % 4 != 0) ||  // 16-byte sign loads
         job.geometry.row_main_bytes != c.payload_bytes || job.geometry.row_tail_bytes != 0 || !job.planes.codes ||
         job.token_stride < static_cast<int64_t>(p.n_kv_heads) * c.dim || job.token_stride > INT32_MAX ||  // AppendJobArgs
-        (!p.exact && c.bits <= 3 && !c.code_polynomial)) {  // the fast kernels' quantizer
+        (!p.exact && detail::fast_quantizer_uses_polynomial(c.bits) && !c.code_polynomial)) {  // the fast kernels' quantizer
       return cudaErrorInvalidValue;
     }
   }

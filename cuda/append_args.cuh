@@ -13,6 +13,10 @@
 
 namespace rq::cuda::detail {
 
+/// Whether the fast kernels quantize BITS-bit codes with DeviceCodec::code_polynomial (2-3 bits) or
+/// with the thresholds (4 bits): FastQuantizerFor, the launch's check and append_args() ask this.
+constexpr bool fast_quantizer_uses_polynomial(int bits) { return bits <= 3; }
+
 /// One role's input, output planes and codec tables (64 bytes).
 struct AppendJobArgs {
   const void* x = nullptr;             // [n_tokens][token_stride] elements; head h at x + t*token_stride + h*dim
@@ -63,7 +67,7 @@ inline AppendArgs append_args(const AppendParams& p, bool fast, int per_block) {
     o.norms = job.planes.norms;
     o.rotation = job.codec.rotation;
     o.centroids = job.codec.centroids;
-    o.quantizer = fast && job.codec.bits <= 3 ? job.codec.code_polynomial : job.codec.thresholds;
+    o.quantizer = fast && fast_quantizer_uses_polynomial(job.codec.bits) ? job.codec.code_polynomial : job.codec.thresholds;
     o.token_stride = static_cast<int32_t>(job.token_stride);
     o.rotation_stride = job.codec.rotation_stride;
     o.page_size = job.geometry.page_size;

@@ -262,7 +262,7 @@ struct PolyQuantizer {
 
 /// The fast kernels' quantizer: the polynomial one for 2 and 3 bits, the threshold masks for 4.
 template <int BITS>
-using FastQuantizerFor = std::conditional_t<BITS <= 3, PolyQuantizer<BITS>, FastQuantizer<BITS>>;
+using FastQuantizerFor = std::conditional_t<fast_quantizer_uses_polynomial(BITS), PolyQuantizer<BITS>, FastQuantizer<BITS>>;
 
 /// The start of a one- or two-lane kernel's row (or lane's share of it, NCODES codes in W words):
 /// the quantizer prepared for the norm's scale (1 / scale as rsqrt(sum of squares)) and the words

@@ -170,14 +170,13 @@ __device__ __forceinline__ size_t slot_row(int page_size, int n_kv_heads, int64_
     const uint32_t page = static_cast<uint32_t>(slot >> __popc(ps - 1)), offset = static_cast<uint32_t>(slot) & (ps - 1);
     return (page * static_cast<uint32_t>(n_kv_heads) + static_cast<uint32_t>(head)) * ps + offset;  // rows() < 2^32
   }
-  auto row = [&](int page, int offset) {
-    return (static_cast<size_t>(page) * n_kv_heads + head) * static_cast<size_t>(page_size) + offset;
-  };
+  PagedGeometry g;
+  g.n_kv_heads = n_kv_heads, g.page_size = page_size;
   if (slot <= 0x7fffffff) {
     const uint32_t s = static_cast<uint32_t>(slot);
-    return row(static_cast<int>(s / ps), static_cast<int>(s % ps));
+    return g.row(static_cast<int>(s / ps), head, static_cast<int>(s % ps));
   }
-  return row(static_cast<int>(slot / page_size), static_cast<int>(slot % page_size));
+  return g.row(static_cast<int>(slot / page_size), head, static_cast<int>(slot % page_size));
 }
 
 // In-place FWHT butterflies of the halves H0, 2 H0, ..., < n of x[n] (the reference's order).

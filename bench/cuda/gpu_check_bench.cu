@@ -170,13 +170,13 @@ struct Row {
 
 __global__ void empty_kernel() {}
 
-// The floor of every timed row: one empty kernel launch between two events (after the L2 flush).
-double empty_launch_us(Timer& timer) {
-  return timer.median_us([&] {
-    empty_kernel<<<1, 32>>>();
-    check(cudaGetLastError(), "empty kernel");
-  }, 30);
+void launch_empty_kernel() {
+  empty_kernel<<<1, 32>>>();
+  check(cudaGetLastError(), "empty kernel");
 }
+
+// The floor of every timed row: one empty kernel launch between two events (after the L2 flush).
+double empty_launch_us(Timer& timer) { return timer.median_us(launch_empty_kernel, 30); }
 
 double copy_bandwidth_gbps(Timer& timer) {
   const size_t bytes = size_t(1) << 30;
@@ -190,14 +190,18 @@ double copy_bandwidth_gbps(Timer& timer) {
 // input bytes (8 per lane) and writes 48 code bytes and a 2-byte norm, with no arithmetic but an XOR
 // of what it read (so the loads are not dropped). One launch after the L2 flush, like the append rows:
 // what any fused append of n vectors costs before it quantizes anything.
-__global__ void append_floor_kernel(const uint2* in, uint32_t* codes, uint16_t* norms, int n) {
+// (k: XORed into what is written; 0 here, a parameter word in append_floor_params_kernel.)
+__device__ __forceinline__ void append_floor(const uint2* in, uint32_t* codes, uint16_t* norms, int n, uint32_t k) {
   const int lane = threadIdx.x & 31;
   for (int v = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; v < n; v += (gridDim.x * blockDim.x) >> 5) {
     const uint2 x = in[static_cast<size_t>(v) * 32 + lane];
-    const uint32_t w = x.x ^ x.y;
+    const uint32_t w = x.x ^ x.y ^ k;
     if (lane < 12) codes[static_cast<size_t>(v) * 12 + lane] = w;
     if (lane == 12) norms[v] = static_cast<uint16_t>(w);
   }
+}
+__global__ void append_floor_kernel(const uint2* in, uint32_t* codes, uint16_t* norms, int n) {
+  append_floor(in, codes, norms, n, 0u);
 }
 
 // Diagnostic (RQ_LAUNCH_STATS): the floor kernel with a BYTES-byte parameter block whose first and
@@ -208,28 +212,40 @@ struct ParamBlock {
 };
 template <int BYTES>
 __global__ void append_floor_params_kernel(const uint2* in, uint32_t* codes, uint16_t* norms, int n, ParamBlock<BYTES> pb) {
-  const int lane = threadIdx.x & 31;
-  const uint32_t k = pb.w[0] ^ pb.w[BYTES / 4 - 1] ^ pb.w[(BYTES / 4) / 2];
-  for (int v = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; v < n; v += (gridDim.x * blockDim.x) >> 5) {
-    const uint2 x = in[static_cast<size_t>(v) * 32 + lane];
-    const uint32_t w = x.x ^ x.y ^ k;
-    if (lane < 12) codes[static_cast<size_t>(v) * 12 + lane] = w;
-    if (lane == 12) norms[v] = static_cast<uint16_t>(w);
-  }
+  append_floor(in, codes, norms, n, pb.w[0] ^ pb.w[BYTES / 4 - 1] ^ pb.w[(BYTES / 4) / 2]);
 }
 
 constexpr double kFloorBytesPerVector = 256.0 + 50.0;  // read + written by append_floor_kernel
 
-double append_floor_us(Timer& timer, long long n, int sm_count) {
-  DeviceBuffer<uint2> in(static_cast<size_t>(n) * 32);
-  DeviceBuffer<uint32_t> codes(static_cast<size_t>(n) * 12);
-  DeviceBuffer<uint16_t> norms(static_cast<size_t>(n));
-  fill_random(in.get(), static_cast<size_t>(n) * 256, 7);
-  const int blocks = static_cast<int>(std::min<long long>((n + 7) / 8, 8LL * sm_count));  // 8 warps a block
-  return timer.median_us([&] {
-    append_floor_kernel<<<blocks, 256>>>(in.get(), codes.get(), norms.get(), static_cast<int>(n));
+// The floor kernel's buffers for n vectors (random input) and its launch: append_floor_us and the
+// diagnostics.
+struct FloorBench {
+  int n, blocks;
+  DeviceBuffer<uint2> in;
+  DeviceBuffer<uint32_t> codes;
+  DeviceBuffer<uint16_t> norms;
+  FloorBench(long long n_vectors, int sm_count)
+      : n(static_cast<int>(n_vectors)),
+        blocks(static_cast<int>(std::min<long long>((n_vectors + 7) / 8, 8LL * sm_count))),  // 8 warps a block
+        in(static_cast<size_t>(n_vectors) * 32),
+        codes(static_cast<size_t>(n_vectors) * 12),
+        norms(static_cast<size_t>(n_vectors)) {
+    fill_random(in.get(), static_cast<size_t>(n_vectors) * 256, 7);
+  }
+  void launch() const {
+    append_floor_kernel<<<blocks, 256>>>(in.get(), codes.get(), norms.get(), n);
     check(cudaGetLastError(), "append floor");
-  }, 20);
+  }
+  template <int BYTES>
+  void launch(const ParamBlock<BYTES>& pb) const {
+    append_floor_params_kernel<BYTES><<<blocks, 256>>>(in.get(), codes.get(), norms.get(), n, pb);
+    check(cudaGetLastError(), "append floor (params)");
+  }
+};
+
+double append_floor_us(Timer& timer, long long n, int sm_count) {
+  const FloorBench fb(n, sm_count);
+  return timer.median_us([&] { fb.launch(); }, 20);
 }
 
 // Random fp16 in a sane range, as bench_append's host inputs: exponent in [2^-2, 2^1], random sign.
@@ -719,28 +735,14 @@ void launch_stats_probe(int sm_count) {
     auto q = [&](double f) { return all[static_cast<size_t>(f * (all.size() - 1) + 0.5)]; };
     std::printf("  pooled p10 %.2f p50 %.2f p90 %.2f mean %.2f\n", q(0.1), q(0.5), q(0.9), mean);
   };
-  stats("empty", [] {
-    empty_kernel<<<1, 32>>>();
-    check(cudaGetLastError(), "empty kernel");
-  });
+  stats("empty", launch_empty_kernel);
   {
-    const long long n = 16384;
-    DeviceBuffer<uint2> in(static_cast<size_t>(n) * 32);
-    DeviceBuffer<uint32_t> codes(static_cast<size_t>(n) * 12);
-    DeviceBuffer<uint16_t> norms(static_cast<size_t>(n));
-    fill_random(in.get(), static_cast<size_t>(n) * 256, 7);
-    const int blocks = static_cast<int>(std::min<long long>((n + 7) / 8, 8LL * sm_count));
-    stats("append floor 16K", [&] {
-      append_floor_kernel<<<blocks, 256>>>(in.get(), codes.get(), norms.get(), static_cast<int>(n));
-      check(cudaGetLastError(), "append floor");
-    });
+    const FloorBench fb(16384, sm_count);
+    stats("append floor 16K", [&] { fb.launch(); });
     auto with_params = [&](auto bytes_c) {
       constexpr int B = decltype(bytes_c)::value;
-      ParamBlock<B> pb{};
-      stats("append floor 16K, " + std::to_string(B) + " B params", [&] {
-        append_floor_params_kernel<B><<<blocks, 256>>>(in.get(), codes.get(), norms.get(), static_cast<int>(n), pb);
-        check(cudaGetLastError(), "append floor (params)");
-      });
+      const ParamBlock<B> pb{};
+      stats("append floor 16K, " + std::to_string(B) + " B params", [&] { fb.launch(pb); });
     };
     for_each_int(std::integer_sequence<int, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 1024>{}, with_params);
   }
@@ -757,7 +759,7 @@ void launch_stats_probe(int sm_count) {
     AppendBench b("turbo3", 16384, false, 0, 0, 0);
     for (int c = 0; c < 3; ++c) {
       const std::vector<double> t = timer.samples_us([&] { check(launch_quantize_append(b.p, nullptr), "append"); },
-                                                     [] { empty_kernel<<<1, 32>>>(); }, 30);
+                                                     launch_empty_kernel, 30);
       std::printf("stats turbo3 16K, empty kernel after each flush, call %d:", c);
       for (double v : t) std::printf(" %.2f", v);
       std::printf("\n");
@@ -796,19 +798,8 @@ void append_order_probe(int n_alloc, int sm_count) {
     // kernel, under three flushes: the memset of byte i & 0xff (as published), of a constant
     // byte, and the memset followed by a read (RQ_FLUSH=clean): which alternate, and with what.
     {
-      const long long n = 16384;
-      DeviceBuffer<uint2> in(static_cast<size_t>(n) * 32);
-      DeviceBuffer<uint32_t> codes(static_cast<size_t>(n) * 12);
-      DeviceBuffer<uint16_t> norms(static_cast<size_t>(n));
-      fill_random(in.get(), static_cast<size_t>(n) * 256, 7);
-      auto floor_launch = [&] {
-        append_floor_kernel<<<static_cast<int>(std::min<long long>((n + 7) / 8, 8LL * sm_count)), 256>>>(in.get(), codes.get(), norms.get(), static_cast<int>(n));
-        check(cudaGetLastError(), "append floor");
-      };
-      auto empty_launch = [] {
-        empty_kernel<<<1, 32>>>();
-        check(cudaGetLastError(), "empty kernel");
-      };
+      const FloorBench fb(16384, sm_count);
+      auto floor_launch = [&] { fb.launch(); };
       const bool clean0 = g_clean_flush;
       const struct { const char* name; int byte; bool clean; } modes[] = {{"byte=i", -1, false}, {"byte=0x5a", 0x5a, false}, {"clean", -1, true}};
       for (const auto& m : modes) {
@@ -818,7 +809,7 @@ void append_order_probe(int n_alloc, int sm_count) {
         std::printf("  floor:");
         for (int c = 0; c < 8; ++c) std::printf(" %.2f", timer.median_us(floor_launch, 30));
         std::printf("  empty:");
-        for (int c = 0; c < 8; ++c) std::printf(" %.2f", timer.median_us(empty_launch, 30));
+        for (int c = 0; c < 8; ++c) std::printf(" %.2f", timer.median_us(launch_empty_kernel, 30));
         std::printf("  append+floor:");
         for (int c = 0; c < 4; ++c) std::printf(" %.2f/%.2f", timer.median_us(launch(0), 30), timer.median_us(floor_launch, 30));
         std::printf("\n");
@@ -836,7 +827,7 @@ void append_order_probe(int n_alloc, int sm_count) {
             while (std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(sleep_us)) {}
           }
           std::printf(" %.2f", timer.median_us(launch(0), iters));
-          if (with_empty) std::printf("/%.2f", timer.median_us(empty_launch, iters));
+          if (with_empty) std::printf("/%.2f", timer.median_us(launch_empty_kernel, iters));
         }
         std::printf("\n");
         timer.warmups = 1;
